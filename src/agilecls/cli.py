@@ -1,0 +1,180 @@
+"""The ``agilecls`` command. Core sub-commands live here; workflow-specific ones in
+``agilecls.commands.*`` modules, each exposing ``register(app)``."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import pkgutil
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Agile text classifiers on small language models.")
+
+DEMO_REPORT = Path("reports/demo.html")
+
+
+def fail(message: str) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+def read_texts(texts: List[str], file: Optional[Path], text_col: str) -> list[str]:
+    """Texts from arguments, a file (one per line, or CSV/JSONL with ``text_col``) or standard input."""
+    if file is not None:
+        if file.suffix.lower() in (".csv", ".tsv", ".jsonl", ".json"):
+            from .datasets import load_file
+
+            return load_file(file, text_col=text_col, label_col=None).texts
+        return [line for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if texts:
+        return list(texts)
+    if not sys.stdin.isatty():
+        return [line for line in sys.stdin.read().splitlines() if line.strip()]
+    fail("give texts as arguments, --file, or on standard input")
+
+
+def parse_labels(labels: Optional[str]) -> Optional[list[str]]:
+    return [label.strip() for label in labels.split(",") if label.strip()] if labels else None
+
+
+def run_guarded(fn, *args, **kwargs):
+    """Turn the errors users cause (bad data, unknown model, bad labels) into one clear line."""
+    from .datasets import DatasetError
+    from .lm import ModelNotFoundError
+
+    try:
+        return fn(*args, **kwargs)
+    except (DatasetError, ModelNotFoundError, ValueError, TypeError, FileNotFoundError) as err:
+        fail(str(err))
+
+
+@app.command()
+def classify(texts: List[str] = typer.Argument(None, help="Texts to classify (or use --file / stdin)."),
+             labels: Optional[str] = typer.Option(None, help="Comma-separated class names (zero-shot)."),
+             model: Optional[str] = typer.Option(None, help="Model spec or a saved classifier folder."),
+             file: Optional[Path] = typer.Option(None, help="Text file (one per line), CSV or JSONL."),
+             text_col: str = typer.Option("text", help="Text column of a CSV/JSONL file."),
+             template: str = typer.Option("auto", help="auto, separator, separator-newlines or chat."),
+             instructions: Optional[str] = typer.Option(None, help="Instruction sentence of the prompt."),
+             as_json: bool = typer.Option(False, "--json", help="One JSON object per text.")):
+    """Print the label and per-label probabilities of each text."""
+    from .classifier import AgileClassifier
+    from .lm import DEFAULT_MODEL
+
+    items = read_texts(texts, file, text_col)
+
+    def run():
+        saved = Path(model) / "agilecls.json" if model else None
+        if saved is not None and saved.exists():
+            from .persistence import load_classifier
+
+            clf = load_classifier(model)
+        else:
+            if not parse_labels(labels):
+                raise ValueError("give --labels a,b,... (or --model a saved classifier folder)")
+            clf = AgileClassifier(labels=parse_labels(labels), model=model or DEFAULT_MODEL, template=template,
+                                  instructions=instructions).fit()
+        return clf, clf.predict_proba(items)
+
+    clf, proba = run_guarded(run)
+    for text, p in zip(items, proba):
+        best = clf.classes_[p.argmax()]
+        probs = {str(label): round(float(v), 4) for label, v in zip(clf.classes_, p)}
+        if as_json:
+            typer.echo(json.dumps({"text": text, "label": str(best), "probabilities": probs}, ensure_ascii=False))
+        else:
+            shown = "  ".join(f"{k}={v:.3f}" for k, v in probs.items())
+            typer.echo(f"{best}\t{shown}\t{text[:80]}")
+
+
+def evaluate(clf, data, report: Path, title: str, info: dict) -> dict:
+    """Predict ``data``, print the metrics table and write the HTML report."""
+    from .metrics import format_table
+    from .report import write_report
+
+    start = time.perf_counter()
+    proba = clf.predict_proba(data.texts)
+    seconds = time.perf_counter() - start
+    info = {**info, "texts": len(data), "seconds": f"{seconds:.1f}", "texts/s": f"{len(data) / seconds:.2f}"}
+    metrics = write_report(report, data.y, proba, list(clf.classes_), title=title,
+                           positive_label=data.meta.get("positive_label"), info=info)
+    shown = {k: v for k, v in metrics.items() if k != "n"}
+    typer.echo(format_table([shown]))
+    typer.echo(f"{len(data)} texts in {seconds:.1f} s; report written to {report}")
+    return metrics
+
+
+@app.command("eval")
+def eval_command(data: str = typer.Argument(..., help="ethos, tweets, clinc150 (name[:split]) or a CSV/JSONL file."),
+                 model: Optional[str] = typer.Option(None, help="Model spec or a saved classifier folder."),
+                 split: str = typer.Option("test", help="Split of a reference dataset."),
+                 text_col: str = typer.Option("text"), label_col: str = typer.Option("label"),
+                 labels: Optional[str] = typer.Option(None, help="Comma-separated class names."),
+                 shots: int = typer.Option(0, help="In-context examples per class from the train split."),
+                 template: str = typer.Option("auto"),
+                 limit: Optional[int] = typer.Option(None, help="Evaluate only the first N texts."),
+                 report: Path = typer.Option(Path("reports/eval.html"), help="Where to write the HTML report.")):
+    """Evaluate a classifier on a dataset: metrics table + HTML report."""
+    from .classifier import AgileClassifier
+    from .datasets import load_dataset
+    from .lm import DEFAULT_MODEL
+
+    def run():
+        test = load_dataset(data, split, text_col, label_col, parse_labels(labels))
+        test = test.head(limit) if limit else test
+        saved = Path(model) / "agilecls.json" if model else None
+        if saved is not None and saved.exists():
+            from .persistence import load_classifier
+
+            return load_classifier(model), test
+        clf = AgileClassifier(labels=test.labels, model=model or DEFAULT_MODEL, template=template, shots=shots,
+                              instructions=test.meta.get("instructions"))
+        if shots:
+            train = load_dataset(data, "train", text_col, label_col, test.labels)
+            return clf.fit(train.texts, train.y), test
+        return clf.fit(), test
+
+    clf, test = run_guarded(run)
+    evaluate(clf, test, report, f"{test.name}: {clf.model}", {"model": clf.model, "shots": shots})
+
+
+@app.command()
+def demo(model: Optional[str] = typer.Option(None, help="Model spec (default: the bundled default)."),
+         shots: int = typer.Option(1, help="In-context examples per class."),
+         limit: Optional[int] = typer.Option(None, help="Evaluate only the first N test texts."),
+         report: Path = typer.Option(DEMO_REPORT, help="Where to write the HTML report.")):
+    """The main job: classify the ETHOS hate-speech test split with the bundled default model."""
+    from .classifier import AgileClassifier
+    from .datasets import load_ethos
+    from .lm import DEFAULT_MODEL
+
+    def run():
+        train, test = load_ethos("train"), load_ethos("test")
+        test = test.head(limit) if limit else test
+        clf = AgileClassifier(labels=train.labels, model=model or DEFAULT_MODEL, shots=shots,
+                              instructions=train.meta["instructions"])
+        typer.echo(f"agilecls demo: {clf.model}, {shots}-shot, ETHOS test split ({len(test)} texts)")
+        return clf.fit(train.texts, train.y), test
+
+    clf, test = run_guarded(run)
+    evaluate(clf, test, report, f"ETHOS hate speech, {shots}-shot, {clf.model}",
+             {"model": clf.model, "shots": shots, "template": clf.template_.style})
+
+
+def _register_commands() -> None:
+    from . import commands
+
+    for module in pkgutil.iter_modules(commands.__path__):
+        importlib.import_module(f"{commands.__name__}.{module.name}").register(app)
+
+
+_register_commands()
+
+if __name__ == "__main__":
+    app()

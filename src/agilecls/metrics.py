@@ -1,0 +1,83 @@
+"""The metric suite: one function from (true labels, probabilities) to a flat dict of numbers.
+
+Plots live in :mod:`agilecls.plots`; the HTML page that combines both in :mod:`agilecls.report`.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+from sklearn import metrics as skm
+
+
+def encode_labels(y_true: Sequence[str], labels: Sequence[str]) -> np.ndarray:
+    index = {label: i for i, label in enumerate(labels)}
+    missing = sorted({str(y) for y in y_true} - set(index))
+    if missing:
+        raise ValueError(f"true labels {missing[:10]} are not among the classifier's labels {list(labels)}")
+    return np.array([index[y] for y in y_true])
+
+
+def expected_calibration_error(y_true_idx: np.ndarray, proba: np.ndarray, n_bins: int = 15) -> float:
+    """Top-label ECE with equal-width confidence bins (the usual definition, 15 bins)."""
+    confidence = proba.max(axis=1)
+    correct = proba.argmax(axis=1) == y_true_idx
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    bins = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, n_bins - 1)
+    ece = 0.0
+    for b in range(n_bins):
+        in_bin = bins == b
+        if in_bin.any():
+            ece += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
+    return float(ece)
+
+
+def classification_metrics(y_true: Sequence[str], proba: np.ndarray, labels: Sequence[str],
+                           positive_label: str | None = None) -> dict[str, float]:
+    """Accuracy, precision/recall/F1 (binary for two classes, macro always), ROC-AUC, PR-AUC,
+    log loss, Brier score and ECE. ``positive_label`` picks the positive class of a binary task
+    (default: the second label)."""
+    labels = list(labels)
+    proba = np.asarray(proba, dtype=np.float64)
+    y = encode_labels(y_true, labels)
+    pred = proba.argmax(axis=1)
+    onehot = np.eye(len(labels))[y]
+    out: dict[str, float] = {
+        "n": float(len(y)),
+        "accuracy": skm.accuracy_score(y, pred),
+        "precision_macro": skm.precision_score(y, pred, average="macro", labels=range(len(labels)), zero_division=0),
+        "recall_macro": skm.recall_score(y, pred, average="macro", labels=range(len(labels)), zero_division=0),
+        "f1_macro": skm.f1_score(y, pred, average="macro", labels=range(len(labels)), zero_division=0),
+        "log_loss": skm.log_loss(y, np.clip(proba, 1e-12, 1.0), labels=range(len(labels))),
+        "brier": float(np.mean(np.sum((proba - onehot) ** 2, axis=1))),
+        "ece": expected_calibration_error(y, proba),
+    }
+    present = np.unique(y)
+    if len(labels) == 2:
+        pos = labels.index(positive_label) if positive_label is not None else 1
+        y_pos, p_pos = (y == pos).astype(int), proba[:, pos]
+        out["precision"] = skm.precision_score(y_pos, pred == pos, zero_division=0)
+        out["recall"] = skm.recall_score(y_pos, pred == pos, zero_division=0)
+        out["f1"] = skm.f1_score(y_pos, pred == pos, zero_division=0)
+        if len(present) == 2:
+            out["roc_auc"] = skm.roc_auc_score(y_pos, p_pos)
+            out["pr_auc"] = skm.average_precision_score(y_pos, p_pos)
+    elif len(present) > 1:
+        cols = present if len(present) < len(labels) else np.arange(len(labels))
+        renorm = proba[:, cols] / np.clip(proba[:, cols].sum(axis=1, keepdims=True), 1e-12, None)
+        out["roc_auc"] = skm.roc_auc_score(y, renorm, multi_class="ovr", labels=cols)
+        out["pr_auc"] = skm.average_precision_score(onehot[:, cols], proba[:, cols], average="macro")
+    return {k: float(v) for k, v in out.items()}
+
+
+def format_table(rows: list[dict], columns: Sequence[str] | None = None, floatfmt: str = ".3f") -> str:
+    """A plain-text table (benchmarks and the CLI print these)."""
+    if not rows:
+        return "(no rows)"
+    columns = list(columns or rows[0].keys())
+    cells = [[(format(r.get(c), floatfmt) if isinstance(r.get(c), float) else str(r.get(c, ""))) for c in columns]
+             for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    line = lambda vals: "  ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(zip(vals, widths)))
+    return "\n".join([line(columns), line(["-" * w for w in widths])] + [line(r) for r in cells])

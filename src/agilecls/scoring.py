@@ -1,0 +1,255 @@
+"""The label-scoring engine: the one place that turns prompts into a log-probability per label.
+
+How it stays fast:
+- single-token labels are read from the hidden state at the answer position multiplied by only
+  the label tokens' rows of the output embedding (no full-vocabulary LM head);
+- a prefix shared by many prompts (instructions, few-shot examples) is run once and its key/value
+  cache reused for every text;
+- rows are grouped by length so a batch is padded only to its own longest row.
+Multi-token labels are scored by their full log-likelihood (continuation tokens need the full
+softmax at their own positions only).
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .lm import LanguageModel
+from .prompts import PromptParts
+
+
+class LabelTokenError(ValueError):
+    """Labels that cannot be told apart by their tokens."""
+
+
+def label_token_ids(tokenizer, labels: Sequence[str], label_prefix: str) -> list[list[int]]:
+    """Token ids of each label as the model would write it after the prompt; rejects labels
+    that are duplicated or tokenize identically (they would always score the same)."""
+    if len(set(labels)) != len(labels):
+        dupes = sorted({lab for lab in labels if list(labels).count(lab) > 1})
+        raise LabelTokenError(f"duplicate labels {dupes}")
+    ids = []
+    for label in labels:
+        if not str(label).strip():
+            raise LabelTokenError("a label is empty or whitespace")
+        tokens = tokenizer(label_prefix + str(label), add_special_tokens=False)["input_ids"]
+        ids.append(list(tokens))
+    seen: dict[tuple, str] = {}
+    for label, tokens in zip(labels, ids):
+        if tuple(tokens) in seen:
+            raise LabelTokenError(f"labels {seen[tuple(tokens)]!r} and {label!r} tokenize to the same tokens "
+                                  f"{tokens}; rename one of them")
+        seen[tuple(tokens)] = label
+    return ids
+
+
+@dataclass
+class EncodedPrompt:
+    """Token ids of one prompt: the shared prefix and the per-text body (text + tail)."""
+
+    prefix: tuple[int, ...]
+    body: list[int]
+    truncated: bool = False
+
+
+class PromptEncoder:
+    """Tokenizes PromptParts, caching the prefix ids and truncating texts that would overflow the context."""
+
+    def __init__(self, lm: LanguageModel, max_length: int | None = None, reserve: int = 0):
+        self.lm = lm
+        self.max_length = min(max_length or lm.max_length, lm.max_length)
+        self.reserve = reserve
+        self._prefix_cache: dict[str, tuple[int, ...]] = {}
+
+    def _prefix_ids(self, prefix: str) -> tuple[int, ...]:
+        if prefix not in self._prefix_cache:
+            tok = self.lm.tokenizer
+            has_bos_text = bool(tok.bos_token) and prefix.startswith(tok.bos_token)
+            self._prefix_cache[prefix] = tuple(tok(prefix, add_special_tokens=not has_bos_text)["input_ids"])
+        return self._prefix_cache[prefix]
+
+    def encode(self, parts: Sequence[PromptParts]) -> list[EncodedPrompt]:
+        tok = self.lm.tokenizer
+        texts = tok([p.text for p in parts], add_special_tokens=False)["input_ids"]
+        tails = {tail: tok(tail, add_special_tokens=False)["input_ids"] for tail in {p.tail for p in parts}}
+        out, n_truncated = [], 0
+        for p, text_ids in zip(parts, texts):
+            prefix, tail = self._prefix_ids(p.prefix), tails[p.tail]
+            room = self.max_length - len(prefix) - len(tail) - self.reserve
+            if room < 1:
+                raise ValueError(f"the prompt template alone ({len(prefix) + len(tail)} tokens) does not fit "
+                                 f"the context of {self.max_length} tokens; use fewer in-context examples")
+            truncated = len(text_ids) > room
+            n_truncated += truncated
+            out.append(EncodedPrompt(prefix, list(text_ids[:room]) + list(tail), truncated))
+        if n_truncated:
+            warnings.warn(f"{n_truncated} text(s) longer than the model's context of {self.max_length} tokens were "
+                          f"truncated (the template's tail is kept)", stacklevel=3)
+        return out
+
+
+def _softcap(logits: torch.Tensor, cap: float | None) -> torch.Tensor:
+    return torch.tanh(logits / cap) * cap if cap else logits
+
+
+def expand_cache(cache, batch: int):
+    """A private copy of a batch-1 key/value cache repeated ``batch`` times."""
+    copied = copy.deepcopy(cache)
+    copied.batch_repeat_interleave(batch)
+    return copied
+
+
+def prefix_cache(lm: LanguageModel, prefix: Sequence[int]):
+    """Run the shared prefix once and keep its key/value cache."""
+    ids = torch.tensor([list(prefix)], device=lm.device)
+    return lm.base_model()(input_ids=ids, use_cache=True).past_key_values
+
+
+def hidden_states(lm: LanguageModel, rows: list[list[int]], prefix: Sequence[int], cache=None):
+    """Final hidden states of right-padded ``rows`` that continue ``prefix`` (via its cache when given).
+
+    Returns (hidden [rows, T, d], lengths). Right padding keeps positions of real tokens exact
+    and causal attention keeps them blind to the padding after them."""
+    device = lm.device
+    lengths = [len(r) for r in rows]
+    width = max(lengths)
+    pad = lm.tokenizer.pad_token_id or 0
+    ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=device)
+    mask = torch.tensor([[1] * n + [0] * (width - n) for n in lengths], device=device)
+    base = lm.base_model()
+    if cache is not None:
+        full_mask = torch.cat([torch.ones(len(rows), len(prefix), dtype=mask.dtype, device=device), mask], dim=1)
+        out = base(input_ids=ids, attention_mask=full_mask, past_key_values=expand_cache(cache, len(rows)),
+                   use_cache=True)
+        return out.last_hidden_state, lengths
+    if prefix:
+        prefix_t = torch.tensor([list(prefix)] * len(rows), device=device)
+        ids = torch.cat([prefix_t, ids], dim=1)
+        mask = torch.cat([torch.ones_like(prefix_t), mask], dim=1)
+    out = base(input_ids=ids, attention_mask=mask, use_cache=False)
+    return out.last_hidden_state[:, len(prefix):], lengths
+
+
+@dataclass
+class _Row:
+    example: int
+    tokens: list[int]
+    answer_pos: int
+    label: int | None  # multi-token label continued in this row; None = first tokens only
+
+
+class LabelScorer:
+    """Log-probability of each label after each prompt.
+
+    ``normalize='labels'`` (default) returns scores whose softmax over the labels equals the
+    renormalised label probabilities (the answer position's full-vocabulary normaliser is a
+    constant per text and is skipped); ``'vocab'`` returns true log-probabilities, computing that
+    normaliser for one position per text. ``length_normalize`` averages multi-token
+    log-likelihoods per token (implies ``'vocab'``)."""
+
+    def __init__(self, lm: LanguageModel, label_ids: list[list[int]], normalize: str = "labels",
+                 length_normalize: bool = False, batch_size: int = 8, batch_tokens: int = 4096,
+                 reuse_prefix: bool = True, progress: bool = True):
+        if normalize not in ("labels", "vocab"):
+            raise ValueError("normalize must be 'labels' or 'vocab'")
+        self.lm = lm
+        self.label_ids = label_ids
+        self.vocab_norm = normalize == "vocab" or length_normalize
+        self.length_normalize = length_normalize
+        self.batch_size = batch_size
+        self.batch_tokens = batch_tokens
+        self.reuse_prefix = reuse_prefix
+        self.progress = progress
+        self.first_ids = [ids[0] for ids in label_ids]
+        self.multi = [i for i, ids in enumerate(label_ids) if len(ids) > 1]
+
+    def rows_for(self, prompts: Sequence[EncodedPrompt]) -> dict[tuple[int, ...], list[_Row]]:
+        """One row per text, or one per (text, multi-token label) carrying the label's tokens."""
+        groups: dict[tuple[int, ...], list[_Row]] = {}
+        for i, p in enumerate(prompts):
+            answer = len(p.body) - 1
+            rows = [_Row(i, p.body + self.label_ids[m][:-1], answer, m) for m in self.multi] or [
+                _Row(i, list(p.body), answer, None)]
+            groups.setdefault(p.prefix, []).extend(rows)
+        return groups
+
+    def row_scores(self, hidden: torch.Tensor, rows: list[_Row]) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+        """Differentiable scores from hidden states: first-token scores [rows, labels] and, for
+        multi-token rows, the summed log-probability of the label's continuation tokens."""
+        weight = self.lm.output_embedding()
+        cap = self.lm.logit_softcap()
+        index = torch.arange(len(rows), device=hidden.device)
+        h_answer = hidden[index, torch.tensor([r.answer_pos for r in rows], device=hidden.device)]
+        first = _softcap(h_answer @ weight[self.first_ids].T, cap)
+        if self.vocab_norm:
+            first = first - torch.logsumexp(_softcap(h_answer @ weight.T, cap), dim=-1, keepdim=True)
+        continuation: dict[int, torch.Tensor] = {}
+        for j, r in enumerate(rows):
+            if r.label is None:
+                continue
+            targets = self.label_ids[r.label][1:]
+            positions = torch.arange(r.answer_pos + 1, r.answer_pos + 1 + len(targets), device=hidden.device)
+            logp = torch.log_softmax(_softcap(hidden[j, positions] @ weight.T, cap), dim=-1)
+            continuation[j] = logp[torch.arange(len(targets)), torch.tensor(targets, device=hidden.device)].sum()
+        return first, continuation
+
+    def batches(self, rows: list[_Row]) -> list[list[_Row]]:
+        """Rows sorted by length and cut into batches bounded in count and padded tokens."""
+        order = sorted(rows, key=lambda r: len(r.tokens))
+        batches, current = [], []
+        for row in order:
+            if current and (len(current) >= self.batch_size or len(row.tokens) * (len(current) + 1) > self.batch_tokens):
+                batches.append(current)
+                current = []
+            current.append(row)
+        if current:
+            batches.append(current)
+        return batches
+
+    def combine(self, n: int, scored: list[tuple[_Row, torch.Tensor, torch.Tensor | None]]) -> torch.Tensor:
+        """Assemble per-row results into [texts, labels] scores."""
+        n_labels = len(self.label_ids)
+        out = [[None] * n_labels for _ in range(n)]
+        for row, first, cont in scored:
+            for k in range(n_labels):
+                if k not in self.multi and out[row.example][k] is None:
+                    out[row.example][k] = first[k]
+            if row.label is not None:
+                out[row.example][row.label] = first[row.label] + cont
+        scores = torch.stack([torch.stack(r) for r in out])
+        if self.length_normalize:
+            lengths = torch.tensor([len(ids) for ids in self.label_ids], dtype=scores.dtype, device=scores.device)
+            scores = scores / lengths
+        return scores
+
+    def score_tensor(self, prompts: Sequence[EncodedPrompt]) -> torch.Tensor:
+        """Scores [texts, labels] as a tensor that carries gradients when enabled (used by tuning)."""
+        scored = []
+        for prefix, rows in self.rows_for(prompts).items():
+            hidden, _ = hidden_states(self.lm, [r.tokens for r in rows], prefix)
+            first, cont = self.row_scores(hidden, rows)
+            scored += [(r, first[j], cont.get(j)) for j, r in enumerate(rows)]
+        return self.combine(len(prompts), scored)
+
+    @torch.inference_mode()
+    def score(self, prompts: Sequence[EncodedPrompt], desc: str = "scoring") -> np.ndarray:
+        """Scores [texts, labels] as float64 numpy, batched, with the prefix cache reused."""
+        groups = self.rows_for(prompts)
+        total = sum(len(rows) for rows in groups.values())
+        scored = []
+        with tqdm(total=total, desc=desc, unit="row", disable=not self.progress or total < 16, leave=False) as bar:
+            for prefix, rows in groups.items():
+                cache = prefix_cache(self.lm, prefix) if self.reuse_prefix and prefix else None
+                for batch in self.batches(rows):
+                    hidden, _ = hidden_states(self.lm, [r.tokens for r in batch], prefix, cache)
+                    first, cont = self.row_scores(hidden, batch)
+                    scored += [(r, first[j], cont.get(j)) for j, r in enumerate(batch)]
+                    bar.update(len(batch))
+        return self.combine(len(prompts), scored).double().cpu().numpy()

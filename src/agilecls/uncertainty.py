@@ -1,0 +1,382 @@
+"""Heads that know what they do not know, and the numbers that say how well they do.
+
+- :class:`SoftmaxHead`: the plain baseline (an MLP with a dense softmax output).
+- :class:`SNGPHead`: SNGP — spectrally normalised residual hidden layers (distances in the input
+  survive into the hidden space) and a random-Fourier-feature Gaussian-process output layer whose
+  Laplace precision matrix is accumulated exactly over an epoch (reset at each epoch's start);
+  predictions use mean-field logits ``logits / sqrt(1 + lambda * variance)``.
+- :class:`MahalanobisScorer`: class means and a shared covariance on embeddings; the distance to
+  the nearest class mean is the out-of-scope score.
+- Post-hoc temperature scaling, label-based OOD scores, OOD and abstention metrics.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+#: Mean-field factor of the SNGP predictive approximation (``pi / 8``, the probit approximation).
+MEAN_FIELD_FACTOR = math.pi / 8
+OOD_METHODS = ("max_prob", "entropy", "energy")
+
+
+# --------------------------------------------------------------------------------------------
+# Spectral normalisation with a bound
+# --------------------------------------------------------------------------------------------
+class BoundedSpectralNorm(nn.Module):
+    """Parametrisation ``W / max(1, sigma(W) / bound)``: a weight whose spectral norm exceeds
+    ``bound`` is scaled down to it (SNGP's form; torch's own ``spectral_norm`` always divides by
+    sigma). sigma comes from power iteration whose vectors persist between steps."""
+
+    def __init__(self, weight: torch.Tensor, norm_bound: float = 0.95, n_power_iterations: int = 1,
+                 eps: float = 1e-12):
+        super().__init__()
+        if norm_bound <= 0:
+            raise ValueError(f"norm_bound must be positive, got {norm_bound}")
+        self.norm_bound = float(norm_bound)
+        self.n_power_iterations = int(n_power_iterations)
+        self.eps = eps
+        out_f, in_f = weight.shape
+        gen = torch.Generator().manual_seed(0)
+        self.register_buffer("_u", nn.functional.normalize(torch.randn(out_f, generator=gen), dim=0, eps=eps))
+        self.register_buffer("_v", nn.functional.normalize(torch.randn(in_f, generator=gen), dim=0, eps=eps))
+        self._power_iteration(weight.detach(), 15)
+
+    @torch.no_grad()
+    def _power_iteration(self, weight: torch.Tensor, n: int) -> None:
+        for _ in range(n):
+            self._v.copy_(nn.functional.normalize(weight.t() @ self._u, dim=0, eps=self.eps))
+            self._u.copy_(nn.functional.normalize(weight @ self._v, dim=0, eps=self.eps))
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            self._power_iteration(weight.detach(), self.n_power_iterations)
+        u, v = self._u.clone(), self._v.clone()  # clones: the in-place updates must not touch the graph
+        sigma = torch.dot(u, weight @ v)
+        return weight / torch.clamp(sigma / self.norm_bound, min=1.0)
+
+
+def spectral_normalized_linear(in_features: int, out_features: int, norm_bound: float = 0.95,
+                               n_power_iterations: int = 1, bias: bool = True) -> nn.Linear:
+    """An ``nn.Linear`` whose weight's spectral norm is kept <= ``norm_bound``."""
+    layer = nn.Linear(in_features, out_features, bias=bias)
+    parametrize.register_parametrization(layer, "weight", BoundedSpectralNorm(layer.weight, norm_bound,
+                                                                             n_power_iterations))
+    return layer
+
+
+def spectral_norm(weight: torch.Tensor) -> float:
+    """The exact spectral norm (largest singular value) of a weight matrix."""
+    return float(torch.linalg.matrix_norm(weight.detach().double(), ord=2))
+
+
+# --------------------------------------------------------------------------------------------
+# Heads
+# --------------------------------------------------------------------------------------------
+class ResidualMLP(nn.Module):
+    """``h <- h + dropout(act(W h + b))`` blocks, spectrally normalised when ``norm_bound`` is set.
+
+    A residual block with Lipschitz constant < 1 keeps distances between inputs (bi-Lipschitz), so
+    a text far from the training data stays far in the hidden space. Inputs of another width go
+    first through a fixed random projection (no training: it must not collapse distances)."""
+
+    def __init__(self, in_features: int, hidden_dim: int | None = None, n_layers: int = 1,
+                 dropout: float = 0.1, norm_bound: float | None = None, n_power_iterations: int = 1,
+                 seed: int = 0):
+        super().__init__()
+        hidden_dim = hidden_dim or in_features
+        self.out_features = hidden_dim if n_layers else in_features
+        if n_layers and hidden_dim != in_features:
+            gen = torch.Generator().manual_seed(seed + 1)
+            self.register_buffer("projection", torch.randn(hidden_dim, in_features, generator=gen)
+                                 / math.sqrt(in_features))
+        else:
+            self.projection = None
+        if norm_bound is None:
+            make = lambda: nn.Linear(hidden_dim, hidden_dim)
+        else:
+            make = lambda: spectral_normalized_linear(hidden_dim, hidden_dim, norm_bound, n_power_iterations)
+        self.layers = nn.ModuleList([make() for _ in range(n_layers)])
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.projection is not None:
+            x = x @ self.projection.t()
+        for layer in self.layers:
+            x = x + self.dropout(nn.functional.gelu(layer(x)))
+        return x
+
+
+class SoftmaxHead(nn.Module):
+    """The deterministic baseline: residual MLP (no spectral norm) and a dense softmax output."""
+
+    def __init__(self, in_features: int, num_classes: int, hidden_dim: int | None = None, n_layers: int = 1,
+                 dropout: float = 0.1, seed: int = 0):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.body = ResidualMLP(in_features, hidden_dim, n_layers, dropout, None, seed=seed)
+        self.output = nn.Linear(self.body.out_features, num_classes)
+
+    def forward(self, x: torch.Tensor, update_covariance: bool = False) -> torch.Tensor:
+        return self.output(self.body(x))
+
+    def predict_logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward(x)
+
+    def reset_covariance(self) -> None:  # the training loop treats every head alike
+        pass
+
+    def finalize(self) -> None:
+        pass
+
+
+class RandomFeatureGP(nn.Module):
+    """Gaussian-process output layer with random Fourier features and a Laplace posterior.
+
+    ``phi(h) = scale * cos(W h + b)`` with ``W ~ N(0, 1/kernel_scale^2)`` (an RBF kernel of length
+    scale ``kernel_scale``) and ``b ~ U(0, 2 pi)``; logits ``beta^T phi``. The precision matrix
+    ``ridge * I + sum_i m_i phi_i phi_i^T`` (``m_i = 1`` for the Gaussian likelihood, ``p(1-p)`` for
+    the logistic one) is summed exactly over one epoch: :meth:`reset_covariance` starts a new sum."""
+
+    def __init__(self, in_features: int, num_classes: int, num_inducing: int = 1024,
+                 kernel_scale: float | None = None, normalize_input: bool = True,
+                 scale_random_features: bool = False, ridge_penalty: float = 1.0,
+                 likelihood: str = "gaussian", seed: int = 0):
+        super().__init__()
+        if likelihood not in ("gaussian", "logistic"):
+            raise ValueError(f"likelihood must be 'gaussian' or 'logistic', got {likelihood!r}")
+        self.num_inducing = int(num_inducing)
+        self.ridge_penalty = float(ridge_penalty)
+        self.likelihood = likelihood
+        self.kernel_scale = float(kernel_scale) if kernel_scale else math.sqrt(in_features)
+        self.feature_scale = math.sqrt(2.0 / num_inducing) if scale_random_features else 1.0
+        self.input_norm = nn.LayerNorm(in_features, elementwise_affine=False) if normalize_input else nn.Identity()
+        gen = torch.Generator().manual_seed(seed + 2)
+        self.register_buffer("rff_weight", torch.randn(num_inducing, in_features, generator=gen) / self.kernel_scale)
+        self.register_buffer("rff_bias", torch.rand(num_inducing, generator=gen) * 2 * math.pi)
+        self.output = nn.Linear(num_inducing, num_classes)
+        self.register_buffer("precision", self.ridge_penalty * torch.eye(num_inducing))
+        self.register_buffer("covariance", torch.eye(num_inducing) / self.ridge_penalty)
+        self.register_buffer("n_seen", torch.zeros((), dtype=torch.long))
+
+    def features(self, h: torch.Tensor) -> torch.Tensor:
+        return self.feature_scale * torch.cos(self.input_norm(h) @ self.rff_weight.t() + self.rff_bias)
+
+    def reset_covariance(self) -> None:
+        """Start a new exact sum (called at the start of each training epoch)."""
+        self.precision.copy_(self.ridge_penalty * torch.eye(self.num_inducing, device=self.precision.device))
+        self.n_seen.zero_()
+
+    @torch.no_grad()
+    def update_covariance(self, phi: torch.Tensor, logits: torch.Tensor) -> None:
+        phi = phi.detach()
+        if self.likelihood == "logistic":
+            p = torch.softmax(logits.detach(), dim=-1).max(dim=-1).values
+            phi = phi * torch.sqrt(p * (1 - p)).unsqueeze(-1)
+        self.precision.add_(phi.t() @ phi)
+        self.n_seen.add_(phi.shape[0])
+
+    @torch.no_grad()
+    def finalize(self) -> None:
+        """Invert the precision once after training; predictions reuse the covariance."""
+        self.covariance.copy_(torch.linalg.inv(self.precision.double()).to(self.precision.dtype))
+
+    def forward(self, h: torch.Tensor, update_covariance: bool = False):
+        phi = self.features(h)
+        logits = self.output(phi)
+        if update_covariance and self.training:
+            self.update_covariance(phi, logits)
+        return logits, phi
+
+    def variance(self, phi: torch.Tensor) -> torch.Tensor:
+        """Predictive variance ``ridge * phi^T Sigma phi`` of each row (same for every class)."""
+        return self.ridge_penalty * ((phi @ self.covariance) * phi).sum(dim=-1)
+
+
+class SNGPHead(nn.Module):
+    """Spectral-normalised residual MLP + random-feature GP output layer.
+
+    ``forward`` gives the raw GP logits (what training fits); :meth:`predict_logits` the
+    mean-field logits ``logits / sqrt(1 + mean_field_factor * variance)`` used for prediction."""
+
+    def __init__(self, in_features: int, num_classes: int, hidden_dim: int | None = None, n_layers: int = 1,
+                 dropout: float = 0.1, norm_bound: float = 0.95, n_power_iterations: int = 1,
+                 num_inducing: int = 1024, kernel_scale: float | None = None, ridge_penalty: float = 1.0,
+                 mean_field_factor: float = MEAN_FIELD_FACTOR, likelihood: str = "gaussian",
+                 scale_random_features: bool = False, seed: int = 0):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.mean_field_factor = float(mean_field_factor)
+        self.body = ResidualMLP(in_features, hidden_dim, n_layers, dropout, norm_bound, n_power_iterations, seed)
+        self.gp = RandomFeatureGP(self.body.out_features, num_classes, num_inducing, kernel_scale,
+                                  ridge_penalty=ridge_penalty, likelihood=likelihood,
+                                  scale_random_features=scale_random_features, seed=seed)
+
+    def forward(self, x: torch.Tensor, update_covariance: bool = False) -> torch.Tensor:
+        logits, _ = self.gp(self.body(x), update_covariance)
+        return logits
+
+    def logits_and_variance(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits, phi = self.gp(self.body(x))
+        return logits, self.gp.variance(phi)
+
+    def predict_logits(self, x: torch.Tensor) -> torch.Tensor:
+        logits, var = self.logits_and_variance(x)
+        return mean_field_logits(logits, var, self.mean_field_factor)
+
+    def reset_covariance(self) -> None:
+        self.gp.reset_covariance()
+
+    def finalize(self) -> None:
+        self.gp.finalize()
+
+
+def mean_field_logits(logits: torch.Tensor, variance: torch.Tensor, mean_field_factor: float = MEAN_FIELD_FACTOR):
+    """The mean-field approximation of the predictive softmax: shrink logits where variance is high."""
+    if mean_field_factor is None or mean_field_factor < 0:
+        return logits
+    return logits / torch.sqrt(1.0 + mean_field_factor * variance).unsqueeze(-1)
+
+
+# --------------------------------------------------------------------------------------------
+# Mahalanobis
+# --------------------------------------------------------------------------------------------
+class MahalanobisScorer:
+    """Class means and one shared covariance (Ledoit-Wolf shrinkage, since a few hundred examples
+    rarely pin down a full covariance); ``score`` = squared distance to the nearest class mean."""
+
+    def __init__(self, shrinkage: bool = True):
+        self.shrinkage = shrinkage
+        self.means_: np.ndarray | None = None
+        self.precision_: np.ndarray | None = None
+
+    def fit(self, emb: np.ndarray, y_idx: np.ndarray, num_classes: int | None = None) -> "MahalanobisScorer":
+        from sklearn.covariance import EmpiricalCovariance, LedoitWolf
+
+        emb = np.asarray(emb, dtype=np.float64)
+        y_idx = np.asarray(y_idx)
+        k = int(num_classes or y_idx.max() + 1)
+        self.means_ = np.stack([emb[y_idx == c].mean(axis=0) if (y_idx == c).any() else np.zeros(emb.shape[1])
+                                for c in range(k)])
+        centered = emb - self.means_[y_idx]
+        est = LedoitWolf(assume_centered=True) if self.shrinkage else EmpiricalCovariance(assume_centered=True)
+        self.precision_ = est.fit(centered).precision_
+        return self
+
+    def distances(self, emb: np.ndarray) -> np.ndarray:
+        """Squared Mahalanobis distance of each row to each class mean, [n, classes]."""
+        if self.means_ is None:
+            raise RuntimeError("MahalanobisScorer is not fitted")
+        emb = np.asarray(emb, dtype=np.float64)
+        xp = emb @ self.precision_
+        mp = self.means_ @ self.precision_
+        d = (xp * emb).sum(1)[:, None] - 2 * xp @ self.means_.T + (mp * self.means_).sum(1)[None, :]
+        return np.maximum(d, 0.0)
+
+    def score(self, emb: np.ndarray) -> np.ndarray:
+        return self.distances(emb).min(axis=1)
+
+    def logits(self, emb: np.ndarray) -> np.ndarray:
+        """Gaussian-discriminant logits ``-d^2 / 2`` (equal priors)."""
+        return -0.5 * self.distances(emb)
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {"means": self.means_, "precision": self.precision_}
+
+    @classmethod
+    def from_state(cls, state: dict[str, np.ndarray], shrinkage: bool = True) -> "MahalanobisScorer":
+        obj = cls(shrinkage)
+        obj.means_ = np.asarray(state["means"], dtype=np.float64)
+        obj.precision_ = np.asarray(state["precision"], dtype=np.float64)
+        return obj
+
+
+# --------------------------------------------------------------------------------------------
+# Scores, calibration, metrics
+# --------------------------------------------------------------------------------------------
+def _as_tensor(logits) -> torch.Tensor:
+    return logits.detach().double() if isinstance(logits, torch.Tensor) else torch.as_tensor(np.asarray(logits), dtype=torch.float64)
+
+
+def label_ood_scores(logits, method: str = "max_prob") -> np.ndarray:
+    """Out-of-scope scores from class logits (or label log-probabilities); higher = more likely out
+    of scope. ``max_prob``: 1 - max softmax probability; ``entropy``: softmax entropy (nats);
+    ``energy``: the free energy ``-logsumexp(logits)`` (the negated energy score of Liu et al.)."""
+    z = _as_tensor(logits)
+    if z.ndim != 2 or z.shape[1] < 1:
+        raise ValueError(f"logits must be [n, classes], got shape {tuple(z.shape)}")
+    if method == "max_prob":
+        out = 1.0 - torch.softmax(z, dim=-1).max(dim=-1).values
+    elif method == "entropy":
+        logp = torch.log_softmax(z, dim=-1)
+        out = -(logp.exp() * logp).sum(dim=-1)
+    elif method == "energy":
+        out = -torch.logsumexp(z, dim=-1)
+    else:
+        raise ValueError(f"unknown OOD method {method!r}; use one of {OOD_METHODS}")
+    return out.numpy()
+
+
+def fit_temperature(logits, y_idx, max_iter: int = 200) -> float:
+    """The temperature T minimising the NLL of ``softmax(logits / T)`` on held-out data (LBFGS on log T)."""
+    z = _as_tensor(logits)
+    y = torch.as_tensor(np.asarray(y_idx), dtype=torch.long)
+    log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([log_t], lr=0.1, max_iter=max_iter, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(z / log_t.exp(), y)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return float(log_t.detach().exp())
+
+
+def ood_metrics(is_ood: Sequence[bool], score: Sequence[float]) -> dict[str, float]:
+    """AUROC and AUPRC with out-of-scope as the positive class and ``score`` as its score (higher =
+    more out of scope), as the Uncertainty Baselines CLINC benchmark reports them. AUPRC is
+    sklearn's average precision (Keras' AUC(curve='PR') interpolates and reads slightly higher)."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    is_ood = np.asarray(is_ood, dtype=int)
+    score = np.asarray(score, dtype=np.float64)
+    return {"ood_auroc": float(roc_auc_score(is_ood, score)), "ood_auprc": float(average_precision_score(is_ood, score))}
+
+
+def choose_reject_threshold(score: np.ndarray, correct: np.ndarray, is_ood: np.ndarray) -> float:
+    """The OOD-score threshold that maximises combined accuracy (in-scope rows right and kept,
+    out-of-scope rows rejected) on held-out data; reject when ``score > threshold``."""
+    score = np.asarray(score, dtype=np.float64)
+    order = np.argsort(score)
+    s, c, o = score[order], np.asarray(correct, bool)[order], np.asarray(is_ood, bool)[order]
+    # keeping the first i rows (lowest scores): right = in-scope correct among kept + oos among rejected
+    kept_right = np.concatenate([[0], np.cumsum(c & ~o)])
+    rejected_oos = o.sum() - np.concatenate([[0], np.cumsum(o)])
+    acc = kept_right + rejected_oos
+    i = int(np.argmax(acc))
+    if i == 0:
+        return float(s[0] - 1e-9)
+    if i == len(s):
+        return float(s[-1])
+    return float((s[i - 1] + s[i]) / 2)
+
+
+def abstention_metrics(y_true: Sequence[str], y_pred: Sequence[str], oos_label: str = "oos") -> dict[str, float]:
+    """Combined accuracy over in-scope and out-of-scope rows when the classifier may answer
+    ``oos_label``, plus in-scope accuracy, out-of-scope recall and precision."""
+    t, p = np.asarray(y_true, dtype=object), np.asarray(y_pred, dtype=object)
+    ood, said_ood = t == oos_label, p == oos_label
+    return {
+        "combined_accuracy": float((t == p).mean()),
+        "in_scope_accuracy": float((t[~ood] == p[~ood]).mean()) if (~ood).any() else float("nan"),
+        "oos_recall": float(said_ood[ood].mean()) if ood.any() else float("nan"),
+        "oos_precision": float(ood[said_ood].mean()) if said_ood.any() else float("nan"),
+        "rejected": float(said_ood.mean()),
+    }
