@@ -5,8 +5,9 @@ from .datasets import TextDataset, load_dataset
 from .lm import BUNDLED, DEFAULT_MODEL, LanguageModel, ModelNotFoundError, load_lm
 from .metrics import classification_metrics
 from .prompts import PromptTemplate
+from .salience import explain
 
 __version__ = "0.1.0"
 
 __all__ = ["AgileClassifier", "BUNDLED", "DEFAULT_MODEL", "LanguageModel", "ModelNotFoundError", "PromptTemplate",
-           "TextDataset", "classification_metrics", "load_dataset", "load_lm", "__version__"]
+           "TextDataset", "classification_metrics", "explain", "load_dataset", "load_lm", "__version__"]

@@ -1,0 +1,101 @@
+"""``agilecls explain``: token salience of a prompt for a target, in the console, as JSON or HTML."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def _records(prompt_or_file: str, target: Optional[str]) -> list[dict]:
+    """A JSONL file of prompt/target records, a text file holding one prompt, or the prompt itself."""
+    path = Path(prompt_or_file)
+    if prompt_or_file == "-":
+        return [{"prompt": sys.stdin.read(), "target": target}]
+    if len(prompt_or_file) < 4096 and path.is_file():
+        if path.suffix.lower() in (".jsonl", ".ndjson"):
+            records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+            return [{"prompt": r["prompt"], "target": target if target is not None else (r.get("target") or None),
+                     "source": r.get("source")} for r in records]
+        return [{"prompt": path.read_text(encoding="utf-8"), "target": target}]
+    return [{"prompt": prompt_or_file, "target": target}]
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def explain(prompt_or_file: str = typer.Argument(..., help="A prompt, a text file, a JSONL of prompt/target "
+                                                               "records, or - for standard input."),
+                target: Optional[str] = typer.Option(None, help="Target continuation (default: the model's greedy "
+                                                                "continuation) or, with a classifier, a label."),
+                method: str = typer.Option("grad_l2", help="grad_l2, grad_dot_input or integrated_gradients."),
+                granularity: str = typer.Option("sentences", help="tokens, words, sentences, lines, paragraphs "
+                                                                  "or regex."),
+                pattern: Optional[str] = typer.Option(None, help="Regex whose matches are the spans "
+                                                                 "(granularity regex)."),
+                span: Optional[str] = typer.Option(None, help="Score only this substring of the target."),
+                model: Optional[str] = typer.Option(None, help="Model spec or a saved classifier folder."),
+                labels: Optional[str] = typer.Option(None, help="Comma-separated labels: explain a zero-shot "
+                                                                "classifier's decision for the text."),
+                steps: int = typer.Option(16, help="Integrated-gradients interpolation steps."),
+                max_new_tokens: int = typer.Option(32, help="Length of a generated target."),
+                select: Optional[str] = typer.Option(None, help="Only JSONL records whose source is this."),
+                html: Optional[Path] = typer.Option(None, "--html", help="Write a standalone HTML heat map."),
+                as_json: bool = typer.Option(False, "--json", help="Print one JSON object per prompt."),
+                top: int = typer.Option(5, help="How many top spans to list.")):
+        """Which parts of a prompt made the model write its answer (or a classifier pick its label)."""
+        from ..cli import fail, parse_labels, run_guarded
+        from ..lm import DEFAULT_MODEL
+        from ..salience import explain as run_explain
+
+        records = _records(prompt_or_file, target)
+        if select:
+            records = [r for r in records if r.get("source") == select]
+            if not records:
+                fail(f"no record with source {select!r}")
+
+        def load():
+            saved = Path(model) / "agilecls.json" if model else None
+            if saved is not None and saved.exists():
+                from ..persistence import load_classifier
+
+                return load_classifier(model)
+            if labels:
+                from ..classifier import AgileClassifier
+
+                return AgileClassifier(labels=parse_labels(labels), model=model or DEFAULT_MODEL,
+                                       progress=False).fit()
+            from ..lm import load_lm
+
+            return load_lm(model or DEFAULT_MODEL)
+
+        predictor = run_guarded(load)
+        pages = []
+        for record in records:
+            exp = run_guarded(run_explain, predictor, record["prompt"], record["target"], method, target_span=span,
+                              steps=steps, max_new_tokens=max_new_tokens)
+            if as_json:
+                typer.echo(exp.to_json(pattern=pattern))
+            else:
+                if record.get("source"):
+                    typer.echo(f"== {record['source']}")
+                typer.echo(exp.to_console(granularity, pattern, color=sys.stdout.isatty(), top=top))
+                typer.echo(f"({exp.seconds:.2f} s)")
+            pages.append((record.get("source") or f"prompt {len(pages) + 1}", exp))
+        if html is not None:
+            from html import escape
+
+            from ..salience import render_html
+
+            body = "".join(f"<h2>{escape(title)}</h2>" + render_html(exp, granularity, pattern, fragment=True)
+                           for title, exp in pages)
+            page = render_html(pages[0][1], granularity, pattern, title="agilecls salience")
+            if len(pages) > 1:
+                start = page.index("<div class=\"agilecls-salience\">")
+                page = page[:start] + body + "</body></html>"
+            html.parent.mkdir(parents=True, exist_ok=True)
+            html.write_text(page, encoding="utf-8")
+            if not as_json:
+                typer.echo(f"heat map written to {html}")

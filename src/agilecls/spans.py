@@ -1,0 +1,99 @@
+"""Token scores summed into words, sentences, lines, paragraphs or regex spans, with character offsets.
+
+Every token lands in exactly one span, so the span scores always add up to the token total: a view
+at any granularity shows the same attribution mass, only grouped differently.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Sequence
+
+GRANULARITIES = ("tokens", "words", "sentences", "lines", "paragraphs", "regex")
+
+_PATTERNS = {
+    "words": re.compile(r"\S+"),
+    # A sentence ends at . ! ? (with closing quotes/brackets) before whitespace, or at a line break:
+    # prompts are often line-structured ("Taste-likes: ...") without final punctuation.
+    "sentences": re.compile(r"[^\s](?:[^\n]*?(?:[.!?]+['\")\]]*(?=\s|$))|[^\n]*)"),
+    "lines": re.compile(r"[^\n]*\S[^\n]*"),
+    "paragraphs": re.compile(r"\S(?:[^\n]|\n(?![ \t\r]*\n))*"),
+}
+
+
+def segment(text: str, granularity: str, pattern: str | None = None) -> list[tuple[int, int]]:
+    """Character ranges of the spans of ``text``: ordered, non-overlapping, never empty.
+
+    ``regex``: the matches of ``pattern`` are spans and the text between them becomes spans too,
+    so that no token is left without a span."""
+    if granularity in ("word", "sentence", "line", "paragraph", "token"):
+        granularity += "s"
+    if granularity == "regex":
+        if not pattern:
+            raise ValueError("granularity 'regex' needs a pattern")
+        try:
+            compiled = re.compile(pattern)
+        except re.error as err:
+            raise ValueError(f"invalid regex {pattern!r}: {err}") from err
+        ranges, last = [], 0
+        for m in compiled.finditer(text):
+            if m.end() == m.start():
+                continue
+            if m.start() > last:
+                ranges.append((last, m.start()))
+            ranges.append((m.start(), m.end()))
+            last = m.end()
+        if last < len(text):
+            ranges.append((last, len(text)))
+        return [(a, b) for a, b in ranges if text[a:b].strip()] or ([(0, len(text))] if text else [])
+    if granularity not in _PATTERNS:
+        raise ValueError(f"unknown granularity {granularity!r}; use one of {', '.join(GRANULARITIES)}")
+    ranges = []
+    for m in _PATTERNS[granularity].finditer(text):
+        start, end = m.start(), m.end()
+        while end > start and text[end - 1].isspace():
+            end -= 1
+        if end > start:
+            ranges.append((start, end))
+    return ranges
+
+
+def _anchor(text: str, start: int, end: int) -> int:
+    """The character that places a token: its first non-space one (' Avoid' belongs to 'Avoid')."""
+    for i in range(start, end):
+        if not text[i].isspace():
+            return i
+    return start
+
+
+def aggregate(text: str, tokens: Sequence[dict], granularity: str = "words", pattern: str | None = None) -> list[dict]:
+    """Sum token scores into spans. ``tokens``: dicts with ``start``, ``end``, ``score`` (and
+    ``special`` for tokens that are not in the text, e.g. BOS). A token belongs to the span holding
+    its anchor character; whitespace-only tokens between spans go to the next span (the last one at
+    the end of the text); special tokens form their own spans. Returns dicts with ``text``,
+    ``start``, ``end``, ``score``, ``tokens`` (indices) and ``special``."""
+    if granularity in ("tokens", "token"):
+        return [{"text": text[t["start"]:t["end"]] if not t.get("special") else t.get("text", ""),
+                 "start": t["start"], "end": t["end"], "score": float(t["score"]), "tokens": [i],
+                 "special": bool(t.get("special"))} for i, t in enumerate(tokens)]
+    ranges = segment(text, granularity, pattern)
+    spans = [{"text": text[a:b], "start": a, "end": b, "score": 0.0, "tokens": [], "special": False}
+             for a, b in ranges]
+    specials: list[dict] = []
+    starts = [a for a, _ in ranges]
+    import bisect
+
+    for i, tok in enumerate(tokens):
+        if tok.get("special") or not spans:
+            specials.append({"text": tok.get("text", ""), "start": tok["start"], "end": tok["end"],
+                             "score": float(tok["score"]), "tokens": [i], "special": True})
+            continue
+        pos = _anchor(text, tok["start"], tok["end"])
+        k = bisect.bisect_right(starts, pos) - 1
+        if k < 0:
+            k = 0
+        elif pos >= ranges[k][1]:  # in the gap after span k: it leads into the next span
+            k = min(k + 1, len(spans) - 1)
+        spans[k]["score"] += float(tok["score"])
+        spans[k]["tokens"].append(i)
+    return specials + [s for s in spans if s["tokens"]]
