@@ -8,6 +8,7 @@ embedded once, and cached); ``fine_tune=True`` trains it end to end with the hea
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -29,7 +30,7 @@ from .uncertainty import (MEAN_FIELD_FACTOR, OOD_METHODS, MahalanobisScorer, SNG
 from .validation import check_labels, check_texts
 
 HEADS = ("sngp", "softmax", "mahalanobis")
-SCORE_METHODS = OOD_METHODS + ("mahalanobis", "auto")
+SCORE_METHODS = OOD_METHODS + ("mahalanobis", "max_prob+mahalanobis", "auto")
 FORMAT_VERSION = 1
 
 
@@ -45,10 +46,16 @@ class EncoderClassifier(ClassifierMixin, BaseEstimator):
     fine_tune : train the encoder end to end (its top ``fine_tune_layers`` transformer layers; None = all).
     epochs : training epochs (default 40 on frozen embeddings, 1 when fine-tuning).
     norm_bound, n_power_iterations, num_inducing, kernel_scale, ridge_penalty, mean_field_factor,
-    gp_likelihood : SNGP settings (spectral-norm bound of the hidden layers, random features,
-        RBF length scale (None: sqrt(width)), Laplace ridge, mean-field lambda, precision weights).
+    gp_likelihood, gp_normalize_input : SNGP settings (spectral-norm bound of the hidden layers,
+        random features, RBF length scale, Laplace ridge, mean-field lambda, precision weights,
+        LayerNorm before the random features). The defaults (no LayerNorm, length scale 0.5) suit
+        unit-norm sentence embeddings: on CLINC150 validation they gave a more distance-aware GP
+        than LayerNorm + sqrt(width) (OOD AUROC 0.975 vs 0.958).
+    mahalanobis_shrinkage : covariance shrinkage toward the identity for Mahalanobis scores
+        (0.9 default: on CLINC150 validation it beat Ledoit-Wolf's ``"auto"``; 1 = Euclidean).
     ood_method : ``"auto"`` (Mahalanobis distance for that head, else 1 - max probability),
-        ``"max_prob"``, ``"entropy"``, ``"energy"`` or ``"mahalanobis"`` (any head).
+        ``"max_prob"``, ``"entropy"``, ``"energy"``, ``"mahalanobis"`` (any head) or
+        ``"max_prob+mahalanobis"`` (both, each standardised on in-scope reference scores).
     reject_threshold : None (never abstain), a number (answer ``oos_label`` when ``ood_score`` exceeds
         it) or ``"auto"`` (chosen by :meth:`calibrate` on held-out data with out-of-scope rows).
     labels : the class order (default: sorted labels of ``y``).
@@ -60,8 +67,9 @@ class EncoderClassifier(ClassifierMixin, BaseEstimator):
                  learning_rate: float = 1e-3, encoder_learning_rate: float = 5e-5, weight_decay: float = 1e-4,
                  hidden_dim: int | None = None, n_hidden_layers: int = 1, dropout: float = 0.1,
                  norm_bound: float = 0.95, n_power_iterations: int = 1, num_inducing: int = 1024,
-                 kernel_scale: float | None = None, ridge_penalty: float = 1.0,
+                 kernel_scale: float | None = 0.5, ridge_penalty: float = 1.0,
                  mean_field_factor: float = MEAN_FIELD_FACTOR, gp_likelihood: str = "gaussian",
+                 gp_normalize_input: bool = False, mahalanobis_shrinkage: float | str | None = 0.9,
                  ood_method: str = "auto", reject_threshold: float | str | None = None, oos_label: str = "oos",
                  labels: Sequence[str] | None = None, max_seq_length: int = 128, device: str = "auto",
                  cache_dir: str | None = None, random_state: int = 0, verbose: bool = False):
@@ -84,6 +92,8 @@ class EncoderClassifier(ClassifierMixin, BaseEstimator):
         self.ridge_penalty = ridge_penalty
         self.mean_field_factor = mean_field_factor
         self.gp_likelihood = gp_likelihood
+        self.gp_normalize_input = gp_normalize_input
+        self.mahalanobis_shrinkage = mahalanobis_shrinkage
         self.ood_method = ood_method
         self.reject_threshold = reject_threshold
         self.oos_label = oos_label
@@ -127,11 +137,15 @@ class EncoderClassifier(ClassifierMixin, BaseEstimator):
             return "mahalanobis" if self.head == "mahalanobis" else "max_prob"
         return self.ood_method
 
+    def _needs_mahalanobis(self) -> bool:
+        return self.head == "mahalanobis" or "mahalanobis" in self._score_method()
+
     def _build_head(self, dim: int, num_classes: int) -> torch.nn.Module | None:
         if self.head == "sngp":
             return SNGPHead(dim, num_classes, self.hidden_dim, self.n_hidden_layers, self.dropout, self.norm_bound,
                             self.n_power_iterations, self.num_inducing, self.kernel_scale, self.ridge_penalty,
-                            self.mean_field_factor, self.gp_likelihood, seed=self.random_state)
+                            self.mean_field_factor, self.gp_likelihood,
+                            normalize_input=self.gp_normalize_input, seed=self.random_state)
         if self.head == "softmax" or self.fine_tune:  # a Mahalanobis head fine-tunes through a softmax head
             return SoftmaxHead(dim, num_classes, self.hidden_dim, self.n_hidden_layers, self.dropout,
                                seed=self.random_state)
@@ -161,21 +175,27 @@ class EncoderClassifier(ClassifierMixin, BaseEstimator):
         torch.manual_seed(self.random_state)
         np.random.seed(self.random_state)
         self.device_ = resolve_device(self.device)
+        self._embedding_memo = {}
         self.encoder_ = self._make_encoder()
         start = time.time()
         if self.fine_tune:
             emb = self._fine_tune(texts, y_idx)
+            if self._needs_mahalanobis():
+                emb = self.encoder_.embed(texts, show_progress=self.verbose)  # the final encoder, eval mode
         else:
             emb = self.encoder_.embed(texts, show_progress=self.verbose)
             self.head_ = self._build_head(emb.shape[1], len(labels))
             if self.head_ is not None:
                 self._train_head(torch.from_numpy(emb), torch.from_numpy(y_idx))
-        if self.head == "mahalanobis" or self._score_method() == "mahalanobis":
-            self.mahalanobis_ = MahalanobisScorer().fit(emb, y_idx, len(labels))
+        if self._needs_mahalanobis():
+            self.mahalanobis_ = MahalanobisScorer(self.mahalanobis_shrinkage).fit(emb, y_idx, len(labels))
         else:
             self.mahalanobis_ = None
         self.embedding_dim_ = int(emb.shape[1])
         self.temperature_ = 1.0
+        self.ensemble_reference_ = None
+        if self._score_method() == "max_prob+mahalanobis":
+            self._set_ensemble_reference(emb)
         self.threshold_ = float(self.reject_threshold) if isinstance(self.reject_threshold, (int, float)) else None
         self.fit_seconds_ = time.time() - start
         return self
@@ -192,6 +212,19 @@ class EncoderClassifier(ClassifierMixin, BaseEstimator):
         opt = torch.optim.AdamW(head.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.learning_rate, total_steps=steps, pct_start=0.1)
         gen = torch.Generator().manual_seed(self.random_state)
+        threads = torch.get_num_threads()
+        if self.device_ == "cpu":
+            # batches of 64 x a few hundred are too small to gain from threads, and on a busy CPU
+            # the threads' spin-waits made training several times slower
+            torch.set_num_threads(1)
+        try:
+            self._head_epochs(head, emb, y, epochs, n, opt, sched, gen)
+        finally:
+            torch.set_num_threads(threads)
+        head.eval()
+        head.finalize()
+
+    def _head_epochs(self, head, emb, y, epochs, n, opt, sched, gen) -> None:
         for _ in tqdm(range(epochs), desc="epochs", disable=not self.verbose):
             head.train()
             head.reset_covariance()
@@ -201,12 +234,10 @@ class EncoderClassifier(ClassifierMixin, BaseEstimator):
                 loss.backward()
                 opt.step()
                 sched.step()
-        head.eval()
-        head.finalize()
 
     def _fine_tune(self, texts: list[str], y_idx: np.ndarray) -> np.ndarray:
-        """Train encoder and head end to end; returns the training texts' embeddings from the last
-        epoch (eval-mode embeddings would cost one more pass over the data)."""
+        """Train encoder and head end to end; the SNGP precision is summed over the last epoch as
+        the encoder moves (as in BERT-SNGP). Returns the last epoch's training embeddings."""
         enc = self.encoder_
         model = enc.model
         head = self._build_head(enc.dim, len(self.classes_)).to(self.device_)
@@ -253,7 +284,16 @@ class EncoderClassifier(ClassifierMixin, BaseEstimator):
     def embed(self, X) -> np.ndarray:
         """Sentence embeddings of ``X`` from the (possibly fine-tuned) encoder."""
         self._check_fitted()
-        return self.encoder_.embed(check_texts(X), show_progress=self.verbose)
+        texts = check_texts(X)
+        # the last few sets embedded are kept in memory: calibrate, evaluate and details on the same
+        # held-out texts then cost one encoder pass (a fine-tuned encoder has no disk cache)
+        key = hashlib.sha256("\0".join(texts).encode("utf-8")).hexdigest()
+        memo = self.__dict__.setdefault("_embedding_memo", {})
+        if key not in memo:
+            if len(memo) >= 4:
+                memo.pop(next(iter(memo)))
+            memo[key] = self.encoder_.embed(texts, show_progress=self.verbose)
+        return memo[key]
 
     @torch.no_grad()
     def _raw_logits(self, emb: np.ndarray) -> np.ndarray:
@@ -274,11 +314,39 @@ class EncoderClassifier(ClassifierMixin, BaseEstimator):
         logits = self._raw_logits(emb) / self.temperature_
         proba = torch.softmax(torch.from_numpy(logits), dim=-1).numpy()
         method = self._score_method()
-        score = self.mahalanobis_.score(emb) if method == "mahalanobis" else label_ood_scores(logits, method)
+        if method == "mahalanobis":
+            score = self.mahalanobis_.score(emb)
+        elif method == "max_prob+mahalanobis":
+            score = self._ensemble_score(label_ood_scores(logits, "max_prob"), self.mahalanobis_.score(emb))
+        else:
+            score = label_ood_scores(logits, method)
         pred = self.classes_[proba.argmax(axis=1)].astype(object)
         if self.threshold_ is not None:
             pred[score > self.threshold_] = self.oos_label
         return {"logits": logits, "proba": proba, "ood_score": score, "pred": pred, "embeddings": emb}
+
+    def _ensemble_score(self, max_prob: np.ndarray, distance: np.ndarray) -> np.ndarray:
+        """Mean of the two scores' robust z-scores (log scale, median / IQR of in-scope reference
+        scores): neither score's units dominate, and the order within each is kept."""
+        ref = getattr(self, "ensemble_reference_", None)
+        parts = []
+        for name, s in (("max_prob", max_prob), ("mahalanobis", distance)):
+            z = np.log(np.maximum(s, 1e-12))
+            if ref is not None:
+                z = (z - ref[name][0]) / ref[name][1]
+            parts.append(z)
+        return (parts[0] + parts[1]) / 2
+
+    def _set_ensemble_reference(self, emb: np.ndarray) -> None:
+        """Median and IQR of each score's log on in-scope embeddings (validation rows in calibrate)."""
+        self.ensemble_reference_ = None
+        logits = self._raw_logits(emb) / self.temperature_
+        ref = {}
+        for name, s in (("max_prob", label_ood_scores(logits, "max_prob")), ("mahalanobis", self.mahalanobis_.score(emb))):
+            z = np.log(np.maximum(s, 1e-12))
+            q1, med, q3 = np.quantile(z, [0.25, 0.5, 0.75])
+            ref[name] = (float(med), float(max(q3 - q1, 1e-6)))
+        self.ensemble_reference_ = ref
 
     def predict_proba(self, X) -> np.ndarray:
         """Probabilities over ``classes_`` (in-scope classes only), temperature-scaled."""
@@ -319,6 +387,8 @@ class EncoderClassifier(ClassifierMixin, BaseEstimator):
             index = {label: i for i, label in enumerate(self.classes_.tolist())}
             raw = self._raw_logits(emb[~ood])
             self.temperature_ = fit_temperature(raw, np.array([index[v] for v in y_arr[~ood]]))
+        if self._score_method() == "max_prob+mahalanobis":
+            self._set_ensemble_reference(emb[~ood])
         if self.reject_threshold == "auto":
             if not ood.any():
                 warnings.warn(f"reject_threshold='auto' needs rows labelled {self.oos_label!r}; none given, "
@@ -373,7 +443,8 @@ class EncoderClassifier(ClassifierMixin, BaseEstimator):
             config = {"format_version": FORMAT_VERSION, "params": params, "classes": self.classes_.tolist(),
                       "embedding_dim": self.embedding_dim_, "temperature": self.temperature_,
                       "threshold": self.threshold_, "has_head": self.head_ is not None,
-                      "has_mahalanobis": self.mahalanobis_ is not None}
+                      "has_mahalanobis": self.mahalanobis_ is not None,
+                      "ensemble_reference": getattr(self, "ensemble_reference_", None)}
             (tmp / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
             old = None
             if path.exists():
@@ -407,6 +478,8 @@ class EncoderClassifier(ClassifierMixin, BaseEstimator):
         obj.embedding_dim_ = int(config["embedding_dim"])
         obj.temperature_ = float(config["temperature"])
         obj.threshold_ = config["threshold"]
+        ref = config.get("ensemble_reference")
+        obj.ensemble_reference_ = {k: tuple(v) for k, v in ref.items()} if ref else None
         tensors = load_file(str(path / "head.safetensors"))
         if obj.fine_tune:
             obj.encoder_ = SentenceEncoder(str(path / "encoder"), device=obj.device, batch_size=max(obj.batch_size, 64),
@@ -421,7 +494,8 @@ class EncoderClassifier(ClassifierMixin, BaseEstimator):
         obj.mahalanobis_ = None
         if config["has_mahalanobis"]:
             obj.mahalanobis_ = MahalanobisScorer.from_state(
-                {k[12:]: v.numpy() for k, v in tensors.items() if k.startswith("mahalanobis.")})
+                {k[12:]: v.numpy() for k, v in tensors.items() if k.startswith("mahalanobis.")},
+                obj.mahalanobis_shrinkage)
         return obj
 
     def __sklearn_tags__(self):
@@ -450,3 +524,38 @@ def _unfreeze_top_layers(model, n_layers: int | None) -> list[torch.nn.Parameter
         p.requires_grad_(True)
     return trainable
 
+
+
+# ---------------------------------------------------------------------- what the CLI calls
+def train_encoder_classifier(train_texts, train_y, val_texts=None, val_y=None, **params):
+    """Fit an :class:`EncoderClassifier` (``params`` as its constructor's, e.g. ``encoder="minilm",
+    head="sngp"``) and, when validation data is given, calibrate the temperature (and the reject
+    threshold for ``reject_threshold="auto"``) on it. Returns ``(classifier, validation metrics or {})``."""
+    clf = EncoderClassifier(**params).fit(train_texts, train_y)
+    if val_texts is None:
+        return clf, {}
+    clf.calibrate(val_texts, val_y)
+    return clf, clf.evaluate(val_texts, val_y)
+
+
+def save_uncertainty_plots(clf: EncoderClassifier, texts, y, folder, prefix: str = "") -> list[Path]:
+    """Reliability diagram (in-scope rows) and OOD-score histogram (when ``y`` has ``oos_label``
+    rows) as PNGs in ``folder``; returns the paths written."""
+    from .uncertainty_plots import ood_histogram, reliability_diagram
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    d = clf.details(texts)
+    y_arr = np.array([str(v) for v in y], dtype=object)
+    ood = y_arr == clf.oos_label
+    index = {c: i for i, c in enumerate(clf.classes_.tolist())}
+    written = []
+    if (~ood).any():
+        path = folder / f"{prefix}reliability.png"
+        reliability_diagram(np.array([index[v] for v in y_arr[~ood]]), d["proba"][~ood]).savefig(path, dpi=110)
+        written.append(path)
+    if ood.any() and (~ood).any():
+        path = folder / f"{prefix}ood_histogram.png"
+        ood_histogram(d["ood_score"][~ood], d["ood_score"][ood], clf.threshold_).savefig(path, dpi=110)
+        written.append(path)
+    return written

@@ -249,8 +249,9 @@ class SentenceEncoder:
     # -- what end-to-end fine-tuning needs -------------------------------------------------------
     def features(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         """Tokenised inputs on the model's device."""
-        feats = self.model.tokenize(list(texts))
-        return {k: v.to(self.model.device) for k, v in feats.items()}
+        prep = getattr(self.model, "preprocess", None) or self.model.tokenize  # renamed in sentence-transformers 6
+        feats = prep(list(texts))
+        return {k: v.to(self.model.device) if isinstance(v, torch.Tensor) else v for k, v in feats.items()}
 
     def forward(self, texts: Sequence[str]) -> torch.Tensor:
         """Differentiable sentence embeddings (for fine-tuning)."""

@@ -125,9 +125,9 @@ def select_examples(texts: Sequence[str], y: Sequence[str], labels: Sequence[str
     vectors = None
     if strategy == "similar":
         if embed is None:
-            from .encoders import load_encoder
+            from .encoders import load_sentence_transformer
 
-            embed = load_encoder("minilm").encode
+            embed = load_sentence_transformer("minilm").encode
         vectors = np.asarray(embed(list(texts)), dtype=np.float64)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True) + 1e-12
     elif strategy != "random":

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from .lm import LanguageModel, load_lm
+from .scoring import softcap
 from .spans import GRANULARITIES, aggregate
 
 METHODS: dict[str, Callable] = {}
@@ -49,10 +50,6 @@ class _Objective:
         raise NotImplementedError
 
 
-def _softcap(logits: torch.Tensor, cap: float | None) -> torch.Tensor:
-    return torch.tanh(logits / cap) * cap if cap else logits
-
-
 class TargetLogProb(_Objective):
     """Summed log-probability of target tokens ``span`` after the prompt, full-vocabulary softmax
     at those positions only (the LM head is never run over the prompt)."""
@@ -72,7 +69,7 @@ class TargetLogProb(_Objective):
         inputs = x if b <= 1 else torch.cat([x, self.target_embeds[:b - 1].expand(batch, -1, -1)], dim=1)
         hidden = self.lm.base_model()(inputs_embeds=inputs, use_cache=False).last_hidden_state
         positions = torch.arange(n_prompt - 1 + a, n_prompt - 1 + b, device=x.device)
-        logits = _softcap(hidden[:, positions] @ self.lm.output_embedding().T, self.lm.logit_softcap())
+        logits = softcap(hidden[:, positions] @ self.lm.output_embedding().T, self.lm.logit_softcap())
         logp = torch.log_softmax(logits, dim=-1)
         wanted = torch.tensor(self.target_ids[a:b], device=x.device)
         return logp[:, torch.arange(b - a, device=x.device), wanted].sum(dim=1)

@@ -95,7 +95,7 @@ class PromptEncoder:
         return out
 
 
-def _softcap(logits: torch.Tensor, cap: float | None) -> torch.Tensor:
+def softcap(logits: torch.Tensor, cap: float | None) -> torch.Tensor:
     return torch.tanh(logits / cap) * cap if cap else logits
 
 
@@ -112,13 +112,16 @@ def prefix_cache(lm: LanguageModel, prefix: Sequence[int]):
     return lm.base_model()(input_ids=ids, use_cache=True).past_key_values
 
 
-def hidden_states(lm: LanguageModel, rows: list[list[int]], prefix: Sequence[int], cache=None):
+def hidden_states(lm: LanguageModel, rows: list[list[int]], prefix: Sequence[int], cache=None, split=None):
     """Final hidden states of right-padded ``rows`` that continue ``prefix`` (via its cache when given).
 
     Returns (hidden [rows, T, d], lengths). Right padding keeps positions of real tokens exact
-    and causal attention keeps them blind to the padding after them."""
+    and causal attention keeps them blind to the padding after them. With a :class:`LayerSplit`
+    the frozen lower layers' outputs come from its per-sequence cache and only the top layers run."""
     device = lm.device
     lengths = [len(r) for r in rows]
+    if split is not None:
+        return split.top(prefix, rows), lengths
     width = max(lengths)
     pad = lm.tokenizer.pad_token_id or 0
     ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=device)
@@ -187,16 +190,16 @@ class LabelScorer:
         cap = self.lm.logit_softcap()
         index = torch.arange(len(rows), device=hidden.device)
         h_answer = hidden[index, torch.tensor([r.answer_pos for r in rows], device=hidden.device)]
-        first = _softcap(h_answer @ weight[self.first_ids].T, cap)
+        first = softcap(h_answer @ weight[self.first_ids].T, cap)
         if self.vocab_norm:
-            first = first - torch.logsumexp(_softcap(h_answer @ weight.T, cap), dim=-1, keepdim=True)
+            first = first - torch.logsumexp(softcap(h_answer @ weight.T, cap), dim=-1, keepdim=True)
         continuation: dict[int, torch.Tensor] = {}
         for j, r in enumerate(rows):
             if r.label is None:
                 continue
             targets = self.label_ids[r.label][1:]
             positions = torch.arange(r.answer_pos + 1, r.answer_pos + 1 + len(targets), device=hidden.device)
-            logp = torch.log_softmax(_softcap(hidden[j, positions] @ weight.T, cap), dim=-1)
+            logp = torch.log_softmax(softcap(hidden[j, positions] @ weight.T, cap), dim=-1)
             continuation[j] = logp[torch.arange(len(targets)), torch.tensor(targets, device=hidden.device)].sum()
         return first, continuation
 
@@ -229,27 +232,221 @@ class LabelScorer:
             scores = scores / lengths
         return scores
 
-    def score_tensor(self, prompts: Sequence[EncodedPrompt]) -> torch.Tensor:
-        """Scores [texts, labels] as a tensor that carries gradients when enabled (used by tuning)."""
+    def score_tensor(self, prompts: Sequence[EncodedPrompt], split=None) -> torch.Tensor:
+        """Scores [texts, labels] as a tensor that carries gradients when enabled (used by tuning);
+        ``split`` (a :class:`LayerSplit`) reuses cached lower-layer outputs and runs only the top layers."""
         scored = []
         for prefix, rows in self.rows_for(prompts).items():
-            hidden, _ = hidden_states(self.lm, [r.tokens for r in rows], prefix)
+            hidden, _ = hidden_states(self.lm, [r.tokens for r in rows], prefix, split=split)
             first, cont = self.row_scores(hidden, rows)
             scored += [(r, first[j], cont.get(j)) for j, r in enumerate(rows)]
         return self.combine(len(prompts), scored)
 
     @torch.inference_mode()
-    def score(self, prompts: Sequence[EncodedPrompt], desc: str = "scoring") -> np.ndarray:
-        """Scores [texts, labels] as float64 numpy, batched, with the prefix cache reused."""
+    def score(self, prompts: Sequence[EncodedPrompt], desc: str = "scoring", split=None) -> np.ndarray:
+        """Scores [texts, labels] as float64 numpy, batched, with the prefix cache reused (or, with
+        ``split``, the cached lower-layer outputs of a :class:`LayerSplit`)."""
+        if self.multi and split is None:
+            return self._score_multi_token(prompts, desc)
         groups = self.rows_for(prompts)
         total = sum(len(rows) for rows in groups.values())
         scored = []
         with tqdm(total=total, desc=desc, unit="row", disable=not self.progress or total < 16, leave=False) as bar:
             for prefix, rows in groups.items():
-                cache = prefix_cache(self.lm, prefix) if self.reuse_prefix and prefix else None
+                cache = prefix_cache(self.lm, prefix) if self.reuse_prefix and prefix and split is None else None
                 for batch in self.batches(rows):
-                    hidden, _ = hidden_states(self.lm, [r.tokens for r in batch], prefix, cache)
+                    hidden, _ = hidden_states(self.lm, [r.tokens for r in batch], prefix, cache, split)
                     first, cont = self.row_scores(hidden, batch)
                     scored += [(r, first[j], cont.get(j)) for j, r in enumerate(batch)]
                     bar.update(len(batch))
         return self.combine(len(prompts), scored).double().cpu().numpy()
+
+    def _score_multi_token(self, prompts: Sequence[EncodedPrompt], desc: str) -> np.ndarray:
+        """Inference path for label sets with multi-token labels (see :meth:`_score_multi`)."""
+        groups: dict[tuple[int, ...], list[tuple[int, list[int]]]] = {}
+        for i, p in enumerate(prompts):
+            groups.setdefault(p.prefix, []).append((i, p.body))
+        out = [None] * len(prompts)
+        with tqdm(total=len(prompts), desc=desc, unit="text", disable=not self.progress or len(prompts) < 16,
+                  leave=False) as bar:
+            for prefix, examples in groups.items():
+                cache = prefix_cache(self.lm, prefix) if self.reuse_prefix and prefix else None
+                for example, scores in self._score_multi(prefix, examples, cache, bar):
+                    out[example] = scores
+        scores = torch.stack(out)
+        if self.length_normalize:
+            scores = scores / torch.tensor([len(ids) for ids in self.label_ids], dtype=scores.dtype,
+                                           device=scores.device)
+        return scores.double().cpu().numpy()
+
+    def _score_multi(self, prefix: tuple[int, ...], examples: list[tuple[int, list[int]]], cache, bar) -> list:
+        """Multi-token labels without re-running the text once per label: each text's body runs once
+        (texts of equal length batched, so no padding), then every label's continuation tokens run
+        as a short batch on that body's key/value cache."""
+        weight, cap = self.lm.output_embedding(), self.lm.logit_softcap()
+        device = self.lm.device
+        base = self.lm.base_model()
+        conts = [self.label_ids[m][:-1] for m in self.multi]
+        width = max(len(c) for c in conts)
+        pad = self.lm.tokenizer.pad_token_id or 0
+        by_length: dict[int, list[tuple[int, list[int]]]] = {}
+        for example, body in examples:
+            by_length.setdefault(len(body), []).append((example, body))
+        results = []
+        for length, group in sorted(by_length.items()):
+            for start in range(0, len(group), self.batch_size):
+                batch = group[start:start + self.batch_size]
+                ids = torch.tensor([body for _, body in batch], device=device)
+                mask = torch.ones(len(batch), len(prefix) + length, dtype=torch.long, device=device)
+                past = expand_cache(cache, len(batch)) if cache is not None else None
+                out = base(input_ids=ids if past is not None or not prefix else
+                           torch.cat([torch.tensor([list(prefix)] * len(batch), device=device), ids], 1),
+                           attention_mask=mask, past_key_values=past, use_cache=True)
+                h_answer = out.last_hidden_state[:, -1]
+                first = softcap(h_answer @ weight[self.first_ids].T, cap)
+                if self.vocab_norm:
+                    first = first - torch.logsumexp(softcap(h_answer @ weight.T, cap), dim=-1, keepdim=True)
+                body_cache = out.past_key_values
+                body_cache.batch_repeat_interleave(len(conts))
+                cont_ids = torch.tensor([c + [pad] * (width - len(c)) for _ in batch for c in conts], device=device)
+                cont_mask = torch.tensor([[1] * len(c) + [0] * (width - len(c)) for _ in batch for c in conts],
+                                         device=device)
+                full_mask = torch.cat([mask.repeat_interleave(len(conts), 0), cont_mask], 1)
+                hidden = base(input_ids=cont_ids, attention_mask=full_mask, past_key_values=body_cache,
+                              use_cache=True).last_hidden_state
+                logp = torch.log_softmax(softcap(hidden @ weight.T, cap), dim=-1)
+                for b, (example, _) in enumerate(batch):
+                    scores = first[b].clone()
+                    for j, m in enumerate(self.multi):
+                        targets = self.label_ids[m][1:]
+                        row = logp[b * len(conts) + j, torch.arange(len(targets)), torch.tensor(targets, device=device)]
+                        scores[m] = scores[m] + row.sum()
+                    results.append((example, scores))
+                bar.update(len(batch))
+        return results
+
+
+class _StopForward(Exception):
+    """Raised by a hook to end a forward pass once the wanted layer has run."""
+
+
+class _SkipLayer(torch.nn.Module):
+    """Stands in for a frozen lower layer whose output is already cached: passes hidden states through."""
+
+    def forward(self, hidden_states, *args, **kwargs):
+        return hidden_states
+
+
+def decoder_layers(lm: LanguageModel) -> torch.nn.ModuleList:
+    return lm.base_model().layers
+
+
+class LayerSplit:
+    """The frozen lower layers' output computed once per token sequence; only the top layers run per call.
+
+    Tuning that adapts only the top ``n_top`` decoder layers leaves everything below unchanged, so
+    the lower layers' output for an example is the same every epoch: caching it makes an epoch cost
+    only the top layers. The shared prompt prefix is run through the lower layers once and its
+    key/value cache reused for every text. ``store`` (a dict) may be shared between splits of the
+    same frozen base model and layer count, e.g. across the fits of a benchmark.
+    """
+
+    def __init__(self, lm: LanguageModel, n_top: int, batch_size: int = 8, batch_tokens: int = 4096,
+                 store: dict | None = None):
+        n_layers = len(decoder_layers(lm))
+        if not 1 <= n_top <= n_layers:
+            raise ValueError(f"n_top must be between 1 and the model's {n_layers} layers, got {n_top}")
+        self.lm = lm
+        self.n_lower = n_layers - n_top
+        self.batch_size = batch_size
+        self.batch_tokens = batch_tokens
+        self.store = {} if store is None else store
+
+    def _run_lower(self, ids, mask, past=None) -> torch.Tensor:
+        """Output of layer ``n_lower - 1`` (the embeddings when there are no lower layers)."""
+        base = self.lm.base_model()
+        if self.n_lower == 0:
+            return base.embed_tokens(ids)
+        captured = {}
+
+        def hook(module, args, output):
+            captured["h"] = output[0] if isinstance(output, tuple) else output
+            raise _StopForward
+
+        handle = base.layers[self.n_lower - 1].register_forward_hook(hook)
+        try:
+            base(input_ids=ids, attention_mask=mask, past_key_values=past, use_cache=past is not None)
+        except _StopForward:
+            pass
+        finally:
+            handle.remove()
+        return captured["h"]
+
+    def _prefix(self, prefix: Sequence[int]):
+        """(lower hidden [P, d], lower-layer key/value cache) of the prefix, computed once."""
+        key = ("prefix", tuple(prefix))
+        if key not in self.store:
+            ids = torch.tensor([list(prefix)], device=self.lm.device)
+            cache = None
+            if self.n_lower:
+                from transformers import DynamicCache
+
+                cache = DynamicCache(config=self.lm.base_model().config)
+            hidden = self._run_lower(ids, torch.ones_like(ids), cache)
+            self.store[key] = (hidden[0].detach(), cache)
+        return self.store[key]
+
+    def lower(self, prefix: Sequence[int], rows: Sequence[Sequence[int]]) -> list[torch.Tensor]:
+        """Lower-layer outputs [len(row), d] of each row continuing ``prefix``, cached by token ids."""
+        prefix = tuple(prefix)
+        missing = sorted({tuple(r) for r in rows if (prefix, tuple(r)) not in self.store}, key=len)
+        if missing:
+            with torch.inference_mode(False), torch.no_grad():
+                _, cache = self._prefix(prefix) if prefix else (None, None)
+                batch: list[tuple[int, ...]] = []
+                for i, row in enumerate(missing):
+                    batch.append(row)
+                    nxt = missing[i + 1] if i + 1 < len(missing) else None
+                    if nxt is None or len(batch) >= self.batch_size or len(nxt) * (len(batch) + 1) > self.batch_tokens:
+                        self._lower_batch(prefix, batch, cache)
+                        batch = []
+        return [self.store[(prefix, tuple(r))] for r in rows]
+
+    def _lower_batch(self, prefix: tuple, rows: list[tuple], cache) -> None:
+        device = self.lm.device
+        lengths = [len(r) for r in rows]
+        width = max(lengths)
+        pad = self.lm.tokenizer.pad_token_id or 0
+        ids = torch.tensor([list(r) + [pad] * (width - len(r)) for r in rows], device=device)
+        mask = torch.tensor([[1] * n + [0] * (width - n) for n in lengths], device=device)
+        past = None
+        if prefix and cache is not None:
+            mask = torch.cat([torch.ones(len(rows), len(prefix), dtype=mask.dtype, device=device), mask], dim=1)
+            past = expand_cache(cache, len(rows))
+        hidden = self._run_lower(ids, mask, past)
+        for j, row in enumerate(rows):
+            self.store[(prefix, row)] = hidden[j, : len(row)].detach().clone()
+
+    def top(self, prefix: Sequence[int], rows: Sequence[Sequence[int]]) -> torch.Tensor:
+        """Final hidden states [rows, T, d] of the row positions (after the prefix), running only the top layers."""
+        prefix = tuple(prefix)
+        lowers = self.lower(prefix, rows)
+        device = self.lm.device
+        width = max(len(r) for r in rows)
+        d = lowers[0].shape[-1]
+        body = torch.zeros(len(rows), width, d, dtype=lowers[0].dtype, device=device)
+        for j, h in enumerate(lowers):
+            body[j, : len(h)] = h
+        mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=device)
+        if prefix:
+            prefix_h = self._prefix(prefix)[0]
+            body = torch.cat([prefix_h.unsqueeze(0).expand(len(rows), -1, -1), body], dim=1)
+            mask = torch.cat([torch.ones(len(rows), len(prefix), dtype=mask.dtype, device=device), mask], dim=1)
+        base = self.lm.base_model()
+        layers = base.layers
+        base.layers = torch.nn.ModuleList([_SkipLayer() for _ in range(self.n_lower)] + list(layers[self.n_lower:]))
+        try:
+            out = base(inputs_embeds=body, attention_mask=mask, use_cache=False)
+        finally:
+            base.layers = layers
+        return out.last_hidden_state[:, len(prefix):]

@@ -70,6 +70,19 @@ def spectral_normalized_linear(in_features: int, out_features: int, norm_bound: 
     return layer
 
 
+@torch.no_grad()
+def refine_spectral_norms(module: nn.Module, n_iterations: int = 200) -> None:
+    """Run extra power iterations on every bounded layer, so the weights used after training obey
+    the bound tightly (one iteration per step lags behind a weight that is still moving)."""
+    for layer in module.modules():
+        plist = getattr(getattr(layer, "parametrizations", None), "weight", None)
+        if plist is None:
+            continue
+        for p in plist:
+            if isinstance(p, BoundedSpectralNorm):
+                p._power_iteration(plist.original.detach(), n_iterations)
+
+
 def spectral_norm(weight: torch.Tensor) -> float:
     """The exact spectral norm (largest singular value) of a weight matrix."""
     return float(torch.linalg.matrix_norm(weight.detach().double(), ord=2))
@@ -139,7 +152,7 @@ class RandomFeatureGP(nn.Module):
     """Gaussian-process output layer with random Fourier features and a Laplace posterior.
 
     ``phi(h) = scale * cos(W h + b)`` with ``W ~ N(0, 1/kernel_scale^2)`` (an RBF kernel of length
-    scale ``kernel_scale``) and ``b ~ U(0, 2 pi)``; logits ``beta^T phi``. The precision matrix
+    scale ``kernel_scale``; default sqrt(width) after LayerNorm, else 1) and ``b ~ U(0, 2 pi)``; logits ``beta^T phi``. The precision matrix
     ``ridge * I + sum_i m_i phi_i phi_i^T`` (``m_i = 1`` for the Gaussian likelihood, ``p(1-p)`` for
     the logistic one) is summed exactly over one epoch: :meth:`reset_covariance` starts a new sum."""
 
@@ -153,7 +166,8 @@ class RandomFeatureGP(nn.Module):
         self.num_inducing = int(num_inducing)
         self.ridge_penalty = float(ridge_penalty)
         self.likelihood = likelihood
-        self.kernel_scale = float(kernel_scale) if kernel_scale else math.sqrt(in_features)
+        # LayerNorm-ed inputs have norm ~sqrt(width): a length scale of that size keeps W h ~ N(0, 1)
+        self.kernel_scale = float(kernel_scale) if kernel_scale else (math.sqrt(in_features) if normalize_input else 1.0)
         self.feature_scale = math.sqrt(2.0 / num_inducing) if scale_random_features else 1.0
         self.input_norm = nn.LayerNorm(in_features, elementwise_affine=False) if normalize_input else nn.Identity()
         gen = torch.Generator().manual_seed(seed + 2)
@@ -208,13 +222,13 @@ class SNGPHead(nn.Module):
                  dropout: float = 0.1, norm_bound: float = 0.95, n_power_iterations: int = 1,
                  num_inducing: int = 1024, kernel_scale: float | None = None, ridge_penalty: float = 1.0,
                  mean_field_factor: float = MEAN_FIELD_FACTOR, likelihood: str = "gaussian",
-                 scale_random_features: bool = False, seed: int = 0):
+                 scale_random_features: bool = False, normalize_input: bool = True, seed: int = 0):
         super().__init__()
         torch.manual_seed(seed)
         self.mean_field_factor = float(mean_field_factor)
         self.body = ResidualMLP(in_features, hidden_dim, n_layers, dropout, norm_bound, n_power_iterations, seed)
         self.gp = RandomFeatureGP(self.body.out_features, num_classes, num_inducing, kernel_scale,
-                                  ridge_penalty=ridge_penalty, likelihood=likelihood,
+                                  normalize_input=normalize_input, ridge_penalty=ridge_penalty, likelihood=likelihood,
                                   scale_random_features=scale_random_features, seed=seed)
 
     def forward(self, x: torch.Tensor, update_covariance: bool = False) -> torch.Tensor:
@@ -233,6 +247,7 @@ class SNGPHead(nn.Module):
         self.gp.reset_covariance()
 
     def finalize(self) -> None:
+        refine_spectral_norms(self.body)
         self.gp.finalize()
 
 
@@ -247,16 +262,22 @@ def mean_field_logits(logits: torch.Tensor, variance: torch.Tensor, mean_field_f
 # Mahalanobis
 # --------------------------------------------------------------------------------------------
 class MahalanobisScorer:
-    """Class means and one shared covariance (Ledoit-Wolf shrinkage, since a few hundred examples
-    rarely pin down a full covariance); ``score`` = squared distance to the nearest class mean."""
+    """Class means and one shared covariance; ``score`` = squared distance to the nearest class mean.
 
-    def __init__(self, shrinkage: bool = True):
+    ``shrinkage`` pulls the covariance toward a multiple of the identity: ``"auto"`` (Ledoit-Wolf),
+    a number in [0, 1] (sklearn's ShrunkCovariance; 1 = Euclidean distance) or None (empirical).
+    Whitening every direction amplifies low-variance directions that carry noise, so strong
+    shrinkage often separates out-of-scope texts better; choose it on held-out data."""
+
+    def __init__(self, shrinkage: float | str | None = "auto"):
+        if not (shrinkage is None or shrinkage == "auto" or (isinstance(shrinkage, (int, float)) and 0 <= shrinkage <= 1)):
+            raise ValueError(f"shrinkage must be 'auto', None or a number in [0, 1], got {shrinkage!r}")
         self.shrinkage = shrinkage
         self.means_: np.ndarray | None = None
         self.precision_: np.ndarray | None = None
 
     def fit(self, emb: np.ndarray, y_idx: np.ndarray, num_classes: int | None = None) -> "MahalanobisScorer":
-        from sklearn.covariance import EmpiricalCovariance, LedoitWolf
+        from sklearn.covariance import EmpiricalCovariance, LedoitWolf, ShrunkCovariance
 
         emb = np.asarray(emb, dtype=np.float64)
         y_idx = np.asarray(y_idx)
@@ -264,7 +285,12 @@ class MahalanobisScorer:
         self.means_ = np.stack([emb[y_idx == c].mean(axis=0) if (y_idx == c).any() else np.zeros(emb.shape[1])
                                 for c in range(k)])
         centered = emb - self.means_[y_idx]
-        est = LedoitWolf(assume_centered=True) if self.shrinkage else EmpiricalCovariance(assume_centered=True)
+        if self.shrinkage is None:
+            est = EmpiricalCovariance(assume_centered=True)
+        elif self.shrinkage == "auto":
+            est = LedoitWolf(assume_centered=True)
+        else:
+            est = ShrunkCovariance(shrinkage=float(self.shrinkage), assume_centered=True)
         self.precision_ = est.fit(centered).precision_
         return self
 
@@ -289,7 +315,7 @@ class MahalanobisScorer:
         return {"means": self.means_, "precision": self.precision_}
 
     @classmethod
-    def from_state(cls, state: dict[str, np.ndarray], shrinkage: bool = True) -> "MahalanobisScorer":
+    def from_state(cls, state: dict[str, np.ndarray], shrinkage: float | str | None = "auto") -> "MahalanobisScorer":
         obj = cls(shrinkage)
         obj.means_ = np.asarray(state["means"], dtype=np.float64)
         obj.precision_ = np.asarray(state["precision"], dtype=np.float64)

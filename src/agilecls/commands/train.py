@@ -1,0 +1,103 @@
+"""``agilecls train`` (tune a classifier on labelled data and save it) and ``agilecls predict``."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    from ..cli import fail, parse_labels, run_guarded
+
+    @app.command()
+    def train(data: str = typer.Argument(..., help="CSV/JSONL file or a reference dataset (ethos, tweets, clinc150)."),
+              out: Path = typer.Option(..., "--out", help="Folder to save the classifier in."),
+              text_col: str = typer.Option("text", help="Text column of a CSV/JSONL file."),
+              label_col: str = typer.Option("label", help="Label column of a CSV/JSONL file."),
+              labels: Optional[str] = typer.Option(None, help="Comma-separated class names (default: from the data)."),
+              split: str = typer.Option("train", help="Split of a reference dataset."),
+              limit: Optional[int] = typer.Option(None, help="Train on the first N rows only."),
+              model: Optional[str] = typer.Option(None, help="Language model spec (default: the bundled default)."),
+              instructions: Optional[str] = typer.Option(None, help="Instruction sentence of the prompt."),
+              epochs: int = typer.Option(4), rank: int = typer.Option(4),
+              learning_rate: float = typer.Option(5e-4), batch_size: int = typer.Option(4),
+              top_layers: int = typer.Option(4, help="Adapt only the top N layers (0 = all layers)."),
+              target_modules: str = typer.Option("attention", help="attention, attention-all or all."),
+              loss: str = typer.Option("label", help="label (classification loss) or lm (next-token loss)."),
+              validation_fraction: float = typer.Option(0.0, help="Hold out this share for early stopping."),
+              max_length: Optional[int] = typer.Option(None, help="Prompt tokens kept per text (default 128)."),
+              seed: int = typer.Option(0),
+              encoder: Optional[str] = typer.Option(None, help="Fit an EncoderClassifier on this sentence "
+                                                               "encoder (minilm, mpnet, folder) instead."),
+              head: str = typer.Option("sngp", help="Head of --encoder: sngp, softmax or mahalanobis.")):
+        """Tune a classifier (LoRA on a small LM, or a sentence-encoder head) and save it to --out."""
+        from ..datasets import load_dataset
+
+        def run():
+            dataset = load_dataset(data, split, text_col, label_col, parse_labels(labels))
+            dataset = dataset.head(limit) if limit else dataset
+            if len(dataset) == 0:
+                raise ValueError(f"{data} has no rows to train on")
+            if encoder:
+                from ..encoder_classifier import EncoderClassifier
+
+                clf = EncoderClassifier(encoder=encoder, head=head, labels=dataset.labels, random_state=seed)
+                kind = f"EncoderClassifier({encoder}, {head})"
+            else:
+                from ..classifier import AgileClassifier
+                from ..lm import DEFAULT_MODEL
+
+                clf = AgileClassifier(labels=dataset.labels, model=model or DEFAULT_MODEL, tuning="lora",
+                                      instructions=instructions or dataset.meta.get("instructions"), epochs=epochs,
+                                      rank=rank, learning_rate=learning_rate, train_batch_size=batch_size,
+                                      top_layers=top_layers or None, target_modules=target_modules, loss=loss,
+                                      validation_fraction=validation_fraction, max_length=max_length, seed=seed)
+                kind = f"AgileClassifier({clf.model}, LoRA rank {rank}, {epochs} epochs)"
+            typer.echo(f"training {kind} on {len(dataset)} texts of {dataset.name}")
+            start = time.perf_counter()
+            clf.fit(dataset.texts, dataset.y)
+            seconds = time.perf_counter() - start
+            clf.save(out)
+            if encoder and not (out / "agilecls.json").exists():
+                # Mark the folder so load_classifier knows which estimator reads it.
+                (out / "agilecls.json").write_text(json.dumps({"format_version": 1, "estimator": "EncoderClassifier"}))
+            return seconds
+
+        seconds = run_guarded(run)
+        typer.echo(f"trained in {seconds:.1f} s; saved to {out}")
+
+    @app.command()
+    def predict(model_dir: Path = typer.Argument(..., help="Folder of a saved classifier (agilecls train)."),
+                data: str = typer.Argument(..., help="CSV/JSONL file or a reference dataset name[:split]."),
+                out: Path = typer.Option(Path("preds.csv"), "--out", help="CSV of predictions and probabilities."),
+                text_col: str = typer.Option("text", help="Text column of a CSV/JSONL file."),
+                split: str = typer.Option("test", help="Split of a reference dataset."),
+                limit: Optional[int] = typer.Option(None, help="Predict only the first N texts.")):
+        """Predict a dataset with a saved classifier: a CSV with the text, the label and per-label probabilities."""
+        import pandas as pd
+
+        from ..datasets import load_dataset
+        from ..persistence import load_classifier
+        from ..report import atomic_write_text
+
+        if not (model_dir / "agilecls.json").exists():
+            fail(f"{model_dir} is not a saved classifier (no agilecls.json); create one with `agilecls train`")
+
+        def run():
+            dataset = load_dataset(data, split, text_col, None)
+            texts = dataset.texts[:limit] if limit else dataset.texts
+            clf = load_classifier(model_dir)
+            proba = clf.predict_proba(texts)
+            frame = pd.DataFrame({"text": texts, "prediction": [str(clf.classes_[i]) for i in proba.argmax(1)]})
+            for k, label in enumerate(clf.classes_):
+                frame[f"p_{label}"] = proba[:, k]
+            atomic_write_text(out, frame.to_csv(index=False))
+            return frame
+
+        frame = run_guarded(run)
+        counts = frame["prediction"].value_counts().to_dict()
+        typer.echo(f"{len(frame)} predictions written to {out} ({counts})")

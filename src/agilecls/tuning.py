@@ -1,0 +1,303 @@
+"""LoRA tuning of a language model so it writes the right label word after a classification prompt.
+
+Why it is fast on a CPU: by default only the top ``top_layers`` decoder layers get adapters, so the
+layers below never change; their output for each example is computed once
+(:class:`~agilecls.scoring.LayerSplit`) and every epoch runs only the top layers. Batches group
+texts of similar length, and label scores come from the one scoring engine
+(:meth:`LabelScorer.score_tensor`), so training and prediction read the same numbers.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .lm import LanguageModel
+from .scoring import EncodedPrompt, LabelScorer, LayerSplit, softcap, decoder_layers
+
+#: Names accepted for ``target_modules`` (Llama, Gemma, Qwen and Mistral projection names).
+TARGET_MODULES = {
+    "attention": ["q_proj", "v_proj"],
+    "attention-all": ["q_proj", "k_proj", "v_proj", "o_proj"],
+    "all": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+}
+LOSSES = ("label", "lm")
+
+
+@dataclass
+class TuningConfig:
+    """Everything that decides a tuning run (saved with the model)."""
+
+    rank: int = 4
+    lora_alpha: float = 8.0
+    lora_dropout: float = 0.05
+    target_modules: str | list = "attention"
+    top_layers: int | None = 4
+    learning_rate: float = 5e-4
+    epochs: int = 4
+    batch_size: int = 4
+    gradient_accumulation: int = 1
+    gradient_checkpointing: bool = False
+    loss: str = "label"
+    validation_fraction: float = 0.0
+    patience: int = 2
+    seed: int = 0
+
+    def check(self, n_layers: int) -> None:
+        if self.loss not in LOSSES:
+            raise ValueError(f"unknown loss {self.loss!r}; use 'label' (classification loss on the label tokens) "
+                             f"or 'lm' (next-token loss over the whole sequence)")
+        if isinstance(self.target_modules, str) and self.target_modules not in TARGET_MODULES:
+            raise ValueError(f"unknown target_modules {self.target_modules!r}; use one of {sorted(TARGET_MODULES)} "
+                             f"or a list of module names")
+        if self.top_layers is not None and not 1 <= self.top_layers <= n_layers:
+            raise ValueError(f"top_layers must be between 1 and {n_layers} (the model's layers) or None for all")
+        if self.rank < 1 or self.epochs < 1 or self.batch_size < 1 or self.gradient_accumulation < 1:
+            raise ValueError("rank, epochs, batch_size and gradient_accumulation must be >= 1")
+        if not 0.0 <= self.validation_fraction < 1.0:
+            raise ValueError("validation_fraction must be in [0, 1)")
+
+    def module_names(self) -> list[str]:
+        return list(TARGET_MODULES[self.target_modules]) if isinstance(self.target_modules, str) \
+            else list(self.target_modules)
+
+    def layer_indices(self, n_layers: int) -> list[int] | None:
+        return None if self.top_layers is None else list(range(n_layers - self.top_layers, n_layers))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def lora_config(config: TuningConfig, n_layers: int):
+    from peft import LoraConfig
+
+    return LoraConfig(r=config.rank, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                      target_modules=config.module_names(), layers_to_transform=config.layer_indices(n_layers),
+                      layers_pattern="layers" if config.top_layers is not None else None, bias="none",
+                      task_type="CAUSAL_LM")
+
+
+def add_lora(lm: LanguageModel, config: TuningConfig) -> LanguageModel:
+    """Wrap ``lm.model`` (a private copy) with fresh LoRA adapters; the seed fixes their initial values."""
+    from peft import get_peft_model
+
+    n_layers = len(decoder_layers(lm))
+    config.check(n_layers)
+    torch.manual_seed(config.seed)
+    lm.model = get_peft_model(lm.model, lora_config(config, n_layers))
+    return lm
+
+
+def adapter_state(lm: LanguageModel) -> dict[str, torch.Tensor]:
+    from peft import get_peft_model_state_dict
+
+    return {k: v.detach().cpu().contiguous() for k, v in get_peft_model_state_dict(lm.model).items()}
+
+
+@dataclass
+class EpochInfo:
+    """What the callback receives after each epoch."""
+
+    epoch: int
+    train_loss: float
+    seconds: float
+    val_loss: float | None = None
+    val_accuracy: float | None = None
+    best_epoch: int | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def _length_batches(lengths: Sequence[int], batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Shuffled batches of similar length: shuffle, sort within chunks of 50 batches, shuffle the batches."""
+    order = rng.permutation(len(lengths))
+    chunk = batch_size * 50
+    batches = []
+    for start in range(0, len(order), chunk):
+        part = sorted(order[start:start + chunk], key=lambda i: lengths[i])
+        batches += [np.array(part[i:i + batch_size]) for i in range(0, len(part), batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def validation_split(y_idx: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train rows, validation rows), stratified when every class has at least two rows."""
+    rows = np.arange(len(y_idx))
+    if fraction <= 0:
+        return rows, rows[:0]
+    from sklearn.model_selection import train_test_split
+
+    counts = np.bincount(y_idx)
+    stratify = y_idx if counts[counts > 0].min() >= 2 else None
+    n_val = max(1, int(round(fraction * len(rows))))
+    train, val = train_test_split(rows, test_size=n_val, random_state=seed, stratify=stratify)
+    return np.sort(train), np.sort(val)
+
+
+class LoraTrainer:
+    """Trains the LoRA parameters of ``lm`` with Adam on encoded prompts and label indices.
+
+    ``loss='label'``: cross-entropy over the label tokens at the answer position (the classifier's
+    own scores). ``loss='lm'``: next-token cross-entropy over text, template tail, label and
+    end-of-text (the fixed instruction prefix is the same in every example and is not scored).
+    """
+
+    def __init__(self, lm: LanguageModel, scorer: LabelScorer, config: TuningConfig, progress: bool = True,
+                 callback: Callable[[EpochInfo], None] | None = None, store: dict | None = None):
+        self.lm = lm
+        self.scorer = scorer
+        self.config = config
+        self.progress = progress
+        self.callback = callback
+        n_layers = len(decoder_layers(lm))
+        self.split = LayerSplit(lm, config.top_layers, store=store) if config.top_layers is not None else None
+        self.n_layers = n_layers
+        self.history: list[EpochInfo] = []
+
+    # ---- losses ---------------------------------------------------------------------------------
+    def label_logits(self, prompts: Sequence[EncodedPrompt]) -> torch.Tensor:
+        return self.scorer.score_tensor(prompts, split=self.split)
+
+    def loss(self, prompts: Sequence[EncodedPrompt], y: torch.Tensor) -> torch.Tensor:
+        if self.config.loss == "label":
+            return torch.nn.functional.cross_entropy(self.label_logits(prompts), y)
+        return self._lm_loss(prompts, y)
+
+    def _lm_loss(self, prompts: Sequence[EncodedPrompt], y: torch.Tensor) -> torch.Tensor:
+        eos = self.lm.tokenizer.eos_token_id
+        losses = []
+        by_prefix: dict[tuple, list[tuple[list[int], int]]] = {}
+        for p, label in zip(prompts, y.tolist()):
+            by_prefix.setdefault(p.prefix, []).append((p.body + self.scorer.label_ids[label] + [eos], len(p.body)))
+        weight = self.lm.output_embedding()
+        cap = self.lm.logit_softcap()
+        for prefix, items in by_prefix.items():
+            rows = [r for r, _ in items]
+            if self.split is not None:
+                hidden = self.split.top(prefix, rows)
+            else:
+                from .scoring import hidden_states
+
+                hidden, _ = hidden_states(self.lm, rows, prefix)
+            width = hidden.shape[1]
+            targets = torch.full((len(rows), width), -100, dtype=torch.long, device=hidden.device)
+            for j, r in enumerate(rows):
+                targets[j, : len(r) - 1] = torch.tensor(r[1:], device=hidden.device)
+            logits = softcap(hidden @ weight.T, cap)
+            losses.append(torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]),
+                                                            targets.reshape(-1), reduction="sum"))
+        total = sum(losses)
+        n_tokens = sum(len(r) - 1 for items in by_prefix.values() for r, _ in items)
+        return total / max(n_tokens, 1)
+
+    # ---- training -------------------------------------------------------------------------------
+    def trainable(self) -> list[torch.nn.Parameter]:
+        return [p for p in self.lm.model.parameters() if p.requires_grad]
+
+    def _snapshot(self) -> dict[str, torch.Tensor]:
+        return {n: p.detach().clone() for n, p in self.lm.model.named_parameters() if p.requires_grad}
+
+    def _restore(self, state: dict[str, torch.Tensor]) -> None:
+        params = dict(self.lm.model.named_parameters())
+        with torch.no_grad():
+            for n, v in state.items():
+                params[n].copy_(v)
+
+    @torch.no_grad()
+    def evaluate(self, prompts: Sequence[EncodedPrompt], y: torch.Tensor) -> tuple[float, float]:
+        """(label cross-entropy, accuracy) on held-out prompts, adapters in eval mode."""
+        self.lm.model.eval()
+        logits = torch.cat([self.label_logits(prompts[i:i + 16]) for i in range(0, len(prompts), 16)])
+        loss = torch.nn.functional.cross_entropy(logits, y).item()
+        return loss, (logits.argmax(1) == y).float().mean().item()
+
+    def fit(self, prompts: Sequence[EncodedPrompt], y_idx: Sequence[int]) -> list[EpochInfo]:
+        cfg = self.config
+        device = self.lm.device
+        y_all = np.asarray(y_idx, dtype=np.int64)
+        train_rows, val_rows = validation_split(y_all, cfg.validation_fraction, cfg.seed)
+        train_prompts = [prompts[i] for i in train_rows]
+        val_prompts = [prompts[i] for i in val_rows]
+        y_train = torch.tensor(y_all[train_rows], device=device)
+        y_val = torch.tensor(y_all[val_rows], device=device)
+        params = self.trainable()
+        if not params:
+            raise RuntimeError("no trainable parameters: the model has no LoRA adapters")
+        torch.manual_seed(cfg.seed)
+        rng = np.random.default_rng(cfg.seed)
+        optimizer = torch.optim.Adam(params, lr=cfg.learning_rate)
+        if cfg.gradient_checkpointing:
+            with warnings.catch_warnings():  # renamed in transformers 5; the old name still works
+                warnings.simplefilter("ignore", FutureWarning)
+                self.lm.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if self.split is not None and len(train_prompts):  # the one-off lower-layer pass, shown on its own
+            self._warm_split(train_prompts, y_all[train_rows])
+            self._warm_split(val_prompts, y_all[val_rows], lm_rows=False)
+        lengths = [len(p.body) for p in train_prompts]
+        best_loss, best_state, best_epoch, bad_epochs = math.inf, None, None, 0
+        try:
+            for epoch in range(1, cfg.epochs + 1):
+                self.lm.model.train()
+                start = time.perf_counter()
+                batches = _length_batches(lengths, cfg.batch_size, rng)
+                running, seen = 0.0, 0
+                optimizer.zero_grad(set_to_none=True)
+                bar = tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", disable=not self.progress,
+                           leave=False)
+                for step, batch in enumerate(bar, 1):
+                    loss = self.loss([train_prompts[i] for i in batch], y_train[batch])
+                    (loss / cfg.gradient_accumulation).backward()
+                    if step % cfg.gradient_accumulation == 0 or step == len(batches):
+                        optimizer.step()
+                        optimizer.zero_grad(set_to_none=True)
+                    running += loss.item() * len(batch)
+                    seen += len(batch)
+                    bar.set_postfix(loss=f"{running / seen:.4f}")
+                bar.close()
+                info = EpochInfo(epoch, running / max(seen, 1), time.perf_counter() - start)
+                if len(val_prompts):
+                    info.val_loss, info.val_accuracy = self.evaluate(val_prompts, y_val)
+                    if info.val_loss < best_loss - 1e-6:
+                        best_loss, best_state, best_epoch, bad_epochs = info.val_loss, self._snapshot(), epoch, 0
+                    else:
+                        bad_epochs += 1
+                    info.best_epoch = best_epoch
+                self.lm.model.eval()
+                self.history.append(info)
+                if self.callback is not None:
+                    self.callback(info)
+                if len(val_prompts) and bad_epochs >= cfg.patience:
+                    break
+        finally:
+            if cfg.gradient_checkpointing:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", FutureWarning)
+                    self.lm.model.gradient_checkpointing_disable()
+            self.lm.model.eval()
+        if best_state is not None and best_epoch != self.history[-1].epoch:
+            self._restore(best_state)
+        return self.history
+
+    def _warm_split(self, prompts: Sequence[EncodedPrompt], y: Sequence[int], lm_rows: bool = True) -> None:
+        """Run the frozen lower layers once for every training sequence (cached for all epochs)."""
+        eos = self.lm.tokenizer.eos_token_id
+        groups: dict[tuple, list[list[int]]] = {}
+        for p, label in zip(prompts, y):
+            if self.config.loss == "lm" and lm_rows:
+                rows = [p.body + self.scorer.label_ids[label] + [eos]]
+            else:
+                rows = [r.tokens for r in self.scorer.rows_for([p])[p.prefix]]
+            groups.setdefault(p.prefix, []).extend(rows)
+        step = 64
+        total = sum(len(rows) for rows in groups.values())
+        with tqdm(total=total, desc="caching lower layers", unit="row", disable=not self.progress,
+                  leave=False) as bar:
+            for prefix, rows in groups.items():
+                for i in range(0, len(rows), step):
+                    self.split.lower(prefix, rows[i:i + step])
+                    bar.update(len(rows[i:i + step]))

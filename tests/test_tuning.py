@@ -1,0 +1,170 @@
+"""LoRA tuning, saving and loading, on a tiny random model (real computations) and once on the bundled one."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+
+from agilecls import AgileClassifier
+from agilecls.persistence import MANIFEST, ModelFormatError, load_classifier
+from agilecls.scoring import LayerSplit, hidden_states
+from agilecls.tuning import validation_split
+
+POS = ["good movie", "great food", "I love it", "really great", "good food", "I love the movie", "great great",
+       "very good"]
+NEG = ["bad movie", "awful food", "I hate it", "really awful", "bad food", "I hate the movie", "awful awful",
+       "very bad"]
+TEXTS = POS + NEG
+Y = ["Positive"] * len(POS) + ["Negative"] * len(NEG)
+
+
+@pytest.fixture(scope="module")
+def learnable_lm():
+    """The tiny Gemma with its (tied) embeddings scaled up: random init at std 0.02 caps label logits
+    near zero, which no adapter can fix; scaled, the tiny model can fit a toy task in seconds."""
+    from conftest import build_tiny_lm
+
+    lm = build_tiny_lm("gemma3")
+    with torch.no_grad():
+        lm.model.get_input_embeddings().weight.mul_(25)
+    return lm
+
+
+def tuned(lm, **kwargs):
+    params = dict(labels=["Positive", "Negative"], model=lm, tuning="lora", progress=False, epochs=6,
+                  learning_rate=1e-2, rank=4, top_layers=2, train_batch_size=4, seed=0)
+    params.update(kwargs)
+    return AgileClassifier(**params)
+
+
+def accuracy(clf, texts=TEXTS, y=Y):
+    return float(np.mean(clf.predict(texts) == np.array(y)))
+
+
+@pytest.mark.parametrize("arch", ["tiny_lm", "tiny_gemma"])
+def test_layer_split_equals_full_forward(arch, request):
+    """Cached lower layers + top layers give the same hidden states as one full forward."""
+    lm = request.getfixturevalue(arch)
+    prefix, rows = list(range(4, 16)), [[5, 6, 7], [8, 9, 10, 11, 12, 13], [14]]
+    ref, _ = hidden_states(lm, rows, prefix)
+    for n_top in (1, 2):
+        split = LayerSplit(lm, n_top)
+        for _ in range(2):  # second call reads the cache
+            out = split.top(prefix, rows)
+            for j, r in enumerate(rows):
+                torch.testing.assert_close(out[j, : len(r)], ref[j, : len(r)], atol=1e-5, rtol=1e-5)
+
+
+def test_fitting_lowers_the_loss_and_learns_a_separable_task(learnable_lm):
+    before = AgileClassifier(labels=["Positive", "Negative"], model=learnable_lm, template="separator",
+                             calibration=None, progress=False).fit()
+    clf = tuned(learnable_lm, learning_rate=1e-2).fit(TEXTS, Y)
+    losses = [h["train_loss"] for h in clf.history_]
+    assert losses[-1] < 0.3 * losses[0]
+    assert accuracy(clf) == 1.0 > accuracy(before)
+    # The shared fixture model is untouched: adapters live on a private copy.
+    assert not any("lora" in name for name, _ in learnable_lm.model.named_parameters())
+
+
+def test_lm_loss_lowers_the_next_token_loss(learnable_lm):
+    clf = tuned(learnable_lm, loss="lm", epochs=4).fit(TEXTS, Y)
+    losses = [h["train_loss"] for h in clf.history_]
+    assert losses[-1] < 0.85 * losses[0]
+
+
+def test_all_layers_and_all_linear_modules_train_too(learnable_lm):
+    clf = tuned(learnable_lm, top_layers=None, target_modules="all", epochs=4,
+                gradient_checkpointing=True, gradient_accumulation=2).fit(TEXTS, Y)
+    assert clf.history_[-1]["train_loss"] < clf.history_[0]["train_loss"]
+
+
+def test_same_seed_same_model_and_sklearn_params(tiny_lm):
+    a = tuned(tiny_lm, epochs=2).fit(TEXTS, Y).predict_proba(TEXTS)
+    b = tuned(tiny_lm, epochs=2).fit(TEXTS, Y).predict_proba(TEXTS)
+    np.testing.assert_array_equal(a, b)
+    c = tuned(tiny_lm, epochs=2, seed=1).fit(TEXTS, Y).predict_proba(TEXTS)
+    assert np.abs(a - c).max() > 1e-4
+    clf = tuned(tiny_lm)
+    assert clone(clf).get_params()["rank"] == 4
+    assert clf.set_params(epochs=3, loss="lm").get_params()["epochs"] == 3
+
+
+def test_early_stopping_restores_the_best_epoch_and_calls_back(tiny_lm):
+    seen = []
+    clf = tuned(tiny_lm, epochs=12, learning_rate=5e-2, validation_fraction=0.25, patience=2, calibration=None)
+    clf.fit(TEXTS, Y, callback=lambda info, c: seen.append((info.epoch, info.val_loss, c.predict_proba(TEXTS[:2]))))
+    history = clf.history_
+    assert [h["epoch"] for h in history] == [e for e, _, _ in seen]
+    best = min(history, key=lambda h: h["val_loss"])
+    assert history[-1]["best_epoch"] == best["epoch"]
+    # The restored model scores the validation rows as the best epoch did.
+    train_rows, val_rows = validation_split(np.array([Y.index(v) if v == "Positive" else 1 for v in Y]), 0.25, 0)
+    assert len(val_rows) == 4 and len(train_rows) == 12
+    if best["epoch"] != history[-1]["epoch"]:
+        best_proba = dict((e, p) for e, _, p in seen)[best["epoch"]]
+        np.testing.assert_allclose(clf.predict_proba(TEXTS[:2]), best_proba, atol=1e-5)
+
+
+def test_save_load_round_trip(tiny_lm, tmp_path):
+    clf = tuned(tiny_lm, epochs=2).fit(TEXTS, Y)
+    clf.save(tmp_path / "model")
+    manifest = json.loads((tmp_path / "model" / MANIFEST).read_text())
+    assert manifest["estimator"] == "AgileClassifier" and manifest["labels"] == ["Positive", "Negative"]
+    assert manifest["tuning"]["config"]["rank"] == 4 and "torch" in manifest["versions"]
+    assert (tmp_path / "model" / "adapter_model.safetensors").exists()
+    loaded = load_classifier(tmp_path / "model", model=tiny_lm)
+    np.testing.assert_allclose(loaded.predict_proba(TEXTS), clf.predict_proba(TEXTS), atol=1e-5)
+    np.testing.assert_array_equal(loaded.bias_, clf.bias_)
+    # Zero-shot classifiers save and load too (no adapters).
+    zero = AgileClassifier(labels=["Positive", "Negative"], model=tiny_lm, template="separator", progress=False).fit()
+    zero.save(tmp_path / "zero")
+    np.testing.assert_allclose(AgileClassifier.load(tmp_path / "zero", model=tiny_lm).predict_proba(TEXTS),
+                               zero.predict_proba(TEXTS), atol=1e-5)
+
+
+def test_loading_onto_a_different_base_model_is_refused(tiny_lm, tmp_path):
+    from conftest import build_tiny_lm
+
+    tuned(tiny_lm, epochs=1).fit(TEXTS, Y).save(tmp_path / "model")
+    with pytest.raises(ModelFormatError, match="different model"):
+        AgileClassifier.load(tmp_path / "model", model=build_tiny_lm("llama", seed=1))
+
+
+def test_interrupted_save_leaves_the_old_model_intact(tiny_lm, tmp_path, monkeypatch):
+    import safetensors.torch
+
+    old = tuned(tiny_lm, epochs=1).fit(TEXTS, Y)
+    old.save(tmp_path / "model")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "model").iterdir()}
+    new = tuned(tiny_lm, epochs=1, seed=3).fit(TEXTS, Y)
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", crash)
+    with pytest.raises(OSError, match="disk full"):
+        new.save(tmp_path / "model")
+    assert {p.name: p.read_bytes() for p in (tmp_path / "model").iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # no temporary folder left behind
+    with pytest.raises(OSError):
+        new.save(tmp_path / "fresh")
+    assert not (tmp_path / "fresh").exists()
+
+
+@pytest.mark.slow
+def test_tunes_the_bundled_default_model_and_round_trips(tmp_path):
+    from agilecls.lm import DEFAULT_MODEL
+
+    texts = ["I love this, thank you", "You people are vermin and should be wiped out",
+             "What a lovely day at the beach", "Go back to where you came from, animals"]
+    y = ["Positive", "Negative", "Positive", "Negative"]
+    clf = AgileClassifier(labels=["Negative", "Positive"], model=DEFAULT_MODEL, tuning="lora", epochs=1,
+                          train_batch_size=4, progress=False).fit(texts, y)
+    assert np.isfinite(clf.history_[0]["train_loss"])
+    clf.save(tmp_path / "m")
+    loaded = load_classifier(tmp_path / "m")
+    np.testing.assert_allclose(loaded.predict_proba(texts), clf.predict_proba(texts), atol=1e-5)

@@ -1,0 +1,405 @@
+"""Uncertainty: spectral norm bound, exact per-epoch covariance, distance awareness, Mahalanobis,
+OOD scores, EncoderClassifier round trips and input errors.
+
+Fast tests run on tiny random data and a tiny randomly initialised BERT built here (real
+tokenizer, real sentence-transformers pipeline, no download); the slow test uses the bundled MiniLM.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from agilecls.encoder_classifier import EncoderClassifier
+from agilecls.encoders import EmbeddingCache, EncoderError, SentenceEncoder, load_sentence_transformer
+from agilecls.uncertainty import (MahalanobisScorer, SNGPHead, SoftmaxHead, abstention_metrics,
+                                  choose_reject_threshold, fit_temperature, label_ood_scores, ood_metrics,
+                                  refine_spectral_norms, spectral_norm, spectral_normalized_linear)
+
+# ------------------------------------------------------------------------------------------------
+# a tiny sentence encoder over a word-level vocabulary, and toy intent data
+# ------------------------------------------------------------------------------------------------
+TOPICS = {
+    "balance": "bank account balance money checking savings much have left",
+    "weather": "weather rain sunny forecast cold hot tomorrow today outside",
+    "music": "play song music album artist playlist volume track radio",
+}
+FAR_WORDS = "volcano penguin algebra castle violin glacier pyramid saxophone meteor tulip"
+
+
+def _toy_texts(seed: int, n_per_class: int):
+    rng = np.random.default_rng(seed)
+    texts, y = [], []
+    for label, words in TOPICS.items():
+        vocab = words.split()
+        for _ in range(n_per_class):
+            texts.append(" ".join(rng.choice(vocab, size=rng.integers(3, 7))))
+            y.append(label)
+    return texts, y
+
+
+def _far_texts(seed: int, n: int):
+    rng = np.random.default_rng(seed)
+    vocab = FAR_WORDS.split()
+    return [" ".join(rng.choice(vocab, size=rng.integers(3, 7))) for _ in range(n)]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors run fastest on one thread (and do not fight other processes for cores)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder_dir(tmp_path_factory):
+    """A 2-layer random BERT + mean pooling + normalisation saved as a sentence-transformers folder."""
+    from sentence_transformers import SentenceTransformer
+    try:  # sentence-transformers >= 6 moved the modules
+        from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+    except ImportError:
+        from sentence_transformers.models import Normalize, Pooling, Transformer
+    from tokenizers import Tokenizer, pre_tokenizers, processors
+    from tokenizers import models as tok_models
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+    words = sorted(set(" ".join(TOPICS.values()).split()) | set(FAR_WORDS.split()))
+    vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]"] + words)}
+    tok = Tokenizer(tok_models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]",
+                                   cls_token="[CLS]", sep_token="[SEP]")
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                        intermediate_size=64, max_position_embeddings=64)
+    hf_dir = tmp_path_factory.mktemp("tiny_bert")
+    BertModel(config).save_pretrained(hf_dir)
+    fast.save_pretrained(hf_dir)
+    st = SentenceTransformer(modules=[Transformer(str(hf_dir), max_seq_length=32), Pooling(32, "mean"), Normalize()],
+                             device="cpu")
+    out = tmp_path_factory.mktemp("tiny_st")
+    st.save(str(out))
+    return str(out)
+
+
+@pytest.fixture(scope="session")
+def toy_data():
+    return _toy_texts(0, 30), _toy_texts(1, 10), _far_texts(2, 20)
+
+
+def _clf(encoder, **kw):
+    params = dict(epochs=30, batch_size=16, learning_rate=3e-3, num_inducing=256, device="cpu")
+    params.update(kw)
+    return EncoderClassifier(encoder, **params)
+
+
+# ------------------------------------------------------------------------------------------------
+# spectral normalisation and the Laplace covariance
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("bound", [0.5, 0.95, 3.0])
+def test_spectral_norm_is_within_bound(bound):
+    torch.manual_seed(0)
+    layer = spectral_normalized_linear(24, 24, norm_bound=bound)
+    with torch.no_grad():
+        layer.parametrizations.weight.original.mul_(10.0)  # a weight far above the bound
+    opt = torch.optim.Adam(layer.parameters(), lr=0.02)
+    for _ in range(100):  # training steps run one power iteration alongside each update
+        loss = -layer(torch.randn(32, 24)).pow(2).mean()  # pushes the weight to grow
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    refine_spectral_norms(layer)
+    layer.eval()
+    assert spectral_norm(layer.weight) <= bound * 1.002
+    assert spectral_norm(layer.weight) >= bound * 0.99  # pushed to grow, it sits at the bound
+    assert spectral_norm(layer.parametrizations.weight.original) > 2 * bound  # the bound did the work
+
+
+def test_small_weights_are_left_alone():
+    """SNGP's form rescales only above the bound: a weight already inside it is unchanged."""
+    layer = spectral_normalized_linear(8, 8, norm_bound=100.0)
+    assert torch.allclose(layer.weight, layer.parametrizations.weight.original)
+
+
+def test_covariance_resets_each_epoch_and_sums_exactly():
+    torch.manual_seed(0)
+    x, y = torch.randn(40, 6), torch.randint(0, 3, (40,))
+    head = SNGPHead(6, 3, num_inducing=32, dropout=0.0, ridge_penalty=1.0)
+    opt = torch.optim.SGD(head.parameters(), lr=0.0)  # frozen weights: each epoch sees the same features
+    sums = []
+    for _ in range(3):
+        head.train()
+        head.reset_covariance()
+        for batch in torch.arange(40).split(16):
+            loss = torch.nn.functional.cross_entropy(head(x[batch], update_covariance=True), y[batch])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        sums.append(head.gp.precision.clone())
+        assert int(head.gp.n_seen) == 40
+    head.eval()
+    with torch.no_grad():
+        phi = head.gp.features(head.body(x))
+    exact = torch.eye(32) + phi.t() @ phi
+    for s in sums:  # not 1x, 2x, 3x the data: the sum restarts every epoch
+        assert torch.allclose(s, exact, atol=1e-4)
+    head.finalize()
+    assert torch.allclose(head.gp.covariance @ exact, torch.eye(32), atol=1e-3)
+
+
+# ------------------------------------------------------------------------------------------------
+# distance awareness on a toy 2-D problem
+# ------------------------------------------------------------------------------------------------
+def _train(head, x, y, epochs=150):
+    opt = torch.optim.Adam(head.parameters(), lr=1e-2)
+    for _ in range(epochs):
+        head.train()
+        head.reset_covariance()
+        for batch in torch.randperm(len(y), generator=torch.Generator().manual_seed(0)).split(64):
+            loss = torch.nn.functional.cross_entropy(head(x[batch], update_covariance=True), y[batch])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    head.eval()
+    head.finalize()
+    return head
+
+
+def test_sngp_uncertainty_grows_away_from_data_and_softmax_does_not():
+    torch.manual_seed(0)
+    centers = torch.tensor([[-1.5, 0.0], [1.5, 0.0]])
+    y = torch.arange(2).repeat_interleave(100)
+    x = centers[y] + 0.4 * torch.randn(200, 2)
+    sngp = _train(SNGPHead(2, 2, hidden_dim=64, n_layers=2, dropout=0.0, norm_bound=0.95, num_inducing=512,
+                           kernel_scale=1.0, normalize_input=False), x, y)
+    softmax = _train(SoftmaxHead(2, 2, hidden_dim=64, n_layers=2, dropout=0.0), x, y)
+    far = torch.tensor([[6.0, 8.0], [-6.0, -8.0], [10.0, 6.0], [-10.0, 6.0]])  # far, off the boundary
+    with torch.no_grad():
+        s_train = label_ood_scores(sngp.predict_logits(x))
+        s_far = label_ood_scores(sngp.predict_logits(far))
+        b_train = label_ood_scores(softmax.predict_logits(x))
+        b_far = label_ood_scores(softmax.predict_logits(far))
+        _, var_train = sngp.logits_and_variance(x)
+        _, var_far = sngp.logits_and_variance(far)
+    # both classify the training data
+    assert (sngp.predict_logits(x).argmax(1) == y).float().mean() > 0.95
+    assert (softmax.predict_logits(x).argmax(1) == y).float().mean() > 0.95
+    # SNGP: far points are near-uniform (1 - max prob close to 0.5), training points are confident
+    assert var_far.min() > 10 * var_train.mean()
+    assert s_far.min() > 0.3 and s_far.min() > s_train.mean() + 0.25, (s_far, s_train.mean())
+    # softmax: far points are at least as confident as the training data
+    assert b_far.max() < 0.05 and b_far.mean() <= b_train.mean() + 0.02
+
+
+def test_mahalanobis_far_points_score_higher():
+    rng = np.random.default_rng(0)
+    means = rng.normal(size=(4, 5)) * 4
+    y = np.repeat(np.arange(4), 50)
+    x = means[y] + rng.normal(size=(200, 5))
+    far = rng.normal(size=(20, 5)) + 30
+    for shrinkage in ("auto", None, 0.5, 1.0):
+        m = MahalanobisScorer(shrinkage).fit(x, y)
+        assert m.score(far).min() > np.quantile(m.score(x), 0.99)
+        assert (m.distances(x).argmin(1) == y).mean() > 0.95
+    with pytest.raises(ValueError, match="shrinkage"):
+        MahalanobisScorer(2.0)
+
+
+# ------------------------------------------------------------------------------------------------
+# scores, temperature, metrics
+# ------------------------------------------------------------------------------------------------
+def test_label_ood_scores_order_and_values():
+    logits = np.array([[10.0, 0.0, 0.0], [1.0, 0.5, 0.0], [0.0, 0.0, 0.0]])
+    for method in ("max_prob", "entropy"):
+        s = label_ood_scores(logits, method)
+        assert s[0] < s[1] < s[2]
+    assert np.isclose(label_ood_scores(logits, "max_prob")[2], 2 / 3)
+    assert np.isclose(label_ood_scores(logits, "entropy")[2], math.log(3))
+    energy = label_ood_scores(logits, "energy")
+    assert np.allclose(energy, -np.log(np.exp(logits).sum(1)))
+    assert energy[0] < energy[2]
+    assert np.allclose(label_ood_scores(torch.tensor(logits), "max_prob"), label_ood_scores(logits))
+    with pytest.raises(ValueError, match="unknown OOD method"):
+        label_ood_scores(logits, "bogus")
+
+
+def test_temperature_recovers_known_scale():
+    rng = np.random.default_rng(0)
+    true = rng.normal(size=(4000, 5)) * 2
+    y = np.array([rng.choice(5, p=np.exp(r) / np.exp(r).sum()) for r in true])
+    t = fit_temperature(true * 3.0, y)  # logits 3x too sharp -> T close to 3
+    assert 2.6 < t < 3.4
+
+
+def test_ood_metrics_threshold_and_abstention():
+    is_ood = np.array([0, 0, 0, 1, 1])
+    assert ood_metrics(is_ood, [0.1, 0.2, 0.3, 0.8, 0.9]) == {"ood_auroc": 1.0, "ood_auprc": 1.0}
+    score = np.array([0.1, 0.2, 0.3, 0.8, 0.9])
+    thr = choose_reject_threshold(score, np.array([1, 1, 1, 0, 0], bool), is_ood.astype(bool))
+    assert 0.3 <= thr < 0.8
+    m = abstention_metrics(["a", "b", "oos", "oos"], ["a", "oos", "oos", "b"])
+    assert m["combined_accuracy"] == 0.5 and m["oos_recall"] == 0.5 and m["in_scope_accuracy"] == 0.5
+
+
+# ------------------------------------------------------------------------------------------------
+# encoders and EncoderClassifier on the tiny random encoder
+# ------------------------------------------------------------------------------------------------
+def test_embedding_cache_round_trip(tiny_encoder_dir, tmp_path):
+    enc = SentenceEncoder(tiny_encoder_dir, device="cpu", cache_dir=tmp_path)
+    texts = ["bank balance", "play song", "weather today"]
+    first = enc.embed(texts, show_progress=False)
+    assert first.shape == (3, enc.dim) and np.allclose(np.linalg.norm(first, axis=1), 1, atol=1e-5)
+    shards = list(tmp_path.rglob("*.safetensors"))
+    assert len(shards) == 1
+    again = SentenceEncoder(tiny_encoder_dir, device="cpu", cache_dir=tmp_path).embed(texts[::-1] + ["rain"], False)
+    assert np.array_equal(again[:3], first[::-1])
+    assert len(list(tmp_path.rglob("*.safetensors"))) == 2  # only "rain" was new
+    cached, missing = EmbeddingCache(tmp_path, enc.model_key).get(texts + ["never seen"])
+    assert missing == [3]
+
+
+def test_unreachable_hub_id_names_bundled_encoders(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(EncoderError, match="minilm"):
+        load_sentence_transformer("no-such-org/no-such-encoder-xyz", device="cpu")
+
+
+@pytest.mark.parametrize("head", ["sngp", "softmax", "mahalanobis"])
+def test_fit_predict_save_load_round_trip(tiny_encoder_dir, toy_data, tmp_path, head):
+    (train_x, train_y), (test_x, test_y), far = toy_data
+    clf = _clf(tiny_encoder_dir, head=head, reject_threshold=None).fit(train_x, train_y)
+    assert list(clf.classes_) == sorted(TOPICS)
+    assert (clf.predict(test_x) == np.array(test_y)).mean() >= 0.9
+    proba = clf.predict_proba(test_x + far)
+    assert proba.shape == (len(test_x) + len(far), 3) and np.allclose(proba.sum(1), 1)
+    scores = clf.ood_score(test_x + far)
+    assert scores[len(test_x):].mean() > scores[:len(test_x)].mean()
+
+    clf.calibrate(test_x + far[:5], test_y + ["oos"] * 5)
+    out = clf.save(tmp_path / "model")
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "head.safetensors"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # the temp folder is gone
+    loaded = EncoderClassifier.load(out)
+    assert np.abs(loaded.predict_proba(test_x + far) - clf.predict_proba(test_x + far)).max() < 1e-6
+    assert np.allclose(loaded.ood_score(far), clf.ood_score(far), atol=1e-6)
+    assert loaded.get_params() == clf.get_params() and loaded.temperature_ == clf.temperature_
+    clf.save(out)  # overwriting an existing save works
+    assert json.loads((out / "config.json").read_text())["params"]["head"] == head
+
+
+@pytest.mark.parametrize("method", ["mahalanobis", "max_prob+mahalanobis"])
+def test_mahalanobis_ood_method_on_sngp_and_abstention(tiny_encoder_dir, toy_data, tmp_path, method):
+    (train_x, train_y), (test_x, test_y), far = toy_data
+    clf = _clf(tiny_encoder_dir, head="sngp", ood_method=method, reject_threshold="auto")
+    clf.fit(train_x, train_y).calibrate(test_x + far[:10], test_y + ["oos"] * 10)
+    assert clf.threshold_ is not None
+    pred = clf.predict(test_x + far[10:])
+    m = abstention_metrics(test_y + ["oos"] * 10, pred)
+    assert m["oos_recall"] >= 0.8 and m["in_scope_accuracy"] >= 0.8
+    report = clf.evaluate(test_x + far[10:], test_y + ["oos"] * 10)
+    assert report["ood_auroc"] > 0.9 and 0 <= report["ece"] <= 1
+    loaded = EncoderClassifier.load(clf.save(tmp_path / "m"))
+    assert np.allclose(loaded.ood_score(far), clf.ood_score(far), atol=1e-6)
+    assert list(loaded.predict(test_x + far[10:])) == list(pred)
+
+
+def test_fine_tuned_encoder_round_trip(tiny_encoder_dir, toy_data, tmp_path):
+    (train_x, train_y), (test_x, _), far = toy_data
+    base = SentenceEncoder(tiny_encoder_dir, device="cpu").embed(test_x, False)
+    clf = _clf(tiny_encoder_dir, head="sngp", fine_tune=True, epochs=2, encoder_learning_rate=1e-3).fit(train_x, train_y)
+    assert not np.allclose(clf.embed(test_x), base, atol=1e-4)  # the encoder itself changed
+    out = clf.save(tmp_path / "ft")
+    assert (out / "encoder" / "model.safetensors").exists()
+    loaded = EncoderClassifier.load(out)
+    assert np.abs(loaded.predict_proba(test_x + far) - clf.predict_proba(test_x + far)).max() < 1e-6
+
+
+def test_sklearn_params_and_clone(tiny_encoder_dir):
+    from sklearn.base import clone
+
+    clf = EncoderClassifier(tiny_encoder_dir, head="softmax", norm_bound=2.0, reject_threshold=0.5)
+    assert clf.get_params()["norm_bound"] == 2.0 and clf.get_params()["reject_threshold"] == 0.5
+    clf.set_params(head="sngp", num_inducing=64)
+    assert clone(clf).get_params() == clf.get_params()
+
+
+def test_bad_inputs_raise_clear_errors(tiny_encoder_dir, toy_data):
+    (train_x, train_y), _, _ = toy_data
+    clf = _clf(tiny_encoder_dir, head="softmax", epochs=2)
+    with pytest.raises(ValueError, match="empty or whitespace"):
+        clf.fit(train_x[:5] + ["   "], train_y[:6])
+    with pytest.raises(TypeError, match="not a string"):
+        clf.fit(train_x[:5] + [42], train_y[:6])
+    with pytest.raises(TypeError, match="single string"):
+        clf.fit("bank balance", ["balance"])
+    with pytest.raises(ValueError, match="not in labels"):
+        _clf(tiny_encoder_dir, labels=["balance", "music"]).fit(train_x, train_y)
+    with pytest.raises(ValueError, match="head="):
+        _clf(tiny_encoder_dir, head="bayes").fit(train_x, train_y)
+    with pytest.raises(RuntimeError, match="not fitted"):
+        clf.predict(["bank balance"])
+    clf.fit(train_x, train_y)
+    with pytest.raises(ValueError, match="empty or whitespace"):
+        clf.predict(["bank balance", ""])
+    with pytest.raises(ValueError, match="not trained on"):
+        clf.calibrate(["bank balance", "play song"], ["balance", "cooking"])
+    with pytest.warns(UserWarning, match="left out of training"):
+        _clf(tiny_encoder_dir, head="softmax", epochs=2).fit(train_x + ["volcano penguin"], train_y + ["oos"])
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        EncoderClassifier.load("/nonexistent/folder")
+
+
+# ------------------------------------------------------------------------------------------------
+# the real bundled MiniLM on CLINC150 rows
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_minilm_end_to_end_on_clinc():
+    from agilecls.datasets import load_clinc150
+
+    intents = ["balance", "book_flight", "weather", "play_music", "recipe"]
+    train = load_clinc150("train", include_oos=False)
+    test = load_clinc150("test", include_oos=True)
+    tx, ty = zip(*[(t, y) for t, y in zip(train.texts, train.y) if y in intents][:: 2])  # 50 per intent
+    keep = [i for i, y in enumerate(test.y) if y in intents]
+    oos = [i for i, y in enumerate(test.y) if y == "oos"][:60]
+    clf = EncoderClassifier("minilm", head="sngp", epochs=40, device="cpu").fit(list(tx), list(ty))
+    d = clf.details([test.texts[i] for i in keep + oos])
+    n = len(keep)
+    assert (d["pred"][:n] == np.array([test.y[i] for i in keep])).mean() >= 0.95
+    assert d["ood_score"][n:].mean() > d["ood_score"][:n].mean()
+    assert ood_metrics([0] * n + [1] * len(oos), d["ood_score"])["ood_auroc"] > 0.8
+
+
+def test_plots_return_figures(tmp_path):
+    from agilecls.uncertainty_plots import ood_histogram, reliability_diagram
+
+    rng = np.random.default_rng(0)
+    proba = rng.dirichlet(np.ones(4) * 0.3, size=300)
+    y = np.array([rng.choice(4, p=p) for p in proba])
+    fig = reliability_diagram(y, proba)
+    assert "ECE" in " ".join(t.get_text() for t in fig.axes[0].get_legend().get_texts())
+    fig.savefig(tmp_path / "rel.png")
+    fig = ood_histogram(rng.random(200) * 0.5, 0.5 + rng.random(50) * 0.5, threshold=0.5)
+    assert "AUROC 1.000" in fig.axes[0].get_title()
+    fig.savefig(tmp_path / "hist.png")
+    assert (tmp_path / "rel.png").stat().st_size > 1000 and (tmp_path / "hist.png").stat().st_size > 1000
+
+
+def test_cli_helpers_train_calibrate_and_plot(tiny_encoder_dir, toy_data, tmp_path):
+    from agilecls.encoder_classifier import save_uncertainty_plots, train_encoder_classifier
+
+    (train_x, train_y), (test_x, test_y), far = toy_data
+    clf, report = train_encoder_classifier(train_x, train_y, test_x + far[:10], test_y + ["oos"] * 10,
+                                           encoder=tiny_encoder_dir, head="sngp", epochs=30, num_inducing=256,
+                                           batch_size=16, learning_rate=3e-3,
+                                           reject_threshold="auto", device="cpu")
+    assert clf.threshold_ is not None and report["accuracy"] >= 0.9 and "ood_auprc" in report
+    paths = save_uncertainty_plots(clf, test_x + far, test_y + ["oos"] * len(far), tmp_path)
+    assert [p.name for p in paths] == ["reliability.png", "ood_histogram.png"] and all(p.exists() for p in paths)
