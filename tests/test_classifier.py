@@ -38,6 +38,14 @@ def test_zero_shot_probabilities_are_softmax_of_decision_function(tiny_clf):
     assert list(clf.predict(TEXTS)) == [clf.classes_[i] for i in scores.argmax(1)]
 
 
+def test_ood_scores_come_from_the_label_logits(tiny_clf):
+    clf = tiny_clf.fit()
+    proba, scores = clf.predict_proba(TEXTS), clf.decision_function(TEXTS)
+    np.testing.assert_allclose(clf.ood_score(TEXTS), 1 - proba.max(1), atol=1e-9)
+    np.testing.assert_allclose(clf.ood_score(TEXTS, "entropy"), -(proba * np.log(proba)).sum(1), atol=1e-6)
+    np.testing.assert_allclose(clf.ood_score(TEXTS, "energy"), -np.log(np.exp(scores).sum(1)), atol=1e-6)
+
+
 def test_content_free_calibration_removes_the_prior_bias(tiny_clf):
     raw = clone(tiny_clf).set_params(calibration=None).fit()
     calibrated = tiny_clf.fit()

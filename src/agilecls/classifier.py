@@ -235,6 +235,13 @@ class AgileClassifier(ClassifierMixin, BaseEstimator):
     def predict_proba(self, X) -> np.ndarray:
         return softmax(self.decision_function(X))
 
+    def ood_score(self, X, method: str = "max_prob") -> np.ndarray:
+        """Out-of-scope score from the label logits, higher = less like any label: ``max_prob``
+        (1 - max probability), ``entropy`` or ``energy`` (-logsumexp of the label logits)."""
+        from .uncertainty import label_ood_scores
+
+        return label_ood_scores(self.decision_function(X), method)
+
     def predict(self, X) -> np.ndarray:
         return self.classes_[self.decision_function(X).argmax(axis=1)]
 

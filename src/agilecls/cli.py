@@ -18,8 +18,9 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 
 DEMO_REPORT = Path("reports/demo.html")
 #: Demo tuning budget: a few minutes on a 2-core CPU (see README, Agile tuning).
-DEMO_TRAIN_SIZE = 400
-DEMO_EPOCHS = 3
+DEMO_TRAIN_SIZE = 200
+DEMO_EPOCHS = 2
+DEMO_LEARNING_RATE = 2e-3
 
 
 def fail(message: str) -> None:
@@ -168,7 +169,7 @@ def demo(model: Optional[str] = typer.Option(None, help="Model spec (default: th
         test = test.head(limit) if limit else test
         if tune:
             clf = AgileClassifier(labels=train.labels, model=model or DEFAULT_MODEL, tuning="lora", epochs=epochs,
-                                  instructions=train.meta["instructions"])
+                                  learning_rate=DEMO_LEARNING_RATE, instructions=train.meta["instructions"])
             typer.echo(f"agilecls demo: {clf.model}, LoRA-tuned on {train_size} ETHOS training texts for {epochs} "
                        f"epochs (top {clf.top_layers} layers, rank {clf.rank}), ETHOS test split ({len(test)} texts)")
             start = time.perf_counter()

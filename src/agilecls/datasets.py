@@ -82,7 +82,7 @@ def data_dir(path: str | os.PathLike | None = None) -> Path:
         return Path(path)
     if os.environ.get(DATA_DIR_ENV):
         return Path(os.environ[DATA_DIR_ENV])
-    for candidate in (Path.cwd() / "../shared/data", Path(__file__).resolve().parents[3] / "../shared/data"):
+    for candidate in (Path.cwd() / "../shared/data", Path(__file__).resolve().parents[2] / "../shared/data"):
         if candidate.is_dir():
             return candidate.resolve()
     return Path.home() / ".cache" / "agilecls" / "data"
