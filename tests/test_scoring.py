@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from agilecls.prompts import PromptParts, PromptTemplate
+from agilecls.prompts import PromptTemplate
 from agilecls.scoring import LabelScorer, LabelTokenError, PromptEncoder, label_token_ids
 
 TEXTS = ["this was a really good movie", "awful food", "I hate it", "great", "not good . not bad ."]

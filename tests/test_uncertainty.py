@@ -284,14 +284,17 @@ def test_fit_predict_save_load_round_trip(tiny_encoder_dir, toy_data, tmp_path, 
 
     clf.calibrate(test_x + far[:5], test_y + ["oos"] * 5)
     out = clf.save(tmp_path / "model")
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "head.safetensors"]
+    assert sorted(p.name for p in out.iterdir()) == ["agilecls.json", "head.safetensors"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # the temp folder is gone
     loaded = EncoderClassifier.load(out)
     assert np.abs(loaded.predict_proba(test_x + far) - clf.predict_proba(test_x + far)).max() < 1e-6
     assert np.allclose(loaded.ood_score(far), clf.ood_score(far), atol=1e-6)
     assert loaded.get_params() == clf.get_params() and loaded.temperature_ == clf.temperature_
     clf.save(out)  # overwriting an existing save works
-    assert json.loads((out / "config.json").read_text())["params"]["head"] == head
+    assert json.loads((out / "agilecls.json").read_text())["params"]["head"] == head
+    from agilecls.persistence import load_classifier
+
+    assert np.allclose(load_classifier(out).predict_proba(test_x), clf.predict_proba(test_x), atol=1e-6)
 
 
 @pytest.mark.parametrize("method", ["mahalanobis", "max_prob+mahalanobis"])
@@ -352,7 +355,7 @@ def test_bad_inputs_raise_clear_errors(tiny_encoder_dir, toy_data):
         clf.calibrate(["bank balance", "play song"], ["balance", "cooking"])
     with pytest.warns(UserWarning, match="left out of training"):
         _clf(tiny_encoder_dir, head="softmax", epochs=2).fit(train_x + ["volcano penguin"], train_y + ["oos"])
-    with pytest.raises(FileNotFoundError, match="config.json"):
+    with pytest.raises(FileNotFoundError, match="agilecls.json"):
         EncoderClassifier.load("/nonexistent/folder")
 
 

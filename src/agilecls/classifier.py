@@ -3,6 +3,7 @@ probabilities. Zero-shot, few-shot and tuned (LoRA) are fitting modes of the sam
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -246,7 +247,7 @@ class AgileClassifier(ClassifierMixin, BaseEstimator):
         return self.classes_[self.decision_function(X).argmax(axis=1)]
 
     # ---- persistence ---------------------------------------------------------------------------
-    def save(self, path) -> "Path":
+    def save(self, path) -> Path:
         """Write the fitted classifier to folder ``path`` (adapters as safetensors + agilecls.json), atomically."""
         from .persistence import save_agile
 

@@ -12,8 +12,6 @@ import hashlib
 import json
 import math
 import os
-import shutil
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -420,15 +418,15 @@ class EncoderClassifier(ClassifierMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike) -> Path:
-        """Write ``config.json`` + ``head.safetensors`` (+ ``encoder/`` when fine-tuned) into ``path``,
+        """Write ``agilecls.json`` + ``head.safetensors`` (+ ``encoder/`` when fine-tuned) into ``path``,
         atomically: a temporary sibling folder is filled, then renamed into place."""
         from safetensors.torch import save_file
 
+        from .persistence import MANIFEST, atomic_folder
+
         self._check_fitted()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
-        try:
+
+        def write(tmp: Path) -> None:
             tensors: dict[str, torch.Tensor] = {}
             if self.head_ is not None:
                 tensors.update({f"head.{k}": v.detach().cpu().contiguous() for k, v in self.head_.state_dict().items()})
@@ -440,33 +438,26 @@ class EncoderClassifier(ClassifierMixin, BaseEstimator):
                 self.encoder_.model.save(str(tmp / "encoder"), safe_serialization=True)
             params = {k: v for k, v in self.get_params().items()}
             params["labels"] = None if params["labels"] is None else [str(v) for v in params["labels"]]
-            config = {"format_version": FORMAT_VERSION, "params": params, "classes": self.classes_.tolist(),
-                      "embedding_dim": self.embedding_dim_, "temperature": self.temperature_,
-                      "threshold": self.threshold_, "has_head": self.head_ is not None,
-                      "has_mahalanobis": self.mahalanobis_ is not None,
+            config = {"format_version": FORMAT_VERSION, "estimator": "EncoderClassifier", "params": params,
+                      "classes": self.classes_.tolist(), "embedding_dim": self.embedding_dim_,
+                      "temperature": self.temperature_, "threshold": self.threshold_,
+                      "has_head": self.head_ is not None, "has_mahalanobis": self.mahalanobis_ is not None,
                       "ensemble_reference": getattr(self, "ensemble_reference_", None)}
-            (tmp / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
-            old = None
-            if path.exists():
-                old = path.with_name(f".{path.name}-old-{os.getpid()}")
-                path.rename(old)
-            tmp.rename(path)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return path
+            (tmp / MANIFEST).write_text(json.dumps(config, indent=2), encoding="utf-8")
+
+        return atomic_folder(path, write)
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | None = None) -> "EncoderClassifier":
         """A classifier written by :meth:`save`; a fine-tuned encoder is read from ``path/encoder``."""
         from safetensors.torch import load_file
 
+        from .persistence import MANIFEST
+
         path = Path(path)
-        if not (path / "config.json").exists():
-            raise FileNotFoundError(f"{path} holds no config.json; is it a folder written by EncoderClassifier.save?")
-        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+        if not (path / MANIFEST).exists():
+            raise FileNotFoundError(f"{path} holds no {MANIFEST}; is it a folder written by EncoderClassifier.save?")
+        config = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
         if config.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"{path} has format version {config.get('format_version')}, expected {FORMAT_VERSION}")
         params = dict(config["params"])

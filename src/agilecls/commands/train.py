@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Optional
@@ -62,9 +61,6 @@ def register(app: typer.Typer) -> None:
             clf.fit(dataset.texts, dataset.y)
             seconds = time.perf_counter() - start
             clf.save(out)
-            if encoder and not (out / "agilecls.json").exists():
-                # Mark the folder so load_classifier knows which estimator reads it.
-                (out / "agilecls.json").write_text(json.dumps({"format_version": 1, "estimator": "EncoderClassifier"}))
             return seconds
 
         seconds = run_guarded(run)
