@@ -13,7 +13,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_results  # noqa: E402
@@ -36,9 +35,12 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["smollm2-135m-instruct", "gemma-3-270m"])
     parser.add_argument("--shots", nargs="+", type=int, default=[0, 1])
     parser.add_argument("--tweets-per-class", type=int, default=20)
+    parser.add_argument("--data", nargs="+", default=["ethos", "tweets"])
     args = parser.parse_args()
     rows = []
     for data_name, (train, test) in datasets(args.tweets_per_class).items():
+        if data_name not in args.data:
+            continue
         for model in args.models:
             for shots in args.shots:
                 clf = AgileClassifier(labels=train.labels, model=model, shots=shots,
@@ -56,7 +58,8 @@ def main() -> None:
                 print(format_table(rows[-2:]), flush=True)
     print("\nf1 = binary F1 of the hateful class on ETHOS, macro F1 on tweets")
     print(format_table(rows))
-    path = write_results("zero_few_shot", {"rows": rows, "tweets_per_class": args.tweets_per_class})
+    path = write_results("zero_few_shot_" + "_".join(args.data),
+                         {"rows": rows, "tweets_per_class": args.tweets_per_class})
     print(f"wrote {path}")
 
 

@@ -100,10 +100,18 @@ def softcap(logits: torch.Tensor, cap: float | None) -> torch.Tensor:
 
 
 def expand_cache(cache, batch: int):
-    """A private copy of a batch-1 key/value cache repeated ``batch`` times."""
-    copied = copy.deepcopy(cache)
-    copied.batch_repeat_interleave(batch)
-    return copied
+    """A batch-1 key/value cache seen ``batch`` times without copying it: each layer holds a
+    broadcast view, which the next forward's concatenation turns into the batch's own tensor
+    (the shared prefix cache itself is never written to)."""
+    expanded = copy.copy(cache)
+    expanded.layers = []
+    for layer in cache.layers:
+        view = copy.copy(layer)
+        if layer.keys is not None:  # layers the prefix never reached stay empty
+            view.keys = layer.keys.expand(batch, *layer.keys.shape[1:])
+            view.values = layer.values.expand(batch, *layer.values.shape[1:])
+        expanded.layers.append(view)
+    return expanded
 
 
 def prefix_cache(lm: LanguageModel, prefix: Sequence[int]):
