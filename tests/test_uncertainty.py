@@ -406,3 +406,25 @@ def test_cli_helpers_train_calibrate_and_plot(tiny_encoder_dir, toy_data, tmp_pa
     assert clf.threshold_ is not None and report["accuracy"] >= 0.9 and "ood_auprc" in report
     paths = save_uncertainty_plots(clf, test_x + far, test_y + ["oos"] * len(far), tmp_path)
     assert [p.name for p in paths] == ["reliability.png", "ood_histogram.png"] and all(p.exists() for p in paths)
+
+
+def test_train_and_eval_commands_with_an_encoder_head(tiny_encoder_dir, toy_data, tmp_path):
+    """`agilecls train --encoder ... --head ...` saves a model that `agilecls eval` reads, printing
+    the uncertainty metrics when the data holds out-of-scope rows."""
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from agilecls.cli import app
+
+    (train_x, train_y), (test_x, test_y), far = toy_data
+    pd.DataFrame({"text": train_x, "intent": train_y}).to_csv(tmp_path / "train.csv", index=False)
+    pd.DataFrame({"text": test_x + far[:10], "intent": test_y + ["oos"] * 10}).to_csv(tmp_path / "test.csv",
+                                                                                       index=False)
+    runner = CliRunner()
+    trained = runner.invoke(app, ["train", str(tmp_path / "train.csv"), "--label-col", "intent", "--encoder",
+                                  str(tiny_encoder_dir), "--head", "softmax", "--out", str(tmp_path / "model")])
+    assert trained.exit_code == 0, trained.output
+    evaluated = runner.invoke(app, ["eval", str(tmp_path / "test.csv"), "--label-col", "intent", "--model",
+                                    str(tmp_path / "model"), "--report", str(tmp_path / "r.html")])
+    assert evaluated.exit_code == 0, evaluated.output
+    assert "ood_auroc" in evaluated.output and (tmp_path / "r.html").read_text().count("data:image/png") == 5

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import List, Optional
 
+import numpy as np
 import typer
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -106,10 +107,27 @@ def evaluate(clf, data, report: Path, title: str, info: dict) -> dict:
     proba = clf.predict_proba(data.texts)
     seconds = time.perf_counter() - start
     info = {**info, "texts": len(data), "seconds": f"{seconds:.1f}", "texts/s": f"{len(data) / seconds:.2f}"}
-    metrics = write_report(report, data.y, proba, list(clf.classes_), title=title,
-                           positive_label=data.meta.get("positive_label"), info=info)
+    known = set(map(str, clf.classes_))
+    in_scope = [i for i, y in enumerate(data.y) if y in known]
+    uncertainty, figures = {}, []
+    if hasattr(clf, "evaluate") and hasattr(clf, "ood_score"):
+        # A classifier that knows out-of-scope: its own metrics over all rows, incl. unknown-label (oos) rows.
+        from .uncertainty_plots import ood_histogram
+
+        uncertainty = clf.evaluate(data.texts, data.y)
+        if len(in_scope) < len(data):
+            scores = clf.ood_score(data.texts)
+            figures.append(ood_histogram(scores[in_scope], np.delete(scores, in_scope)))
+    elif len(in_scope) < len(data):
+        unknown = sorted({y for y in data.y if y not in known})
+        raise ValueError(f"labels {unknown[:10]} in the data are not among the classifier's {sorted(known)}")
+    metrics = write_report(report, [data.y[i] for i in in_scope], proba[in_scope], list(clf.classes_), title=title,
+                           positive_label=data.meta.get("positive_label"), info=info, extra_figures=figures)
     shown = {k: v for k, v in metrics.items() if k != "n"}
     typer.echo(format_table([shown]))
+    if uncertainty:
+        typer.echo("uncertainty (all rows, out-of-scope included):")
+        typer.echo(format_table([uncertainty]))
     typer.echo(f"{len(data)} texts in {seconds:.1f} s; report written to {report}")
     return metrics
 
@@ -145,7 +163,8 @@ def eval_command(data: str = typer.Argument(..., help="ethos, tweets, clinc150 (
         return clf.fit(), test
 
     clf, test = run_guarded(run)
-    evaluate(clf, test, report, f"{test.name}: {clf.model}", {"model": clf.model, "shots": shots})
+    name = getattr(clf, "model", None) or f"{clf.encoder} + {clf.head}"  # AgileClassifier or EncoderClassifier
+    run_guarded(evaluate, clf, test, report, f"{test.name}: {name}", {"model": name, "shots": shots})
 
 
 @app.command()
