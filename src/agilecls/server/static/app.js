@@ -1,6 +1,10 @@
 // agilecls prompt-debugging page: plain JS, no build step, no external assets.
 "use strict";
 
+/** Display names of the salience methods the server lists in /api/info. */
+const METHOD_NAMES = { grad_l2: "Grad L2 norm", grad_dot_input: "Grad · Input", integrated_gradients: "Integrated Gradients" };
+
+
 const $ = (id) => document.getElementById(id);
 const state = {
   info: null,
@@ -188,8 +192,7 @@ async function renderResult() {
   legend(r.signed);
   drawHeatmap($("heatmap"), r.prompt, spansFor(r, g), r.signed);
   drawRanking($("top-spans"), spansFor(r, g), r.signed);
-  const names = { grad_l2: "Grad L2", grad_dot_input: "Grad·Input", integrated_gradients: "Integrated Gradients" };
-  let meta = `${names[r.method] || r.method} · log p(span) = ${r.score.toFixed(3)} · ${r.tokens.length} tokens · ${r.seconds.toFixed(2)} s`;
+  let meta = `${METHOD_NAMES[r.method] || r.method} · log p(span) = ${r.score.toFixed(3)} · ${r.tokens.length} tokens · ${r.seconds.toFixed(2)} s`;
   if (r.info && r.info.completeness_error !== undefined) meta += ` · completeness error ${r.info.completeness_error.toExponential(1)}`;
   if (d.stale) meta += " · edited since — explain again";
   $("result-meta").textContent = meta;
@@ -370,6 +373,13 @@ async function init() {
   });
   state.info = await api("/api/info");
   $("model-name").textContent = state.info.model;
+  for (const select of [$("method"), $("clf-method")]) {  // one list: the server's method registry
+    for (const name of state.info.methods) {
+      const opt = document.createElement("option");
+      opt.value = name; opt.textContent = METHOD_NAMES[name] || name;
+      select.appendChild(opt);
+    }
+  }
   for (const name of state.info.classifiers) {
     const opt = document.createElement("option");
     opt.value = name; opt.textContent = name;
