@@ -271,7 +271,7 @@ def test_unreachable_hub_id_names_bundled_encoders(monkeypatch):
         load_sentence_transformer("no-such-org/no-such-encoder-xyz", device="cpu")
 
 
-@pytest.mark.parametrize("head", ["sngp", "softmax", "mahalanobis"])
+@pytest.mark.parametrize("head", ["sngp", "softmax", "logistic", "mahalanobis"])
 def test_fit_predict_save_load_round_trip(tiny_encoder_dir, toy_data, tmp_path, head):
     (train_x, train_y), (test_x, test_y), far = toy_data
     clf = _clf(tiny_encoder_dir, head=head, reject_threshold=None).fit(train_x, train_y)

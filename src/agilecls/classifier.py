@@ -58,7 +58,10 @@ class AgileClassifier(ClassifierMixin, BaseEstimator):
         ``'separator-newlines'``, a :class:`PromptTemplate` or its dict.
     shots : in-context examples per class taken from the training data (0 = zero-shot).
     shot_selection : ``'random'`` (seeded) or ``'similar'`` (most typical by embedding).
-    calibration : ``'content_free'`` divides out the label bias measured on content-free inputs
+    calibration : ``'auto'`` (default): ``'content_free'`` when prompting, ``None`` when tuned (a tuned
+        model has learnt the label prior from its data: on ETHOS validation rows the content-free
+        correction lowered a tuned model's F1 from 0.84 to 0.74).
+        ``'content_free'`` divides out the label bias measured on content-free inputs
         ("N/A", "", "[MASK]"); ``None`` uses raw label probabilities.
     tuning : ``None`` (prompting only) or ``'lora'`` (LoRA adapters trained on (X, y); the template
         ``'auto'`` then means the separator format).
@@ -69,6 +72,8 @@ class AgileClassifier(ClassifierMixin, BaseEstimator):
         example and cached, so an epoch costs only N layers. ``None`` adapts every layer.
     batch_size : texts per scoring forward pass; 4 measured fastest on a 2-core CPU (bench/throughput.py).
     learning_rate, epochs, train_batch_size, gradient_accumulation : Adam training schedule.
+    lr_schedule, warmup_fraction : ``'linear'`` (warm up over this share of the steps, then decay to
+        zero), ``'cosine'`` or ``'constant'``.
     loss : ``'label'`` (cross-entropy over the label tokens at the answer position) or ``'lm'``
         (next-token loss over the text, label and end-of-text).
     validation_fraction, patience : hold out this share of (X, y) and stop early when its loss
@@ -80,11 +85,12 @@ class AgileClassifier(ClassifierMixin, BaseEstimator):
 
     def __init__(self, labels: Sequence[str] | None = None, model: str = DEFAULT_MODEL, template="auto",
                  shots: int = 0, shot_selection: str = "random", instructions: str | None = None,
-                 calibration: str | None = "content_free", length_normalize: bool = False, tuning: str | None = None,
+                 calibration: str | None = "auto", length_normalize: bool = False, tuning: str | None = None,
                  batch_size: int = 4, max_length: int | None = None, device: str | None = None, seed: int = 0,
                  progress: bool = True, rank: int = 4, lora_alpha: float = 8.0, lora_dropout: float = 0.05,
                  target_modules="attention", top_layers: int | None = 4, learning_rate: float = 5e-4,
-                 epochs: int = 4, train_batch_size: int = 4, gradient_accumulation: int = 1, loss: str = "label",
+                 lr_schedule: str = "linear", warmup_fraction: float = 0.1, epochs: int = 4,
+                 train_batch_size: int = 4, gradient_accumulation: int = 1, loss: str = "label",
                  validation_fraction: float = 0.0, patience: int = 2, gradient_checkpointing: bool = False):
         self.labels = labels
         self.model = model
@@ -106,6 +112,8 @@ class AgileClassifier(ClassifierMixin, BaseEstimator):
         self.target_modules = target_modules
         self.top_layers = top_layers
         self.learning_rate = learning_rate
+        self.lr_schedule = lr_schedule
+        self.warmup_fraction = warmup_fraction
         self.epochs = epochs
         self.train_batch_size = train_batch_size
         self.gradient_accumulation = gradient_accumulation
@@ -125,8 +133,8 @@ class AgileClassifier(ClassifierMixin, BaseEstimator):
         share the frozen lower layers' cached outputs."""
         if self.tuning not in (None, "none", "lora"):
             raise ValueError(f"unknown tuning mode {self.tuning!r}; use None for prompting or 'lora'")
-        if self.calibration not in (None, "none", "content_free"):
-            raise ValueError(f"unknown calibration {self.calibration!r}; use 'content_free' or None")
+        if self.calibration not in (None, "none", "auto", "content_free"):
+            raise ValueError(f"unknown calibration {self.calibration!r}; use 'auto', 'content_free' or None")
         if self.tuning == "lora":
             return self._fit_lora(X, y, callback, lower_cache)
         if y is None:
@@ -143,7 +151,7 @@ class AgileClassifier(ClassifierMixin, BaseEstimator):
                 raise ValueError(f"X has {len(texts)} texts but y has {len(y_list)} labels")
         self.lm_ = load_lm(self.model, device=self.device)
         self._set_state(labels, self._build_template(self.template, texts, y_list, labels))
-        self.bias_ = self._content_free_bias() if self.calibration == "content_free" else np.zeros(len(labels))
+        self.bias_ = self._content_free_bias() if self._calibration() == "content_free" else np.zeros(len(labels))
         return self
 
     def _build_template(self, style, texts, y_list, labels) -> PromptTemplate:
@@ -162,7 +170,8 @@ class AgileClassifier(ClassifierMixin, BaseEstimator):
 
         return TuningConfig(rank=self.rank, lora_alpha=self.lora_alpha, lora_dropout=self.lora_dropout,
                             target_modules=self.target_modules, top_layers=self.top_layers,
-                            learning_rate=self.learning_rate, epochs=self.epochs, batch_size=self.train_batch_size,
+                            learning_rate=self.learning_rate, lr_schedule=self.lr_schedule,
+                            warmup_fraction=self.warmup_fraction, epochs=self.epochs, batch_size=self.train_batch_size,
                             gradient_accumulation=self.gradient_accumulation,
                             gradient_checkpointing=self.gradient_checkpointing, loss=self.loss,
                             validation_fraction=self.validation_fraction, patience=self.patience, seed=self.seed)
@@ -196,7 +205,7 @@ class AgileClassifier(ClassifierMixin, BaseEstimator):
             self._split = None
         self.history_ = [vars(h) for h in history]
         self.tuning_seconds_ = time.perf_counter() - start
-        self.bias_ = self._content_free_bias() if self.calibration == "content_free" else np.zeros(len(labels))
+        self.bias_ = self._content_free_bias() if self._calibration() == "content_free" else np.zeros(len(labels))
         return self
 
     def _set_state(self, labels: list[str], template: PromptTemplate) -> None:
@@ -208,6 +217,12 @@ class AgileClassifier(ClassifierMixin, BaseEstimator):
         self.encoder_ = PromptEncoder(self.lm_, max_length, reserve=max(len(ids) for ids in self.label_ids_))
         self.scorer_ = LabelScorer(self.lm_, self.label_ids_, length_normalize=self.length_normalize,
                                    batch_size=self.batch_size, progress=self.progress)
+
+    def _calibration(self) -> str | None:
+        """The calibration in effect: ``'auto'`` resolved by the fitting mode."""
+        if self.calibration == "auto":
+            return None if self.tuning == "lora" else "content_free"
+        return None if self.calibration == "none" else self.calibration
 
     def _content_free_bias(self) -> np.ndarray:
         """Mean log-probability of each label on content-free inputs (Zhao et al., 2021)."""

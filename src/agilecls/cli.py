@@ -19,9 +19,10 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 
 DEMO_REPORT = Path("reports/demo.html")
 #: Demo tuning budget: a few minutes on a 2-core CPU (see README, Agile tuning).
-DEMO_TRAIN_SIZE = 200
-DEMO_EPOCHS = 2
+DEMO_TRAIN_SIZE = 800
+DEMO_EPOCHS = 4
 DEMO_LEARNING_RATE = 2e-3
+DEMO_ENCODER = "minilm"
 
 
 def fail(message: str) -> None:
@@ -98,14 +99,16 @@ def classify(texts: List[str] = typer.Argument(None, help="Texts to classify (or
             typer.echo(f"{best}\t{shown}\t{text[:80]}")
 
 
-def evaluate(clf, data, report: Path, title: str, info: dict) -> dict:
-    """Predict ``data``, print the metrics table and write the HTML report."""
+def evaluate(clf, data, report: Path, title: str, info: dict, proba=None, seconds: float | None = None) -> dict:
+    """Predict ``data`` (unless its ``proba`` is given, computed in ``seconds``), print the metrics
+    table and write the HTML report."""
     from .metrics import format_table
     from .report import write_report
 
-    start = time.perf_counter()
-    proba = clf.predict_proba(data.texts)
-    seconds = time.perf_counter() - start
+    if proba is None:
+        start = time.perf_counter()
+        proba = clf.predict_proba(data.texts)
+        seconds = time.perf_counter() - start
     info = {**info, "texts": len(data), "seconds": f"{seconds:.1f}", "texts/s": f"{len(data) / seconds:.2f}"}
     known = set(map(str, clf.classes_))
     in_scope = [i for i, y in enumerate(data.y) if y in known]
@@ -163,14 +166,26 @@ def eval_command(data: str = typer.Argument(..., help="ethos, tweets, clinc150 (
         return clf.fit(), test
 
     clf, test = run_guarded(run)
-    name = getattr(clf, "model", None) or f"{clf.encoder} + {clf.head}"  # AgileClassifier or EncoderClassifier
+    name = classifier_name(clf)
     run_guarded(evaluate, clf, test, report, f"{test.name}: {name}", {"model": name, "shots": shots})
+
+
+def classifier_name(clf) -> str:
+    """A short name of any agilecls classifier for tables and report titles."""
+    if hasattr(clf, "estimators_"):
+        return " + ".join(classifier_name(member) for _, member in clf.estimators_)
+    if hasattr(clf, "encoder") and hasattr(clf, "head"):
+        return f"{clf.encoder} + {clf.head} head"
+    model = getattr(clf, "model", "?")
+    return getattr(model, "spec", model) + (" (LoRA)" if getattr(clf, "tuning", None) == "lora" else "")
 
 
 @app.command()
 def demo(model: Optional[str] = typer.Option(None, help="Model spec (default: the bundled default)."),
          tune: bool = typer.Option(True, "--tune/--no-tune", help="LoRA-tune on ETHOS training rows first "
                                                                   "(else few-shot prompting)."),
+         encoder: str = typer.Option(DEMO_ENCODER, help="Sentence encoder whose logistic head joins the tuned "
+                                                        "model in a soft-voting ensemble ('' = the LLM alone)."),
          train_size: int = typer.Option(DEMO_TRAIN_SIZE, help="Training rows used for tuning."),
          epochs: int = typer.Option(DEMO_EPOCHS, help="Tuning epochs."),
          shots: int = typer.Option(1, help="In-context examples per class (with --no-tune)."),
@@ -178,7 +193,8 @@ def demo(model: Optional[str] = typer.Option(None, help="Model spec (default: th
          save: Optional[Path] = typer.Option(None, help="Also save the tuned classifier to this folder."),
          report: Path = typer.Option(DEMO_REPORT, help="Where to write the HTML report.")):
     """The main job: classify the ETHOS hate-speech test split with the bundled default model,
-    LoRA-tuned on ETHOS training rows in a few minutes on a CPU (or prompted, with --no-tune)."""
+    LoRA-tuned on ETHOS training rows in a few minutes on a CPU and joined by a sentence-encoder
+    head (or prompted, with --no-tune)."""
     from .classifier import AgileClassifier
     from .datasets import load_ethos
     from .lm import DEFAULT_MODEL
@@ -186,30 +202,53 @@ def demo(model: Optional[str] = typer.Option(None, help="Model spec (default: th
     def run():
         train, test = load_ethos("train"), load_ethos("test")
         test = test.head(limit) if limit else test
-        if tune:
-            clf = AgileClassifier(labels=train.labels, model=model or DEFAULT_MODEL, tuning="lora", epochs=epochs,
-                                  learning_rate=DEMO_LEARNING_RATE, instructions=train.meta["instructions"])
-            typer.echo(f"agilecls demo: {clf.model}, LoRA-tuned on {train_size} ETHOS training texts for {epochs} "
-                       f"epochs (top {clf.top_layers} layers, rank {clf.rank}), ETHOS test split ({len(test)} texts)")
-            start = time.perf_counter()
-            clf.fit(train.texts[:train_size], train.y[:train_size])
-            typer.echo(f"tuned in {time.perf_counter() - start:.0f} s; train loss per epoch: "
-                       + ", ".join(f"{h['train_loss']:.3f}" for h in clf.history_))
-            if save is not None:
-                clf.save(save)
-                typer.echo(f"saved to {save}")
-            return clf, test
-        clf = AgileClassifier(labels=train.labels, model=model or DEFAULT_MODEL, shots=shots,
-                              instructions=train.meta["instructions"])
-        typer.echo(f"agilecls demo: {clf.model}, {shots}-shot, ETHOS test split ({len(test)} texts)")
-        return clf.fit(train.texts, train.y), test
+        if not tune:
+            clf = AgileClassifier(labels=train.labels, model=model or DEFAULT_MODEL, shots=shots,
+                                  instructions=train.meta["instructions"])
+            typer.echo(f"agilecls demo: {clf.model}, {shots}-shot, ETHOS test split ({len(test)} texts)")
+            return clf.fit(train.texts, train.y), test
+        clf = AgileClassifier(labels=train.labels, model=model or DEFAULT_MODEL, tuning="lora", epochs=epochs,
+                              learning_rate=DEMO_LEARNING_RATE, instructions=train.meta["instructions"])
+        what = f"{clf.model} LoRA-tuned for {epochs} epochs (top {clf.top_layers} layers, rank {clf.rank})"
+        if encoder:
+            from .encoder_classifier import EncoderClassifier
+            from .ensemble import EnsembleClassifier
+
+            clf = EnsembleClassifier([("encoder", EncoderClassifier(encoder, head="logistic")), ("llm", clf)])
+            what += f" + a logistic head on {encoder} sentence embeddings, soft-voted"
+        typer.echo(f"agilecls demo: {what}; {train_size} ETHOS training texts; ETHOS test split ({len(test)} texts)")
+        start = time.perf_counter()
+        clf.fit(train.texts[:train_size], train.y[:train_size])
+        tuned = clf.named_estimators_["llm"] if encoder else clf
+        typer.echo(f"trained in {time.perf_counter() - start:.0f} s; train loss per epoch: "
+                   + ", ".join(f"{h['train_loss']:.3f}" for h in tuned.history_))
+        if save is not None:
+            clf.save(save)
+            typer.echo(f"saved to {save}")
+        return clf, test
 
     clf, test = run_guarded(run)
-    how = f"LoRA-tuned on {train_size} texts, {epochs} epochs" if tune else f"{shots}-shot"
-    info = {"model": clf.model, "template": clf.template_.style}
-    info.update({"train texts": train_size, "epochs": epochs, "tuning s": f"{clf.tuning_seconds_:.0f}"} if tune
-                else {"shots": shots})
-    evaluate(clf, test, report, f"ETHOS hate speech, {how}, {clf.model}", info)
+    name = classifier_name(clf)
+    how = f"trained on {train_size} texts, {epochs} epochs" if tune else f"{shots}-shot"
+    info = {"model": name}
+    info.update({"train texts": train_size, "epochs": epochs} if tune else {"shots": shots})
+    proba = seconds = None
+    if tune and encoder:  # each member alone, for comparison with the ensemble
+        from .ensemble import soft_vote
+        from .metrics import classification_metrics, format_table
+
+        start = time.perf_counter()
+        members = clf.member_probas(test.texts)
+        proba, seconds = soft_vote(list(members.values()), clf.weights), time.perf_counter() - start
+        rows = []
+        for member, member_proba in members.items():
+            m = classification_metrics(test.y, member_proba, test.labels, positive_label=test.meta.get("positive_label"))
+            rows.append({"member": f"{member}: {classifier_name(clf.named_estimators_[member])}",
+                         **{k: m[k] for k in ("accuracy", "f1", "roc_auc")}})
+        typer.echo("each member alone:")
+        typer.echo(format_table(rows))
+        typer.echo("the ensemble:")
+    evaluate(clf, test, report, f"ETHOS hate speech, {how}, {name}", info, proba, seconds)
 
 
 def _register_commands() -> None:

@@ -253,6 +253,11 @@ class SentenceEncoder:
         feats = prep(list(texts))
         return {k: v.to(self.model.device) if isinstance(v, torch.Tensor) else v for k, v in feats.items()}
 
+    def token_lengths(self, texts: Sequence[str]) -> list[int]:
+        """Tokens per text after truncation to ``max_seq_length`` (for length-grouped batches)."""
+        ids = self.model.tokenizer(list(texts), truncation=True, max_length=self.model.max_seq_length)["input_ids"]
+        return [len(row) for row in ids]
+
     def forward(self, texts: Sequence[str]) -> torch.Tensor:
         """Differentiable sentence embeddings (for fine-tuning)."""
         return self.model(self.features(texts))["sentence_embedding"]

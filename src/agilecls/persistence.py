@@ -100,7 +100,7 @@ def save_agile(clf, path) -> Path:
         "tuning": {"config": clf.tuning_config().to_dict(), "history": getattr(clf, "history_", []),
                    "seconds": getattr(clf, "tuning_seconds_", None), "adapters": ADAPTERS} if tuned else None,
         "metrics": getattr(clf, "metrics_", {}),
-        "calibration": {"method": clf.calibration, "bias": [float(b) for b in clf.bias_]},
+        "calibration": {"method": clf._calibration(), "bias": [float(b) for b in clf.bias_]},
         "versions": package_versions(),
     }
 
@@ -190,4 +190,8 @@ def load_classifier(path, **kwargs):
         from .encoder_classifier import EncoderClassifier
 
         return EncoderClassifier.load(path, **kwargs)
+    if estimator == "EnsembleClassifier":
+        from .ensemble import EnsembleClassifier
+
+        return EnsembleClassifier.load(path, **kwargs)
     raise ModelFormatError(f"{path}: unknown estimator {estimator!r} in {MANIFEST}")

@@ -81,13 +81,20 @@ def reliability_figure(y_true, proba, labels, n_bins: int = 10) -> plt.Figure:
     return fig
 
 
-def learning_curve_figure(curves: dict[str, list[tuple[float, float]]], metric: str) -> plt.Figure:
-    """One line per series of (x, value) points, e.g. F1 against epochs per training size."""
-    fig, ax = plt.subplots(figsize=(5, 4))
+def learning_curve_figure(curves: dict[str, list[tuple[float, float]]], metric: str, ax=None,
+                          references: dict[str, float] | None = None,
+                          styles: dict[str, dict] | None = None) -> plt.Figure:
+    """One line per series of (x, value) points, e.g. F1 against epochs per training size, drawn on
+    ``ax`` (a new figure when None); ``references`` adds labelled dotted horizontal lines and
+    ``styles`` extra ``plot`` arguments per series."""
+    fig, ax = (plt.subplots(figsize=(5, 4)) if ax is None else (ax.figure, ax))
     for name, points in curves.items():
         xs, ys = zip(*points)
-        ax.plot(xs, ys, marker="o", label=name)
+        ax.plot(xs, ys, **{"marker": "o", "label": name, **(styles or {}).get(name, {})})
+    for name, value in (references or {}).items():
+        ax.axhline(value, ls=":", c="grey")
+        ax.annotate(name, (ax.get_xlim()[0], value), fontsize=7, color="grey", va="bottom")
     ax.set(xlabel="epoch", ylabel=metric, title=f"{metric} vs. epochs")
-    ax.legend()
+    ax.legend(fontsize=7)
     fig.tight_layout()
     return fig

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .batching import length_grouped_batches
 from .lm import LanguageModel
 from .scoring import EncodedPrompt, LabelScorer, LayerSplit, softcap, decoder_layers
 
@@ -29,6 +30,8 @@ TARGET_MODULES = {
     "all": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
 }
 LOSSES = ("label", "lm")
+#: Learning-rate schedules (transformers' names): "linear" warms up, then decays to zero by the last step.
+LR_SCHEDULES = ("linear", "cosine", "constant")
 
 
 @dataclass
@@ -41,6 +44,8 @@ class TuningConfig:
     target_modules: str | list = "attention"
     top_layers: int | None = 4
     learning_rate: float = 5e-4
+    lr_schedule: str = "linear"
+    warmup_fraction: float = 0.1
     epochs: int = 4
     batch_size: int = 4
     gradient_accumulation: int = 1
@@ -54,6 +59,10 @@ class TuningConfig:
         if self.loss not in LOSSES:
             raise ValueError(f"unknown loss {self.loss!r}; use 'label' (classification loss on the label tokens) "
                              f"or 'lm' (next-token loss over the whole sequence)")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"unknown lr_schedule {self.lr_schedule!r}; use one of {LR_SCHEDULES}")
+        if not 0.0 <= self.warmup_fraction < 1.0:
+            raise ValueError("warmup_fraction must be in [0, 1)")
         if isinstance(self.target_modules, str) and self.target_modules not in TARGET_MODULES:
             raise ValueError(f"unknown target_modules {self.target_modules!r}; use one of {sorted(TARGET_MODULES)} "
                              f"or a list of module names")
@@ -112,17 +121,6 @@ class EpochInfo:
     val_accuracy: float | None = None
     best_epoch: int | None = None
     extra: dict = field(default_factory=dict)
-
-
-def _length_batches(lengths: Sequence[int], batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """Shuffled batches of similar length: shuffle, sort within chunks of 50 batches, shuffle the batches."""
-    order = rng.permutation(len(lengths))
-    chunk = batch_size * 50
-    batches = []
-    for start in range(0, len(order), chunk):
-        part = sorted(order[start:start + chunk], key=lambda i: lengths[i])
-        batches += [np.array(part[i:i + batch_size]) for i in range(0, len(part), batch_size)]
-    return [batches[i] for i in rng.permutation(len(batches))]
 
 
 def validation_split(y_idx: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -231,6 +229,8 @@ class LoraTrainer:
         torch.manual_seed(cfg.seed)
         rng = np.random.default_rng(cfg.seed)
         optimizer = torch.optim.Adam(params, lr=cfg.learning_rate)
+        steps_per_epoch = math.ceil(math.ceil(len(train_prompts) / cfg.batch_size) / cfg.gradient_accumulation)
+        scheduler = self._scheduler(optimizer, steps_per_epoch * cfg.epochs)
         if cfg.gradient_checkpointing:
             with warnings.catch_warnings():  # renamed in transformers 5; the old name still works
                 warnings.simplefilter("ignore", FutureWarning)
@@ -244,7 +244,7 @@ class LoraTrainer:
             for epoch in range(1, cfg.epochs + 1):
                 self.lm.model.train()
                 start = time.perf_counter()
-                batches = _length_batches(lengths, cfg.batch_size, rng)
+                batches = length_grouped_batches(lengths, cfg.batch_size, rng)
                 running, seen = 0.0, 0
                 optimizer.zero_grad(set_to_none=True)
                 bar = tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", disable=not self.progress,
@@ -254,6 +254,7 @@ class LoraTrainer:
                     (loss / cfg.gradient_accumulation).backward()
                     if step % cfg.gradient_accumulation == 0 or step == len(batches):
                         optimizer.step()
+                        scheduler.step()
                         optimizer.zero_grad(set_to_none=True)
                     running += loss.item() * len(batch)
                     seen += len(batch)
@@ -282,6 +283,15 @@ class LoraTrainer:
         if best_state is not None and best_epoch != self.history[-1].epoch:
             self._restore(best_state)
         return self.history
+
+    def _scheduler(self, optimizer, total_steps: int):
+        """The learning-rate schedule of the config; decaying to zero steadies the last epochs'
+        decision threshold (with a constant rate it swung from epoch to epoch)."""
+        from transformers import get_scheduler
+
+        name = "constant_with_warmup" if self.config.lr_schedule == "constant" else self.config.lr_schedule
+        return get_scheduler(name, optimizer, num_warmup_steps=int(self.config.warmup_fraction * total_steps),
+                             num_training_steps=max(total_steps, 1))
 
     def _warm_split(self, prompts: Sequence[EncodedPrompt], y: Sequence[int], lm_rows: bool = True) -> None:
         """Run the frozen lower layers once for every training sequence (cached for all epochs)."""

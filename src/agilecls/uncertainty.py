@@ -1,6 +1,7 @@
 """Heads that know what they do not know, and the numbers that say how well they do.
 
-- :class:`SoftmaxHead`: the plain baseline (an MLP with a dense softmax output).
+- :class:`SoftmaxHead`: the plain baseline (an MLP with a dense softmax output);
+  :class:`LogisticHead`: logistic regression, the strongest plain head on a few hundred examples.
 - :class:`SNGPHead`: SNGP — spectrally normalised residual hidden layers (distances in the input
   survive into the hidden space) and a random-Fourier-feature Gaussian-process output layer whose
   Laplace precision matrix is accumulated exactly over an epoch (reset at each epoch's start);
@@ -142,6 +143,42 @@ class SoftmaxHead(nn.Module):
         return self.forward(x)
 
     def reset_covariance(self) -> None:  # the training loop treats every head alike
+        pass
+
+    def finalize(self) -> None:
+        pass
+
+
+class LogisticHead(nn.Module):
+    """Multinomial logistic regression on the embeddings: one linear layer.
+
+    On frozen embeddings it is fitted to convergence by scikit-learn (L-BFGS, L2 penalty ``C``),
+    which on a few hundred examples beat the MLP heads trained by SGD (ETHOS validation rows:
+    ROC-AUC 0.878-0.891 vs 0.850-0.860); when the encoder is fine-tuned it trains like any head."""
+
+    def __init__(self, in_features: int, num_classes: int):
+        super().__init__()
+        self.output = nn.Linear(in_features, num_classes)
+
+    @torch.no_grad()
+    def fit_embeddings(self, emb: np.ndarray, y_idx: np.ndarray, C: float = 1.0, seed: int = 0) -> "LogisticHead":
+        from sklearn.linear_model import LogisticRegression
+
+        model = LogisticRegression(C=C, max_iter=5000, random_state=seed).fit(emb, y_idx)
+        coef, intercept = model.coef_, model.intercept_
+        if coef.shape[0] == 1:  # scikit-learn keeps one row for two classes: logit(1) - logit(0)
+            coef, intercept = np.concatenate([-coef / 2, coef / 2]), np.concatenate([-intercept / 2, intercept / 2])
+        self.output.weight.copy_(torch.as_tensor(coef, dtype=self.output.weight.dtype))
+        self.output.bias.copy_(torch.as_tensor(intercept, dtype=self.output.bias.dtype))
+        return self
+
+    def forward(self, x: torch.Tensor, update_covariance: bool = False) -> torch.Tensor:
+        return self.output(x)
+
+    def predict_logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward(x)
+
+    def reset_covariance(self) -> None:
         pass
 
     def finalize(self) -> None:

@@ -32,7 +32,10 @@ def register(app: typer.Typer) -> None:
               seed: int = typer.Option(0),
               encoder: Optional[str] = typer.Option(None, help="Fit an EncoderClassifier on this sentence "
                                                                "encoder (minilm, mpnet, folder) instead."),
-              head: str = typer.Option("sngp", help="Head of --encoder: sngp, softmax or mahalanobis.")):
+              head: str = typer.Option("sngp", help="Head of --encoder: sngp, softmax, logistic or mahalanobis."),
+              ensemble_encoder: Optional[str] = typer.Option(
+                  None, help="Also fit a logistic head on this sentence encoder (minilm, mpnet, folder) and "
+                             "soft-vote it with the tuned model (an EnsembleClassifier).")):
         """Tune a classifier (LoRA on a small LM, or a sentence-encoder head) and save it to --out."""
         from ..datasets import load_dataset
 
@@ -56,6 +59,13 @@ def register(app: typer.Typer) -> None:
                                       top_layers=top_layers or None, target_modules=target_modules, loss=loss,
                                       validation_fraction=validation_fraction, max_length=max_length, seed=seed)
                 kind = f"AgileClassifier({clf.model}, LoRA rank {rank}, {epochs} epochs)"
+                if ensemble_encoder:
+                    from ..encoder_classifier import EncoderClassifier
+                    from ..ensemble import EnsembleClassifier
+
+                    head_clf = EncoderClassifier(encoder=ensemble_encoder, head="logistic", random_state=seed)
+                    clf = EnsembleClassifier([("encoder", head_clf), ("llm", clf)], labels=dataset.labels)
+                    kind = f"EnsembleClassifier({ensemble_encoder} logistic head + {kind})"
             typer.echo(f"training {kind} on {len(dataset)} texts of {dataset.name}")
             start = time.perf_counter()
             clf.fit(dataset.texts, dataset.y)

@@ -1,0 +1,165 @@
+"""EnsembleClassifier: soft voting over agilecls classifiers, e.g. a LoRA-tuned language model and a
+sentence-encoder head.
+
+The two see a text differently (next-token scores of a prompted LLM vs. a sentence embedding), so
+their errors differ and the mean of their probabilities ranks texts better than either alone
+(bench/ethos_learning_curve.py reports each member and the ensemble). Members keep their own
+prompts, tokens and scores; only their probabilities meet here. Saved as one folder holding each
+member's own saved folder, plus ``agilecls.json`` naming them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.utils.validation import check_is_fitted
+
+from .validation import check_labels, check_texts
+
+FORMAT_VERSION = 1
+
+
+def soft_vote(probas: Sequence[np.ndarray], weights: Sequence[float] | None = None) -> np.ndarray:
+    """The weighted mean of the members' probabilities (rows sum to 1), as scikit-learn's soft voting."""
+    stacked = np.stack([np.asarray(p, dtype=np.float64) for p in probas])
+    w = np.ones(len(stacked)) if weights is None else np.asarray(weights, dtype=np.float64)
+    if w.shape != (len(stacked),) or (w < 0).any() or w.sum() <= 0:
+        raise ValueError(f"weights must be {len(stacked)} non-negative numbers with a positive sum, got {weights}")
+    return np.tensordot(w / w.sum(), stacked, axes=1)
+
+
+class EnsembleClassifier(ClassifierMixin, BaseEstimator):
+    """Soft-voting ensemble of agilecls classifiers (any estimator with ``fit`` / ``predict_proba`` /
+    ``classes_`` / ``save``, loadable by :func:`agilecls.persistence.load_classifier`).
+
+    Parameters
+    ----------
+    estimators : list of ``(name, estimator)`` pairs, as in scikit-learn's ``VotingClassifier``;
+        each is cloned and fitted on the same (X, y).
+    weights : one weight per member (default: equal).
+    labels : the class order (default: sorted labels of ``y``); passed to members that take ``labels``.
+    """
+
+    def __init__(self, estimators: Sequence[tuple[str, object]], weights: Sequence[float] | None = None,
+                 labels: Sequence[str] | None = None):
+        self.estimators = estimators
+        self.weights = weights
+        self.labels = labels
+
+    def _check_estimators(self) -> list[tuple[str, object]]:
+        pairs = list(self.estimators or [])
+        if len(pairs) < 2:
+            raise ValueError("an ensemble needs at least two (name, estimator) pairs")
+        names = [name for name, _ in pairs]
+        if len(set(names)) != len(names) or not all(isinstance(n, str) and n.isidentifier() for n in names):
+            raise ValueError(f"member names must be distinct identifiers, got {names}")
+        if self.weights is not None and len(self.weights) != len(pairs):
+            raise ValueError(f"{len(self.weights)} weights for {len(pairs)} members")
+        return pairs
+
+    def fit(self, X, y, **fit_params_by_member):
+        """Fit a clone of every member on (X, y). ``fit_params_by_member`` maps a member's name to
+        keyword arguments of its ``fit`` (e.g. ``llm={"callback": fn}``)."""
+        pairs = self._check_estimators()
+        texts = check_texts(X)
+        y_list, labels = check_labels(y, self.labels)
+        if len(texts) != len(y_list):
+            raise ValueError(f"X has {len(texts)} texts but y has {len(y_list)} labels")
+        unknown = sorted(set(fit_params_by_member) - {name for name, _ in pairs})
+        if unknown:
+            raise ValueError(f"fit parameters for unknown members {unknown}")
+        self.classes_ = np.array(labels, dtype=object)
+        self.estimators_ = []
+        for name, estimator in pairs:
+            member = clone(estimator)
+            if "labels" in member.get_params():
+                member.set_params(labels=labels)
+            member.fit(texts, y_list, **fit_params_by_member.get(name, {}))
+            self.estimators_.append((name, member))
+        self._check_members()
+        return self
+
+    def _check_members(self) -> None:
+        for name, member in self.estimators_:
+            if sorted(map(str, member.classes_)) != sorted(map(str, self.classes_)):
+                raise ValueError(f"member {name!r} has classes {list(member.classes_)}, the ensemble "
+                                 f"{list(self.classes_)}; every member must know the same classes")
+
+    @property
+    def named_estimators_(self) -> dict:
+        check_is_fitted(self, "estimators_")
+        return dict(self.estimators_)
+
+    def member_probas(self, X) -> dict[str, np.ndarray]:
+        """Each member's probabilities, columns in the ensemble's ``classes_`` order."""
+        check_is_fitted(self, "estimators_")
+        texts = check_texts(X)
+        order = [str(c) for c in self.classes_]
+        out = {}
+        for name, member in self.estimators_:
+            columns = [list(map(str, member.classes_)).index(c) for c in order]
+            out[name] = np.asarray(member.predict_proba(texts))[:, columns]
+        return out
+
+    def predict_proba(self, X) -> np.ndarray:
+        return soft_vote(list(self.member_probas(X).values()), self.weights)
+
+    def predict(self, X) -> np.ndarray:
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+
+    def ood_score(self, X) -> np.ndarray:
+        """1 - max probability of the ensemble (higher = less like any class)."""
+        return 1.0 - self.predict_proba(X).max(axis=1)
+
+    # ---- persistence -------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write each member into ``path/<name>/`` with its own ``save`` and ``agilecls.json`` naming
+        them, atomically (the whole folder appears at once, or the old one stays)."""
+        from .persistence import MANIFEST, _jsonable, atomic_folder, package_versions
+
+        check_is_fitted(self, "estimators_")
+
+        def write(tmp: Path) -> None:
+            for name, member in self.estimators_:
+                member.save(tmp / name)
+            manifest = {"format_version": FORMAT_VERSION, "estimator": "EnsembleClassifier",
+                        "members": [name for name, _ in self.estimators_], "weights": self.weights,
+                        "classes": [str(c) for c in self.classes_], "versions": package_versions()}
+            (tmp / MANIFEST).write_text(json.dumps(_jsonable(manifest), indent=2, ensure_ascii=False),
+                                        encoding="utf-8")
+
+        return atomic_folder(path, write)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str | None = None,
+             members: dict[str, dict] | None = None) -> "EnsembleClassifier":
+        """An ensemble written by :meth:`save`; each member is read by its own loader, with the
+        keyword arguments ``members[name]`` (e.g. ``{"llm": {"model": "/models/smollm2"}}``)."""
+        from .persistence import ModelFormatError, load_classifier, read_manifest
+
+        path = Path(path)
+        manifest = read_manifest(path)
+        if manifest.get("estimator") != "EnsembleClassifier":
+            raise ModelFormatError(f"{path} holds a {manifest.get('estimator')}, not an EnsembleClassifier")
+        unknown = sorted(set(members or {}) - set(manifest["members"]))
+        if unknown:
+            raise ValueError(f"{path} has no members {unknown}; it holds {manifest['members']}")
+        base = {} if device is None else {"device": device}
+        members = [(name, load_classifier(path / name, **{**base, **(members or {}).get(name, {})}))
+                   for name in manifest["members"]]
+        obj = cls(estimators=members, weights=manifest.get("weights"), labels=manifest["classes"])
+        obj.classes_ = np.array(manifest["classes"], dtype=object)
+        obj.estimators_ = members
+        obj._check_members()
+        return obj
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.string = True
+        tags.input_tags.two_d_array = False
+        return tags
