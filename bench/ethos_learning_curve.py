@@ -1,16 +1,16 @@
-"""ETHOS learning curve: a LoRA-tuned AgileClassifier, a sentence-encoder logistic head, and their
-soft-voting EnsembleClassifier; F1 (hateful class) and ROC-AUC on the 198 test rows after each
-tuning epoch, for the first 200 / 400 / 800 training rows of the seed's split.
+"""ETHOS learning curve: LoRA-tuned AgileClassifiers on the bundled language models, logistic heads
+on sentence encoders, and their soft-voting EnsembleClassifier. F1 (hateful class) and ROC-AUC
+on the 198 test rows after each tuning epoch of each language model, and of the fitted ensemble
+and each member at the end, for the first 200 / 400 / 800 training rows of the seed's split.
 
-Each run fits one real ``EnsembleClassifier`` (encoder member first, then the LLM member, whose
-per-epoch callback scores the test rows alone and in the ensemble). Nothing is selected on the
-test rows: every epoch of a fixed schedule is reported. ``run_seconds`` is the whole fit of a
-run (encoder embedding + head, LoRA tuning incl. caching the frozen lower layers), without the
-per-epoch test scoring; the lower layers' cache is rebuilt for every run, so each run is timed
-as a user would run it.
+Each run fits one real ``EnsembleClassifier`` (encoder members first, then the language models,
+whose per-epoch callbacks score the test rows). Nothing is selected on the test rows: every epoch
+of a fixed schedule is reported, and the members were chosen on validation rows of the training
+split (see the README). ``run_seconds`` is the whole fit (embedding, heads, LoRA tuning incl.
+caching the frozen lower layers), without the per-epoch test scoring.
 
-    python bench/ethos_learning_curve.py --models smollm2-135m-instruct --sizes 200 400 800 \
-        --epochs 6 --learning-rate 2e-3 --encoder mpnet
+    python bench/ethos_learning_curve.py --models smollm2-135m-instruct gemma-3-270m \
+        --encoders minilm mpnet --sizes 200 400 800 --epochs 6
 """
 
 from __future__ import annotations
@@ -23,13 +23,11 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from agilecls import AgileClassifier, EnsembleClassifier  # noqa: E402
 from agilecls.datasets import load_ethos  # noqa: E402
 from agilecls.encoder_classifier import EncoderClassifier  # noqa: E402
-from agilecls.ensemble import soft_vote  # noqa: E402
 from agilecls.metrics import classification_metrics, format_table  # noqa: E402
 from agilecls.plots import learning_curve_figure  # noqa: E402
 
@@ -43,51 +41,51 @@ def scores(test, proba) -> dict:
     return {"f1": m["f1"], "roc_auc": m["roc_auc"], "accuracy": m["accuracy"]}
 
 
-def run(model: str, size: int, train, test, args) -> list[dict]:
-    llm = AgileClassifier(labels=train.labels, model=model, tuning="lora", instructions=train.meta["instructions"],
-                          epochs=args.epochs, top_layers=args.top_layers, target_modules=args.target_modules,
-                          loss=args.loss, rank=args.rank, learning_rate=args.learning_rate,
-                          lr_schedule=args.lr_schedule, seed=args.seed, progress=args.progress)
-    members = [("encoder", EncoderClassifier(args.encoder, head="logistic", C=args.C))] if args.encoder else []
-    ens = EnsembleClassifier(members + [("llm", llm)]) if members else None
-    rows, scoring = [], [0.0]
-    enc_proba = {}
+def short(name: str) -> str:
+    return name.split("-")[0]
 
-    def on_epoch(info, clf):
-        t0 = time.perf_counter()
-        proba = clf.predict_proba(test.texts)
-        row = {"model": model, "encoder": args.encoder, "train_size": size, "epoch": info.epoch,
-               "train_loss": info.train_loss, "epoch_seconds": info.seconds}
-        row.update({f"llm_{k}": v for k, v in scores(test, proba).items()})
-        if ens is not None:
-            if not enc_proba:
-                enc_proba["p"] = ens.named_estimators_["encoder"].predict_proba(test.texts)
-            row.update({f"encoder_{k}": v for k, v in scores(test, enc_proba["p"]).items()})
-            row.update(scores(test, soft_vote([enc_proba["p"], proba])))
-        else:
-            row.update({k: row[f"llm_{k}"] for k in ("f1", "roc_auc", "accuracy")})
-        rows.append(row)
-        scoring[0] += time.perf_counter() - t0
-        print(format_table([{k: row.get(k) for k in ("model", "train_size", "epoch", "train_loss", "llm_f1",
-                                                     "llm_roc_auc", "f1", "roc_auc", "epoch_seconds")}]), flush=True)
+
+def run(size: int, train, test, args) -> dict:
+    """Fit one ensemble on the first ``size`` rows; returns per-epoch rows and the final scores."""
+    members = [(f"enc_{e}", EncoderClassifier(e, head="logistic", C=args.C)) for e in args.encoders]
+    members += [(f"llm_{short(m)}", AgileClassifier(
+        labels=train.labels, model=m, tuning="lora", instructions=train.meta["instructions"], epochs=args.epochs,
+        top_layers=args.top_layers, target_modules=args.target_modules, loss=args.loss, rank=args.rank,
+        learning_rate=args.learning_rate, lr_schedule=args.lr_schedule, seed=args.seed, progress=args.progress))
+        for m in args.models]
+    epochs, scoring = [], [0.0]
+
+    def on_epoch(member):
+        def callback(info, clf):
+            t0 = time.perf_counter()
+            row = {"member": member, "train_size": size, "epoch": info.epoch, "train_loss": info.train_loss,
+                   "epoch_seconds": info.seconds, **scores(test, clf.predict_proba(test.texts))}
+            epochs.append(row)
+            scoring[0] += time.perf_counter() - t0
+            print(format_table([row]), flush=True)
+        return callback
 
     start = time.perf_counter()
-    if ens is not None:
-        ens.fit(train.texts[:size], train.y[:size], llm={"callback": on_epoch})
-        final = ens.predict_proba(test.texts)
-    else:
-        final = llm.fit(train.texts[:size], train.y[:size], callback=on_epoch).predict_proba(test.texts)
-    total = time.perf_counter() - start - scoring[0]
-    # the saved estimator's own predictions are what the last epoch's row reported
-    assert abs(scores(test, final)["roc_auc"] - rows[-1]["roc_auc"]) < 1e-9
-    for r in rows:
-        r["run_seconds"] = total
-    return rows
+    fit_params = {name: {"callback": on_epoch(name)} for name, _ in members if name.startswith("llm_")}
+    ens = EnsembleClassifier(members).fit(train.texts[:size], train.y[:size], **fit_params)
+    seconds = time.perf_counter() - start - scoring[0]
+    # the fitted estimators' own predictions (full forward pass, as after loading them); the
+    # per-epoch rows score through the cached lower layers, which agrees up to the dtype's rounding
+    probas = ens.member_probas(test.texts)
+    final = {"train_size": size, "run_seconds": seconds,
+             "members": {name: scores(test, p) for name, p in probas.items()},
+             "ensemble": scores(test, ens.predict_proba(test.texts)),
+             "member_seconds": {name: getattr(m, "tuning_seconds_", None) or getattr(m, "fit_seconds_", None)
+                                for name, m in ens.estimators_},
+             "dtype": {name: str(m.lm_.dtype) for name, m in ens.estimators_ if hasattr(m, "lm_")}}
+    print(json.dumps(final, indent=1), flush=True)
+    return {"epochs": epochs, "final": final}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", default=["smollm2-135m-instruct", "gemma-3-270m"])
+    parser.add_argument("--models", nargs="*", default=["smollm2-135m-instruct", "gemma-3-270m"])
+    parser.add_argument("--encoders", nargs="*", default=["minilm", "mpnet"])
     parser.add_argument("--sizes", nargs="+", type=int, default=[200, 400, 800])
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--top-layers", type=int, default=4)
@@ -96,55 +94,58 @@ def main() -> None:
     parser.add_argument("--rank", type=int, default=4)
     parser.add_argument("--learning-rate", type=float, default=2e-3)
     parser.add_argument("--lr-schedule", default="linear")
-    parser.add_argument("--encoder", default="mpnet", help="sentence encoder of the ensemble ('' = LLM alone)")
-    parser.add_argument("--C", type=float, default=1.0, help="inverse L2 strength of the encoder's logistic head")
+    parser.add_argument("--C", type=float, default=1.0, help="inverse L2 strength of the encoders' logistic heads")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--progress", action="store_true")
     parser.add_argument("--out", default=str(RESULTS / "ethos_learning_curve"))
-    parser.add_argument("--report-only", nargs="*", help="Only print and plot saved JSON results (merged).")
+    parser.add_argument("--report-only", action="store_true", help="Only print and plot the saved JSON.")
     args = parser.parse_args()
-    if args.report_only is not None:
-        rows = [r for f in args.report_only for r in json.loads(Path(f).read_text())["rows"]]
-        return report(rows, Path(args.out))
+    out = Path(args.out)
+    if args.report_only:
+        return report(json.loads(out.with_suffix(".json").read_text())["runs"], out)
+    if len(args.models) + len(args.encoders) < 2:
+        parser.error("an ensemble needs at least two members (--models and --encoders)")
     torch.set_num_threads(args.threads)
     train, test = load_ethos("train"), load_ethos("test")
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    all_rows: list[dict] = []
-    for model in args.models:
-        for size in args.sizes:
-            all_rows += run(model, size, train, test, args)
-            out.with_suffix(".json").write_text(json.dumps({"config": vars(args), "seed_gemma_2b": SEED_RESULTS,
-                                                            "targets": TARGETS, "rows": all_rows}, indent=2))
-    report(all_rows, out)
+    runs = []
+    for size in args.sizes:
+        runs.append(run(size, train, test, args))
+        out.with_suffix(".json").write_text(json.dumps({"config": vars(args), "seed_gemma_2b": SEED_RESULTS,
+                                                        "targets": TARGETS, "runs": runs}, indent=2))
+    report(runs, out)
 
 
-def report(all_rows: list[dict], out: Path) -> None:
-    """Print the last-epoch table and draw F1 and ROC-AUC against epochs, one line per model and size."""
+def report(runs: list[dict], out: Path) -> None:
+    """Print the fitted estimators' table and draw F1 and ROC-AUC against epochs: one line per
+    language model and training size, the ensemble as a star at the last epoch."""
     import matplotlib.pyplot as plt
 
-    last = {}
-    for r in all_rows:
-        last[(r["model"], r["train_size"])] = r
-    print("\nLast epoch (seed: 2.5B Gemma LoRA on GPU: F1 0.80 / ROC-AUC 0.78 at 200, 0.84 / 0.88 at 800; "
-          "targets: 0.80 / 0.85 at 200, 0.85 / 0.90 at 800)")
-    print(format_table(list(last.values()), ["model", "encoder", "train_size", "epoch", "llm_f1", "llm_roc_auc",
-                                             "encoder_f1", "encoder_roc_auc", "f1", "roc_auc", "accuracy",
-                                             "epoch_seconds", "run_seconds"]))
+    table = []
+    for r in runs:
+        f = r["final"]
+        for name, m in list(f["members"].items()) + [("ensemble", f["ensemble"])]:
+            table.append({"train_size": f["train_size"], "estimator": name, **m,
+                          "fit_seconds": f["run_seconds"] if name == "ensemble" else f["member_seconds"].get(name)})
+    print("\nFitted estimators on the 198 ETHOS test rows (seed, 2.5B Gemma LoRA on a GPU: F1 0.80 / ROC-AUC 0.78 "
+          "at 200 rows, 0.84 / 0.88 at 800; targets 0.80 / 0.85 at 200, 0.85 / 0.90 at 800)")
+    print(format_table(table, ["train_size", "estimator", "f1", "roc_auc", "accuracy", "fit_seconds"]))
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
     for ax, metric in zip(axes, ("f1", "roc_auc")):
-        curves, styles = {}, {}
-        for model, size in sorted(last):
-            rows = [r for r in all_rows if (r["model"], r["train_size"]) == (model, size)]
-            short = f"{model.split('-')[0]} n={size}"
-            encoder = rows[0].get("encoder")
-            curves[f"{short} + {encoder}" if encoder else short] = [(r["epoch"], r[metric]) for r in rows]
-            if encoder:
-                curves[f"{short} alone"] = [(r["epoch"], r[f"llm_{metric}"]) for r in rows]
-                styles[f"{short} alone"] = {"ls": "--", "alpha": 0.5}
+        curves = {}
+        for r in runs:
+            size = r["final"]["train_size"]
+            for member in sorted({e["member"] for e in r["epochs"]}):
+                curves[f"{member[4:]} n={size}"] = [(e["epoch"], e[metric]) for e in r["epochs"]
+                                                    if e["member"] == member]
         refs = {f"seed 2.5B n={n}": v[metric] for n, v in SEED_RESULTS.items()}
-        learning_curve_figure(curves, metric, ax=ax, references=refs, styles=styles)
+        learning_curve_figure(curves, metric, ax=ax, references=refs, styles={k: {"alpha": 0.7} for k in curves})
+        last = max(e["epoch"] for r in runs for e in r["epochs"])
+        for r in runs:
+            ax.plot([last], [r["final"]["ensemble"][metric]], marker="*", ms=14, ls="none",
+                    label=f"ensemble n={r['final']['train_size']}")
+        ax.legend(fontsize=7)
         ax.set_title(f"ETHOS test {metric} vs. epochs")
     fig.savefig(out.with_suffix(".png"), dpi=110)
     plt.close(fig)

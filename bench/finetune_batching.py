@@ -4,7 +4,7 @@ random batches (the plain way), on the same CLINC150 training texts, model and h
     python bench/finetune_batching.py [--encoder minilm] [--texts 1280] [--batch-size 32] [--layers 2]
 
 Both schedules run in this one process, interleaved in rounds, so the ratio is measured under
-the same load. Prints a table and writes bench/results/finetune_batching.json.
+the same load. Prints a table and writes bench/results/finetune_batching_<encoder>_top<layers>.json.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def main() -> None:
     print(f"{args.encoder}, top {args.layers or 'all'} layers trained, batch {args.batch_size}, "
           f"{len(texts)} CLINC150 texts x {args.rounds} rounds, {torch.get_num_threads()} threads")
     print(format_table(table))
-    path = write_results("finetune_batching", {"command": "python " + " ".join(sys.argv), "args": vars(args),
+    path = write_results(f"finetune_batching_{args.encoder}_top{args.layers or 'all'}", {"command": "python " + " ".join(sys.argv), "args": vars(args),
                                                "rows": table})
     print(f"wrote {path}")
 

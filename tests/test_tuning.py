@@ -115,6 +115,7 @@ def test_save_load_round_trip(tiny_lm, tmp_path):
     manifest = json.loads((tmp_path / "model" / MANIFEST).read_text())
     assert manifest["estimator"] == "AgileClassifier" and manifest["labels"] == ["Positive", "Negative"]
     assert manifest["tuning"]["config"]["rank"] == 4 and "torch" in manifest["versions"]
+    assert manifest["base_model"]["dtype"] == "float32"  # reloaded in the precision it was tuned in
     assert (tmp_path / "model" / "adapter_model.safetensors").exists()
     loaded = load_classifier(tmp_path / "model", model=tiny_lm)
     np.testing.assert_allclose(loaded.predict_proba(TEXTS), clf.predict_proba(TEXTS), atol=1e-5)
@@ -167,4 +168,38 @@ def test_tunes_the_bundled_default_model_and_round_trips(tmp_path):
     assert np.isfinite(clf.history_[0]["train_loss"])
     clf.save(tmp_path / "m")
     loaded = load_classifier(tmp_path / "m")
+    assert loaded.lm_.dtype == clf.lm_.dtype  # bf16 or fp32, whichever the fit ran in
     np.testing.assert_allclose(loaded.predict_proba(texts), clf.predict_proba(texts), atol=1e-5)
+
+
+def test_length_grouped_batches_cover_every_row_once_with_little_padding():
+    from agilecls.batching import length_grouped_batches
+
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(3, 60, size=1000).tolist()
+    batches = length_grouped_batches(lengths, 8, np.random.default_rng(1))
+    rows = np.concatenate(batches)
+    assert sorted(rows.tolist()) == list(range(1000)) and len(batches) == 125
+
+    def padding(bs):
+        return sum(len(b) * max(lengths[i] for i in b) - sum(lengths[i] for i in b) for b in bs)
+
+    random_batches = np.array_split(np.random.default_rng(1).permutation(1000), 125)
+    assert padding(batches) < 0.2 * padding(random_batches)
+    again = length_grouped_batches(lengths, 8, np.random.default_rng(1))
+    assert all((a == b).all() for a, b in zip(batches, again))  # same seed, same schedule
+
+
+def test_learning_rate_warms_up_then_decays_to_zero_on_the_linear_schedule(tiny_lm):
+    from agilecls.tuning import TuningConfig, lr_scheduler
+
+    opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = lr_scheduler(opt, TuningConfig(lr_schedule="linear", warmup_fraction=0.25), 8)
+    rates = []
+    for _ in range(8):
+        rates.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert rates[:3] == [0.0, 0.5, 1.0] and rates[-1] < rates[3] < 1.0 and opt.param_groups[0]["lr"] == 0.0
+    with pytest.raises(ValueError, match="lr_schedule"):
+        tuned(tiny_lm, lr_schedule="exponential").fit(TEXTS, Y)

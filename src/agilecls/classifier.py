@@ -22,14 +22,14 @@ CONTENT_FREE_TEXTS = ("N/A", "", "[MASK]")
 TUNED_MAX_LENGTH = 128
 
 
-def private_copy(model: str | LanguageModel, device: str | None = None) -> LanguageModel:
+def private_copy(model: str | LanguageModel, device: str | None = None, dtype: str | None = None) -> LanguageModel:
     """A model copy that training may change without touching the shared, cached one."""
     if isinstance(model, LanguageModel):
         import copy
 
         base = model.model.get_base_model() if hasattr(model.model, "get_base_model") else model.model
         return LanguageModel(copy.deepcopy(base), model.tokenizer, model.spec, model.source, 0.0, dict(model.info))
-    return load_lm(model, device=device, shared=False)
+    return load_lm(model, device=device, dtype=dtype, shared=False)
 
 
 def model_fingerprint(lm: LanguageModel) -> dict:
@@ -60,7 +60,7 @@ class AgileClassifier(ClassifierMixin, BaseEstimator):
     shot_selection : ``'random'`` (seeded) or ``'similar'`` (most typical by embedding).
     calibration : ``'auto'`` (default): ``'content_free'`` when prompting, ``None`` when tuned (a tuned
         model has learnt the label prior from its data: on ETHOS validation rows the content-free
-        correction lowered a tuned model's F1 from 0.84 to 0.74).
+        correction lowered a tuned model's F1 from 0.83 to 0.74).
         ``'content_free'`` divides out the label bias measured on content-free inputs
         ("N/A", "", "[MASK]"); ``None`` uses raw label probabilities.
     tuning : ``None`` (prompting only) or ``'lora'`` (LoRA adapters trained on (X, y); the template
@@ -71,7 +71,9 @@ class AgileClassifier(ClassifierMixin, BaseEstimator):
     top_layers : adapt only the top N decoder layers; the frozen layers below are run once per
         example and cached, so an epoch costs only N layers. ``None`` adapts every layer.
     batch_size : texts per scoring forward pass; 4 measured fastest on a 2-core CPU (bench/throughput.py).
-    learning_rate, epochs, train_batch_size, gradient_accumulation : Adam training schedule.
+    learning_rate, epochs, train_batch_size, gradient_accumulation : Adam training schedule. The
+        defaults (2e-3, 6 epochs) were chosen on ETHOS validation rows (train on 600, score 200):
+        ROC-AUC 0.893 at 2e-3 vs 0.810 at the seed's 5e-4, both with the linear schedule.
     lr_schedule, warmup_fraction : ``'linear'`` (warm up over this share of the steps, then decay to
         zero), ``'cosine'`` or ``'constant'``.
     loss : ``'label'`` (cross-entropy over the label tokens at the answer position) or ``'lm'``
@@ -79,6 +81,9 @@ class AgileClassifier(ClassifierMixin, BaseEstimator):
     validation_fraction, patience : hold out this share of (X, y) and stop early when its loss
         has not improved for ``patience`` epochs, restoring the best epoch.
     gradient_checkpointing : trade compute for memory during training.
+    device, dtype : where and in which precision the model runs (default: CUDA when present, and
+        the faster of fp32 / bf16 measured on the device); a saved classifier reloads in the dtype
+        it was fitted in, so its probabilities come back exactly.
     max_length : prompt tokens kept per text (long texts are truncated, the template kept); default
         the model's context, or 128 when tuning (training cost grows with length).
     """
@@ -86,10 +91,11 @@ class AgileClassifier(ClassifierMixin, BaseEstimator):
     def __init__(self, labels: Sequence[str] | None = None, model: str = DEFAULT_MODEL, template="auto",
                  shots: int = 0, shot_selection: str = "random", instructions: str | None = None,
                  calibration: str | None = "auto", length_normalize: bool = False, tuning: str | None = None,
-                 batch_size: int = 4, max_length: int | None = None, device: str | None = None, seed: int = 0,
+                 batch_size: int = 4, max_length: int | None = None, device: str | None = None,
+                 dtype: str | None = None, seed: int = 0,
                  progress: bool = True, rank: int = 4, lora_alpha: float = 8.0, lora_dropout: float = 0.05,
-                 target_modules="attention", top_layers: int | None = 4, learning_rate: float = 5e-4,
-                 lr_schedule: str = "linear", warmup_fraction: float = 0.1, epochs: int = 4,
+                 target_modules="attention", top_layers: int | None = 4, learning_rate: float = 2e-3,
+                 lr_schedule: str = "linear", warmup_fraction: float = 0.1, epochs: int = 6,
                  train_batch_size: int = 4, gradient_accumulation: int = 1, loss: str = "label",
                  validation_fraction: float = 0.0, patience: int = 2, gradient_checkpointing: bool = False):
         self.labels = labels
@@ -104,6 +110,7 @@ class AgileClassifier(ClassifierMixin, BaseEstimator):
         self.batch_size = batch_size
         self.max_length = max_length
         self.device = device
+        self.dtype = dtype
         self.seed = seed
         self.progress = progress
         self.rank = rank
@@ -149,7 +156,7 @@ class AgileClassifier(ClassifierMixin, BaseEstimator):
             y_list, labels = check_labels(y, self.labels)
             if len(texts) != len(y_list):
                 raise ValueError(f"X has {len(texts)} texts but y has {len(y_list)} labels")
-        self.lm_ = load_lm(self.model, device=self.device)
+        self.lm_ = load_lm(self.model, device=self.device, dtype=self.dtype)
         self._set_state(labels, self._build_template(self.template, texts, y_list, labels))
         self.bias_ = self._content_free_bias() if self._calibration() == "content_free" else np.zeros(len(labels))
         return self
@@ -189,7 +196,7 @@ class AgileClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"X has {len(texts)} texts but y has {len(y_list)} labels")
         config = self.tuning_config()
         start = time.perf_counter()
-        self.lm_ = private_copy(self.model, self.device)
+        self.lm_ = private_copy(self.model, self.device, self.dtype)
         self.base_fingerprint_ = model_fingerprint(self.lm_)
         add_lora(self.lm_, config)
         style = "separator" if self.template in (None, "auto") else self.template

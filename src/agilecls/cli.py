@@ -20,8 +20,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 DEMO_REPORT = Path("reports/demo.html")
 #: Demo tuning budget: a few minutes on a 2-core CPU (see README, Agile tuning).
 DEMO_TRAIN_SIZE = 800
-DEMO_EPOCHS = 4
-DEMO_LEARNING_RATE = 2e-3
+DEMO_EPOCHS = 6
 DEMO_ENCODER = "minilm"
 
 
@@ -208,7 +207,7 @@ def demo(model: Optional[str] = typer.Option(None, help="Model spec (default: th
             typer.echo(f"agilecls demo: {clf.model}, {shots}-shot, ETHOS test split ({len(test)} texts)")
             return clf.fit(train.texts, train.y), test
         clf = AgileClassifier(labels=train.labels, model=model or DEFAULT_MODEL, tuning="lora", epochs=epochs,
-                              learning_rate=DEMO_LEARNING_RATE, instructions=train.meta["instructions"])
+                              instructions=train.meta["instructions"])
         what = f"{clf.model} LoRA-tuned for {epochs} epochs (top {clf.top_layers} layers, rank {clf.rank})"
         if encoder:
             from .encoder_classifier import EncoderClassifier

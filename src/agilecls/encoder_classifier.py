@@ -254,7 +254,7 @@ class EncoderClassifier(ClassifierMixin, BaseEstimator):
         trainable = _unfreeze_top_layers(model, self.fine_tune_layers)
         y = torch.from_numpy(y_idx)
         # texts of similar length share a batch, since a batch is padded to its longest text: on CLINC150
-        # this doubled fine-tuning throughput (bench/finetune_batching.py)
+        # padding fell from 44% to 3% of the tokens and fine-tuning ran 1.5x faster (bench/finetune_batching.py)
         rng = np.random.default_rng(self.random_state)
         lengths = enc.token_lengths(texts)
         schedule = [length_grouped_batches(lengths, self.batch_size, rng) for _ in range(self._default_epochs())]

@@ -96,7 +96,8 @@ def save_agile(clf, path) -> Path:
         "labels": [str(c) for c in clf.classes_],
         "params": params,
         "template": clf.template_.to_dict(),
-        "base_model": {"spec": clf.lm_.spec, "fingerprint": fingerprint},
+        "base_model": {"spec": clf.lm_.spec, "fingerprint": fingerprint,
+                       "dtype": str(clf.lm_.dtype).replace("torch.", "")},
         "tuning": {"config": clf.tuning_config().to_dict(), "history": getattr(clf, "history_", []),
                    "seconds": getattr(clf, "tuning_seconds_", None), "adapters": ADAPTERS} if tuned else None,
         "metrics": getattr(clf, "metrics_", {}),
@@ -149,7 +150,8 @@ def load_agile(path, model=None, device: str | None = None):
         params["device"] = device
     clf = AgileClassifier(**params)
     tuned = manifest.get("tuning") is not None
-    lm = private_copy(clf.model, clf.device) if tuned else load_lm(clf.model, device=clf.device)
+    dtype = clf.dtype or manifest["base_model"].get("dtype")  # the precision it was fitted in
+    lm = private_copy(clf.model, clf.device, dtype) if tuned else load_lm(clf.model, device=clf.device, dtype=dtype)
     expected = manifest["base_model"]["fingerprint"]
     found = model_fingerprint(lm)
     if found != expected:

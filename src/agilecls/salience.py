@@ -337,7 +337,7 @@ def explain(model, prompt: str, target: str | None = None, method: str = "grad_l
     info.update(extra)
     offsets = _offsets(tok, prompt, prompt_ids, True)
     return Explanation(prompt, target, method, METHODS[method].signed,
-                       _token_dicts(tok, prompt, prompt_ids, offsets, scores.detach().cpu().numpy()),
+                       _token_dicts(tok, prompt, prompt_ids, offsets, scores.detach().double().cpu().numpy()),
                        _token_dicts(tok, target, target_ids, target_offsets), span, extra["score"],
                        lm.spec, time.perf_counter() - start, info)
 
@@ -363,7 +363,7 @@ def _explain_classifier(clf, text: str, label, method: str, options: dict) -> Ex
     with torch.no_grad():
         embeds = lm.model.get_input_embeddings()(torch.tensor([ids], device=lm.device))[0]
     scores, extra = _run(method, objective, embeds, options)
-    scores = scores.detach().cpu().numpy()
+    scores = scores.detach().double().cpu().numpy()
     # Offsets in the full prompt string; the prefix and the body were tokenized separately.
     full = parts.full()
     has_bos = bool(tok.bos_token) and parts.prefix.startswith(tok.bos_token)

