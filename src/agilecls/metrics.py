@@ -72,10 +72,11 @@ def classification_metrics(y_true: Sequence[str], proba: np.ndarray, labels: Seq
 
 
 def format_table(rows: list[dict], columns: Sequence[str] | None = None, floatfmt: str = ".3f") -> str:
-    """A plain-text table (benchmarks and the CLI print these)."""
+    """A plain-text table (benchmarks and the CLI print these); columns default to every key of
+    every row, in order of first appearance."""
     if not rows:
         return "(no rows)"
-    columns = list(columns or rows[0].keys())
+    columns = list(columns or dict.fromkeys(key for row in rows for key in row))
     cells = [[(format(r.get(c), floatfmt) if isinstance(r.get(c), float) else str(r.get(c, ""))) for c in columns]
              for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]

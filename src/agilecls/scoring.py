@@ -90,7 +90,7 @@ class PromptEncoder:
             n_truncated += truncated
             out.append(EncodedPrompt(prefix, list(text_ids[:room]) + list(tail), truncated))
         if n_truncated:
-            warnings.warn(f"{n_truncated} text(s) longer than the model's context of {self.max_length} tokens were "
+            warnings.warn(f"{n_truncated} text(s) did not fit the {self.max_length}-token prompt limit and were "
                           f"truncated (the template's tail is kept)", stacklevel=3)
         return out
 
@@ -120,30 +120,33 @@ def prefix_cache(lm: LanguageModel, prefix: Sequence[int]):
     return lm.base_model()(input_ids=ids, use_cache=True).past_key_values
 
 
+def right_padded(rows: Sequence[Sequence[int]], pad_id: int | None, device, n_prefix: int = 0):
+    """Token ids [rows, T] right-padded to the longest row, and the attention mask
+    [rows, n_prefix + T] that also covers ``n_prefix`` shared prefix positions before them."""
+    width = max(len(r) for r in rows)
+    pad = pad_id or 0
+    ids = torch.tensor([list(r) + [pad] * (width - len(r)) for r in rows], device=device)
+    mask = torch.tensor([[1] * (n_prefix + len(r)) + [0] * (width - len(r)) for r in rows], device=device)
+    return ids, mask
+
+
 def hidden_states(lm: LanguageModel, rows: list[list[int]], prefix: Sequence[int], cache=None, split=None):
     """Final hidden states of right-padded ``rows`` that continue ``prefix`` (via its cache when given).
 
     Returns (hidden [rows, T, d], lengths). Right padding keeps positions of real tokens exact
     and causal attention keeps them blind to the padding after them. With a :class:`LayerSplit`
     the frozen lower layers' outputs come from its per-sequence cache and only the top layers run."""
-    device = lm.device
     lengths = [len(r) for r in rows]
     if split is not None:
         return split.top(prefix, rows), lengths
-    width = max(lengths)
-    pad = lm.tokenizer.pad_token_id or 0
-    ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=device)
-    mask = torch.tensor([[1] * n + [0] * (width - n) for n in lengths], device=device)
+    ids, mask = right_padded(rows, lm.tokenizer.pad_token_id, lm.device, len(prefix))
     base = lm.base_model()
     if cache is not None:
-        full_mask = torch.cat([torch.ones(len(rows), len(prefix), dtype=mask.dtype, device=device), mask], dim=1)
-        out = base(input_ids=ids, attention_mask=full_mask, past_key_values=expand_cache(cache, len(rows)),
+        out = base(input_ids=ids, attention_mask=mask, past_key_values=expand_cache(cache, len(rows)),
                    use_cache=True)
         return out.last_hidden_state, lengths
     if prefix:
-        prefix_t = torch.tensor([list(prefix)] * len(rows), device=device)
-        ids = torch.cat([prefix_t, ids], dim=1)
-        mask = torch.cat([torch.ones_like(prefix_t), mask], dim=1)
+        ids = torch.cat([torch.tensor([list(prefix)] * len(rows), device=lm.device), ids], dim=1)
     out = base(input_ids=ids, attention_mask=mask, use_cache=False)
     return out.last_hidden_state[:, len(prefix):], lengths
 
@@ -421,16 +424,9 @@ class LayerSplit:
         return [self.store[(prefix, tuple(r))] for r in rows]
 
     def _lower_batch(self, prefix: tuple, rows: list[tuple], cache) -> None:
-        device = self.lm.device
-        lengths = [len(r) for r in rows]
-        width = max(lengths)
-        pad = self.lm.tokenizer.pad_token_id or 0
-        ids = torch.tensor([list(r) + [pad] * (width - len(r)) for r in rows], device=device)
-        mask = torch.tensor([[1] * n + [0] * (width - n) for n in lengths], device=device)
-        past = None
-        if prefix and cache is not None:
-            mask = torch.cat([torch.ones(len(rows), len(prefix), dtype=mask.dtype, device=device), mask], dim=1)
-            past = expand_cache(cache, len(rows))
+        past = expand_cache(cache, len(rows)) if prefix and cache is not None else None
+        n_prefix = len(prefix) if past is not None else 0
+        ids, mask = right_padded(rows, self.lm.tokenizer.pad_token_id, self.lm.device, n_prefix)
         hidden = self._run_lower(ids, mask, past)
         for j, row in enumerate(rows):
             self.store[(prefix, row)] = hidden[j, : len(row)].detach().clone()
@@ -445,11 +441,10 @@ class LayerSplit:
         body = torch.zeros(len(rows), width, d, dtype=lowers[0].dtype, device=device)
         for j, h in enumerate(lowers):
             body[j, : len(h)] = h
-        mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=device)
+        _, mask = right_padded(rows, 0, device, len(prefix))
         if prefix:
             prefix_h = self._prefix(prefix)[0]
             body = torch.cat([prefix_h.unsqueeze(0).expand(len(rows), -1, -1), body], dim=1)
-            mask = torch.cat([torch.ones(len(rows), len(prefix), dtype=mask.dtype, device=device), mask], dim=1)
         base = self.lm.base_model()
         layers = base.layers
         base.layers = torch.nn.ModuleList([_SkipLayer() for _ in range(self.n_lower)] + list(layers[self.n_lower:]))
