@@ -3,8 +3,8 @@ split, score rows 600-800 after every epoch; the test split is never read.
 
 Settings (``--only`` picks some): learning rates and schedules, the two losses, LoRA on every
 linear layer, content-free calibration after tuning (both are reported for every run: ``f1`` is
-calibrated, ``raw_f1`` not), Gemma, logistic heads on MiniLM / mpnet embeddings, and every
-soft-voting ensemble of the last epochs of SmolLM2, Gemma and the two encoder heads.
+calibrated, ``raw_f1`` not), Gemma, logistic heads on MiniLM / mpnet embeddings, fine-tuned
+MiniLM / mpnet with a softmax head, and every soft-voting ensemble of the last epochs of those.
 
     python bench/ethos_validation.py [--only lr2e-3_linear gemma ...]
 
@@ -44,8 +44,14 @@ LLM_SETTINGS = {
     "all_linear_modules": {"target_modules": "all"},
     "gemma": {"model": "gemma-3-270m"},
 }
-ENCODERS = ("minilm", "mpnet")
-ENSEMBLE_MEMBERS = {"smollm2": "lr2e-3_linear", "gemma": "gemma", "minilm": "minilm", "mpnet": "mpnet"}
+ENCODERS = {  # logistic regression on frozen embeddings, or the whole encoder fine-tuned with a softmax head
+    "minilm": {"encoder": "minilm", "head": "logistic"},
+    "mpnet": {"encoder": "mpnet", "head": "logistic"},
+    "minilm_finetuned": {"encoder": "minilm", "head": "softmax", "fine_tune": True, "epochs": 4, "batch_size": 16},
+    "mpnet_finetuned": {"encoder": "mpnet", "head": "softmax", "fine_tune": True, "epochs": 4, "batch_size": 16},
+}
+ENSEMBLE_MEMBERS = {"smollm2": "lr2e-3_linear", "gemma": "gemma", "minilm": "minilm", "mpnet": "mpnet",
+                    "minilm_ft": "minilm_finetuned", "mpnet_ft": "mpnet_finetuned"}
 
 
 def metrics(y, p_hateful: np.ndarray, labels) -> dict:
@@ -91,7 +97,7 @@ def main() -> None:
             continue
         start = time.perf_counter()
         if name in ENCODERS:
-            clf = EncoderClassifier(name, head="logistic").fit(tr_x, tr_y)
+            clf = EncoderClassifier(**ENCODERS[name], random_state=0).fit(tr_x, tr_y)
             p = clf.predict_proba(va_x)[:, list(clf.classes_).index("Negative")]
             results[name] = {"epochs": [{"epoch": 0, **{f"raw_{k}": v for k, v in metrics(va_y, p, train.labels).items()},
                                          "raw_p_hateful": p.tolist()}]}

@@ -52,3 +52,22 @@ def tiny_lm():
 @pytest.fixture(scope="session")
 def tiny_gemma():
     return build_tiny_lm("gemma3")
+
+
+#: A separable toy sentiment task in the tiny tokenizer's words.
+POS = ["good movie", "great food", "I love it", "really great", "good food", "I love the movie", "great great",
+       "very good"]
+NEG = ["bad movie", "awful food", "I hate it", "really awful", "bad food", "I hate the movie", "awful awful",
+       "very bad"]
+TEXTS = POS + NEG
+Y = ["Positive"] * len(POS) + ["Negative"] * len(NEG)
+
+
+@pytest.fixture(scope="session")
+def learnable_lm():
+    """The tiny Gemma with its (tied) embeddings scaled up: random init at std 0.02 caps label logits
+    near zero, which no adapter can fix; scaled, the tiny model can fit a toy task in seconds."""
+    lm = build_tiny_lm("gemma3")
+    with torch.no_grad():
+        lm.model.get_input_embeddings().weight.mul_(25)
+    return lm

@@ -13,23 +13,7 @@ from agilecls.encoder_classifier import EncoderClassifier
 from agilecls.ensemble import soft_vote
 from agilecls.persistence import MANIFEST, load_classifier
 
-POS = ["good movie", "great food", "I love it", "really great", "good food", "I love the movie", "great great",
-       "very good"]
-NEG = ["bad movie", "awful food", "I hate it", "really awful", "bad food", "I hate the movie", "awful awful",
-       "very bad"]
-TEXTS = POS + NEG
-Y = ["Positive"] * len(POS) + ["Negative"] * len(NEG)
-
-
-@pytest.fixture(scope="module")
-def learnable_lm():
-    from conftest import build_tiny_lm
-    import torch
-
-    lm = build_tiny_lm("gemma3")
-    with torch.no_grad():
-        lm.model.get_input_embeddings().weight.mul_(25)
-    return lm
+from conftest import TEXTS, Y
 
 
 def members(lm):

@@ -14,24 +14,7 @@ from agilecls.persistence import MANIFEST, ModelFormatError, load_classifier
 from agilecls.scoring import LayerSplit, hidden_states
 from agilecls.tuning import validation_split
 
-POS = ["good movie", "great food", "I love it", "really great", "good food", "I love the movie", "great great",
-       "very good"]
-NEG = ["bad movie", "awful food", "I hate it", "really awful", "bad food", "I hate the movie", "awful awful",
-       "very bad"]
-TEXTS = POS + NEG
-Y = ["Positive"] * len(POS) + ["Negative"] * len(NEG)
-
-
-@pytest.fixture(scope="module")
-def learnable_lm():
-    """The tiny Gemma with its (tied) embeddings scaled up: random init at std 0.02 caps label logits
-    near zero, which no adapter can fix; scaled, the tiny model can fit a toy task in seconds."""
-    from conftest import build_tiny_lm
-
-    lm = build_tiny_lm("gemma3")
-    with torch.no_grad():
-        lm.model.get_input_embeddings().weight.mul_(25)
-    return lm
+from conftest import TEXTS, Y
 
 
 def tuned(lm, **kwargs):

@@ -13,7 +13,7 @@ from sklearn.utils.validation import check_is_fitted
 from .lm import DEFAULT_MODEL, LanguageModel, load_lm
 from .prompts import PromptTemplate, select_examples
 from .scoring import LabelScorer, PromptEncoder, label_token_ids
-from .validation import check_labels, check_texts, softmax
+from .validation import TextInputTags, check_labels, check_texts, softmax
 
 #: Inputs with no content; their label scores estimate the model's prior bias toward each label.
 CONTENT_FREE_TEXTS = ("N/A", "", "[MASK]")
@@ -47,7 +47,7 @@ def model_fingerprint(lm: LanguageModel) -> dict:
             "embedding_sha256": digest}
 
 
-class AgileClassifier(ClassifierMixin, BaseEstimator):
+class AgileClassifier(TextInputTags, ClassifierMixin, BaseEstimator):
     """Classify texts by the probability a language model puts on each label word.
 
     Parameters
@@ -288,9 +288,3 @@ class AgileClassifier(ClassifierMixin, BaseEstimator):
     def language_model(self) -> LanguageModel:
         check_is_fitted(self, "lm_")
         return self.lm_
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.string = True
-        tags.input_tags.two_d_array = False
-        return tags

@@ -26,14 +26,14 @@ from .batching import length_grouped_batches
 from .encoders import SentenceEncoder, cache_root, resolve_device
 from .uncertainty import (MEAN_FIELD_FACTOR, OOD_METHODS, LogisticHead, MahalanobisScorer, SNGPHead, SoftmaxHead,
                           abstention_metrics, choose_reject_threshold, fit_temperature, label_ood_scores)
-from .validation import check_labels, check_texts
+from .validation import TextInputTags, check_labels, check_texts
 
 HEADS = ("sngp", "softmax", "logistic", "mahalanobis")
 SCORE_METHODS = OOD_METHODS + ("mahalanobis", "max_prob+mahalanobis", "auto")
 FORMAT_VERSION = 1
 
 
-class EncoderClassifier(ClassifierMixin, BaseEstimator):
+class EncoderClassifier(TextInputTags, ClassifierMixin, BaseEstimator):
     """Sentence encoder + classification head with out-of-scope scores.
 
     Parameters
@@ -503,12 +503,6 @@ class EncoderClassifier(ClassifierMixin, BaseEstimator):
                 {k[12:]: v.numpy() for k, v in tensors.items() if k.startswith("mahalanobis.")},
                 obj.mahalanobis_shrinkage)
         return obj
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.string = True
-        tags.input_tags.two_d_array = False
-        return tags
 
 
 def _unfreeze_top_layers(model, n_layers: int | None) -> list[torch.nn.Parameter]:

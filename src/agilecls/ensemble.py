@@ -19,7 +19,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
-from .validation import check_labels, check_texts
+from .validation import TextInputTags, check_labels, check_texts
 
 FORMAT_VERSION = 1
 
@@ -33,7 +33,7 @@ def soft_vote(probas: Sequence[np.ndarray], weights: Sequence[float] | None = No
     return np.tensordot(w / w.sum(), stacked, axes=1)
 
 
-class EnsembleClassifier(ClassifierMixin, BaseEstimator):
+class EnsembleClassifier(TextInputTags, ClassifierMixin, BaseEstimator):
     """Soft-voting ensemble of agilecls classifiers (any estimator with ``fit`` / ``predict_proba`` /
     ``classes_`` / ``save``, loadable by :func:`agilecls.persistence.load_classifier`).
 
@@ -157,9 +157,3 @@ class EnsembleClassifier(ClassifierMixin, BaseEstimator):
         obj.estimators_ = members
         obj._check_members()
         return obj
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.string = True
-        tags.input_tags.two_d_array = False
-        return tags

@@ -48,3 +48,14 @@ def softmax(scores: np.ndarray) -> np.ndarray:
     shifted = scores - scores.max(axis=1, keepdims=True)
     exp = np.exp(shifted)
     return exp / exp.sum(axis=1, keepdims=True)
+
+
+class TextInputTags:
+    """Tells scikit-learn's checks that X is a sequence of strings, not a 2-D array (mixed into
+    every agilecls estimator before ``ClassifierMixin``)."""
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.string = True
+        tags.input_tags.two_d_array = False
+        return tags
