@@ -1,16 +1,17 @@
-"""ETHOS learning curve: LoRA-tuned AgileClassifiers on the bundled language models, logistic heads
-on sentence encoders, and their soft-voting EnsembleClassifier. F1 (hateful class) and ROC-AUC
+"""ETHOS learning curve: LoRA-tuned AgileClassifiers on the bundled language models, sentence-encoder
+classifiers (logistic heads on frozen embeddings, or fine-tuned encoders), and their soft-voting
+EnsembleClassifier. F1 (hateful class) and ROC-AUC
 on the 198 test rows after each tuning epoch of each language model, and of the fitted ensemble
 and each member at the end, for the first 200 / 400 / 800 training rows of the seed's split.
 
 Each run fits one real ``EnsembleClassifier`` (encoder members first, then the language models,
 whose per-epoch callbacks score the test rows). Nothing is selected on the test rows: every epoch
 of a fixed schedule is reported, and the members were chosen on validation rows of the training
-split (see the README). ``run_seconds`` is the whole fit (embedding, heads, LoRA tuning incl.
-caching the frozen lower layers), without the per-epoch test scoring.
+split (bench/ethos_validation.py). ``run_seconds`` is the whole fit (embedding, heads, encoder
+fine-tuning, LoRA tuning incl. caching the frozen lower layers), without the per-epoch test scoring.
 
     python bench/ethos_learning_curve.py --models smollm2-135m-instruct gemma-3-270m \
-        --encoders minilm mpnet --sizes 200 400 800 --epochs 6
+        --encoders mpnet --finetuned-encoders mpnet --sizes 200 400 800 --epochs 6
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import torch  # noqa: E402
 
 from agilecls import AgileClassifier, EnsembleClassifier  # noqa: E402
 from agilecls.datasets import load_ethos  # noqa: E402
-from agilecls.encoder_classifier import EncoderClassifier  # noqa: E402
+from agilecls.ensemble import encoder_member  # noqa: E402
 from agilecls.metrics import classification_metrics, format_table  # noqa: E402
 from agilecls.plots import learning_curve_figure  # noqa: E402
 
@@ -47,7 +48,8 @@ def short(name: str) -> str:
 
 def run(size: int, train, test, args) -> dict:
     """Fit one ensemble on the first ``size`` rows; returns per-epoch rows and the final scores."""
-    members = [(f"enc_{e}", EncoderClassifier(e, head="logistic", C=args.C)) for e in args.encoders]
+    members = [(f"enc_{e}", encoder_member(e, "logistic", args.seed)) for e in args.encoders]
+    members += [(f"enc_{e}_ft", encoder_member(e, "finetuned", args.seed)) for e in args.finetuned_encoders]
     members += [(f"llm_{short(m)}", AgileClassifier(
         labels=train.labels, model=m, tuning="lora", instructions=train.meta["instructions"], epochs=args.epochs,
         top_layers=args.top_layers, target_modules=args.target_modules, loss=args.loss, rank=args.rank,
@@ -85,7 +87,9 @@ def run(size: int, train, test, args) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="*", default=["smollm2-135m-instruct", "gemma-3-270m"])
-    parser.add_argument("--encoders", nargs="*", default=["minilm", "mpnet"])
+    parser.add_argument("--encoders", nargs="*", default=["mpnet"], help="logistic heads on frozen embeddings")
+    parser.add_argument("--finetuned-encoders", nargs="*", default=["mpnet"],
+                        help="encoders fine-tuned with a softmax head (4 epochs, batches of 16)")
     parser.add_argument("--sizes", nargs="+", type=int, default=[200, 400, 800])
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--top-layers", type=int, default=4)
@@ -94,7 +98,6 @@ def main() -> None:
     parser.add_argument("--rank", type=int, default=4)
     parser.add_argument("--learning-rate", type=float, default=2e-3)
     parser.add_argument("--lr-schedule", default="linear")
-    parser.add_argument("--C", type=float, default=1.0, help="inverse L2 strength of the encoders' logistic heads")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--progress", action="store_true")
@@ -104,8 +107,8 @@ def main() -> None:
     out = Path(args.out)
     if args.report_only:
         return report(json.loads(out.with_suffix(".json").read_text())["runs"], out)
-    if len(args.models) + len(args.encoders) < 2:
-        parser.error("an ensemble needs at least two members (--models and --encoders)")
+    if len(args.models) + len(args.encoders) + len(args.finetuned_encoders) < 2:
+        parser.error("an ensemble needs at least two members (--models, --encoders, --finetuned-encoders)")
     torch.set_num_threads(args.threads)
     train, test = load_ethos("train"), load_ethos("test")
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -29,8 +29,7 @@ import torch  # noqa: E402
 from agilecls import AgileClassifier  # noqa: E402
 from agilecls.classifier import CONTENT_FREE_TEXTS  # noqa: E402
 from agilecls.datasets import load_ethos  # noqa: E402
-from agilecls.encoder_classifier import EncoderClassifier  # noqa: E402
-from agilecls.ensemble import soft_vote  # noqa: E402
+from agilecls.ensemble import ENCODER_MEMBERS, encoder_member, soft_vote  # noqa: E402
 from agilecls.metrics import classification_metrics, format_table  # noqa: E402
 from agilecls.validation import softmax  # noqa: E402
 
@@ -44,12 +43,8 @@ LLM_SETTINGS = {
     "all_linear_modules": {"target_modules": "all"},
     "gemma": {"model": "gemma-3-270m"},
 }
-ENCODERS = {  # logistic regression on frozen embeddings, or the whole encoder fine-tuned with a softmax head
-    "minilm": {"encoder": "minilm", "head": "logistic"},
-    "mpnet": {"encoder": "mpnet", "head": "logistic"},
-    "minilm_finetuned": {"encoder": "minilm", "head": "softmax", "fine_tune": True, "epochs": 4, "batch_size": 16},
-    "mpnet_finetuned": {"encoder": "mpnet", "head": "softmax", "fine_tune": True, "epochs": 4, "batch_size": 16},
-}
+ENCODERS = {f"{e}{'' if kind == 'logistic' else '_' + kind}": (e, kind)  # minilm, mpnet_finetuned, ...
+            for kind in ENCODER_MEMBERS for e in ("minilm", "mpnet")}
 ENSEMBLE_MEMBERS = {"smollm2": "lr2e-3_linear", "gemma": "gemma", "minilm": "minilm", "mpnet": "mpnet",
                     "minilm_ft": "minilm_finetuned", "mpnet_ft": "mpnet_finetuned"}
 
@@ -97,7 +92,7 @@ def main() -> None:
             continue
         start = time.perf_counter()
         if name in ENCODERS:
-            clf = EncoderClassifier(**ENCODERS[name], random_state=0).fit(tr_x, tr_y)
+            clf = encoder_member(*ENCODERS[name]).fit(tr_x, tr_y)
             p = clf.predict_proba(va_x)[:, list(clf.classes_).index("Negative")]
             results[name] = {"epochs": [{"epoch": 0, **{f"raw_{k}": v for k, v in metrics(va_y, p, train.labels).items()},
                                          "raw_p_hateful": p.tolist()}]}

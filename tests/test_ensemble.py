@@ -69,8 +69,8 @@ def test_bad_ensembles_raise_clear_errors(learnable_lm):
 
 
 def test_train_predict_eval_commands_with_an_ensemble(learnable_lm, tmp_path):
-    """`agilecls train --ensemble-encoder`, then `predict` and `eval` on the saved folder; the base
-    model is a local folder, as a user's own model would be."""
+    """`agilecls train --ensemble-encoder --ensemble-finetuned-encoder`, then `predict` and `eval` on the
+    saved folder; the base model is a local folder, as a user's own model would be."""
     import pandas as pd
     from typer.testing import CliRunner
 
@@ -83,9 +83,12 @@ def test_train_predict_eval_commands_with_an_ensemble(learnable_lm, tmp_path):
     runner = CliRunner()
     trained = runner.invoke(app, ["train", str(tmp_path / "train.csv"), "--model", str(model_dir), "--epochs", "6",
                                   "--learning-rate", "1e-2", "--top-layers", "2", "--ensemble-encoder", "minilm",
-                                  "--out", str(tmp_path / "ens")])
+                                  "--ensemble-finetuned-encoder", "minilm", "--out", str(tmp_path / "ens")])
     assert trained.exit_code == 0, trained.output
-    assert "EnsembleClassifier(minilm logistic head" in trained.output
+    assert "EnsembleClassifier(minilm logistic head + minilm fine-tuned + AgileClassifier(" in trained.output
+    manifest = json.loads((tmp_path / "ens" / MANIFEST).read_text())
+    assert manifest["members"] == ["enc_minilm", "encft_minilm", "llm_tiny_lm"]
+    assert any((tmp_path / "ens" / "encft_minilm" / "encoder").glob("*.safetensors"))  # its own encoder weights
     predicted = runner.invoke(app, ["predict", str(tmp_path / "ens"), str(tmp_path / "train.csv"),
                                     "--out", str(tmp_path / "preds.csv")])
     assert predicted.exit_code == 0, predicted.output

@@ -428,3 +428,12 @@ def test_train_and_eval_commands_with_an_encoder_head(tiny_encoder_dir, toy_data
                                     str(tmp_path / "model"), "--report", str(tmp_path / "r.html")])
     assert evaluated.exit_code == 0, evaluated.output
     assert "ood_auroc" in evaluated.output and (tmp_path / "r.html").read_text().count("data:image/png") == 5
+    # --fine-tune trains the encoder too: the saved model carries its own encoder weights
+    tuned = runner.invoke(app, ["train", str(tmp_path / "train.csv"), "--label-col", "intent", "--encoder",
+                                str(tiny_encoder_dir), "--fine-tune", "--encoder-epochs", "1",
+                                "--out", str(tmp_path / "tuned")])
+    assert tuned.exit_code == 0 and "fine-tuned" in tuned.output, tuned.output
+    assert any((tmp_path / "tuned" / "encoder").glob("*.safetensors"))
+    misuse = runner.invoke(app, ["train", str(tmp_path / "train.csv"), "--label-col", "intent", "--fine-tune",
+                                 "--out", str(tmp_path / "x")])
+    assert misuse.exit_code != 0 and "--encoder" in misuse.output and not (tmp_path / "x").exists()

@@ -183,7 +183,7 @@ def classifier_name(clf) -> str:
 def demo(model: Optional[str] = typer.Option(None, help="Model spec (default: the bundled default)."),
          tune: bool = typer.Option(True, "--tune/--no-tune", help="LoRA-tune on ETHOS training rows first "
                                                                   "(else few-shot prompting)."),
-         encoder: str = typer.Option(DEMO_ENCODER, help="Sentence encoder whose logistic head joins the tuned "
+         encoder: str = typer.Option(DEMO_ENCODER, help="Sentence encoder that is fine-tuned and joins the tuned "
                                                         "model in a soft-voting ensemble ('' = the LLM alone)."),
          train_size: int = typer.Option(DEMO_TRAIN_SIZE, help="Training rows used for tuning."),
          epochs: int = typer.Option(DEMO_EPOCHS, help="Tuning epochs."),
@@ -210,11 +210,10 @@ def demo(model: Optional[str] = typer.Option(None, help="Model spec (default: th
                               instructions=train.meta["instructions"])
         what = f"{clf.model} LoRA-tuned for {epochs} epochs (top {clf.top_layers} layers, rank {clf.rank})"
         if encoder:
-            from .encoder_classifier import EncoderClassifier
-            from .ensemble import EnsembleClassifier
+            from .ensemble import EnsembleClassifier, encoder_member
 
-            clf = EnsembleClassifier([("encoder", EncoderClassifier(encoder, head="logistic")), ("llm", clf)])
-            what += f" + a logistic head on {encoder} sentence embeddings, soft-voted"
+            clf = EnsembleClassifier([("encoder", encoder_member(encoder, "finetuned")), ("llm", clf)])
+            what += f" + the {encoder} sentence encoder fine-tuned with a softmax head, soft-voted"
         typer.echo(f"agilecls demo: {what}; {train_size} ETHOS training texts; ETHOS test split ({len(test)} texts)")
         start = time.perf_counter()
         clf.fit(train.texts[:train_size], train.y[:train_size])

@@ -45,7 +45,8 @@ class EncoderClassifier(TextInputTags, ClassifierMixin, BaseEstimator):
         (class means + shared covariance on the embeddings).
     C : inverse L2 strength of the ``"logistic"`` head on frozen embeddings (scikit-learn's ``C``).
     fine_tune : train the encoder end to end (its top ``fine_tune_layers`` transformer layers; None = all).
-    epochs : training epochs (default 40 on frozen embeddings, 1 when fine-tuning).
+    epochs : training epochs (default 40 on frozen embeddings, 3 when fine-tuning: on CLINC150, 3 epochs
+        of all MiniLM layers gave accuracy 0.962 where 1 epoch of the top two gave 0.938, bench/clinc_oos.py).
     norm_bound, n_power_iterations, num_inducing, kernel_scale, ridge_penalty, mean_field_factor,
     gp_likelihood, gp_normalize_input : SNGP settings (spectral-norm bound of the hidden layers,
         random features, RBF length scale, Laplace ridge, mean-field lambda, precision weights,
@@ -210,7 +211,7 @@ class EncoderClassifier(TextInputTags, ClassifierMixin, BaseEstimator):
         return self
 
     def _default_epochs(self) -> int:
-        return int(self.epochs or (1 if self.fine_tune else 40))
+        return int(self.epochs or (3 if self.fine_tune else 40))
 
     def _train_head(self, emb: torch.Tensor, y: torch.Tensor) -> None:
         """Train the head on frozen embeddings; the SNGP precision is summed afresh each epoch."""

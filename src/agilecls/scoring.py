@@ -13,6 +13,8 @@ softmax at their own positions only).
 from __future__ import annotations
 
 import copy
+import functools
+import inspect
 import warnings
 from dataclasses import dataclass
 from typing import Sequence
@@ -114,10 +116,26 @@ def expand_cache(cache, batch: int):
     return expanded
 
 
+@functools.lru_cache(maxsize=None)
+def _cache_keyword(model_type: type) -> str:
+    return "cache" if "cache" in inspect.signature(model_type.forward).parameters else "past_key_values"
+
+
+def with_cache(model, cache) -> dict:
+    """The keyword argument that hands a key/value cache to ``model``: ``cache`` in recent transformers
+    (where ``past_key_values`` is deprecated, to be removed in 5.40), ``past_key_values`` before."""
+    return {_cache_keyword(type(model)): cache}
+
+
+def output_cache(out):
+    """The key/value cache a forward pass returned (``out.cache``, or ``out.past_key_values`` before)."""
+    return out["cache"] if "cache" in out else out.past_key_values
+
+
 def prefix_cache(lm: LanguageModel, prefix: Sequence[int]):
     """Run the shared prefix once and keep its key/value cache."""
     ids = torch.tensor([list(prefix)], device=lm.device)
-    return lm.base_model()(input_ids=ids, use_cache=True).past_key_values
+    return output_cache(lm.base_model()(input_ids=ids, use_cache=True))
 
 
 def right_padded(rows: Sequence[Sequence[int]], pad_id: int | None, device, n_prefix: int = 0):
@@ -142,8 +160,7 @@ def hidden_states(lm: LanguageModel, rows: list[list[int]], prefix: Sequence[int
     ids, mask = right_padded(rows, lm.tokenizer.pad_token_id, lm.device, len(prefix))
     base = lm.base_model()
     if cache is not None:
-        out = base(input_ids=ids, attention_mask=mask, past_key_values=expand_cache(cache, len(rows)),
-                   use_cache=True)
+        out = base(input_ids=ids, attention_mask=mask, use_cache=True, **with_cache(base, expand_cache(cache, len(rows))))
         return out.last_hidden_state, lengths
     if prefix:
         ids = torch.cat([torch.tensor([list(prefix)] * len(rows), device=lm.device), ids], dim=1)
@@ -298,8 +315,6 @@ class LabelScorer:
         device = self.lm.device
         base = self.lm.base_model()
         conts = [self.label_ids[m][:-1] for m in self.multi]
-        width = max(len(c) for c in conts)
-        pad = self.lm.tokenizer.pad_token_id or 0
         by_length: dict[int, list[tuple[int, list[int]]]] = {}
         for example, body in examples:
             by_length.setdefault(len(body), []).append((example, body))
@@ -312,19 +327,18 @@ class LabelScorer:
                 past = expand_cache(cache, len(batch)) if cache is not None else None
                 out = base(input_ids=ids if past is not None or not prefix else
                            torch.cat([torch.tensor([list(prefix)] * len(batch), device=device), ids], 1),
-                           attention_mask=mask, past_key_values=past, use_cache=True)
+                           attention_mask=mask, use_cache=True, **with_cache(base, past))
                 h_answer = out.last_hidden_state[:, -1]
                 first = softcap(h_answer @ weight[self.first_ids].T, cap)
                 if self.vocab_norm:
                     first = first - torch.logsumexp(softcap(h_answer @ weight.T, cap), dim=-1, keepdim=True)
-                body_cache = out.past_key_values
+                body_cache = output_cache(out)
                 body_cache.batch_repeat_interleave(len(conts))
-                cont_ids = torch.tensor([c + [pad] * (width - len(c)) for _ in batch for c in conts], device=device)
-                cont_mask = torch.tensor([[1] * len(c) + [0] * (width - len(c)) for _ in batch for c in conts],
-                                         device=device)
+                cont_ids, cont_mask = right_padded([c for _ in batch for c in conts],
+                                                   self.lm.tokenizer.pad_token_id, device)
                 full_mask = torch.cat([mask.repeat_interleave(len(conts), 0), cont_mask], 1)
-                hidden = base(input_ids=cont_ids, attention_mask=full_mask, past_key_values=body_cache,
-                              use_cache=True).last_hidden_state
+                hidden = base(input_ids=cont_ids, attention_mask=full_mask, use_cache=True,
+                              **with_cache(base, body_cache)).last_hidden_state
                 logp = torch.log_softmax(softcap(hidden @ weight.T, cap), dim=-1)
                 for b, (example, _) in enumerate(batch):
                     scores = first[b].clone()
@@ -386,7 +400,7 @@ class LayerSplit:
 
         handle = base.layers[self.n_lower - 1].register_forward_hook(hook)
         try:
-            base(input_ids=ids, attention_mask=mask, past_key_values=past, use_cache=past is not None)
+            base(input_ids=ids, attention_mask=mask, use_cache=past is not None, **with_cache(base, past))
         except _StopForward:
             pass
         finally:

@@ -100,7 +100,9 @@ def add_lora(lm: LanguageModel, config: TuningConfig) -> LanguageModel:
     n_layers = len(decoder_layers(lm))
     config.check(n_layers)
     torch.manual_seed(config.seed)
-    lm.model = get_peft_model(lm.model, lora_config(config, n_layers))
+    with warnings.catch_warnings():  # peft reads transformers' old attribute name, deprecated in transformers 5.2x
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        lm.model = get_peft_model(lm.model, lora_config(config, n_layers))
     return lm
 
 

@@ -43,9 +43,16 @@ def register(app: typer.Typer) -> None:
               encoder: Optional[str] = typer.Option(None, help="Fit an EncoderClassifier on this sentence "
                                                                "encoder (minilm, mpnet, folder) instead."),
               head: str = typer.Option("sngp", help="Head of --encoder: sngp, softmax, logistic or mahalanobis."),
+              fine_tune: bool = typer.Option(False, "--fine-tune", help="With --encoder: train the encoder's "
+                                                                        "layers with the head (slower, better)."),
+              encoder_epochs: Optional[int] = typer.Option(None, help="Epochs of --encoder (default 40 on frozen "
+                                                                      "embeddings, 3 when fine-tuning)."),
               ensemble_encoder: Optional[List[str]] = typer.Option(
                   None, help="Also fit a logistic head on this sentence encoder (minilm, mpnet, folder) and "
-                             "soft-vote it with the tuned model(s) (an EnsembleClassifier); repeatable.")):
+                             "soft-vote it with the tuned model(s) (an EnsembleClassifier); repeatable."),
+              ensemble_finetuned_encoder: Optional[List[str]] = typer.Option(
+                  None, help="Also fine-tune this sentence encoder with a softmax head and soft-vote it with "
+                             "the tuned model(s); repeatable.")):
         """Tune a classifier (LoRA on a small LM, or a sentence-encoder head) and save it to --out."""
         from ..datasets import load_dataset
 
@@ -56,11 +63,15 @@ def register(app: typer.Typer) -> None:
                 raise ValueError(f"{data} has no rows to train on")
             from ..encoder_classifier import EncoderClassifier
 
+            if (fine_tune or encoder_epochs) and not encoder:
+                raise ValueError("--fine-tune and --encoder-epochs apply to an --encoder classifier")
             if encoder:
-                clf = EncoderClassifier(encoder=encoder, head=head, labels=dataset.labels, random_state=seed)
-                kind = f"EncoderClassifier({encoder}, {head})"
+                clf = EncoderClassifier(encoder=encoder, head=head, labels=dataset.labels, random_state=seed,
+                                        fine_tune=fine_tune, epochs=encoder_epochs)
+                kind = f"EncoderClassifier({encoder}, {head}{', fine-tuned' if fine_tune else ''})"
             else:
                 from ..classifier import AgileClassifier
+                from ..ensemble import EnsembleClassifier, encoder_member
                 from ..lm import DEFAULT_MODEL
 
                 def tuned(spec: str) -> AgileClassifier:
@@ -72,17 +83,17 @@ def register(app: typer.Typer) -> None:
                                            validation_fraction=validation_fraction, max_length=max_length, seed=seed)
 
                 specs = list(model or [DEFAULT_MODEL])
-                members = [(member_name("enc", e), EncoderClassifier(encoder=e, head="logistic", random_state=seed))
-                           for e in ensemble_encoder or []] + [(member_name("llm", m), tuned(m)) for m in specs]
-                kinds = [f"{e} logistic head" for e in ensemble_encoder or []] + \
+                encoders = [(e, "logistic") for e in ensemble_encoder or []] + \
+                           [(e, "finetuned") for e in ensemble_finetuned_encoder or []]
+                members = [(member_name("enc" if kind == "logistic" else "encft", e), encoder_member(e, kind, seed))
+                           for e, kind in encoders] + [(member_name("llm", m), tuned(m)) for m in specs]
+                kinds = [f"{e} {'logistic head' if kind == 'logistic' else 'fine-tuned'}" for e, kind in encoders] + \
                         [f"AgileClassifier({m}, LoRA rank {rank}, {epochs} epochs)" for m in specs]
                 if len(members) == 1:
                     clf, kind = members[0][1], kinds[0]
                 else:
-                    from ..ensemble import EnsembleClassifier
-
                     if len({name for name, _ in members}) < len(members):
-                        raise ValueError("each --model and --ensemble-encoder may be given once")
+                        raise ValueError("each --model and --ensemble-(finetuned-)encoder may be given once")
                     clf = EnsembleClassifier(members, labels=dataset.labels)
                     kind = f"EnsembleClassifier({' + '.join(kinds)})"
             typer.echo(f"training {kind} on {len(dataset)} texts of {dataset.name}")
