@@ -174,7 +174,7 @@ def classifier_name(clf) -> str:
     if hasattr(clf, "estimators_"):
         return " + ".join(classifier_name(member) for _, member in clf.estimators_)
     if hasattr(clf, "encoder") and hasattr(clf, "head"):
-        return f"{clf.encoder} + {clf.head} head"
+        return f"{clf.encoder}{' fine-tuned' if getattr(clf, 'fine_tune', False) else ''} + {clf.head} head"
     model = getattr(clf, "model", "?")
     return getattr(model, "spec", model) + (" (LoRA)" if getattr(clf, "tuning", None) == "lora" else "")
 

@@ -44,7 +44,7 @@ def classification_metrics(y_true: Sequence[str], proba: np.ndarray, labels: Seq
     pred = proba.argmax(axis=1)
     onehot = np.eye(len(labels))[y]
     out: dict[str, float] = {
-        "n": float(len(y)),
+        "n": len(y),
         "accuracy": skm.accuracy_score(y, pred),
         "precision_macro": skm.precision_score(y, pred, average="macro", labels=range(len(labels)), zero_division=0),
         "recall_macro": skm.recall_score(y, pred, average="macro", labels=range(len(labels)), zero_division=0),
