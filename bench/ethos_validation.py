@@ -42,6 +42,9 @@ LLM_SETTINGS = {
     "lm_loss": {"loss": "lm"},
     "all_linear_modules": {"target_modules": "all"},
     "gemma": {"model": "gemma-3-270m"},
+    # up to 12 epochs, stopping when the loss on 15% of the 600 training rows has not improved for 2
+    # epochs, best epoch restored (the final model is scored, not the last epoch)
+    "early_stopping": {"epochs": 12, "validation_fraction": 0.15, "patience": 2},
 }
 ENCODERS = {f"{e}{'' if kind == 'logistic' else '_' + kind}": (e, kind)  # minilm, mpnet_finetuned, ...
             for kind in ENCODER_MEMBERS for e in ("minilm", "mpnet")}
@@ -74,8 +77,11 @@ def run_llm(name, overrides, tr_x, tr_y, va_x, va_y, labels, instructions) -> di
 
     clf = AgileClassifier(**params)
     clf.fit(tr_x, tr_y, callback=callback)
+    p_final = softmax(clf.raw_scores(va_x))[:, 0]  # the fitted model (the best epoch when stopping early)
+    final = {"epoch": clf.history_[-1].get("best_epoch") or clf.history_[-1]["epoch"],
+             **{f"raw_{k}": v for k, v in metrics(va_y, p_final, labels).items()}, "raw_p_hateful": p_final.tolist()}
     return {"params": {k: v for k, v in params.items() if k != "labels"}, "dtype": str(clf.lm_.dtype),
-            "epochs": epochs}
+            "epochs": epochs + [final]}
 
 
 def main() -> None:
