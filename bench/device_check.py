@@ -59,7 +59,7 @@ def main(argv=None) -> int:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     ethos_train, ethos_test = load_ethos("train"), load_ethos("test")
     texts, y = ethos_train.texts[:64], ethos_train.y[:64]
-    test_texts, test_y = ethos_test.texts[:32], ethos_test.y[:32]
+    test_texts = ethos_test.texts[:32]
     rows, checks = [], {}
     tmp = Path(tempfile.mkdtemp(prefix="device-check-"))
 

