@@ -16,7 +16,7 @@ def build_tiny_lm(arch: str = "llama", seed: int = 0, layers: int = 2):
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
     from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
-    from agilecls.lm import LanguageModel
+    from agilecls.lm.loading import LanguageModel
 
     corpus = ["Classify the following text into one of the following classes : [ Positive , Negative ] "
               "<separator> Text : Prediction : supermercados bancos good bad great awful movie food "

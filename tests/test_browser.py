@@ -38,7 +38,7 @@ def server():
     """The app with the bundled default model, served by uvicorn in a thread on a free port."""
     import uvicorn
 
-    from agilecls.lm import DEFAULT_MODEL, load_lm
+    from agilecls.lm.loading import DEFAULT_MODEL, load_lm
     from agilecls.server import create_app
 
     lm = load_lm(DEFAULT_MODEL)

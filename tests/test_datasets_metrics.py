@@ -8,8 +8,8 @@ import pytest
 from sklearn.metrics import f1_score, roc_auc_score
 
 from agilecls.datasets import DatasetError, load_clinc150, load_dataset, load_ethos, load_file, load_lit_prompts, load_tweets
-from agilecls.metrics import classification_metrics, expected_calibration_error
-from agilecls.report import build_report
+from agilecls.evaluation.metrics import classification_metrics, expected_calibration_error
+from agilecls.evaluation.report import build_report
 
 
 def test_ethos_seed_split_has_the_reference_label_counts():

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from agilecls import AgileClassifier, EnsembleClassifier
-from agilecls.encoder_classifier import EncoderClassifier
+from agilecls import EncoderClassifier
 from agilecls.ensemble import soft_vote
 from agilecls.persistence import MANIFEST, load_classifier
 
@@ -85,7 +85,8 @@ def test_train_predict_eval_commands_with_an_ensemble(learnable_lm, tmp_path):
                                   "--learning-rate", "1e-2", "--top-layers", "2", "--ensemble-encoder", "minilm",
                                   "--ensemble-finetuned-encoder", "minilm", "--out", str(tmp_path / "ens")])
     assert trained.exit_code == 0, trained.output
-    assert "EnsembleClassifier(minilm logistic head + minilm fine-tuned + AgileClassifier(" in trained.output
+    assert "EnsembleClassifier(minilm + logistic head + minilm fine-tuned + softmax head + " in trained.output
+    assert "(LoRA rank 4, 6 epochs))" in trained.output
     manifest = json.loads((tmp_path / "ens" / MANIFEST).read_text())
     assert manifest["members"] == ["enc_minilm", "encft_minilm", "llm_tiny_lm"]
     assert any((tmp_path / "ens" / "encft_minilm" / "encoder").glob("*.safetensors"))  # its own encoder weights

@@ -11,8 +11,10 @@ import pytest
 import torch
 
 from agilecls import AgileClassifier, explain
-from agilecls.salience import METHODS, ClassifierLogProb, Explanation, TargetLogProb, _gradients
-from agilecls.spans import aggregate, segment
+from agilecls.salience.explanation import Explanation
+from agilecls.salience.methods import METHODS, _gradients
+from agilecls.salience.objectives import ClassifierLogProb, TargetLogProb
+from agilecls.salience.spans import aggregate, segment
 
 from conftest import build_tiny_lm
 
@@ -25,7 +27,7 @@ def build_gpt2_float64(seed: int = 0):
     (Llama's and Gemma's RMSNorm compute in float32), so finite differences are accurate to ~1e-9."""
     from transformers import AutoModelForCausalLM, GPT2Config
 
-    from agilecls.lm import LanguageModel
+    from agilecls.lm.loading import LanguageModel
 
     tok = build_tiny_lm("llama").tokenizer
     torch.manual_seed(seed)

@@ -11,8 +11,9 @@ from sklearn.base import clone
 
 from agilecls import AgileClassifier
 from agilecls.persistence import MANIFEST, ModelFormatError, load_classifier
-from agilecls.scoring import LayerSplit, hidden_states
-from agilecls.tuning import validation_split
+from agilecls.lm.forward import hidden_states
+from agilecls.lm.layer_split import LayerSplit
+from agilecls.lm.tuning import validation_split
 
 from conftest import TEXTS, Y
 
@@ -141,7 +142,7 @@ def test_interrupted_save_leaves_the_old_model_intact(tiny_lm, tmp_path, monkeyp
 
 @pytest.mark.slow
 def test_tunes_the_bundled_default_model_and_round_trips(tmp_path):
-    from agilecls.lm import DEFAULT_MODEL
+    from agilecls.lm.loading import DEFAULT_MODEL
 
     texts = ["I love this, thank you", "You people are vermin and should be wiped out",
              "What a lovely day at the beach", "Go back to where you came from, animals"]
@@ -174,7 +175,7 @@ def test_length_grouped_batches_cover_every_row_once_with_little_padding():
 
 
 def test_learning_rate_warms_up_then_decays_to_zero_on_the_linear_schedule(tiny_lm):
-    from agilecls.tuning import TuningConfig, lr_scheduler
+    from agilecls.lm.tuning import TuningConfig, lr_scheduler
 
     opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
     sched = lr_scheduler(opt, TuningConfig(lr_schedule="linear", warmup_fraction=0.25), 8)

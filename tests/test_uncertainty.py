@@ -14,11 +14,15 @@ import numpy as np
 import pytest
 import torch
 
-from agilecls.encoder_classifier import EncoderClassifier
-from agilecls.encoders import EmbeddingCache, EncoderError, SentenceEncoder, load_sentence_transformer
-from agilecls.uncertainty import (MahalanobisScorer, SNGPHead, SoftmaxHead, abstention_metrics,
-                                  choose_reject_threshold, fit_temperature, label_ood_scores, ood_metrics,
-                                  refine_spectral_norms, spectral_norm, spectral_normalized_linear)
+from sklearn.exceptions import NotFittedError
+
+from agilecls import EncoderClassifier, ModelFormatError
+from agilecls.encoders.sentence import EmbeddingCache, EncoderError, SentenceEncoder, load_sentence_transformer
+from agilecls.encoders.heads import (SNGPHead, SoftmaxHead, refine_spectral_norms, spectral_norm,
+                                     spectral_normalized_linear)
+from agilecls.encoders.ood import MahalanobisScorer
+from agilecls.evaluation.metrics import abstention_metrics, ood_metrics
+from agilecls.uncertainty import choose_reject_threshold, fit_temperature, label_ood_scores
 
 # ------------------------------------------------------------------------------------------------
 # a tiny sentence encoder over a word-level vocabulary, and toy intent data
@@ -324,15 +328,6 @@ def test_fine_tuned_encoder_round_trip(tiny_encoder_dir, toy_data, tmp_path):
     assert np.abs(loaded.predict_proba(test_x + far) - clf.predict_proba(test_x + far)).max() < 1e-6
 
 
-def test_sklearn_params_and_clone(tiny_encoder_dir):
-    from sklearn.base import clone
-
-    clf = EncoderClassifier(tiny_encoder_dir, head="softmax", norm_bound=2.0, reject_threshold=0.5)
-    assert clf.get_params()["norm_bound"] == 2.0 and clf.get_params()["reject_threshold"] == 0.5
-    clf.set_params(head="sngp", num_inducing=64)
-    assert clone(clf).get_params() == clf.get_params()
-
-
 def test_bad_inputs_raise_clear_errors(tiny_encoder_dir, toy_data):
     (train_x, train_y), _, _ = toy_data
     clf = _clf(tiny_encoder_dir, head="softmax", epochs=2)
@@ -344,9 +339,9 @@ def test_bad_inputs_raise_clear_errors(tiny_encoder_dir, toy_data):
         clf.fit("bank balance", ["balance"])
     with pytest.raises(ValueError, match="not in labels"):
         _clf(tiny_encoder_dir, labels=["balance", "music"]).fit(train_x, train_y)
-    with pytest.raises(ValueError, match="head="):
+    with pytest.raises(ValueError, match="'head' parameter"):
         _clf(tiny_encoder_dir, head="bayes").fit(train_x, train_y)
-    with pytest.raises(RuntimeError, match="not fitted"):
+    with pytest.raises(NotFittedError, match="not fitted"):
         clf.predict(["bank balance"])
     clf.fit(train_x, train_y)
     with pytest.raises(ValueError, match="empty or whitespace"):
@@ -355,7 +350,7 @@ def test_bad_inputs_raise_clear_errors(tiny_encoder_dir, toy_data):
         clf.calibrate(["bank balance", "play song"], ["balance", "cooking"])
     with pytest.warns(UserWarning, match="left out of training"):
         _clf(tiny_encoder_dir, head="softmax", epochs=2).fit(train_x + ["volcano penguin"], train_y + ["oos"])
-    with pytest.raises(FileNotFoundError, match="agilecls.json"):
+    with pytest.raises(ModelFormatError, match="agilecls.json"):
         EncoderClassifier.load("/nonexistent/folder")
 
 
@@ -381,7 +376,7 @@ def test_minilm_end_to_end_on_clinc():
 
 
 def test_plots_return_figures(tmp_path):
-    from agilecls.uncertainty_plots import ood_histogram, reliability_diagram
+    from agilecls.evaluation.plots import ood_histogram, reliability_diagram
 
     rng = np.random.default_rng(0)
     proba = rng.dirichlet(np.ones(4) * 0.3, size=300)
@@ -395,17 +390,16 @@ def test_plots_return_figures(tmp_path):
     assert (tmp_path / "rel.png").stat().st_size > 1000 and (tmp_path / "hist.png").stat().st_size > 1000
 
 
-def test_cli_helpers_train_calibrate_and_plot(tiny_encoder_dir, toy_data, tmp_path):
-    from agilecls.encoder_classifier import save_uncertainty_plots, train_encoder_classifier
-
+def test_calibrate_chooses_a_reject_threshold_that_abstains_on_far_texts(tiny_encoder_dir, toy_data):
     (train_x, train_y), (test_x, test_y), far = toy_data
-    clf, report = train_encoder_classifier(train_x, train_y, test_x + far[:10], test_y + ["oos"] * 10,
-                                           encoder=tiny_encoder_dir, head="sngp", epochs=30, num_inducing=256,
-                                           batch_size=16, learning_rate=3e-3,
-                                           reject_threshold="auto", device="cpu")
-    assert clf.threshold_ is not None and report["accuracy"] >= 0.9 and "ood_auprc" in report
-    paths = save_uncertainty_plots(clf, test_x + far, test_y + ["oos"] * len(far), tmp_path)
-    assert [p.name for p in paths] == ["reliability.png", "ood_histogram.png"] and all(p.exists() for p in paths)
+    clf = _clf(tiny_encoder_dir, head="sngp", epochs=30, num_inducing=256, batch_size=16, learning_rate=3e-3,
+               reject_threshold="auto").fit(train_x, train_y)
+    assert clf.threshold_ is None
+    clf.calibrate(test_x + far[:10], test_y + ["oos"] * 10)
+    report = clf.evaluate(test_x + far, test_y + ["oos"] * len(far))
+    assert clf.threshold_ is not None and clf.temperature_ != 1.0
+    assert report["accuracy"] >= 0.9 and report["ood_auroc"] > 0.9 and report["oos_recall"] > 0.5
+    assert (clf.predict(far) == "oos").mean() == pytest.approx(report["oos_recall"])
 
 
 def test_train_and_eval_commands_with_an_encoder_head(tiny_encoder_dir, toy_data, tmp_path):

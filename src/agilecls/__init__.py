@@ -1,14 +1,67 @@
-"""agilecls: agile text classifiers on small language models."""
+"""agilecls: agile text classifiers on small language models.
 
-from .classifier import AgileClassifier
-from .ensemble import EnsembleClassifier
-from .datasets import TextDataset, load_dataset
-from .lm import BUNDLED, DEFAULT_MODEL, LanguageModel, ModelNotFoundError, load_lm
-from .metrics import classification_metrics
-from .prompts import PromptTemplate
-from .salience import explain
+The public names below load on first use, so ``import agilecls`` (and the CLI's start) stays fast
+and importing one part never drags in the others.
+
+Examples
+--------
+>>> from agilecls import AgileClassifier, EncoderClassifier, EnsembleClassifier, load_classifier
+>>> from agilecls import explain, load_lm, load_dataset
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
-__all__ = ["AgileClassifier", "BUNDLED", "DEFAULT_MODEL", "EnsembleClassifier", "LanguageModel", "ModelNotFoundError", "PromptTemplate",
-           "TextDataset", "classification_metrics", "explain", "load_dataset", "load_lm", "__version__"]
+#: Public name -> the module that defines it.
+_EXPORTS = {
+    "AgileClassifier": "agilecls.lm.classifier",
+    "EncoderClassifier": "agilecls.encoders.classifier",
+    "EnsembleClassifier": "agilecls.ensemble",
+    "load_classifier": "agilecls.persistence",
+    "ModelFormatError": "agilecls.persistence",
+    "explain": "agilecls.salience.explanation",
+    "Explanation": "agilecls.salience.explanation",
+    "load_lm": "agilecls.lm.loading",
+    "LanguageModel": "agilecls.lm.loading",
+    "ModelNotFoundError": "agilecls.lm.loading",
+    "BUNDLED": "agilecls.lm.loading",
+    "DEFAULT_MODEL": "agilecls.lm.loading",
+    "PromptTemplate": "agilecls.lm.prompts",
+    "TuningConfig": "agilecls.lm.tuning",
+    "SentenceEncoder": "agilecls.encoders.sentence",
+    "load_dataset": "agilecls.datasets",
+    "TextDataset": "agilecls.datasets",
+    "classification_metrics": "agilecls.evaluation.metrics",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'agilecls' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:  # for IDEs and type checkers
+    from .datasets import TextDataset, load_dataset
+    from .encoders.classifier import EncoderClassifier
+    from .encoders.sentence import SentenceEncoder
+    from .ensemble import EnsembleClassifier
+    from .evaluation.metrics import classification_metrics
+    from .lm.classifier import AgileClassifier
+    from .lm.loading import BUNDLED, DEFAULT_MODEL, LanguageModel, ModelNotFoundError, load_lm
+    from .lm.prompts import PromptTemplate
+    from .lm.tuning import TuningConfig
+    from .persistence import ModelFormatError, load_classifier
+    from .salience.explanation import Explanation, explain

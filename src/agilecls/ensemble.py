@@ -10,7 +10,6 @@ member's own saved folder, plus ``agilecls.json`` naming them.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Sequence
@@ -19,28 +18,8 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
-from .validation import TextInputTags, check_labels, check_texts
-
-FORMAT_VERSION = 1
-
-
-#: Sentence-encoder members as validated on ETHOS (train on 600 rows, score 200; bench/ethos_validation.py):
-#: a logistic head on frozen embeddings, or the whole encoder fine-tuned with a softmax head, which
-#: scored ROC-AUC 0.944 with mpnet (0.891 frozen) and 0.903 with MiniLM (0.878 frozen).
-ENCODER_MEMBERS = {
-    "logistic": {"head": "logistic"},
-    "finetuned": {"head": "softmax", "fine_tune": True, "epochs": 4, "batch_size": 16},
-}
-
-
-def encoder_member(encoder: str, kind: str = "logistic", random_state: int = 0):
-    """An EncoderClassifier to soft-vote with tuned language models (``kind``: ``logistic`` or ``finetuned``)."""
-    from .encoder_classifier import EncoderClassifier
-
-    if kind not in ENCODER_MEMBERS:
-        raise ValueError(f"kind must be one of {sorted(ENCODER_MEMBERS)}, got {kind!r}")
-    return EncoderClassifier(encoder, random_state=random_state, **ENCODER_MEMBERS[kind])
-
+from .persistence import load_as, load_classifier, register_estimator, save_estimator
+from .validation import TextInputTags, check_texts, check_xy
 
 def soft_vote(probas: Sequence[np.ndarray], weights: Sequence[float] | None = None) -> np.ndarray:
     """The weighted mean of the members' probabilities (rows sum to 1), as scikit-learn's soft voting."""
@@ -51,17 +30,31 @@ def soft_vote(probas: Sequence[np.ndarray], weights: Sequence[float] | None = No
     return np.tensordot(w / w.sum(), stacked, axes=1)
 
 
+@register_estimator("EnsembleClassifier")
 class EnsembleClassifier(TextInputTags, ClassifierMixin, BaseEstimator):
     """Soft-voting ensemble of agilecls classifiers (any estimator with ``fit`` / ``predict_proba`` /
     ``classes_`` / ``save``, loadable by :func:`agilecls.persistence.load_classifier`).
 
     Parameters
     ----------
-    estimators : list of ``(name, estimator)`` pairs, as in scikit-learn's ``VotingClassifier``;
-        each is cloned and fitted on the same (X, y).
-    weights : one weight per member (default: equal).
-    labels : the class order (default: sorted labels of ``y``); passed to members that take ``labels``.
+    estimators : list of (str, estimator)
+        ``(name, estimator)`` pairs, as in scikit-learn's ``VotingClassifier``; each is cloned and
+        fitted on the same (X, y).
+    weights : list of float or None, default=None
+        One weight per member (None: equal).
+    labels : list of str or None, default=None
+        The class order (default: sorted labels of ``y``); passed to members that take ``labels``.
+
+    Examples
+    --------
+    >>> from agilecls import AgileClassifier, EnsembleClassifier
+    >>> from agilecls.encoders.members import encoder_member
+    >>> clf = EnsembleClassifier([("encoder", encoder_member("minilm")),
+    ...                           ("llm", AgileClassifier(tuning="lora"))])  # doctest: +SKIP
+    >>> clf.fit(texts, labels).predict_proba(["a new text"])  # doctest: +SKIP
     """
+
+    _parameter_constraints = {"estimators": [list], "weights": ["array-like", None], "labels": ["array-like", None]}
 
     def __init__(self, estimators: Sequence[tuple[str, object]], weights: Sequence[float] | None = None,
                  labels: Sequence[str] | None = None):
@@ -83,11 +76,9 @@ class EnsembleClassifier(TextInputTags, ClassifierMixin, BaseEstimator):
     def fit(self, X, y, **fit_params_by_member):
         """Fit a clone of every member on (X, y). ``fit_params_by_member`` maps a member's name to
         keyword arguments of its ``fit`` (e.g. ``llm={"callback": fn}``)."""
+        self._validate_params()
         pairs = self._check_estimators()
-        texts = check_texts(X)
-        y_list, labels = check_labels(y, self.labels)
-        if len(texts) != len(y_list):
-            raise ValueError(f"X has {len(texts)} texts but y has {len(y_list)} labels")
+        texts, y_list, labels = check_xy(X, y, self.labels)
         unknown = sorted(set(fit_params_by_member) - {name for name, _ in pairs})
         if unknown:
             raise ValueError(f"fit parameters for unknown members {unknown}")
@@ -134,44 +125,42 @@ class EnsembleClassifier(TextInputTags, ClassifierMixin, BaseEstimator):
         """1 - max probability of the ensemble (higher = less like any class)."""
         return 1.0 - self.predict_proba(X).max(axis=1)
 
+    def describe(self) -> str:
+        """One line naming the members, for the CLI and reports."""
+        members = self.estimators_ if hasattr(self, "estimators_") else list(self.estimators)
+        return " + ".join(member.describe() for _, member in members)
+
     # ---- persistence -------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> Path:
         """Write each member into ``path/<name>/`` with its own ``save`` and ``agilecls.json`` naming
         them, atomically (the whole folder appears at once, or the old one stays)."""
-        from .persistence import MANIFEST, _jsonable, atomic_folder, package_versions
-
         check_is_fitted(self, "estimators_")
-
-        def write(tmp: Path) -> None:
-            for name, member in self.estimators_:
-                member.save(tmp / name)
-            manifest = {"format_version": FORMAT_VERSION, "estimator": "EnsembleClassifier",
-                        "members": [name for name, _ in self.estimators_], "weights": self.weights,
-                        "classes": [str(c) for c in self.classes_], "versions": package_versions()}
-            (tmp / MANIFEST).write_text(json.dumps(_jsonable(manifest), indent=2, ensure_ascii=False),
-                                        encoding="utf-8")
-
-        return atomic_folder(path, write)
+        return save_estimator(self, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | None = None,
              members: dict[str, dict] | None = None) -> "EnsembleClassifier":
         """An ensemble written by :meth:`save`; each member is read by its own loader, with the
         keyword arguments ``members[name]`` (e.g. ``{"llm": {"model": "/models/smollm2"}}``)."""
-        from .persistence import ModelFormatError, load_classifier, read_manifest
+        return load_as(cls, path, device=device, members=members)
 
-        path = Path(path)
-        manifest = read_manifest(path)
-        if manifest.get("estimator") != "EnsembleClassifier":
-            raise ModelFormatError(f"{path} holds a {manifest.get('estimator')}, not an EnsembleClassifier")
+    def _save_state(self, folder: Path) -> dict:
+        for name, member in self.estimators_:
+            member.save(folder / name)
+        return {"members": [name for name, _ in self.estimators_], "weights": self.weights,
+                "classes": [str(c) for c in self.classes_]}
+
+    @classmethod
+    def _from_state(cls, folder: Path, manifest: dict, device: str | None = None,
+                    members: dict[str, dict] | None = None) -> "EnsembleClassifier":
         unknown = sorted(set(members or {}) - set(manifest["members"]))
         if unknown:
-            raise ValueError(f"{path} has no members {unknown}; it holds {manifest['members']}")
+            raise ValueError(f"{folder} has no members {unknown}; it holds {manifest['members']}")
         base = {} if device is None else {"device": device}
-        members = [(name, load_classifier(path / name, **{**base, **(members or {}).get(name, {})}))
-                   for name in manifest["members"]]
-        obj = cls(estimators=members, weights=manifest.get("weights"), labels=manifest["classes"])
+        loaded = [(name, load_classifier(folder / name, **{**base, **(members or {}).get(name, {})}))
+                  for name in manifest["members"]]
+        obj = cls(estimators=loaded, weights=manifest.get("weights"), labels=manifest["classes"])
         obj.classes_ = np.array(manifest["classes"], dtype=object)
-        obj.estimators_ = members
+        obj.estimators_ = loaded
         obj._check_members()
         return obj

@@ -1,36 +1,77 @@
-"""Saving and loading classifiers: adapters as safetensors, everything else as JSON, never pickle.
+"""The saved-classifier folder format and the estimator registry; imports no estimator.
 
-A saved AgileClassifier is a folder with ``agilecls.json`` (estimator name, labels, template,
-base-model spec and fingerprint, training config and history, metrics, the content-free
-calibration bias, package versions) and, when tuned, ``adapter_model.safetensors``. Writes go to a
-temporary folder that is renamed into place only when complete, so a crash never leaves half a
-model and an existing model stays intact until its replacement is whole.
+A saved classifier is a folder holding ``agilecls.json`` (the manifest: format version, estimator
+name, parameters, fitted state, package versions) beside whatever tensors the estimator writes as
+safetensors. Nothing is ever pickled. Writes go to a temporary sibling folder that is renamed into
+place only when complete, so a crash never leaves half a model and an existing model stays intact
+until its replacement is whole.
+
+Estimators join the registry with :func:`register_estimator` (as peft's methods do), and
+:func:`load_classifier` looks the manifest's estimator name up there. The built-in estimators'
+modules are named below as strings and imported only when a folder holding one is loaded, so this
+module stays at the bottom of the import graph.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
+#: The manifest's file name inside a saved folder.
 MANIFEST = "agilecls.json"
-ADAPTERS = "adapter_model.safetensors"
+#: Version of the folder format this agilecls writes; it reads this and older versions.
 FORMAT_VERSION = 1
+
+#: Estimator name -> class, filled by :func:`register_estimator`.
+ESTIMATORS: dict[str, type] = {}
+#: Where the built-in estimators live (imported on first load of a folder that holds one).
+BUILTIN_MODULES = {"AgileClassifier": "agilecls.lm.classifier",
+                   "EncoderClassifier": "agilecls.encoders.classifier",
+                   "EnsembleClassifier": "agilecls.ensemble"}
 
 
 class ModelFormatError(ValueError):
     """The folder is not a saved classifier this version can read, or does not fit the given base model."""
 
 
+def register_estimator(name: str) -> Callable[[type], type]:
+    """Class decorator that makes ``load_classifier`` read folders whose manifest names ``name``.
+
+    The class must provide ``_save_state(folder) -> dict`` and ``_from_state(folder, manifest,
+    **kwargs)`` (a classmethod); see :func:`save_estimator` and :func:`load_classifier`.
+
+    Examples
+    --------
+    >>> @register_estimator("MyClassifier")
+    ... class MyClassifier: ...
+    >>> ESTIMATORS["MyClassifier"].__name__
+    'MyClassifier'
+    """
+
+    def wrap(cls: type) -> type:
+        if ESTIMATORS.get(name, cls) is not cls:
+            raise ValueError(f"estimator name {name!r} is already registered by {ESTIMATORS[name].__qualname__}")
+        ESTIMATORS[name] = cls
+        cls._estimator_name = name
+        return cls
+
+    return wrap
+
+
 def package_versions() -> dict[str, str]:
+    """Versions of the packages a saved model's numbers depend on (recorded in every manifest)."""
     from importlib import metadata
 
     out = {}
-    for name in ("agilecls", "torch", "transformers", "peft", "safetensors", "scikit-learn", "numpy"):
+    for name in ("agilecls", "torch", "transformers", "peft", "safetensors", "scikit-learn",
+                 "sentence-transformers", "numpy"):
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -38,10 +79,59 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-def atomic_folder(path: str | os.PathLike, write) -> Path:
+def jsonable(value):
+    """``value`` with numpy scalars and arrays turned into plain JSON types (other objects as str)."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def is_saved(path: str | os.PathLike) -> bool:
+    """True when ``path`` is a folder holding a saved agilecls classifier."""
+    return (Path(path) / MANIFEST).is_file()
+
+
+def write_manifest(folder: str | os.PathLike, estimator: str, content: dict) -> Path:
+    """Write ``agilecls.json`` into ``folder``: ``content`` plus format version, estimator name and
+    package versions."""
+    manifest = {"format_version": FORMAT_VERSION, "estimator": estimator, **content,
+                "versions": package_versions()}
+    file = Path(folder) / MANIFEST
+    file.write_text(json.dumps(jsonable(manifest), indent=2, ensure_ascii=False), encoding="utf-8")
+    return file
+
+
+def read_manifest(path: str | os.PathLike) -> dict:
+    """The manifest of a saved folder; refuses folders that are not saved classifiers or that a
+    newer agilecls wrote."""
+    file = Path(path) / MANIFEST
+    if not file.is_file():
+        raise ModelFormatError(f"{path} holds no {MANIFEST}; it is not a saved agilecls classifier "
+                               f"(create one with `agilecls train` or clf.save(folder))")
+    try:
+        manifest = json.loads(file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ModelFormatError(f"{file} is not valid JSON ({err}); the folder is damaged") from err
+    if not isinstance(manifest, dict) or "estimator" not in manifest:
+        raise ModelFormatError(f"{file} names no estimator; the folder is damaged")
+    if manifest.get("format_version", 0) > FORMAT_VERSION:
+        raise ModelFormatError(f"{path} was saved by a newer agilecls (format {manifest['format_version']}); "
+                               f"upgrade agilecls to load it")
+    return manifest
+
+
+def atomic_folder(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp_folder)``, then move the folder into ``path``; the old one is removed only after."""
     path = Path(path)
-    if path.exists() and (not path.is_dir() or (any(path.iterdir()) and not (path / MANIFEST).exists())):
+    if path.exists() and (not path.is_dir() or (any(path.iterdir()) and not is_saved(path))):
         raise FileExistsError(f"{path} exists and is not a saved classifier; choose another folder")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
@@ -63,137 +153,57 @@ def atomic_folder(path: str | os.PathLike, write) -> Path:
     return path
 
 
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return str(value)
-
-
-def save_agile(clf, path) -> Path:
-    """Write a fitted AgileClassifier (see the module docstring for the layout)."""
-    from sklearn.utils.validation import check_is_fitted
-
-    from .classifier import model_fingerprint
-    from .lm import LanguageModel
-
-    check_is_fitted(clf, "scorer_")
-    params = clf.get_params()
-    if isinstance(params["model"], LanguageModel):
-        params["model"] = params["model"].spec
-    tuned = clf.tuning == "lora"
-    fingerprint = getattr(clf, "base_fingerprint_", None) or model_fingerprint(clf.lm_)
-    manifest = {
-        "format_version": FORMAT_VERSION,
-        "estimator": "AgileClassifier",
-        "labels": [str(c) for c in clf.classes_],
-        "params": params,
-        "template": clf.template_.to_dict(),
-        "base_model": {"spec": clf.lm_.spec, "fingerprint": fingerprint,
-                       "dtype": str(clf.lm_.dtype).replace("torch.", "")},
-        "tuning": {"config": clf.tuning_config().to_dict(), "history": getattr(clf, "history_", []),
-                   "seconds": getattr(clf, "tuning_seconds_", None), "adapters": ADAPTERS} if tuned else None,
-        "metrics": getattr(clf, "metrics_", {}),
-        "calibration": {"method": clf._calibration(), "bias": [float(b) for b in clf.bias_]},
-        "versions": package_versions(),
-    }
+def save_estimator(estimator, path: str | os.PathLike) -> Path:
+    """Save a fitted registered estimator atomically: its ``_save_state(tmp)`` writes its tensors
+    and returns the manifest content."""
+    name = getattr(type(estimator), "_estimator_name", None)
+    if name is None:
+        raise TypeError(f"{type(estimator).__name__} is not a registered agilecls estimator")
 
     def write(folder: Path) -> None:
-        if tuned:
-            from safetensors.torch import save_file
-
-            from .tuning import adapter_state
-
-            save_file(adapter_state(clf.lm_), str(folder / ADAPTERS), metadata={"format": "pt"})
-        (folder / MANIFEST).write_text(json.dumps(_jsonable(manifest), indent=2, ensure_ascii=False),
-                                       encoding="utf-8")
+        write_manifest(folder, name, estimator._save_state(folder))
 
     return atomic_folder(path, write)
 
 
-def read_manifest(path) -> dict:
-    file = Path(path) / MANIFEST
-    if not file.exists():
-        raise ModelFormatError(f"{path} holds no {MANIFEST}; it is not a saved agilecls classifier")
-    manifest = json.loads(file.read_text(encoding="utf-8"))
-    if manifest.get("format_version", 0) > FORMAT_VERSION:
-        raise ModelFormatError(f"{path} was saved by a newer agilecls (format {manifest['format_version']}); "
-                               f"upgrade agilecls to load it")
-    return manifest
+def estimator_class(name: str) -> type:
+    """The registered class called ``name`` (importing a built-in estimator's module on first use)."""
+    if name not in ESTIMATORS and name in BUILTIN_MODULES:
+        importlib.import_module(BUILTIN_MODULES[name])  # its @register_estimator fills the registry
+    if name not in ESTIMATORS:
+        raise ModelFormatError(f"unknown estimator {name!r} in {MANIFEST}; known: {sorted(set(ESTIMATORS) | set(BUILTIN_MODULES))}")
+    return ESTIMATORS[name]
 
 
-def load_agile(path, model=None, device: str | None = None):
-    """An AgileClassifier from a folder written by :func:`save_agile`.
+def load_classifier(path: str | os.PathLike, **kwargs):
+    """Any saved agilecls classifier, of the class its manifest names.
 
-    ``model`` (spec or loaded LanguageModel) replaces the saved base-model spec, e.g. when the
-    model lives in another folder here; it must be the same base model or loading is refused."""
-    from .classifier import AgileClassifier, model_fingerprint, private_copy
-    from .lm import load_lm
-    from .prompts import PromptTemplate
+    Parameters
+    ----------
+    path : str or path-like
+        A folder written by ``save`` (``agilecls.json`` inside).
+    **kwargs
+        Passed to the estimator's loader, e.g. ``device="cpu"`` or, for an AgileClassifier,
+        ``model=`` the base model's folder when it moved.
 
-    path = Path(path)
+    Returns
+    -------
+    classifier
+        A fitted ``AgileClassifier``, ``EncoderClassifier`` or ``EnsembleClassifier``.
+
+    Examples
+    --------
+    >>> clf = load_classifier("models/ethos")  # doctest: +SKIP
+    >>> clf.predict(["some text"])  # doctest: +SKIP
+    """
     manifest = read_manifest(path)
-    if manifest.get("estimator") != "AgileClassifier":
-        raise ModelFormatError(f"{path} holds a {manifest.get('estimator')}, not an AgileClassifier; "
-                               f"use agilecls.persistence.load_classifier")
-    params = dict(manifest["params"])
-    if model is not None:
-        params["model"] = model
-    if device is not None:
-        params["device"] = device
-    clf = AgileClassifier(**params)
-    tuned = manifest.get("tuning") is not None
-    dtype = clf.dtype or manifest["base_model"].get("dtype")  # the precision it was fitted in
-    lm = private_copy(clf.model, clf.device, dtype) if tuned else load_lm(clf.model, device=clf.device, dtype=dtype)
-    expected = manifest["base_model"]["fingerprint"]
-    found = model_fingerprint(lm)
-    if found != expected:
-        diff = {k: (expected.get(k), found.get(k)) for k in expected if expected.get(k) != found.get(k)}
-        raise ModelFormatError(
-            f"{path} was built on base model {manifest['base_model']['spec']!r}, but {lm.spec!r} is a different "
-            f"model (saved vs found: {diff}); load it with model= the base model it was tuned on")
-    if tuned:
-        from peft import set_peft_model_state_dict
-        from safetensors.torch import load_file
-
-        from .tuning import add_lora
-
-        add_lora(lm, clf.tuning_config())
-        state = load_file(str(path / manifest["tuning"].get("adapters", ADAPTERS)), device=str(lm.device))
-        result = set_peft_model_state_dict(lm.model, state)
-        missing = [k for k in getattr(result, "unexpected_keys", []) or []]
-        if missing:
-            raise ModelFormatError(f"{path}: adapter weights {missing[:3]} do not fit the model")
-        lm.model.eval()
-        clf.history_ = manifest["tuning"].get("history", [])
-        clf.tuning_seconds_ = manifest["tuning"].get("seconds")
-    clf.lm_ = lm
-    clf.base_fingerprint_ = expected
-    clf._set_state(list(manifest["labels"]), PromptTemplate.from_dict(manifest["template"]))
-    clf.bias_ = np.asarray(manifest["calibration"]["bias"], dtype=np.float64)
-    clf.metrics_ = manifest.get("metrics", {})
-    return clf
+    return estimator_class(manifest["estimator"])._from_state(Path(path), manifest, **kwargs)
 
 
-def load_classifier(path, **kwargs):
-    """Any saved agilecls classifier: dispatches on the ``estimator`` named in agilecls.json."""
-    manifest = read_manifest(path)
-    estimator = manifest.get("estimator")
-    if estimator == "AgileClassifier":
-        return load_agile(path, **kwargs)
-    if estimator == "EncoderClassifier":
-        from .encoder_classifier import EncoderClassifier
-
-        return EncoderClassifier.load(path, **kwargs)
-    if estimator == "EnsembleClassifier":
-        from .ensemble import EnsembleClassifier
-
-        return EnsembleClassifier.load(path, **kwargs)
-    raise ModelFormatError(f"{path}: unknown estimator {estimator!r} in {MANIFEST}")
+def load_as(cls: type, path: str | os.PathLike, **kwargs):
+    """:func:`load_classifier`, refusing a folder that holds another estimator than ``cls``."""
+    obj = load_classifier(path, **kwargs)
+    if not isinstance(obj, cls):
+        raise ModelFormatError(f"{path} holds a {type(obj).__name__}, not an {cls.__name__}; "
+                               f"use agilecls.load_classifier")
+    return obj

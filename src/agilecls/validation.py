@@ -32,6 +32,8 @@ def check_texts(X, name: str = "X") -> list[str]:
 
 def check_labels(y, labels: Sequence[str] | None) -> tuple[list[str], list[str]]:
     """(y as strings, the label list): labels default to the sorted distinct values of y."""
+    if isinstance(y, str):
+        raise TypeError(f"y is a single string; pass a list of labels, e.g. [{y[:30]!r}]")
     y_list = [str(v) for v in (y.tolist() if hasattr(y, "tolist") else list(y))]
     if labels is None:
         labels = sorted(set(y_list))
@@ -42,6 +44,23 @@ def check_labels(y, labels: Sequence[str] | None) -> tuple[list[str], list[str]]
     if unknown:
         raise ValueError(f"y contains labels {unknown[:10]} that are not in labels={labels}")
     return y_list, labels
+
+
+def check_xy(X, y, labels: Sequence[str] | None = None) -> tuple[list[str], list[str], list[str]]:
+    """(texts, y as strings, the label list) after checking that ``X`` and ``y`` are the same length.
+
+    Examples
+    --------
+    >>> check_xy(["good", "bad"], ["pos", "neg"])
+    (['good', 'bad'], ['pos', 'neg'], ['neg', 'pos'])
+    """
+    texts = check_texts(X)
+    if y is None:
+        raise ValueError("y is None; pass one label per text")
+    y_list, labels = check_labels(y, labels)
+    if len(texts) != len(y_list):
+        raise ValueError(f"X has {len(texts)} texts but y has {len(y_list)} labels; pass one label per text")
+    return texts, y_list, labels
 
 
 def softmax(scores: np.ndarray) -> np.ndarray:

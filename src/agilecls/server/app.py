@@ -19,8 +19,12 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
-from ..salience import METHODS, explain, generate
-from ..spans import GRANULARITIES, aggregate
+from ..lm.classifier import AgileClassifier
+from ..lm.loading import DEFAULT_MODEL, LanguageModel, load_lm
+from ..persistence import load_classifier
+from ..salience.explanation import explain, generate
+from ..salience.methods import METHODS
+from ..salience.spans import GRANULARITIES, aggregate
 
 STATIC = Path(__file__).parent / "static"
 MAX_BODY = 1_000_000
@@ -96,8 +100,6 @@ def _view(exp, pattern: Optional[str]) -> dict:
 def create_app(model=None, classifiers: Optional[dict[str, str]] = None, max_body: int = MAX_BODY) -> FastAPI:
     """The app for one language model (a spec or a loaded LanguageModel; loaded on first use) and
     optional trained classifiers ``{name: folder}`` (loaded on first use)."""
-    from ..lm import DEFAULT_MODEL, LanguageModel
-
     app = FastAPI(title="agilecls prompt debugging", version="1",
                   description="Salience of prompt tokens for a target, generation, and classifier decisions.")
     lock = threading.Lock()
@@ -107,8 +109,6 @@ def create_app(model=None, classifiers: Optional[dict[str, str]] = None, max_bod
 
     def lm():
         if state["lm"] is None:
-            from ..lm import load_lm
-
             state["lm"] = load_lm(spec)
         return state["lm"]
 
@@ -117,8 +117,6 @@ def create_app(model=None, classifiers: Optional[dict[str, str]] = None, max_bod
             if req.classifier not in classifiers:
                 raise ValueError(f"unknown classifier {req.classifier!r}; start the server with --classifier")
             if req.classifier not in state["trained"]:
-                from ..persistence import load_classifier
-
                 state["trained"][req.classifier] = load_classifier(classifiers[req.classifier])
             return state["trained"][req.classifier]
         labels = [x.strip() for x in (req.labels or []) if x.strip()]
@@ -126,8 +124,6 @@ def create_app(model=None, classifiers: Optional[dict[str, str]] = None, max_bod
             raise ValueError("give at least two labels (or pick a trained classifier)")
         key = (tuple(labels), req.instructions or "")
         if key not in state["zero_shot"]:
-            from ..classifier import AgileClassifier
-
             clf = AgileClassifier(labels=labels, model=lm(), instructions=req.instructions, progress=False)
             state["zero_shot"][key] = clf.fit()
             while len(state["zero_shot"]) > 16:
@@ -198,8 +194,6 @@ def create_app(model=None, classifiers: Optional[dict[str, str]] = None, max_bod
     @app.post("/api/classify")
     def classify(req: ClassifyRequest) -> dict:
         """Label probabilities and the salience of the decision over the text."""
-        from ..classifier import AgileClassifier
-
         with lock:
             clf = classifier(req)
             name = req.classifier or f"zero-shot: {', '.join(map(str, clf.classes_))}"

@@ -7,6 +7,9 @@ from typing import List, Optional
 
 import typer
 
+from ..persistence import is_saved
+from .common import fail
+
 
 def register(app: typer.Typer) -> None:
     @app.command()
@@ -19,13 +22,12 @@ def register(app: typer.Typer) -> None:
         """Open the salience / prompt-debugging app in a browser at http://HOST:PORT."""
         import uvicorn
 
-        from ..cli import fail
         from ..server import create_app
 
         named = {}
         for folder in classifier or []:
-            if not (folder / "agilecls.json").exists():
-                fail(f"{folder} holds no saved classifier (agilecls.json)")
+            if not is_saved(folder):
+                fail(f"{folder} holds no saved classifier; create one with `agilecls train`")
             named[folder.name] = str(folder)
         if host not in ("127.0.0.1", "localhost", "::1"):
             typer.secho(f"warning: serving on {host}: anyone who can reach it can run the model",

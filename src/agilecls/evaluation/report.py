@@ -9,16 +9,13 @@ import os
 import tempfile
 from pathlib import Path
 
-import matplotlib.pyplot as plt
-
 from . import plots
-from .metrics import classification_metrics
+from .metrics import classification_metrics, encode_labels
 
 
 def figure_data_uri(fig) -> str:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
@@ -46,7 +43,7 @@ def build_report(y_true, proba, labels, title: str = "agilecls report", positive
     figures = [plots.confusion_matrix_figure(y_true, proba, labels),
                plots.roc_figure(y_true, proba, labels, positive_label),
                plots.pr_figure(y_true, proba, labels, positive_label),
-               plots.reliability_figure(y_true, proba, labels)] + list(extra_figures or [])
+               plots.reliability_diagram(encode_labels(y_true, labels), proba)] + list(extra_figures or [])
     rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{v:.4f}</td></tr>" if isinstance(v, float)
                    else f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
                    for k, v in metrics.items())

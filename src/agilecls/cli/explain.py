@@ -9,6 +9,9 @@ from typing import Optional
 
 import typer
 
+from ..persistence import is_saved
+from .common import fail, load_or_zero_shot, run_guarded
+
 
 def _records(prompt_or_file: str, target: Optional[str]) -> list[dict]:
     """A JSONL file of prompt/target records, a text file holding one prompt, or the prompt itself."""
@@ -46,9 +49,7 @@ def register(app: typer.Typer) -> None:
                 as_json: bool = typer.Option(False, "--json", help="Print one JSON object per prompt."),
                 top: int = typer.Option(5, help="How many top spans to list.")):
         """Which parts of a prompt made the model write its answer (or a classifier pick its label)."""
-        from ..cli import fail, parse_labels, run_guarded
-        from ..lm import DEFAULT_MODEL
-        from ..salience import explain as run_explain
+        from ..salience.explanation import explain as run_explain
 
         records = _records(prompt_or_file, target)
         if select:
@@ -57,17 +58,9 @@ def register(app: typer.Typer) -> None:
                 fail(f"no record with source {select!r}")
 
         def load():
-            saved = Path(model) / "agilecls.json" if model else None
-            if saved is not None and saved.exists():
-                from ..persistence import load_classifier
-
-                return load_classifier(model)
-            if labels:
-                from ..classifier import AgileClassifier
-
-                return AgileClassifier(labels=parse_labels(labels), model=model or DEFAULT_MODEL,
-                                       progress=False).fit()
-            from ..lm import load_lm
+            if labels or (model and is_saved(model)):
+                return load_or_zero_shot(model, labels, progress=False)
+            from ..lm.loading import DEFAULT_MODEL, load_lm
 
             return load_lm(model or DEFAULT_MODEL)
 
@@ -87,7 +80,7 @@ def register(app: typer.Typer) -> None:
         if html is not None:
             from html import escape
 
-            from ..salience import render_html
+            from ..salience.render import render_html
 
             body = "".join(f"<h2>{escape(title)}</h2>" + render_html(exp, granularity, pattern, fragment=True)
                            for title, exp in pages)

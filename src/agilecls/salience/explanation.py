@@ -15,147 +15,19 @@ Results are plain data (:class:`Explanation`) with JSON, HTML and console render
 
 from __future__ import annotations
 
-import html
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 
-from .lm import LanguageModel, load_lm
-from .scoring import softcap
-from .spans import GRANULARITIES, aggregate
-
-METHODS: dict[str, Callable] = {}
-
-
-def register_method(name: str, signed: bool):
-    """Add a salience method to the registry: ``fn(objective, embeds, **options) -> (scores, info)``."""
-
-    def wrap(fn):
-        fn.signed = signed
-        METHODS[name] = fn
-        return fn
-
-    return wrap
-
-
-# ---- objectives: a differentiable score of the prompt's input embeddings ------------------------
-class _Objective:
-    """f(x): x [B, prompt_len, d] prompt embeddings → [B] scores; everything else held fixed."""
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - interface
-        raise NotImplementedError
-
-
-class TargetLogProb(_Objective):
-    """Summed log-probability of target tokens ``span`` after the prompt, full-vocabulary softmax
-    at those positions only (the LM head is never run over the prompt)."""
-
-    def __init__(self, lm: LanguageModel, target_ids: list[int], span: tuple[int, int]):
-        self.lm = lm
-        self.target_ids = target_ids
-        self.span = span
-        ids = torch.tensor([target_ids], device=lm.device)
-        with torch.no_grad():
-            self.target_embeds = lm.model.get_input_embeddings()(ids)[0] if target_ids else None
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        batch, n_prompt = x.shape[0], x.shape[1]
-        a, b = self.span
-        # Tokens after the last scored one cannot influence the score: leave them out.
-        inputs = x if b <= 1 else torch.cat([x, self.target_embeds[:b - 1].expand(batch, -1, -1)], dim=1)
-        hidden = self.lm.base_model()(inputs_embeds=inputs, use_cache=False).last_hidden_state
-        positions = torch.arange(n_prompt - 1 + a, n_prompt - 1 + b, device=x.device)
-        logits = softcap(hidden[:, positions] @ self.lm.output_embedding().T, self.lm.logit_softcap())
-        logp = torch.log_softmax(logits, dim=-1)
-        wanted = torch.tensor(self.target_ids[a:b], device=x.device)
-        return logp[:, torch.arange(b - a, device=x.device), wanted].sum(dim=1)
-
-
-class ClassifierLogProb(_Objective):
-    """Calibrated log-probability of one label of an AgileClassifier, computed by the classifier's
-    own LabelScorer (``rows_for`` / ``row_scores`` / ``combine``) on embeddings instead of ids."""
-
-    def __init__(self, clf, prompt, label: int):
-        self.clf = clf
-        self.scorer = clf.scorer_
-        self.lm = self.scorer.lm
-        self.label = label
-        ((prefix, rows),) = self.scorer.rows_for([prompt]).items()
-        self.prefix = prefix
-        self.rows = rows
-        self.n_prompt = len(prefix) + len(prompt.body)
-        embed = self.lm.model.get_input_embeddings()
-        with torch.no_grad():  # row tokens beyond the prompt: a multi-token label's continuation
-            self.extra = [embed(torch.tensor([r.tokens[len(prompt.body):]], dtype=torch.long, device=self.lm.device))[0]
-                          for r in rows]
-        self.bias = torch.tensor(np.asarray(getattr(clf, "bias_", 0.0)), dtype=torch.float32)
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        batch = x.shape[0]
-        pieces = [torch.cat([x[b], extra], dim=0) for b in range(batch) for extra in self.extra]
-        width = max(len(p) for p in pieces)
-        inputs = torch.stack([torch.nn.functional.pad(p, (0, 0, 0, width - len(p))) for p in pieces])
-        mask = torch.tensor([[1] * len(p) + [0] * (width - len(p)) for p in pieces], device=x.device)
-        hidden = self.lm.base_model()(inputs_embeds=inputs, attention_mask=mask, use_cache=False).last_hidden_state
-        hidden = hidden[:, len(self.prefix):]
-        rows = list(self.rows) * batch
-        first, cont = self.scorer.row_scores(hidden, rows)
-        out = []
-        n = len(self.rows)
-        for b in range(batch):
-            scored = [(rows[j], first[j], cont.get(j)) for j in range(b * n, (b + 1) * n)]
-            scores = self.scorer.combine(1, scored)[0] - self.bias.to(x)
-            out.append(torch.log_softmax(scores, dim=-1)[self.label])
-        return torch.stack(out)
-
-
-# ---- methods ----------------------------------------------------------------------------------
-def _gradients(objective: _Objective, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(f(x) [B], ∂f/∂x [B, L, d]); only the input gradient is computed, never weight gradients."""
-    x = x.detach().requires_grad_(True)
-    with torch.enable_grad():
-        f = objective(x)
-        (grad,) = torch.autograd.grad(f.sum(), [x])
-    return f.detach(), grad
-
-
-@register_method("grad_l2", signed=False)
-def grad_l2(objective, embeds, **_):
-    f, grad = _gradients(objective, embeds[None])
-    return grad[0].norm(dim=-1), {"score": float(f[0])}
-
-
-@register_method("grad_dot_input", signed=True)
-def grad_dot_input(objective, embeds, **_):
-    f, grad = _gradients(objective, embeds[None])
-    return (grad[0] * embeds).sum(-1), {"score": float(f[0])}
-
-
-@register_method("integrated_gradients", signed=True)
-def integrated_gradients(objective, embeds, steps: int = 16, batch_size: int = 8, **_):
-    """Midpoint Riemann sum of the path integral from a zero-embedding baseline; the ``steps``
-    interpolation points run ``batch_size`` at a time. Also reports f(baseline) and how far the
-    attributions' sum is from f(x) − f(baseline) (completeness; shrinks as steps grow)."""
-    if steps < 1:
-        raise ValueError("integrated_gradients needs steps >= 1")
-    baseline = torch.zeros_like(embeds)
-    alphas = (torch.arange(steps, dtype=embeds.dtype, device=embeds.device) + 0.5) / steps
-    total = torch.zeros_like(embeds)
-    for chunk in alphas.split(max(1, batch_size)):
-        x = baseline + chunk[:, None, None] * (embeds - baseline)[None]
-        _, grad = _gradients(objective, x)
-        total += grad.sum(0)
-    scores = ((embeds - baseline) * total / steps).sum(-1)
-    with torch.no_grad():
-        ends = objective(torch.stack([embeds, baseline]))
-    delta = float(ends[0] - ends[1])
-    return scores, {"score": float(ends[0]), "baseline_score": float(ends[1]), "steps": steps,
-                    "completeness_error": float(scores.sum()) - delta}
-
+from ..lm.loading import LanguageModel, load_lm
+from .methods import METHODS, run_method
+from .objectives import ClassifierLogProb, TargetLogProb
+from .render import render_console, render_html
+from .spans import aggregate
 
 # ---- results ----------------------------------------------------------------------------------
 @dataclass
@@ -290,12 +162,6 @@ def generate(lm: LanguageModel, prompt: str, max_new_tokens: int = 32) -> str:
     return tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
 
 
-def _run(method: str, objective, embeds, options) -> tuple[torch.Tensor, dict]:
-    if method not in METHODS:
-        raise ValueError(f"unknown salience method {method!r}; use one of {', '.join(METHODS)}")
-    return METHODS[method](objective, embeds, **options)
-
-
 def explain(model, prompt: str, target: str | None = None, method: str = "grad_l2", target_span=None,
             max_new_tokens: int = 32, steps: int = 16, batch_size: int = 8, label: str | None = None) -> Explanation:
     """Salience of each token of ``prompt`` for ``target``.
@@ -307,10 +173,8 @@ def explain(model, prompt: str, target: str | None = None, method: str = "grad_l
     classifier ``prompt`` is the text to classify and the score is the calibrated log-probability
     of ``target`` (alias ``label``; default the predicted label) from the classifier's own scorer.
     ``steps`` and ``batch_size`` apply to integrated gradients."""
-    from .classifier import AgileClassifier
-
     options = {"steps": steps, "batch_size": batch_size}
-    if isinstance(model, AgileClassifier):
+    if hasattr(model, "scorer_") and hasattr(model, "template_"):  # a fitted AgileClassifier
         return _explain_classifier(model, prompt, label or target, method, options)
     lm = load_lm(model)
     start = time.perf_counter()
@@ -333,7 +197,7 @@ def explain(model, prompt: str, target: str | None = None, method: str = "grad_l
     objective = TargetLogProb(lm, target_ids, span)
     with torch.no_grad():
         embeds = lm.model.get_input_embeddings()(torch.tensor([prompt_ids], device=lm.device))[0]
-    scores, extra = _run(method, objective, embeds, options)
+    scores, extra = run_method(method, objective, embeds, options)
     info.update(extra)
     offsets = _offsets(tok, prompt, prompt_ids, True)
     return Explanation(prompt, target, method, METHODS[method].signed,
@@ -362,7 +226,7 @@ def _explain_classifier(clf, text: str, label, method: str, options: dict) -> Ex
     ids = list(prompt.prefix) + list(prompt.body)
     with torch.no_grad():
         embeds = lm.model.get_input_embeddings()(torch.tensor([ids], device=lm.device))[0]
-    scores, extra = _run(method, objective, embeds, options)
+    scores, extra = run_method(method, objective, embeds, options)
     scores = scores.detach().double().cpu().numpy()
     # Offsets in the full prompt string; the prefix and the body were tokenized separately.
     full = parts.full()
@@ -388,81 +252,3 @@ def _explain_classifier(clf, text: str, label, method: str, options: dict) -> Ex
                        (0, len(label_tokens)), extra["score"], lm.spec, time.perf_counter() - start, info)
 
 
-# ---- renderers --------------------------------------------------------------------------------
-def _scale(values: Sequence[float], signed: bool) -> float:
-    m = max((abs(v) for v in values), default=0.0)
-    return m if m > 0 else 1.0
-
-
-def _color(score: float, scale: float, signed: bool) -> str:
-    w = min(1.0, abs(score) / scale)
-    if signed and score < 0:
-        return f"rgba(37, 99, 235, {w * 0.85:.3f})"
-    return f"rgba(234, 88, 12, {w * 0.85:.3f})" if signed else f"rgba(124, 58, 237, {w * 0.85:.3f})"
-
-
-def _html_body(exp: Explanation, granularity: str, pattern: str | None) -> str:
-    spans = [s for s in exp.spans(granularity, pattern) if not s["special"]]
-    scale = _scale([s["score"] for s in spans], exp.signed)
-    parts, cursor = [], 0
-    for s in sorted(spans, key=lambda s: s["start"]):
-        if s["start"] < cursor:
-            continue
-        parts.append(html.escape(exp.prompt[cursor:s["start"]]))
-        parts.append(f'<span class="s" style="background:{_color(s["score"], scale, exp.signed)}" '
-                     f'title="{s["score"]:.4g}">{html.escape(exp.prompt[s["start"]:s["end"]])}</span>')
-        cursor = s["end"]
-    parts.append(html.escape(exp.prompt[cursor:]))
-    return "".join(parts)
-
-
-def render_html(exp: Explanation, granularity: str = "words", pattern: str | None = None,
-                title: str | None = None, fragment: bool = False) -> str:
-    body = _html_body(exp, granularity, pattern)
-    top = "".join(f"<li><b>{s['score']:.4g}</b> {html.escape(s['text'][:120])}</li>"
-                  for s in exp.top(5, "sentences"))
-    legend = ("orange: pushes the target up, blue: pushes it down" if exp.signed
-              else "darker: the score is more sensitive to it")
-    inner = (f'<div class="agilecls-salience"><p class="meta">{html.escape(exp.method)} · {html.escape(granularity)}'
-             f' · model {html.escape(exp.model)} · log p(target span) = {exp.score:.4f} · {legend}</p>'
-             f'<pre class="text">{body}</pre><p class="meta">Target: <code>{html.escape(exp.target)}</code></p>'
-             f'<p class="meta">Top sentences</p><ol>{top}</ol></div>')
-    if fragment:
-        return inner
-    style = ("body{font:15px/1.5 system-ui,sans-serif;max-width:60rem;margin:2rem auto;color:#1f2937}"
-             ".text{white-space:pre-wrap;font:14px/1.7 ui-monospace,monospace;background:#fafafa;"
-             "border:1px solid #e5e7eb;border-radius:8px;padding:1rem}.s{border-radius:3px}"
-             ".meta{color:#6b7280;font-size:13px}code{background:#f3f4f6;padding:0 .3em}")
-    heading = html.escape(title or "agilecls salience")
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{heading}</title><style>{style}</style>"
-            f"</head><body><h1>{heading}</h1>{inner}</body></html>")
-
-
-def render_console(exp: Explanation, granularity: str = "words", pattern: str | None = None,
-                   color: bool = True, top: int = 5) -> str:
-    """The prompt with 24-bit background colours per span (or [score] marks without colour),
-    followed by the top spans."""
-    spans = [s for s in exp.spans(granularity, pattern) if not s["special"]]
-    scale = _scale([s["score"] for s in spans], exp.signed)
-    out, cursor = [], 0
-    for s in sorted(spans, key=lambda s: s["start"]):
-        out.append(exp.prompt[cursor:s["start"]])
-        piece = exp.prompt[s["start"]:s["end"]]
-        if color:
-            w = min(1.0, abs(s["score"]) / scale)
-            base = (37, 99, 235) if exp.signed and s["score"] < 0 else (234, 88, 12)
-            r, g, b = (int(255 - (255 - c) * w * 0.8) for c in base)
-            out.append("\n".join(f"\x1b[48;2;{r};{g};{b}m\x1b[30m{line}\x1b[0m" for line in piece.split("\n")))
-        else:
-            out.append(f"{piece}[{s['score']:.3g}]")
-        cursor = s["end"]
-    out.append(exp.prompt[cursor:])
-    lines = ["".join(out), "",
-             f"method {exp.method}, log p(target span) = {exp.score:.4f}, target: {exp.target!r}",
-             f"top {granularity}:"]
-    for s in exp.top(top, granularity, pattern):
-        lines.append(f"  {s['score']:+.4g}  {s['text'][:100]!r}")
-    return "\n".join(lines)
-
-
-__all__ = ["Explanation", "METHODS", "GRANULARITIES", "explain", "generate", "register_method"]

@@ -8,9 +8,25 @@ from typing import List, Optional
 
 import typer
 
+from ..lm.tuning import TuningConfig
+from .common import fail, parse_labels, run_guarded
 
-#: Ensemble encoder members by kind (see ``agilecls.ensemble.ENCODER_MEMBERS``): name prefix, description.
-ENCODER_KINDS = {"logistic": ("enc", "logistic head"), "finetuned": ("encft", "fine-tuned")}
+#: Ensemble encoder members by kind (see ``agilecls.encoders.members.ENCODER_MEMBERS``): name prefix.
+MEMBER_PREFIX = {"logistic": "enc", "finetuned": "encft"}
+_DEFAULTS = TuningConfig()
+
+
+def tuning_option(name: str, help_extra: str = ""):
+    """A ``--name`` option whose default and help come from :class:`TuningConfig`'s field."""
+    return typer.Option(getattr(_DEFAULTS, name), help=TuningConfig.help(name) + help_extra)
+
+
+def parse_top_layers(value: str) -> int | None:
+    if value.strip().lower() == "all":
+        return None
+    if not value.strip().isdigit() or int(value) < 1:
+        raise ValueError(f"--top-layers must be a positive number of layers or 'all', got {value!r}")
+    return int(value)
 
 
 def member_name(kind: str, spec: str) -> str:
@@ -22,8 +38,6 @@ def member_name(kind: str, spec: str) -> str:
 
 
 def register(app: typer.Typer) -> None:
-    from ..cli import fail, parse_labels, run_guarded
-
     @app.command()
     def train(data: str = typer.Argument(..., help="CSV/JSONL file or a reference dataset (ethos, tweets, clinc150)."),
               out: Path = typer.Option(..., "--out", help="Folder to save the classifier in."),
@@ -36,12 +50,14 @@ def register(app: typer.Typer) -> None:
                   None, help="Language model spec (default: the bundled default); repeat it to tune several "
                              "models and soft-vote them (an EnsembleClassifier)."),
               instructions: Optional[str] = typer.Option(None, help="Instruction sentence of the prompt."),
-              epochs: int = typer.Option(6), rank: int = typer.Option(4),
-              learning_rate: float = typer.Option(2e-3), batch_size: int = typer.Option(4),
-              top_layers: int = typer.Option(4, help="Adapt only the top N layers (0 = all layers)."),
-              target_modules: str = typer.Option("attention", help="attention, attention-all or all."),
-              loss: str = typer.Option("label", help="label (classification loss) or lm (next-token loss)."),
-              validation_fraction: float = typer.Option(0.0, help="Hold out this share for early stopping."),
+              epochs: int = tuning_option("epochs"), rank: int = tuning_option("rank"),
+              learning_rate: float = tuning_option("learning_rate"),
+              train_batch_size: int = tuning_option("train_batch_size"),
+              top_layers: str = typer.Option(str(_DEFAULTS.top_layers), help=TuningConfig.help("top_layers")
+                                             .replace("None = all layers", "'all' = every layer")),
+              target_modules: str = tuning_option("target_modules"),
+              loss: str = tuning_option("loss"),
+              validation_fraction: float = tuning_option("validation_fraction"),
               max_length: Optional[int] = typer.Option(None, help="Prompt tokens kept per text (default 128)."),
               seed: int = typer.Option(0),
               encoder: Optional[str] = typer.Option(None, help="Fit an EncoderClassifier on this sentence "
@@ -65,41 +81,39 @@ def register(app: typer.Typer) -> None:
             dataset = dataset.head(limit) if limit else dataset
             if len(dataset) == 0:
                 raise ValueError(f"{data} has no rows to train on")
-            from ..encoder_classifier import EncoderClassifier
+            from ..encoders.classifier import EncoderClassifier
 
             if (fine_tune or encoder_epochs) and not encoder:
                 raise ValueError("--fine-tune and --encoder-epochs apply to an --encoder classifier")
             if encoder:
                 clf = EncoderClassifier(encoder=encoder, head=head, labels=dataset.labels, random_state=seed,
                                         fine_tune=fine_tune, epochs=encoder_epochs)
-                kind = f"EncoderClassifier({encoder}, {head}{', fine-tuned' if fine_tune else ''})"
             else:
-                from ..classifier import AgileClassifier
-                from ..ensemble import EnsembleClassifier, encoder_member
-                from ..lm import DEFAULT_MODEL
+                from ..encoders.members import encoder_member
+                from ..ensemble import EnsembleClassifier
+                from ..lm.classifier import AgileClassifier
+                from ..lm.loading import DEFAULT_MODEL
 
                 def tuned(spec: str) -> AgileClassifier:
                     return AgileClassifier(labels=dataset.labels, model=spec, tuning="lora",
                                            instructions=instructions or dataset.meta.get("instructions"),
                                            epochs=epochs, rank=rank, learning_rate=learning_rate,
-                                           train_batch_size=batch_size, top_layers=top_layers or None,
+                                           train_batch_size=train_batch_size, top_layers=parse_top_layers(top_layers),
                                            target_modules=target_modules, loss=loss,
                                            validation_fraction=validation_fraction, max_length=max_length, seed=seed)
 
                 specs = list(model or [DEFAULT_MODEL])
                 encoders = [(e, "logistic") for e in ensemble_encoder or []] + \
                            [(e, "finetuned") for e in ensemble_finetuned_encoder or []]
-                members = [(member_name(ENCODER_KINDS[how][0], e), encoder_member(e, how, seed))
+                members = [(member_name(MEMBER_PREFIX[how], e), encoder_member(e, how, seed))
                            for e, how in encoders] + [(member_name("llm", m), tuned(m)) for m in specs]
-                kinds = [f"{e} {ENCODER_KINDS[how][1]}" for e, how in encoders] + \
-                        [f"AgileClassifier({m}, LoRA rank {rank}, {epochs} epochs)" for m in specs]
                 if len(members) == 1:
-                    clf, kind = members[0][1], kinds[0]
+                    clf = members[0][1]
                 else:
                     if len({name for name, _ in members}) < len(members):
                         raise ValueError("each --model and --ensemble-(finetuned-)encoder may be given once")
                     clf = EnsembleClassifier(members, labels=dataset.labels)
-                    kind = f"EnsembleClassifier({' + '.join(kinds)})"
+            kind = f"{type(clf).__name__}({clf.describe()})"
             typer.echo(f"training {kind} on {len(dataset)} texts of {dataset.name}")
             start = time.perf_counter()
             clf.fit(dataset.texts, dataset.y)
@@ -121,11 +135,11 @@ def register(app: typer.Typer) -> None:
         import pandas as pd
 
         from ..datasets import load_dataset
-        from ..persistence import load_classifier
-        from ..report import atomic_write_text
+        from ..evaluation.report import atomic_write_text
+        from ..persistence import is_saved, load_classifier
 
-        if not (model_dir / "agilecls.json").exists():
-            fail(f"{model_dir} is not a saved classifier (no agilecls.json); create one with `agilecls train`")
+        if not is_saved(model_dir):
+            fail(f"{model_dir} is not a saved classifier; create one with `agilecls train`")
 
         def run():
             dataset = load_dataset(data, split, text_col, None)

@@ -1,6 +1,7 @@
 """The metric suite: one function from (true labels, probabilities) to a flat dict of numbers.
 
-Plots live in :mod:`agilecls.plots`; the HTML page that combines both in :mod:`agilecls.report`.
+Plots live in :mod:`agilecls.evaluation.plots`; the HTML page that combines both in
+:mod:`agilecls.evaluation.report`. Out-of-scope and abstention metrics are here too.
 """
 
 from __future__ import annotations
@@ -69,6 +70,31 @@ def classification_metrics(y_true: Sequence[str], proba: np.ndarray, labels: Seq
         out["roc_auc"] = skm.roc_auc_score(y, renorm, multi_class="ovr", labels=cols)
         out["pr_auc"] = skm.average_precision_score(onehot[:, cols], proba[:, cols], average="macro")
     return {k: float(v) for k, v in out.items()}
+
+
+def ood_metrics(is_ood: Sequence[bool], score: Sequence[float]) -> dict[str, float]:
+    """AUROC and AUPRC with out-of-scope as the positive class and ``score`` as its score (higher =
+    more out of scope), as the Uncertainty Baselines CLINC benchmark reports them. AUPRC is
+    sklearn's average precision (Keras' AUC(curve='PR') interpolates and reads slightly higher)."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    is_ood = np.asarray(is_ood, dtype=int)
+    score = np.asarray(score, dtype=np.float64)
+    return {"ood_auroc": float(roc_auc_score(is_ood, score)), "ood_auprc": float(average_precision_score(is_ood, score))}
+
+
+def abstention_metrics(y_true: Sequence[str], y_pred: Sequence[str], oos_label: str = "oos") -> dict[str, float]:
+    """Combined accuracy over in-scope and out-of-scope rows when the classifier may answer
+    ``oos_label``, plus in-scope accuracy, out-of-scope recall and precision."""
+    t, p = np.asarray(y_true, dtype=object), np.asarray(y_pred, dtype=object)
+    ood, said_ood = t == oos_label, p == oos_label
+    return {
+        "combined_accuracy": float((t == p).mean()),
+        "in_scope_accuracy": float((t[~ood] == p[~ood]).mean()) if (~ood).any() else float("nan"),
+        "oos_recall": float(said_ood[ood].mean()) if ood.any() else float("nan"),
+        "oos_precision": float(ood[said_ood].mean()) if said_ood.any() else float("nan"),
+        "rejected": float(said_ood.mean()),
+    }
 
 
 def format_table(rows: list[dict], columns: Sequence[str] | None = None, floatfmt: str = ".3f") -> str:

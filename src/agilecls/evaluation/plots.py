@@ -1,0 +1,146 @@
+"""Every figure agilecls draws, in one style: confusion matrix, ROC, precision-recall, reliability
+diagram, out-of-scope score histogram and learning curves.
+
+Each function returns a matplotlib ``Figure`` built without pyplot (no global state, no backend
+switch at import, works headless); the report embeds it, a script saves it with ``savefig``.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocCurveDisplay
+
+from .metrics import encode_labels, expected_calibration_error, ood_metrics
+
+#: Most one-vs-rest curves drawn for a multi-class task.
+MAX_CURVES = 10
+#: Confidence bins of the reliability diagram: the ECE's bins, so the picture and the number agree.
+RELIABILITY_BINS = 15
+
+
+def new_figure(figsize=(5, 4.5)):
+    """(Figure, Axes) in the house style: constrained layout, no pyplot."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize, layout="constrained")
+    return fig, fig.add_subplot()
+
+
+def _axes(ax, figsize):
+    return new_figure(figsize) if ax is None else (ax.figure, ax)
+
+
+def _curve_classes(labels: Sequence[str], positive_label: str | None) -> list[int]:
+    if len(labels) == 2:
+        return [list(labels).index(positive_label) if positive_label else 1]
+    return list(range(min(len(labels), MAX_CURVES)))
+
+
+def confusion_matrix_figure(y_true, proba, labels):
+    """Counts of true (rows) against predicted (columns) labels."""
+    y = encode_labels(y_true, labels)
+    size = max(4.0, 0.45 * len(labels) + 2)
+    fig, ax = new_figure((size, size))
+    ConfusionMatrixDisplay.from_predictions(y, np.asarray(proba).argmax(1), labels=range(len(labels)),
+                                            display_labels=labels, ax=ax, colorbar=False,
+                                            xticks_rotation=45 if len(labels) > 3 else 0)
+    ax.set_title("Confusion matrix")
+    return fig
+
+
+def roc_figure(y_true, proba, labels, positive_label=None):
+    """ROC curve of the positive class (binary) or one vs rest (up to ``MAX_CURVES`` classes)."""
+    y = encode_labels(y_true, labels)
+    fig, ax = new_figure()
+    for k in _curve_classes(labels, positive_label):
+        if 0 < (y == k).sum() < len(y):
+            RocCurveDisplay.from_predictions(y == k, proba[:, k], name=str(labels[k]), ax=ax)
+    ax.plot([0, 1], [0, 1], ls=":", c="grey")
+    ax.set_title("ROC curve" + (" (one vs rest)" if len(labels) > 2 else ""))
+    return fig
+
+
+def pr_figure(y_true, proba, labels, positive_label=None):
+    """Precision-recall curve of the positive class (binary) or one vs rest."""
+    y = encode_labels(y_true, labels)
+    fig, ax = new_figure()
+    for k in _curve_classes(labels, positive_label):
+        if 0 < (y == k).sum() < len(y):
+            PrecisionRecallDisplay.from_predictions(y == k, proba[:, k], name=str(labels[k]), ax=ax)
+    ax.set_title("Precision-recall curve")
+    return fig
+
+
+def reliability_diagram(y_true_idx: Sequence[int], proba: np.ndarray, n_bins: int = RELIABILITY_BINS,
+                        title: str | None = None, ax=None):
+    """Accuracy against confidence in equal-width bins (the ECE's bins), with the bins' counts as
+    bar shading and the ECE in the legend: bars under the diagonal mean over-confidence."""
+    proba = np.asarray(proba, dtype=np.float64)
+    y = np.asarray(y_true_idx)
+    conf, correct = proba.max(axis=1), proba.argmax(axis=1) == y
+    edges = np.linspace(0, 1, n_bins + 1)
+    bins = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, n_bins - 1)
+    acc = np.array([correct[bins == b].mean() if (bins == b).any() else np.nan for b in range(n_bins)])
+    mean_conf = np.array([conf[bins == b].mean() if (bins == b).any() else np.nan for b in range(n_bins)])
+    counts = np.bincount(bins, minlength=n_bins)
+    fig, ax = _axes(ax, (4.5, 4.5))
+    ece = expected_calibration_error(y, proba, n_bins)
+    width = 1 / n_bins
+    alpha = 0.25 + 0.75 * counts / max(counts.max(), 1)
+    for b in range(n_bins):
+        if counts[b]:
+            ax.bar(edges[b], acc[b], width=width, align="edge", color="tab:blue", alpha=alpha[b], edgecolor="black",
+                   linewidth=0.5)
+            ax.plot([edges[b], edges[b] + width], [mean_conf[b]] * 2, color="tab:red", linewidth=1)
+    ax.plot([0, 1], [0, 1], "k--", linewidth=1, label="perfect calibration")
+    ax.plot([], [], color="tab:blue", linewidth=6, label=f"accuracy (ECE {ece:.3f})")
+    ax.plot([], [], color="tab:red", label="mean confidence")
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence (max probability)", ylabel="accuracy",
+           title=title or "Reliability diagram")
+    ax.legend(loc="upper left", fontsize=8)
+    return fig
+
+
+def ood_histogram(in_scope_scores: Sequence[float], oos_scores: Sequence[float], threshold: float | None = None,
+                  bins: int = 40, log_x: bool | None = None, title: str | None = None, ax=None):
+    """Distributions of the OOD score for in-scope and out-of-scope texts (density, so sets of
+    different sizes compare), with the reject threshold and AUROC / AUPRC in the title."""
+    a, b = np.asarray(in_scope_scores, np.float64), np.asarray(oos_scores, np.float64)
+    fig, ax = _axes(ax, (6, 3.5))
+    both = np.concatenate([a, b])
+    if log_x is None:  # distances span decades; probabilities do not
+        log_x = both.min() > 0 and both.max() / max(both.min(), 1e-12) > 1e3
+    edges = (np.geomspace(both.min(), both.max(), bins + 1) if log_x
+             else np.linspace(both.min(), both.max(), bins + 1))
+    m = ood_metrics(np.r_[np.zeros(len(a)), np.ones(len(b))], both) if len(a) and len(b) else {}
+    ax.hist(a, bins=edges, density=True, alpha=0.6, color="tab:blue", label=f"in scope (n={len(a)})")
+    ax.hist(b, bins=edges, density=True, alpha=0.6, color="tab:orange", label=f"out of scope (n={len(b)})")
+    if threshold is not None:
+        ax.axvline(threshold, color="black", linestyle="--", linewidth=1, label=f"reject above {threshold:.3g}")
+    if log_x:
+        ax.set_xscale("log")
+    extra = f"  AUROC {m['ood_auroc']:.3f}  AUPRC {m['ood_auprc']:.3f}" if m else ""
+    ax.set(xlabel="OOD score (higher = more likely out of scope)", ylabel="density",
+           title=(title or "OOD score") + extra)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def learning_curve_figure(curves: dict[str, list[tuple[float, float]]], metric: str, ax=None,
+                          references: dict[str, float] | None = None,
+                          styles: dict[str, dict] | None = None):
+    """One line per series of (x, value) points, e.g. F1 against epochs per training size, drawn on
+    ``ax`` (a new figure when None); ``references`` adds labelled dotted horizontal lines and
+    ``styles`` extra ``plot`` arguments per series."""
+    fig, ax = _axes(ax, (5, 4))
+    for name, points in curves.items():
+        xs, ys = zip(*points)
+        ax.plot(xs, ys, **{"marker": "o", "label": name, **(styles or {}).get(name, {})})
+    for name, value in (references or {}).items():
+        ax.axhline(value, ls=":", c="grey")
+        ax.annotate(name, (ax.get_xlim()[0], value), fontsize=7, color="grey", va="bottom")
+    ax.set(xlabel="epoch", ylabel=metric, title=f"{metric} vs. epochs")
+    ax.legend(fontsize=7)
+    return fig

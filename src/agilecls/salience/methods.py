@@ -1,0 +1,82 @@
+"""Salience methods in one registry: each a small function from an objective f(x) and the prompt's
+input embeddings x to a score per token.
+
+- ``grad_l2``: L2 norm of the gradient at each token's embedding (how sensitive, unsigned);
+- ``grad_dot_input``: gradient · embedding (first-order contribution, signed);
+- ``integrated_gradients``: (embedding − baseline) · the gradient averaged along the straight
+  path from a zero-embedding baseline (signed; sums to f(input) − f(baseline)).
+
+Add a method with ``@register_method("name", signed=...)``; the CLI and the web app list the registry.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+METHODS: dict[str, Callable] = {}
+
+
+def register_method(name: str, signed: bool):
+    """Add a salience method to the registry: ``fn(objective, embeds, **options) -> (scores, info)``."""
+
+    def wrap(fn):
+        fn.signed = signed
+        METHODS[name] = fn
+        return fn
+
+    return wrap
+
+
+
+def run_method(method: str, objective, embeds, options) -> tuple[torch.Tensor, dict]:
+    """Run the registered ``method``; an unknown name is a clear error listing the known ones."""
+    if method not in METHODS:
+        raise ValueError(f"unknown salience method {method!r}; use one of {', '.join(METHODS)}")
+    return METHODS[method](objective, embeds, **options)
+
+
+def _gradients(objective: _Objective, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(f(x) [B], ∂f/∂x [B, L, d]); only the input gradient is computed, never weight gradients."""
+    x = x.detach().requires_grad_(True)
+    with torch.enable_grad():
+        f = objective(x)
+        (grad,) = torch.autograd.grad(f.sum(), [x])
+    return f.detach(), grad
+
+
+@register_method("grad_l2", signed=False)
+def grad_l2(objective, embeds, **_):
+    f, grad = _gradients(objective, embeds[None])
+    return grad[0].norm(dim=-1), {"score": float(f[0])}
+
+
+@register_method("grad_dot_input", signed=True)
+def grad_dot_input(objective, embeds, **_):
+    f, grad = _gradients(objective, embeds[None])
+    return (grad[0] * embeds).sum(-1), {"score": float(f[0])}
+
+
+@register_method("integrated_gradients", signed=True)
+def integrated_gradients(objective, embeds, steps: int = 16, batch_size: int = 8, **_):
+    """Midpoint Riemann sum of the path integral from a zero-embedding baseline; the ``steps``
+    interpolation points run ``batch_size`` at a time. Also reports f(baseline) and how far the
+    attributions' sum is from f(x) − f(baseline) (completeness; shrinks as steps grow)."""
+    if steps < 1:
+        raise ValueError("integrated_gradients needs steps >= 1")
+    baseline = torch.zeros_like(embeds)
+    alphas = (torch.arange(steps, dtype=embeds.dtype, device=embeds.device) + 0.5) / steps
+    total = torch.zeros_like(embeds)
+    for chunk in alphas.split(max(1, batch_size)):
+        x = baseline + chunk[:, None, None] * (embeds - baseline)[None]
+        _, grad = _gradients(objective, x)
+        total += grad.sum(0)
+    scores = ((embeds - baseline) * total / steps).sum(-1)
+    with torch.no_grad():
+        ends = objective(torch.stack([embeds, baseline]))
+    delta = float(ends[0] - ends[1])
+    return scores, {"score": float(ends[0]), "baseline_score": float(ends[1]), "steps": steps,
+                    "completeness_error": float(scores.sum()) - delta}
+
+
