@@ -6,7 +6,7 @@ Trains on the 15,000 in-scope training rows (oos_train unused), chooses every se
 OOD AUROC/AUPRC treat out-of-scope as the positive class; accuracy, ECE and NLL are on the
 in-scope test rows, as in the Uncertainty Baselines CLINC table.
 
-    HF_HUB_OFFLINE=1 .venv/bin/python bench/clinc_oos.py --encoder minilm --finetune
+    HF_HUB_OFFLINE=1 python -m bench.clinc_oos --encoder minilm --finetune
 """
 
 from __future__ import annotations
@@ -26,10 +26,11 @@ import numpy as np
 import torch
 
 from agilecls.datasets import load_clinc150
-from agilecls.encoder_classifier import EncoderClassifier
-from agilecls.encoders import SentenceEncoder
-from agilecls.metrics import format_table
-from agilecls.uncertainty import MahalanobisScorer, ood_metrics
+from agilecls.encoders.classifier import EncoderClassifier
+from agilecls.encoders.ood import MahalanobisScorer
+from agilecls.encoders.sentence import SentenceEncoder
+from agilecls.evaluation.metrics import format_table, ood_metrics
+from bench.common import RESULTS, write_results
 
 #: The seed's reference rows (BERT-base on CLINC150; Uncertainty Baselines / SNGP paper).
 REFERENCE_ROWS = [
@@ -47,35 +48,32 @@ def run_config(name, params, train, val, test, extra_seconds=0.0, tune=None, clf
     start = time.time()
     if clf is None:
         clf = EncoderClassifier(**params).fit(train.texts, train.y)
-    else:
+    else:  # score the trained encoder and head another way: refit only the out-of-scope statistics
         clf.set_params(**{k: v for k, v in params.items() if k in ("head", "ood_method", "mahalanobis_shrinkage")})
+        clf.refit_ood(train.texts, train.y)
     chosen = {}
-    val_emb = clf.embed(val.texts)
     val_ood = np.array([v == "oos" for v in val.y])
     tune = tune or ()
     if "shrinkage" in tune:  # Mahalanobis statistics are cheap to refit on the training embeddings
         index = {c: i for i, c in enumerate(clf.classes_.tolist())}
         y_idx = np.array([index[v] for v in train.y])
-        train_emb = clf.embed(train.texts)
+        train_emb, val_emb = clf.embed(train.texts), clf.embed(val.texts)
         best = None
         for s in SHRINKAGE_GRID:
             scorer = MahalanobisScorer(s).fit(train_emb, y_idx, len(index))
             score = ood_metrics(val_ood, scorer.score(val_emb))["ood_auroc"]
             chosen.setdefault("val_auroc_by_shrinkage", {})[str(s)] = round(score, 4)
             if best is None or score > best[0]:
-                best = (score, s, scorer)
-        clf.set_params(mahalanobis_shrinkage=best[1])
-        clf.mahalanobis_ = best[2]
+                best = (score, s)
+        clf.set_params(mahalanobis_shrinkage=best[1]).refit_ood(train.texts, train.y)
         chosen["mahalanobis_shrinkage"] = best[1]
     if "mean_field" in tune:  # the mean-field factor only rescales logits at prediction time
         best = None
-        for lam in MEAN_FIELD_GRID:
-            clf.head_.mean_field_factor = lam
-            score = ood_metrics(val_ood, clf._details(val_emb)["ood_score"])["ood_auroc"]
+        for lam in MEAN_FIELD_GRID:  # the validation embeddings are memoised: each setting is one head pass
+            score = ood_metrics(val_ood, clf.set_params(mean_field_factor=lam).ood_score(val.texts))["ood_auroc"]
             chosen.setdefault("val_auroc_by_mean_field", {})[f"{lam:.3f}"] = round(score, 4)
             if best is None or score > best[0]:
                 best = (score, lam)
-        clf.head_.mean_field_factor = best[1]
         clf.set_params(mean_field_factor=best[1])
         chosen["mean_field_factor"] = best[1]
     clf.calibrate(val.texts, val.y)
@@ -94,7 +92,7 @@ def run_config(name, params, train, val, test, extra_seconds=0.0, tune=None, clf
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m bench.clinc_oos", description=__doc__.split("\n\n")[0])
     ap.add_argument("--encoder", default="minilm")
     ap.add_argument("--cache-dir", default=None,
                     help="embedding cache (default: a fresh temporary folder, so embedding time is measured)")
@@ -103,7 +101,7 @@ def main(argv=None) -> int:
     ap.add_argument("--finetune-layers", type=int, default=None, help="fine-tune only the top N layers")
     ap.add_argument("--frozen-epochs", type=int, default=40)
     ap.add_argument("--only", nargs="*", default=None, help="run only these configuration names")
-    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "clinc_oos.json"))
+    ap.add_argument("--out", default=str(RESULTS / "clinc_oos.json"))
     ap.add_argument("--plots", action="store_true", help="write reliability and OOD-histogram PNGs next to --out")
     args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -184,23 +182,15 @@ def _write(args, argv, rows, details, embed_seconds, n_texts, final) -> str:
                  [{**r, "time": "TPU/GPU"} for r in REFERENCE_ROWS]
     cols = ["method", "acc", "ece", "nll", "ood_auroc", "ood_auprc", "combined_acc", "oos_recall", "time"]
     table = format_table([{c: ("—" if r.get(c) is None else r.get(c)) for c in cols} for r in table_rows], cols)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"command": "python " + " ".join([sys.argv[0]] + (argv if argv is not None else sys.argv[1:])),
-               "complete": final,
-               "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                           "platform": platform.platform(), "cuda": torch.cuda.is_available(),
-                           "load_average_at_end": os.getloadavg()},
-               "encoder": args.encoder, "embedding_seconds": embed_seconds, "n_embedded": n_texts,
+    # the machine facts (load average at the time of writing included) come from write_results
+    payload = {"complete": final, "encoder": args.encoder, "embedding_seconds": embed_seconds, "n_embedded": n_texts,
                "rows": rows, "reference_rows": REFERENCE_ROWS, "details": details, "table": table}
-    tmp_out = out.with_suffix(".json.tmp")
-    tmp_out.write_text(json.dumps(payload, indent=2, default=str), encoding="utf-8")
-    tmp_out.replace(out)
+    write_results(Path(args.out).stem, payload, args.out, argv=argv)
     return table
 
 
 def _plots(name, clf, val, test, folder):
-    from agilecls.uncertainty_plots import ood_histogram, reliability_diagram
+    from agilecls.evaluation.plots import ood_histogram, reliability_diagram
 
     d = clf.details(test.texts)
     ood = np.array([v == "oos" for v in test.y])

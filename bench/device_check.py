@@ -3,7 +3,7 @@ save/load round trip, salience of a tuned classifier's decision, and a fine-tune
 head with out-of-scope scores. Small on purpose (a minute or two): it checks that the code runs
 and agrees with itself on that device, not how accurate it is.
 
-    python bench/device_check.py [--lm SPEC_OR_FOLDER] [--encoder minilm|FOLDER] [--device cuda]
+    python -m bench.device_check [--lm SPEC_OR_FOLDER] [--encoder minilm|FOLDER] [--device cuda]
 
 Prints a table and writes bench/results/device_check_<device>.json (or --out).
 """
@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,12 +23,11 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
-from agilecls import AgileClassifier, explain, load_lm  # noqa: E402
+from agilecls import AgileClassifier, EncoderClassifier, explain, load_classifier, load_lm  # noqa: E402
 from agilecls.datasets import load_clinc150, load_ethos  # noqa: E402
-from agilecls.encoder_classifier import EncoderClassifier  # noqa: E402
-from agilecls.lm import DEFAULT_MODEL  # noqa: E402
-from agilecls.metrics import format_table  # noqa: E402
-from agilecls.persistence import load_classifier  # noqa: E402
+from agilecls.evaluation.metrics import format_table  # noqa: E402
+from agilecls.lm.loading import DEFAULT_MODEL  # noqa: E402
+from bench.common import RESULTS, write_results  # noqa: E402
 
 
 def timed(fn):
@@ -50,7 +48,7 @@ def clf_device(clf) -> torch.device:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m bench.device_check", description=__doc__.split("\n\n")[0])
     ap.add_argument("--lm", default=DEFAULT_MODEL, help="language model spec or folder")
     ap.add_argument("--encoder", default="minilm", help="sentence encoder name or folder")
     ap.add_argument("--device", default=None, help="default: CUDA when present, else CPU")
@@ -121,10 +119,9 @@ def main(argv=None) -> int:
     print(f"device {device} ({name}), torch {torch.__version__}")
     print(format_table(rows))
     print(json.dumps(checks, indent=2))
-    out = Path(args.out or Path(__file__).parent / "results" / f"device_check_{device.split(':')[0]}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"command": "python " + " ".join(sys.argv), "device": name,
-                               "torch": torch.__version__, "rows": rows, "checks": checks}, indent=2))
+    out = Path(args.out or RESULTS / f"device_check_{device.split(':')[0]}.json")
+    out = write_results(out.stem, {"device": name, "torch": torch.__version__, "rows": rows, "checks": checks}, out,
+                        argv=argv, device=device)
     print(f"wrote {out}")
     return 0
 

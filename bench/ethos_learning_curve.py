@@ -10,7 +10,7 @@ of a fixed schedule is reported, and the members were chosen on validation rows 
 split (bench/ethos_validation.py). ``run_seconds`` is the whole fit (embedding, heads, encoder
 fine-tuning, LoRA tuning incl. caching the frozen lower layers), without the per-epoch test scoring.
 
-    python bench/ethos_learning_curve.py --models smollm2-135m-instruct gemma-3-270m \
+    python -m bench.ethos_learning_curve --models smollm2-135m-instruct gemma-3-270m \
         --encoders mpnet --finetuned-encoders mpnet --sizes 200 400 800 --epochs 6
 """
 
@@ -28,11 +28,12 @@ import torch  # noqa: E402
 
 from agilecls import AgileClassifier, EnsembleClassifier  # noqa: E402
 from agilecls.datasets import load_ethos  # noqa: E402
-from agilecls.ensemble import encoder_member  # noqa: E402
-from agilecls.metrics import classification_metrics, format_table  # noqa: E402
-from agilecls.plots import learning_curve_figure  # noqa: E402
+from agilecls.encoders.members import ENCODER_MEMBERS, encoder_member  # noqa: E402
+from agilecls.evaluation.metrics import classification_metrics, format_table  # noqa: E402
+from agilecls.evaluation.plots import learning_curve_figure  # noqa: E402
+from bench.common import RESULTS, write_results  # noqa: E402
 
-RESULTS = Path(__file__).parent / "results"
+FINETUNED = ENCODER_MEMBERS["finetuned"]
 SEED_RESULTS = {200: {"f1": 0.80, "roc_auc": 0.78}, 800: {"f1": 0.84, "roc_auc": 0.88}}
 TARGETS = {200: {"f1": 0.80, "roc_auc": 0.85}, 800: {"f1": 0.85, "roc_auc": 0.90}}
 
@@ -85,11 +86,13 @@ def run(size: int, train, test, args) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m bench.ethos_learning_curve", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="*", default=["smollm2-135m-instruct", "gemma-3-270m"])
     parser.add_argument("--encoders", nargs="*", default=["mpnet"], help="logistic heads on frozen embeddings")
     parser.add_argument("--finetuned-encoders", nargs="*", default=["mpnet"],
-                        help="encoders fine-tuned with a softmax head (4 epochs, batches of 16)")
+                        help=f"encoders {FINETUNED['describe']} ({FINETUNED['params']['epochs']} epochs, "
+                             f"batches of {FINETUNED['params']['batch_size']})")
     parser.add_argument("--sizes", nargs="+", type=int, default=[200, 400, 800])
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--top-layers", type=int, default=4)
@@ -111,19 +114,18 @@ def main() -> None:
         parser.error("an ensemble needs at least two members (--models, --encoders, --finetuned-encoders)")
     torch.set_num_threads(args.threads)
     train, test = load_ethos("train"), load_ethos("test")
-    out.parent.mkdir(parents=True, exist_ok=True)
     runs = []
     for size in args.sizes:
         runs.append(run(size, train, test, args))
-        out.with_suffix(".json").write_text(json.dumps({"config": vars(args), "seed_gemma_2b": SEED_RESULTS,
-                                                        "targets": TARGETS, "runs": runs}, indent=2))
+        write_results(out.stem, {"config": vars(args), "seed_gemma_2b": SEED_RESULTS, "targets": TARGETS,
+                                 "runs": runs}, out.with_suffix(".json"))
     report(runs, out)
 
 
 def report(runs: list[dict], out: Path) -> None:
     """Print the fitted estimators' table and draw F1 and ROC-AUC against epochs: one line per
     language model and training size, the ensemble as a star at the last epoch."""
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot, as agilecls.evaluation.plots: works headless
 
     table = []
     for r in runs:
@@ -134,7 +136,8 @@ def report(runs: list[dict], out: Path) -> None:
     print("\nFitted estimators on the 198 ETHOS test rows (seed, 2.5B Gemma LoRA on a GPU: F1 0.80 / ROC-AUC 0.78 "
           "at 200 rows, 0.84 / 0.88 at 800; targets 0.80 / 0.85 at 200, 0.85 / 0.90 at 800)")
     print(format_table(table, ["train_size", "estimator", "f1", "roc_auc", "accuracy", "fit_seconds"]))
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    fig = Figure(figsize=(11, 4.5))
+    axes = fig.subplots(1, 2)
     for ax, metric in zip(axes, ("f1", "roc_auc")):
         curves = {}
         for r in runs:
@@ -151,7 +154,6 @@ def report(runs: list[dict], out: Path) -> None:
         ax.legend(fontsize=7)
         ax.set_title(f"ETHOS test {metric} vs. epochs")
     fig.savefig(out.with_suffix(".png"), dpi=110)
-    plt.close(fig)
 
 
 if __name__ == "__main__":

@@ -6,10 +6,11 @@ linear layer, content-free calibration after tuning (both are reported for every
 calibrated, ``raw_f1`` not), Gemma, logistic heads on MiniLM / mpnet embeddings, fine-tuned
 MiniLM / mpnet with a softmax head, and every soft-voting ensemble of the last epochs of those.
 
-    python bench/ethos_validation.py [--only lr2e-3_linear gemma ...]
+    python -m bench.ethos_validation [--only lr2e-3_linear gemma ...]
 
-Prints tables and writes bench/results/ethos_validation.json (probabilities included, so
-ensembles can be recomputed without refitting).
+Prints tables and writes bench/results/ethos_validation.json or --out (probabilities included, so
+ensembles can be recomputed without refitting). Settings already in the file are kept; its
+``command`` and ``machine`` are those of the latest run.
 """
 
 from __future__ import annotations
@@ -27,13 +28,15 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from agilecls import AgileClassifier  # noqa: E402
-from agilecls.classifier import CONTENT_FREE_TEXTS  # noqa: E402
 from agilecls.datasets import load_ethos  # noqa: E402
-from agilecls.ensemble import ENCODER_MEMBERS, encoder_member, soft_vote  # noqa: E402
-from agilecls.metrics import classification_metrics, format_table  # noqa: E402
+from agilecls.encoders.members import ENCODER_MEMBERS, encoder_member  # noqa: E402
+from agilecls.ensemble import soft_vote  # noqa: E402
+from agilecls.evaluation.metrics import classification_metrics, format_table  # noqa: E402
+from agilecls.lm.classifier import CONTENT_FREE_TEXTS  # noqa: E402
 from agilecls.validation import softmax  # noqa: E402
+from bench.common import META_KEYS, RESULTS, write_results  # noqa: E402
 
-OUT = Path(__file__).parent / "results" / "ethos_validation.json"
+OUT = RESULTS / "ethos_validation.json"
 LLM_SETTINGS = {
     "lr2e-3_linear": {},
     "lr2e-3_constant": {"lr_schedule": "constant"},
@@ -85,14 +88,19 @@ def run_llm(name, overrides, tr_x, tr_y, va_x, va_y, labels, instructions) -> di
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(prog="python -m bench.ethos_validation", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", nargs="*", default=None, help=f"settings among {list(LLM_SETTINGS) + list(ENCODERS)}")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default=str(OUT), help="results file; settings already in it are kept")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     train = load_ethos("train")
     tr_x, tr_y, va_x, va_y = train.texts[:600], train.y[:600], train.texts[600:800], train.y[600:800]
-    results = json.loads(OUT.read_text()) if OUT.exists() else {}
+    out = Path(args.out)
+    results = json.loads(out.read_text()) if out.exists() else {}
+    for key in META_KEYS:  # the last run's command and machine: written afresh below
+        results.pop(key, None)
     for name in list(LLM_SETTINGS) + list(ENCODERS):
         if args.only is not None and name not in args.only:
             continue
@@ -106,8 +114,7 @@ def main() -> None:
             results[name] = run_llm(name, LLM_SETTINGS[name], tr_x, tr_y, va_x, va_y, train.labels,
                                     train.meta["instructions"])
         results[name]["seconds"] = time.perf_counter() - start
-        OUT.parent.mkdir(parents=True, exist_ok=True)
-        OUT.write_text(json.dumps(results))
+        write_results(out.stem, results, out, indent=None)  # compact: every run's probabilities are in it
     rows = [{"setting": n, "epoch": r["epochs"][-1]["epoch"], "roc_auc": r["epochs"][-1]["raw_roc_auc"],
              "f1": r["epochs"][-1]["raw_f1"], "f1_content_free": r["epochs"][-1].get("f1"),
              "s_per_epoch": r["epochs"][-1].get("epoch_seconds")} for n, r in results.items() if not n.startswith("_")]

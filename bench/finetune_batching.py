@@ -1,7 +1,7 @@
 """Encoder fine-tuning throughput: length-grouped batches (what EncoderClassifier does) versus
 random batches (the plain way), on the same CLINC150 training texts, model and head.
 
-    python bench/finetune_batching.py [--encoder minilm] [--texts 1280] [--batch-size 32] [--layers 2]
+    python -m bench.finetune_batching [--encoder minilm] [--texts 1280] [--batch-size 32] [--layers 2]
 
 Both schedules run in this one process, interleaved in rounds, so the ratio is measured under
 the same load. Prints a table and writes bench/results/finetune_batching_<encoder>_top<layers>.json.
@@ -10,22 +10,18 @@ the same load. Prints a table and writes bench/results/finetune_batching_<encode
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import write_results  # noqa: E402
-
-from agilecls.batching import length_grouped_batches  # noqa: E402
-from agilecls.datasets import load_clinc150  # noqa: E402
-from agilecls.encoder_classifier import _unfreeze_top_layers  # noqa: E402
-from agilecls.encoders import SentenceEncoder  # noqa: E402
-from agilecls.metrics import format_table  # noqa: E402
-from agilecls.uncertainty import SNGPHead  # noqa: E402
+from agilecls.batching import length_grouped_batches
+from agilecls.datasets import load_clinc150
+from agilecls.encoders.heads import SNGPHead
+from agilecls.encoders.sentence import SentenceEncoder
+from agilecls.encoders.training import unfreeze_top_layers
+from agilecls.evaluation.metrics import format_table
+from bench.common import write_results
 
 
 def train_steps(enc, head, opt, texts, y, batches) -> float:
@@ -43,12 +39,14 @@ def train_steps(enc, head, opt, texts, y, batches) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(prog="python -m bench.finetune_batching", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--encoder", default="minilm")
     ap.add_argument("--texts", type=int, default=1280)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--layers", type=int, default=2, help="top encoder layers trained (0 = all)")
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--out", default=None, help="default: bench/results/finetune_batching_<encoder>_top<layers>.json")
     args = ap.parse_args()
     train = load_clinc150("train", include_oos=False)
     rng = np.random.default_rng(0)
@@ -57,7 +55,7 @@ def main() -> None:
     classes = sorted(set(train.y))
     y = torch.tensor([classes.index(train.y[i]) for i in rows_idx])
     enc = SentenceEncoder(args.encoder)
-    trainable = _unfreeze_top_layers(enc.model, args.layers or None)
+    trainable = unfreeze_top_layers(enc.model, args.layers or None)
     head = SNGPHead(enc.dim, len(classes), seed=0)
     opt = torch.optim.AdamW(trainable + list(head.parameters()), lr=1e-5)
     lengths = enc.token_lengths(texts)
@@ -77,8 +75,8 @@ def main() -> None:
     print(f"{args.encoder}, top {args.layers or 'all'} layers trained, batch {args.batch_size}, "
           f"{len(texts)} CLINC150 texts x {args.rounds} rounds, {torch.get_num_threads()} threads")
     print(format_table(table))
-    path = write_results(f"finetune_batching_{args.encoder}_top{args.layers or 'all'}", {"command": "python " + " ".join(sys.argv), "args": vars(args),
-                                               "rows": table})
+    path = write_results(f"finetune_batching_{args.encoder}_top{args.layers or 'all'}",
+                         {"args": vars(args), "rows": table}, args.out)
     print(f"wrote {path}")
 
 

@@ -1,6 +1,6 @@
 """Latency of each salience method on a 300-token prompt with the bundled default model.
 
-    python bench/salience.py [--threads N] [--repeats 3] [--model smollm2-135m-instruct]
+    python -m bench.salience [--threads N] [--repeats 3] [--model smollm2-135m-instruct]
 
 The prompt is LIT's sample prompts joined and cut to exactly 300 tokens; the target " Avoid.".
 Also measured, for reference: one forward pass (no gradients), the naive gradient (full LM head at
@@ -14,19 +14,15 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import matmul_gflops, write_results  # noqa: E402
-
-from agilecls.datasets import load_lit_prompts  # noqa: E402
-from agilecls.lm import DEFAULT_MODEL, load_lm  # noqa: E402
-from agilecls.metrics import format_table  # noqa: E402
-from agilecls.salience import explain  # noqa: E402
+from agilecls.datasets import load_lit_prompts
+from agilecls.evaluation.metrics import format_table
+from agilecls.lm.loading import DEFAULT_MODEL, load_lm
+from agilecls.salience.explanation import explain
+from bench.common import matmul_gflops, write_results
 
 TARGET = " Avoid."
 
@@ -62,12 +58,14 @@ def naive_grad(lm, prompt: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(prog="python -m bench.salience", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--tokens", type=int, default=300)
     parser.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-naive", action="store_true")
+    parser.add_argument("--out", default=None, help="default: bench/results/salience.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     lm = load_lm(args.model)
@@ -105,7 +103,7 @@ def main() -> None:
     path = write_results("salience", {
         "model": args.model, "prompt_tokens": args.tokens, "target": TARGET, "threads": args.threads,
         "matmul_gflops": round(gflops, 1), "load_average_1min": [round(load_before, 2), round(load_after, 2)],
-        "command": " ".join(["python", "bench/salience.py"] + sys.argv[1:]), "rows": rows})
+        "rows": rows}, args.out)
     print(f"matmul {gflops:.0f} GFLOP/s, {args.threads} thread(s), load average {load_before:.1f} -> "
           f"{load_after:.1f}; written to {path}")
 

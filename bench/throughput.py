@@ -1,6 +1,6 @@
 """Scoring throughput of the engine versus the naive way, on the same model and the same few-shot prompts.
 
-    python bench/throughput.py [--model smollm2-135m-instruct] [--texts 48] [--shots 2]
+    python -m bench.throughput [--model smollm2-135m-instruct] [--texts 48] [--shots 2]
 
 The naive way is how a notebook does it: one call per text, the full prompt (instructions +
 examples + text) recomputed every time, the full-vocabulary LM head at every position, the label
@@ -11,19 +11,15 @@ so the ratio is measured under the same load. Prints a table and writes bench/re
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import matmul_gflops, write_results  # noqa: E402
-
-from agilecls import AgileClassifier  # noqa: E402
-from agilecls.datasets import load_ethos  # noqa: E402
-from agilecls.metrics import format_table  # noqa: E402
+from agilecls import AgileClassifier
+from agilecls.datasets import load_ethos
+from agilecls.evaluation.metrics import format_table
+from bench.common import matmul_gflops, write_results
 
 
 @torch.inference_mode()
@@ -43,12 +39,14 @@ def non_embedding_params(model) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(prog="python -m bench.throughput", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="smollm2-135m-instruct")
     parser.add_argument("--texts", type=int, default=48)
     parser.add_argument("--shots", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--out", default=None, help="default: bench/results/throughput.json")
     args = parser.parse_args()
     train, test = load_ethos("train"), load_ethos("test")
     texts = test.texts[: args.texts]
@@ -86,7 +84,7 @@ def main() -> None:
           f"max |p_naive - p_engine| = {max_diff:.2e}")
     path = write_results("throughput", {"model": args.model, "shots": args.shots, "prefix_tokens": prefix_tokens,
                                         "rows": rows, "speedup": ratio, "matmul_gflops": ceiling,
-                                        "max_prob_diff": max_diff, "timings": timings})
+                                        "max_prob_diff": max_diff, "timings": timings}, args.out)
     print(f"wrote {path}")
 
 

@@ -1,26 +1,21 @@
 """Zero-shot and few-shot quality of each bundled model on the ETHOS and marketing-tweets test splits.
 
-    python bench/zero_few_shot.py [--tweets-per-class 20] [--models smollm2-135m-instruct gemma-3-270m]
+    python -m bench.zero_few_shot [--tweets-per-class 20] [--models smollm2-135m-instruct gemma-3-270m]
 
-Prints a table and writes bench/results/zero_few_shot.json. Both the content-free calibrated
+Prints a table and writes bench/results/zero_few_shot_<data>.json. Both the content-free calibrated
 probabilities (the default) and the raw label probabilities are reported, from the same scores.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import write_results  # noqa: E402
-
-from agilecls import AgileClassifier  # noqa: E402
-from agilecls.datasets import load_ethos, load_tweets, stratified_sample  # noqa: E402
-from agilecls.metrics import classification_metrics, format_table  # noqa: E402
-from agilecls.validation import softmax  # noqa: E402
+from agilecls import AgileClassifier
+from agilecls.datasets import load_ethos, load_tweets, stratified_sample
+from agilecls.evaluation.metrics import classification_metrics, format_table
+from agilecls.validation import softmax
+from bench.common import write_results
 
 
 def datasets(tweets_per_class: int):
@@ -31,11 +26,13 @@ def datasets(tweets_per_class: int):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(prog="python -m bench.zero_few_shot", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["smollm2-135m-instruct", "gemma-3-270m"])
     parser.add_argument("--shots", nargs="+", type=int, default=[0, 1])
     parser.add_argument("--tweets-per-class", type=int, default=20)
     parser.add_argument("--data", nargs="+", default=["ethos", "tweets"])
+    parser.add_argument("--out", default=None, help="default: bench/results/zero_few_shot_<data>.json")
     args = parser.parse_args()
     rows = []
     for data_name, (train, test) in datasets(args.tweets_per_class).items():
@@ -59,7 +56,7 @@ def main() -> None:
     print("\nf1 = binary F1 of the hateful class on ETHOS, macro F1 on tweets")
     print(format_table(rows))
     path = write_results("zero_few_shot_" + "_".join(args.data),
-                         {"rows": rows, "tweets_per_class": args.tweets_per_class})
+                         {"rows": rows, "tweets_per_class": args.tweets_per_class}, args.out)
     print(f"wrote {path}")
 
 

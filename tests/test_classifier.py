@@ -66,8 +66,14 @@ def test_accepts_lists_arrays_and_series_and_works_in_pipelines(tiny_lm):
     assert len(clf.template_.examples) == 2 and {lab for _, lab in clf.template_.examples} == set(Y)
     pipe = Pipeline([("strip", FunctionTransformer(lambda xs: [x.strip() for x in xs])), ("clf", clone(clf))])
     assert pipe.fit(TEXTS, Y).predict(TEXTS).shape == (6,)
-    scores = cross_val_score(clone(clf), np.array(TEXTS * 2), np.array(Y * 2), cv=2)
-    assert scores.shape == (2,) and np.all((0 <= scores) & (scores <= 1))
+    X2, y2 = np.array(TEXTS * 2), np.array(Y * 2)
+    scores = cross_val_score(clone(clf), X2, y2, cv=2)
+    # the same accuracies by hand: scikit-learn's stratified folds, a fresh clone fitted on each
+    from sklearn.model_selection import StratifiedKFold
+
+    by_hand = [np.mean(clone(clf).fit(X2[tr], y2[tr]).predict(X2[te]) == y2[te])
+               for tr, te in StratifiedKFold(2).split(X2, y2)]
+    np.testing.assert_array_equal(scores, by_hand)
     assert clf.get_params()["shots"] == 1 and clone(clf).set_params(shots=2).shots == 2
 
 

@@ -215,12 +215,9 @@ def test_real_model_fewshot_mistake_sentence_ranking():
     exp = explain("smollm2-135m-instruct", prompt, " Avoid.", "grad_l2")
     assert all(math.isfinite(t["score"]) and t["score"] >= 0 for t in exp.tokens)
     ranking = exp.top(30, "sentences")
-    assert len(ranking) >= 15 and ranking == sorted(ranking, key=lambda s: -s["score"])
-    total = sum(s["score"] for s in exp.spans("sentences"))
-    assert total == pytest.approx(sum(t["score"] for t in exp.tokens), rel=1e-9)
-    print("\nfewshot-mistake, target ' Avoid.': top sentences by Grad L2")
-    for s in ranking[:5]:
-        print(f"  {s['score']:8.3f}  {s['text']!r}")
+    # docs/salience.md: these three sentences matter most for " Avoid." (Grad L2 13.4, 11.3, 10.9)
+    assert {s["text"] for s in ranking[:3]} == {"Recommendation: Likely good.", "Analysis: Contains eggs.",
+                                                 "Analyze a menu item in a restaurant."}
     # The answer depends on the query part of the prompt: some sentence of the final example ranks in the top 5.
     query = prompt[prompt.index("## Now analyze"):]
     assert any(s["text"] in query for s in ranking[:5])

@@ -13,7 +13,6 @@ from agilecls import AgileClassifier
 from agilecls.persistence import MANIFEST, ModelFormatError, load_classifier
 from agilecls.lm.forward import hidden_states
 from agilecls.lm.layer_split import LayerSplit
-from agilecls.lm.tuning import validation_split
 
 from conftest import TEXTS, Y
 
@@ -78,19 +77,24 @@ def test_same_seed_same_model_and_sklearn_params(tiny_lm):
 
 
 def test_early_stopping_restores_the_best_epoch_and_calls_back(tiny_lm):
+    """A learning rate this high overfits the 4 held-out rows after a few epochs: training stops
+    `patience` epochs after the best one and the best epoch's adapters come back."""
     seen = []
     clf = tuned(tiny_lm, epochs=12, learning_rate=5e-2, validation_fraction=0.25, patience=2, calibration=None)
-    clf.fit(TEXTS, Y, callback=lambda info, c: seen.append((info.epoch, info.val_loss, c.predict_proba(TEXTS[:2]))))
+    clf.fit(TEXTS, Y, callback=lambda info, c: seen.append((info.epoch, info.val_loss, c.predict_proba(TEXTS))))
     history = clf.history_
     assert [h["epoch"] for h in history] == [e for e, _, _ in seen]
     best = min(history, key=lambda h: h["val_loss"])
     assert history[-1]["best_epoch"] == best["epoch"]
-    # The restored model scores the validation rows as the best epoch did.
-    train_rows, val_rows = validation_split(np.array([Y.index(v) if v == "Positive" else 1 for v in Y]), 0.25, 0)
-    assert len(val_rows) == 4 and len(train_rows) == 12
-    if best["epoch"] != history[-1]["epoch"]:
-        best_proba = dict((e, p) for e, _, p in seen)[best["epoch"]]
-        np.testing.assert_allclose(clf.predict_proba(TEXTS[:2]), best_proba, atol=1e-5)
+    assert history[-1]["epoch"] == best["epoch"] + 2 < 12  # stopped early, two epochs after the best
+    # The split the classifier used: 4 of 16 rows, stratified, and the restored model scores as the best epoch did.
+    val = clf.validation_rows_
+    assert len(val) == 4 and sorted(np.array(Y)[val].tolist()) == ["Negative", "Negative", "Positive", "Positive"]
+    best_proba = dict((e, p) for e, _, p in seen)[best["epoch"]]
+    np.testing.assert_allclose(clf.predict_proba(TEXTS), best_proba, atol=1e-5)
+    val_loss = -np.mean(np.log(best_proba[val, [list(clf.classes_).index(Y[i]) for i in val]]))
+    assert val_loss == pytest.approx(best["val_loss"], abs=1e-4)
+    assert not np.allclose(clf.predict_proba(TEXTS), seen[-1][2], atol=1e-4)  # not the last epoch's model
 
 
 def test_save_load_round_trip(tiny_lm, tmp_path):

@@ -7,7 +7,6 @@ and the folder format in :mod:`.saving`.
 
 from __future__ import annotations
 
-import hashlib
 import time
 import warnings
 from numbers import Integral, Real
@@ -18,18 +17,40 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ..evaluation.metrics import abstention_metrics, classification_metrics, ood_metrics
+from ..evaluation.metrics import uncertainty_metrics
 from ..persistence import load_as, register_estimator, save_estimator
 from ..runtime import cache_dir, pick_device
 from ..uncertainty import choose_reject_threshold, fit_temperature
 from ..validation import TextInputTags, check_labels, check_texts
 from . import saving
-from .heads import MEAN_FIELD_FACTOR, LogisticHead, SNGPHead, SoftmaxHead
+from .heads import MEAN_FIELD_FACTOR, LogisticHead, SNGPHead, build_head
 from .ood import OOD_SCORERS, CombinedOOD, MahalanobisScorer, make_ood_scorer
-from .sentence import SentenceEncoder
+from .sentence import EmbeddingMemo, SentenceEncoder
 from .training import Schedule, fine_tune, train_head
 
 HEADS = ("sngp", "softmax", "logistic", "mahalanobis")
+
+
+def in_scope_rows(X, y, oos_label: str, warn: bool = False) -> tuple[list[str], list[str]]:
+    """(texts, labels) without the rows labelled ``oos_label`` (``warn``: say how many were dropped)."""
+    texts = check_texts(X)
+    y_list = check_labels(y, None)[0]
+    if len(y_list) != len(texts):
+        raise ValueError(f"X has {len(texts)} texts but y has {len(y_list)} labels; pass one label per text")
+    keep = [i for i, v in enumerate(y_list) if v != oos_label]
+    if warn and len(keep) < len(texts):
+        warnings.warn(f"{len(texts) - len(keep)} rows labelled {oos_label!r} are left out of training; "
+                      f"pass them to calibrate() to choose a reject threshold", stacklevel=4)
+    return [texts[i] for i in keep], [y_list[i] for i in keep]
+
+
+def class_indices(y_list: list[str], classes) -> np.ndarray:
+    """Index of each label in ``classes``; labels the classifier does not know are refused."""
+    index = {label: i for i, label in enumerate(list(classes))}
+    unknown = sorted(set(y_list) - set(index))
+    if unknown:
+        raise ValueError(f"y contains labels {unknown[:10]} the classifier was not trained on")
+    return np.array([index[v] for v in y_list], dtype=np.int64)
 _positive = Interval(Real, 0, None, closed="neither")
 _count = Interval(Integral, 1, None, closed="left")
 
@@ -51,9 +72,8 @@ class EncoderClassifier(TextInputTags, ClassifierMixin, BaseEstimator):
     head : {"sngp", "softmax", "logistic", "mahalanobis"}, default="sngp"
         Spectral-normalised GP head, plain MLP, logistic regression (best on a few hundred
         examples) or class means + shared covariance on the embeddings.
-    fine_tune : bool, default=False
+    fine_tune, fine_tune_layers : bool, default=False; int or None, default=None
         Train the encoder end to end (its top ``fine_tune_layers`` layers; None = all).
-    fine_tune_layers : int or None, default=None
     epochs : int or None, default=None
         40 on frozen embeddings, 3 when fine-tuning (on CLINC150, 3 epochs of all MiniLM layers gave
         accuracy 0.962 where 1 epoch of the top two gave 0.938; bench/clinc_oos.py).
@@ -77,13 +97,9 @@ gp_likelihood, gp_normalize_input : SNGP settings
         Inverse L2 strength of the logistic head (scikit-learn's ``C``).
     labels : list of str or None, default=None
         The class order (default: sorted labels of ``y``).
-    max_seq_length : int, default=128
-    device : str, default="auto"
+    max_seq_length, device, random_state, verbose : int, str, int, bool; defaults 128, "auto", 0, False
     cache_dir : str or None, default=None
         Embedding cache for frozen encoders; "default" is ``$AGILECLS_CACHE/embeddings``.
-    random_state : int, default=0
-    verbose : bool, default=False
-        Progress bars.
 
     Examples
     --------
@@ -134,12 +150,12 @@ gp_likelihood, gp_normalize_input : SNGP settings
         torch.manual_seed(self.random_state)
         np.random.seed(self.random_state)
         self.device_ = pick_device(self.device)
-        self._embedding_memo = {}
+        self._embedding_memo = EmbeddingMemo()
         self.encoder_ = self.make_encoder()
         start = time.time()
         schedule = Schedule(int(self.epochs or (3 if self.fine_tune else 40)), self.batch_size, self.learning_rate,
                             self.encoder_learning_rate, self.weight_decay, self.random_state, self.verbose)
-        self.head_ = self.build_head(self.encoder_.dim, len(self.classes_))
+        self.head_ = build_head(self.get_params(), self.encoder_.dim, len(self.classes_))
         if self.fine_tune:
             emb = fine_tune(self.encoder_, self.head_, texts, y_idx, schedule, self.fine_tune_layers, self.device_)
             if self._needs_statistics():
@@ -159,26 +175,14 @@ gp_likelihood, gp_normalize_input : SNGP settings
 
     def _in_scope(self, X, y, fitting: bool = False) -> tuple[list[str], np.ndarray]:
         """In-scope texts and their class indices (``fitting`` sets ``classes_`` from them)."""
-        texts = check_texts(X)
-        y_list = check_labels(y, None)[0]
-        if len(y_list) != len(texts):
-            raise ValueError(f"X has {len(texts)} texts but y has {len(y_list)} labels; pass one label per text")
-        keep = [i for i, v in enumerate(y_list) if v != self.oos_label]
-        if fitting and len(keep) < len(texts):
-            warnings.warn(f"{len(texts) - len(keep)} rows labelled {self.oos_label!r} are left out of training; "
-                          f"pass them to calibrate() to choose a reject threshold", stacklevel=3)
-        texts, y_list = [texts[i] for i in keep], [y_list[i] for i in keep]
+        texts, y_list = in_scope_rows(X, y, self.oos_label, warn=fitting)
         if fitting:
             labels = None if self.labels is None else [str(v) for v in self.labels if str(v) != self.oos_label]
             labels = check_labels(y_list, labels)[1]
             if len(labels) < 2:
                 raise ValueError(f"need at least two classes to train, got {labels}")
             self.classes_ = np.array(labels, dtype=object)
-        index = {label: i for i, label in enumerate(self.classes_.tolist())}
-        unknown = sorted(set(y_list) - set(index))
-        if unknown:
-            raise ValueError(f"y contains labels {unknown[:10]} the classifier was not trained on")
-        return texts, np.array([index[v] for v in y_list], dtype=np.int64)
+        return texts, class_indices(y_list, self.classes_)
 
     def make_encoder(self, name: str | None = None) -> SentenceEncoder:
         """The sentence encoder these parameters describe (``name`` overrides ``encoder``)."""
@@ -186,20 +190,6 @@ gp_likelihood, gp_normalize_input : SNGP settings
             cache_dir("embeddings") if self.cache_dir == "default" else self.cache_dir)
         return SentenceEncoder(name or self.encoder, device=self.device, batch_size=max(self.batch_size, 64),
                                max_seq_length=self.max_seq_length, cache_dir=folder)
-
-    def build_head(self, dim: int, num_classes: int) -> torch.nn.Module | None:
-        """A fresh head (None for the Mahalanobis head on a frozen encoder: it is all statistics)."""
-        if self.head == "sngp":
-            return SNGPHead(dim, num_classes, self.hidden_dim, self.n_hidden_layers, self.dropout, self.norm_bound,
-                            self.n_power_iterations, self.num_inducing, self.kernel_scale, self.ridge_penalty,
-                            self.mean_field_factor, self.gp_likelihood,
-                            normalize_input=self.gp_normalize_input, seed=self.random_state)
-        if self.head == "logistic":
-            return LogisticHead(dim, num_classes)
-        if self.head == "softmax" or self.fine_tune:  # a Mahalanobis head fine-tunes through a softmax head
-            return SoftmaxHead(dim, num_classes, self.hidden_dim, self.n_hidden_layers, self.dropout,
-                               seed=self.random_state)
-        return None
 
     def _score_method(self) -> str:
         if self.ood_method == "auto":
@@ -230,16 +220,8 @@ gp_likelihood, gp_normalize_input : SNGP settings
     def embed(self, X) -> np.ndarray:
         """Sentence embeddings of ``X`` from the (possibly fine-tuned) encoder."""
         check_is_fitted(self, "classes_")
-        texts = check_texts(X)
-        # the last few sets embedded are kept in memory: calibrate, evaluate and details on the same
-        # held-out texts then cost one encoder pass (a fine-tuned encoder has no disk cache)
-        key = hashlib.sha256("\0".join(texts).encode("utf-8")).hexdigest()
-        memo = self.__dict__.setdefault("_embedding_memo", {})
-        if key not in memo:
-            if len(memo) >= 4:
-                memo.pop(next(iter(memo)))
-            memo[key] = self.encoder_.embed(texts, show_progress=self.verbose)
-        return memo[key]
+        memo = self.__dict__.setdefault("_embedding_memo", EmbeddingMemo())
+        return memo.embed(self.encoder_, check_texts(X), self.verbose)
 
     @torch.no_grad()
     def _logits(self, emb: np.ndarray) -> np.ndarray:
@@ -288,12 +270,10 @@ gp_likelihood, gp_normalize_input : SNGP settings
         check_is_fitted(self, "classes_")
         texts = check_texts(X)
         y_arr = np.array(check_labels(y, None)[0], dtype=object)
-        if len(y_arr) != len(texts):
-            raise ValueError(f"X has {len(texts)} texts but y has {len(y_arr)} labels; pass one label per text")
         ood = y_arr == self.oos_label
+        _, y_idx = self._in_scope(texts, y_arr)  # also checks lengths and refuses unknown labels
         if ood.all():
             raise ValueError("calibrate needs in-scope rows; y holds only out-of-scope labels")
-        _, y_idx = self._in_scope(texts, y_arr)  # also refuses labels the classifier does not know
         emb = self.embed(texts)
         if temperature:
             self.temperature_ = 1.0
@@ -311,20 +291,11 @@ gp_likelihood, gp_normalize_input : SNGP settings
         return self
 
     def evaluate(self, X, y) -> dict[str, float]:
-        """Metrics on labelled data that may contain ``oos_label`` rows: in-scope accuracy, ECE, NLL
-        (in-scope rows), OOD AUROC/AUPRC (when both kinds are present) and abstention metrics."""
+        """Metrics on labelled data that may contain ``oos_label`` rows (see
+        :func:`agilecls.evaluation.metrics.uncertainty_metrics`)."""
         check_is_fitted(self, "classes_")
-        y_arr = np.array([str(v) for v in y], dtype=object)
         d = self.details(X)
-        ood = y_arr == self.oos_label
-        out: dict[str, float] = {}
-        if (~ood).any():
-            m = classification_metrics(y_arr[~ood].tolist(), d["proba"][~ood], self.classes_.tolist())
-            out.update(accuracy=m["accuracy"], ece=m["ece"], nll=m["log_loss"])
-        if ood.any() and (~ood).any():
-            out.update(ood_metrics(ood, d["ood_score"]))
-        out.update(abstention_metrics(y_arr, d["pred"], self.oos_label))
-        return out
+        return uncertainty_metrics(y, d["proba"], d["ood_score"], d["pred"], self.classes_.tolist(), self.oos_label)
 
     def describe(self) -> str:
         """One line naming the classifier, for the CLI and reports."""

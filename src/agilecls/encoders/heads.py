@@ -295,3 +295,20 @@ def mean_field_logits(logits: torch.Tensor, variance: torch.Tensor, mean_field_f
     if mean_field_factor is None or mean_field_factor < 0:
         return logits
     return logits / torch.sqrt(1.0 + mean_field_factor * variance).unsqueeze(-1)
+
+
+def build_head(params: dict, dim: int, num_classes: int) -> nn.Module | None:
+    """A fresh head for an EncoderClassifier's parameters (``get_params()``) over ``dim``-wide
+    embeddings; None for the Mahalanobis head on a frozen encoder (it is all statistics)."""
+    kind, seed = params["head"], params["random_state"]
+    if kind == "sngp":
+        return SNGPHead(dim, num_classes, params["hidden_dim"], params["n_hidden_layers"], params["dropout"],
+                        params["norm_bound"], params["n_power_iterations"], params["num_inducing"],
+                        params["kernel_scale"], params["ridge_penalty"], params["mean_field_factor"],
+                        params["gp_likelihood"], normalize_input=params["gp_normalize_input"], seed=seed)
+    if kind == "logistic":
+        return LogisticHead(dim, num_classes)
+    if kind == "softmax" or params["fine_tune"]:  # a Mahalanobis head fine-tunes through a softmax head
+        return SoftmaxHead(dim, num_classes, params["hidden_dim"], params["n_hidden_layers"], params["dropout"],
+                           seed=seed)
+    return None

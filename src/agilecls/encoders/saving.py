@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ..runtime import pick_device
+from .heads import build_head
 from .ood import CombinedOOD, MahalanobisScorer, make_ood_scorer
 from .sentence import SentenceEncoder
 
@@ -55,7 +56,7 @@ def load_state(cls, folder: Path, manifest: dict, device: str | None = None):
     clf.encoder_ = clf.make_encoder(str(Path(folder) / ENCODER_FOLDER) if clf.fine_tune else None)
     clf.head_ = None
     if manifest["has_head"]:
-        clf.head_ = clf.build_head(clf.embedding_dim_, len(clf.classes_))
+        clf.head_ = build_head(clf.get_params(), clf.embedding_dim_, len(clf.classes_))
         clf.head_.load_state_dict({k[len("head."):]: v for k, v in tensors.items() if k.startswith("head.")})
         clf.head_.to(clf.device_).eval()
     clf.mahalanobis_ = None
@@ -67,5 +68,4 @@ def load_state(cls, folder: Path, manifest: dict, device: str | None = None):
     reference = manifest.get("ensemble_reference")
     if isinstance(clf.ood_scorer_, CombinedOOD) and reference:
         clf.ood_scorer_.reference = {k: tuple(v) for k, v in reference.items()}
-    clf._embedding_memo = {}
     return clf

@@ -249,3 +249,20 @@ class SentenceEncoder:
     def forward(self, texts: Sequence[str]) -> torch.Tensor:
         """Differentiable sentence embeddings (for fine-tuning)."""
         return self.model(self.features(texts))["sentence_embedding"]
+
+
+class EmbeddingMemo:
+    """The last few sets of texts embedded, kept in memory: calibrate, evaluate and details on the
+    same held-out texts then cost one encoder pass (a fine-tuned encoder has no disk cache)."""
+
+    def __init__(self, size: int = 4):
+        self.size = size
+        self._sets: dict[str, np.ndarray] = {}
+
+    def embed(self, encoder: SentenceEncoder, texts: list[str], show_progress: bool = False) -> np.ndarray:
+        key = hashlib.sha256("\0".join(texts).encode("utf-8")).hexdigest()
+        if key not in self._sets:
+            if len(self._sets) >= self.size:
+                self._sets.pop(next(iter(self._sets)))
+            self._sets[key] = encoder.embed(texts, show_progress=show_progress)
+        return self._sets[key]

@@ -97,6 +97,24 @@ def abstention_metrics(y_true: Sequence[str], y_pred: Sequence[str], oos_label: 
     }
 
 
+
+def uncertainty_metrics(y_true: Sequence[str], proba: np.ndarray, ood_score: np.ndarray, y_pred: Sequence[str],
+                        labels: Sequence[str], oos_label: str = "oos") -> dict[str, float]:
+    """Metrics of a classifier that knows out-of-scope, on rows that may be labelled ``oos_label``:
+    in-scope accuracy, ECE and NLL (in-scope rows), OOD AUROC / AUPRC (when both kinds are
+    present) and the abstention metrics of its predictions ``y_pred`` (which may say ``oos_label``)."""
+    y_arr = np.array([str(v) for v in y_true], dtype=object)
+    ood = y_arr == oos_label
+    out: dict[str, float] = {}
+    if (~ood).any():
+        m = classification_metrics(y_arr[~ood].tolist(), np.asarray(proba)[~ood], list(labels))
+        out.update(accuracy=m["accuracy"], ece=m["ece"], nll=m["log_loss"])
+    if ood.any() and (~ood).any():
+        out.update(ood_metrics(ood, ood_score))
+    out.update(abstention_metrics(y_arr, y_pred, oos_label))
+    return out
+
+
 def format_table(rows: list[dict], columns: Sequence[str] | None = None, floatfmt: str = ".3f") -> str:
     """A plain-text table (benchmarks and the CLI print these); columns default to every key of
     every row, in order of first appearance."""

@@ -70,14 +70,11 @@ class AgileClassifier(TextInputTags, ClassifierMixin, BaseEstimator):
     max_length : int or None, default=None
         Prompt tokens kept per text (long texts are truncated, the template kept); None is the
         model's context, or 128 when tuning (training cost grows with length).
-    device : str or None, default=None
-        None is CUDA when present, else the CPU.
-    dtype : str or None, default=None
-        None is the faster of fp32 / bf16 measured on the device; a saved classifier reloads in
-        the dtype it was fitted in, so its probabilities come back exactly.
-    seed : int, default=0
-    progress : bool, default=True
-        Progress bars.
+    device, dtype : str or None, default=None
+        None: CUDA when present, else the CPU; the faster of fp32 / bf16 measured on the device. A
+        saved classifier reloads in the dtype it was fitted in, so its probabilities come back exactly.
+    seed, progress : int, default=0; bool, default=True
+        Seed of example selection and tuning; progress bars.
     rank, lora_alpha, lora_dropout, target_modules, top_layers, learning_rate, lr_schedule, \
 warmup_fraction, epochs, train_batch_size, gradient_accumulation, loss, validation_fraction, \
 patience, gradient_checkpointing
@@ -88,12 +85,13 @@ patience, gradient_checkpointing
     Attributes
     ----------
     classes_ : ndarray of str
-    template_ : PromptTemplate
-    lm_ : LanguageModel
+    template_, lm_ : PromptTemplate, LanguageModel
     bias_ : ndarray
         Content-free calibration bias per label (zeros when not calibrated).
     history_ : list of dict
         Per-epoch training loss (and validation loss) when tuned.
+    validation_rows_ : ndarray of int
+        Rows of the training data held out for early stopping (empty without ``validation_fraction``).
 
     Examples
     --------
@@ -209,6 +207,7 @@ patience, gradient_checkpointing
         finally:
             self._split = None
         self.history_ = [vars(h) for h in history]
+        self.validation_rows_ = trainer.validation_rows
         self.tuning_seconds_ = time.perf_counter() - start
         self.bias_ = self._content_free_bias() if self._calibration() == "content_free" else np.zeros(len(labels))
         return self
@@ -289,9 +288,3 @@ patience, gradient_checkpointing
     @classmethod
     def _from_state(cls, folder, manifest: dict, model=None, device: str | None = None) -> "AgileClassifier":
         return saving.load_state(cls, folder, manifest, model, device)
-
-    @property
-    def language_model(self) -> LanguageModel:
-        """The fitted classifier's language model (with its adapters when tuned)."""
-        check_is_fitted(self, "lm_")
-        return self.lm_

@@ -174,6 +174,7 @@ class LoraTrainer:
         self.split = LayerSplit(lm, config.top_layers, store=store) if config.top_layers is not None else None
         self.n_layers = n_layers
         self.history: list[EpochInfo] = []
+        self.validation_rows = np.zeros(0, dtype=int)  # rows held out for early stopping, set by fit
 
     # ---- losses ---------------------------------------------------------------------------------
     def label_logits(self, prompts: Sequence[EncodedPrompt]) -> torch.Tensor:
@@ -235,6 +236,7 @@ class LoraTrainer:
         device = self.lm.device
         y_all = np.asarray(y_idx, dtype=np.int64)
         train_rows, val_rows = validation_split(y_all, cfg.validation_fraction, cfg.seed)
+        self.validation_rows = val_rows
         train_prompts = [prompts[i] for i in train_rows]
         val_prompts = [prompts[i] for i in val_rows]
         y_train = torch.tensor(y_all[train_rows], device=device)

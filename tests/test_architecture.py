@@ -1,0 +1,105 @@
+"""The shape of the code: import direction, no cycles, module and class sizes."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "src" / "agilecls"
+#: Modules that define or assemble estimators; everything below them must not import them.
+ESTIMATOR_MODULES = {"agilecls.lm.classifier", "agilecls.encoders.classifier", "agilecls.encoders.members",
+                     "agilecls.ensemble"}
+#: The top: commands and the web app may import anything.
+TOP = ("agilecls.cli", "agilecls.server")
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports_of(path: Path) -> set[str]:
+    """Every agilecls module ``path`` imports, at module level or inside functions."""
+    name = module_name(path)
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom):
+            base = package
+            for _ in range(node.level - 1):
+                base = base.rsplit(".", 1)[0]
+            target = (f"{base}.{node.module}" if node.module else base) if node.level else node.module
+            if target and target.startswith("agilecls"):
+                for alias in node.names:  # `from . import saving` names a module
+                    candidate = f"{target}.{alias.name}"
+                    found.add(candidate if candidate in MODULES else target)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("agilecls"))
+    return {m for m in found if m in MODULES} - {name}
+
+
+FILES = sorted(PACKAGE.rglob("*.py"))
+MODULES = {module_name(p) for p in FILES}
+GRAPH = {module_name(p): imports_of(p) for p in FILES}
+
+
+def test_no_import_cycles():
+    state: dict[str, int] = {}
+
+    def visit(module, stack):
+        state[module] = 1
+        for dep in sorted(GRAPH[module]):
+            if state.get(dep) == 1:
+                pytest.fail("import cycle: " + " -> ".join(stack[stack.index(dep):] + [dep]))
+            if dep not in state:
+                visit(dep, stack + [dep])
+        state[module] = 2
+
+    for module in sorted(GRAPH):
+        if module not in state:
+            visit(module, [module])
+
+
+def test_lower_layers_never_import_estimators():
+    offenders = {m: sorted(GRAPH[m] & ESTIMATOR_MODULES) for m in GRAPH
+                 if m not in ESTIMATOR_MODULES and not m.startswith(TOP) and m != "agilecls"
+                 and GRAPH[m] & ESTIMATOR_MODULES}
+    assert offenders == {}
+
+
+def test_importing_persistence_imports_no_estimator_and_no_torch():
+    code = ("import sys, agilecls.persistence as p; "
+            "print(sorted(m for m in sys.modules if m.startswith(('agilecls', 'torch'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert eval(out) == ["agilecls", "agilecls.persistence"]
+
+
+def test_load_classifier_finds_registered_estimators():
+    code = ("import sys; from agilecls.persistence import estimator_class; "
+            "print(estimator_class('EncoderClassifier').__module__, 'agilecls.lm.classifier' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["agilecls.encoders.classifier", "False"]  # only the estimator that was asked for is imported
+
+
+def code_lines(node: ast.ClassDef) -> int:
+    """Lines of a class without its docstrings (numpydoc parameter lists are long by design)."""
+    docs = sum(n.body[0].end_lineno - n.body[0].lineno + 1 for n in ast.walk(node)
+               if isinstance(n, (ast.ClassDef, ast.FunctionDef)) and n.body and isinstance(n.body[0], ast.Expr)
+               and isinstance(n.body[0].value, ast.Constant) and isinstance(n.body[0].value.value, str))
+    return node.end_lineno - node.lineno + 1 - docs
+
+
+def test_modules_and_classes_stay_small():
+    """Modules up to 400 lines; classes up to 250 lines of code (the estimators about 200)."""
+    too_long = {module_name(p): n for p in FILES if (n := len(p.read_text().splitlines())) > 400}
+    big_classes = {}
+    for p in FILES:
+        for node in ast.walk(ast.parse(p.read_text())):
+            limit = 210 if node.__class__ is ast.ClassDef and node.name.endswith("Classifier") else 250
+            if isinstance(node, ast.ClassDef) and code_lines(node) > limit:
+                big_classes[f"{module_name(p)}.{node.name}"] = code_lines(node)
+    assert too_long == {} and big_classes == {}
