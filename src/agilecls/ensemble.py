@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.base import ClassifierMixin, clone
+from sklearn.utils.metaestimators import _BaseComposition
 from sklearn.utils.validation import check_is_fitted
 
 from .persistence import load_as, load_classifier, register_estimator, save_estimator
@@ -31,7 +32,7 @@ def soft_vote(probas: Sequence[np.ndarray], weights: Sequence[float] | None = No
 
 
 @register_estimator("EnsembleClassifier")
-class EnsembleClassifier(TextInputTags, ClassifierMixin, BaseEstimator):
+class EnsembleClassifier(TextInputTags, ClassifierMixin, _BaseComposition):
     """Soft-voting ensemble of agilecls classifiers (any estimator with ``fit`` / ``predict_proba`` /
     ``classes_`` / ``save``, loadable by :func:`agilecls.persistence.load_classifier`).
 
@@ -61,6 +62,15 @@ class EnsembleClassifier(TextInputTags, ClassifierMixin, BaseEstimator):
         self.estimators = estimators
         self.weights = weights
         self.labels = labels
+
+    def get_params(self, deep: bool = True) -> dict:
+        """Parameters, with each member's as ``<name>__<param>`` when ``deep`` (as VotingClassifier)."""
+        return self._get_params("estimators", deep=deep)
+
+    def set_params(self, **params) -> "EnsembleClassifier":
+        """Set parameters, a member's as ``<name>__<param>`` (e.g. ``llm__epochs=4``)."""
+        self._set_params("estimators", **params)
+        return self
 
     def _check_estimators(self) -> list[tuple[str, object]]:
         pairs = list(self.estimators or [])
@@ -119,7 +129,9 @@ class EnsembleClassifier(TextInputTags, ClassifierMixin, BaseEstimator):
         return soft_vote(list(self.member_probas(X).values()), self.weights)
 
     def predict(self, X) -> np.ndarray:
-        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+        """The label with the highest voted probability."""
+        proba = self.predict_proba(X)
+        return self.classes_[proba.argmax(axis=1)]
 
     def ood_score(self, X) -> np.ndarray:
         """1 - max probability of the ensemble (higher = less like any class)."""

@@ -260,7 +260,9 @@ patience, gradient_checkpointing
         return label_ood_scores(self.decision_function(X), method)
 
     def predict(self, X) -> np.ndarray:
-        return self.classes_[self.decision_function(X).argmax(axis=1)]
+        """The most probable label of each text."""
+        scores = self.decision_function(X)
+        return self.classes_[scores.argmax(axis=1)]
 
     def describe(self) -> str:
         """One line naming the classifier, for the CLI and reports."""
