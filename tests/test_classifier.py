@@ -16,8 +16,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
 from agilecls import AgileClassifier, ModelNotFoundError, PromptTemplate, load_lm
-from agilecls.lm.prompts import select_examples
-from agilecls.lm.prompts import LabelTokenError
+from agilecls.lm.prompts import LabelTokenError, select_examples
 
 TEXTS = ["this was a really good movie", "awful food", "I hate it", "great", "I love it", "bad movie"]
 Y = ["Positive", "Negative", "Negative", "Positive", "Positive", "Negative"]

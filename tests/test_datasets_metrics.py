@@ -7,7 +7,15 @@ import pandas as pd
 import pytest
 from sklearn.metrics import f1_score, roc_auc_score
 
-from agilecls.datasets import DatasetError, load_clinc150, load_dataset, load_ethos, load_file, load_lit_prompts, load_tweets
+from agilecls.datasets import (
+    DatasetError,
+    load_clinc150,
+    load_dataset,
+    load_ethos,
+    load_file,
+    load_lit_prompts,
+    load_tweets,
+)
 from agilecls.evaluation.metrics import classification_metrics, expected_calibration_error
 from agilecls.evaluation.report import build_report
 

@@ -8,8 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from agilecls import AgileClassifier, EnsembleClassifier
-from agilecls import EncoderClassifier
+from agilecls import AgileClassifier, EncoderClassifier, EnsembleClassifier
 from agilecls.ensemble import soft_vote
 from agilecls.persistence import MANIFEST, load_classifier
 

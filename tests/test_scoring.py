@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from agilecls.lm.prompts import PromptTemplate
-from agilecls.lm.prompts import LabelTokenError, PromptEncoder, label_token_ids
+from agilecls.lm.prompts import LabelTokenError, PromptEncoder, PromptTemplate, label_token_ids
 from agilecls.lm.scoring import LabelScorer
 
 TEXTS = ["this was a really good movie", "awful food", "I hate it", "great", "not good . not bad ."]

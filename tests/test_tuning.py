@@ -10,9 +10,9 @@ import torch
 from sklearn.base import clone
 
 from agilecls import AgileClassifier
-from agilecls.persistence import MANIFEST, ModelFormatError, load_classifier
 from agilecls.lm.forward import hidden_states
 from agilecls.lm.layer_split import LayerSplit
+from agilecls.persistence import MANIFEST, ModelFormatError, load_classifier
 
 from conftest import TEXTS, Y
 
@@ -124,7 +124,7 @@ def test_loading_onto_a_different_base_model_is_refused(tiny_lm, tmp_path):
 
 
 def test_interrupted_save_leaves_the_old_model_intact(tiny_lm, tmp_path, monkeypatch):
-    import safetensors.torch
+    import agilecls.lm.saving
 
     old = tuned(tiny_lm, epochs=1).fit(TEXTS, Y)
     old.save(tmp_path / "model")
@@ -134,7 +134,7 @@ def test_interrupted_save_leaves_the_old_model_intact(tiny_lm, tmp_path, monkeyp
     def crash(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(safetensors.torch, "save_file", crash)
+    monkeypatch.setattr(agilecls.lm.saving, "save_file", crash)
     with pytest.raises(OSError, match="disk full"):
         new.save(tmp_path / "model")
     assert {p.name: p.read_bytes() for p in (tmp_path / "model").iterdir()} == before
@@ -179,7 +179,8 @@ def test_length_grouped_batches_cover_every_row_once_with_little_padding():
 
 
 def test_learning_rate_warms_up_then_decays_to_zero_on_the_linear_schedule(tiny_lm):
-    from agilecls.lm.tuning import TuningConfig, lr_scheduler
+    from agilecls.lm.config import TuningConfig
+    from agilecls.lm.tuning import lr_scheduler
 
     opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
     sched = lr_scheduler(opt, TuningConfig(lr_schedule="linear", warmup_fraction=0.25), 8)

@@ -13,14 +13,18 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from sklearn.exceptions import NotFittedError
 
 from agilecls import EncoderClassifier, ModelFormatError
-from agilecls.encoders.sentence import EmbeddingCache, EncoderError, SentenceEncoder, load_sentence_transformer
-from agilecls.encoders.heads import (SNGPHead, SoftmaxHead, refine_spectral_norms, spectral_norm,
-                                     spectral_normalized_linear)
+from agilecls.encoders.heads import (
+    SNGPHead,
+    SoftmaxHead,
+    refine_spectral_norms,
+    spectral_norm,
+    spectral_normalized_linear,
+)
 from agilecls.encoders.ood import MahalanobisScorer
+from agilecls.encoders.sentence import EmbeddingCache, EncoderError, SentenceEncoder, load_sentence_transformer
 from agilecls.evaluation.metrics import abstention_metrics, ood_metrics
 from agilecls.uncertainty import choose_reject_threshold, fit_temperature, label_ood_scores
 

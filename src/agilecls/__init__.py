@@ -31,7 +31,7 @@ _EXPORTS = {
     "BUNDLED": "agilecls.lm.loading",
     "DEFAULT_MODEL": "agilecls.lm.loading",
     "PromptTemplate": "agilecls.lm.prompts",
-    "TuningConfig": "agilecls.lm.tuning",
+    "TuningConfig": "agilecls.lm.config",
     "SentenceEncoder": "agilecls.encoders.sentence",
     "load_dataset": "agilecls.datasets",
     "TextDataset": "agilecls.datasets",
@@ -54,14 +54,14 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for IDEs and type checkers
-    from .datasets import TextDataset, load_dataset
-    from .encoders.classifier import EncoderClassifier
-    from .encoders.sentence import SentenceEncoder
-    from .ensemble import EnsembleClassifier
-    from .evaluation.metrics import classification_metrics
-    from .lm.classifier import AgileClassifier
-    from .lm.loading import BUNDLED, DEFAULT_MODEL, LanguageModel, ModelNotFoundError, load_lm
-    from .lm.prompts import PromptTemplate
-    from .lm.tuning import TuningConfig
-    from .persistence import ModelFormatError, load_classifier
-    from .salience.explanation import Explanation, explain
+    from .datasets import TextDataset, load_dataset  # noqa: F401
+    from .encoders.classifier import EncoderClassifier  # noqa: F401
+    from .encoders.sentence import SentenceEncoder  # noqa: F401
+    from .ensemble import EnsembleClassifier  # noqa: F401
+    from .evaluation.metrics import classification_metrics  # noqa: F401
+    from .lm.classifier import AgileClassifier  # noqa: F401
+    from .lm.config import TuningConfig  # noqa: F401
+    from .lm.loading import BUNDLED, DEFAULT_MODEL, LanguageModel, ModelNotFoundError, load_lm  # noqa: F401
+    from .lm.prompts import PromptTemplate  # noqa: F401
+    from .persistence import ModelFormatError, load_classifier  # noqa: F401
+    from .salience.explanation import Explanation, explain  # noqa: F401

@@ -15,6 +15,7 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
+from sklearn.model_selection import train_test_split
 
 DATA_DIR_ENV = "AGILECLS_DATA_DIR"
 
@@ -138,8 +139,6 @@ def load_clinc150(split: str = "test", root=None, include_oos: bool = True) -> T
 
 def load_tweets(split: str = "test", root=None, test_size: float = 0.33, seed: int = 42) -> TextDataset:
     """Spanish marketing tweets, SECTOR mapped to the tutorial's class names, stratified 67/33 split."""
-    from sklearn.model_selection import train_test_split
-
     df = pd.read_csv(reference_path("tweets", root))
     df = df.dropna(subset=["TEXTO", "SECTOR"])
     df["label"] = df["SECTOR"].map(TWEET_SECTOR_NAMES)

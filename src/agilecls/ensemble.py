@@ -22,6 +22,7 @@ from sklearn.utils.validation import check_is_fitted
 from .persistence import load_as, load_classifier, register_estimator, save_estimator
 from .validation import TextInputTags, check_texts, check_xy
 
+
 def soft_vote(probas: Sequence[np.ndarray], weights: Sequence[float] | None = None) -> np.ndarray:
     """The weighted mean of the members' probabilities (rows sum to 1), as scikit-learn's soft voting."""
     stacked = np.stack([np.asarray(p, dtype=np.float64) for p in probas])

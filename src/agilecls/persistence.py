@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import tempfile
+from importlib import metadata
 from pathlib import Path
 from typing import Callable
 
@@ -67,8 +68,6 @@ def register_estimator(name: str) -> Callable[[type], type]:
 
 def package_versions() -> dict[str, str]:
     """Versions of the packages a saved model's numbers depend on (recorded in every manifest)."""
-    from importlib import metadata
-
     out = {}
     for name in ("agilecls", "torch", "transformers", "peft", "safetensors", "scikit-learn",
                  "sentence-transformers", "numpy"):

@@ -10,16 +10,17 @@ from typing import List, Optional
 import numpy as np
 import typer
 
+from ..persistence import is_saved, load_classifier
 from .common import fail, load_or_zero_shot, parse_labels, read_texts, run_guarded
 
 
 def evaluate(clf, data, report: Path, title: str, info: dict, proba=None, seconds: float | None = None) -> dict:
     """Predict ``data`` (unless its ``proba`` is given, computed in ``seconds``), print the metrics
     table and write the HTML report."""
-    from ..encoders.classifier import EncoderClassifier
-    from ..evaluation.metrics import format_table
-    from ..evaluation.plots import ood_histogram
-    from ..evaluation.report import write_report
+    from ..encoders.classifier import EncoderClassifier  # loads torch/pandas: only when the command runs
+    from ..evaluation.metrics import format_table  # loads torch/pandas: only when the command runs
+    from ..evaluation.plots import ood_histogram  # loads torch/pandas: only when the command runs
+    from ..evaluation.report import write_report  # loads torch/pandas: only when the command runs
 
     if proba is None:
         start = time.perf_counter()
@@ -89,10 +90,9 @@ def register(app: typer.Typer) -> None:
                      limit: Optional[int] = typer.Option(None, help="Evaluate only the first N texts."),
                      report: Path = typer.Option(Path("reports/eval.html"), help="Where to write the HTML report.")):
         """Evaluate a classifier on a dataset: metrics table + HTML report."""
-        from ..datasets import load_dataset
-        from ..lm.classifier import AgileClassifier
-        from ..lm.loading import DEFAULT_MODEL
-        from ..persistence import is_saved, load_classifier
+        from ..datasets import load_dataset  # loads torch/pandas: only when the command runs
+        from ..lm.classifier import AgileClassifier  # loads torch/pandas: only when the command runs
+        from ..lm.loading import DEFAULT_MODEL  # loads torch/pandas: only when the command runs
 
         def run():
             test = load_dataset(data, split, text_col, label_col, parse_labels(labels))

@@ -9,6 +9,8 @@ from typing import List, Optional
 
 import typer
 
+from ..persistence import ModelFormatError, is_saved, load_classifier
+
 
 def fail(message: str) -> None:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
@@ -19,7 +21,7 @@ def read_texts(texts: List[str], file: Optional[Path], text_col: str) -> list[st
     """Texts from arguments, a file (one per line, or CSV/JSONL with ``text_col``) or standard input."""
     if file is not None:
         if file.suffix.lower() in (".csv", ".tsv", ".jsonl", ".json"):
-            from ..datasets import load_file
+            from ..datasets import load_file  # loads torch/pandas: only when the command runs
 
             return load_file(file, text_col=text_col, label_col=None).texts
         return [line for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -36,9 +38,8 @@ def parse_labels(labels: Optional[str]) -> Optional[list[str]]:
 
 def run_guarded(fn, *args, **kwargs):
     """Turn the errors users cause (bad data, unknown model, bad labels) into one clear line."""
-    from ..datasets import DatasetError
-    from ..lm.loading import ModelNotFoundError
-    from ..persistence import ModelFormatError
+    from ..datasets import DatasetError  # loads torch/pandas: only when the command runs
+    from ..lm.loading import ModelNotFoundError  # loads torch/pandas: only when the command runs
 
     try:
         return fn(*args, **kwargs)
@@ -48,13 +49,12 @@ def run_guarded(fn, *args, **kwargs):
 
 def load_or_zero_shot(model: Optional[str], labels: Optional[str], **params):
     """The saved classifier in folder ``model``, or a zero-shot AgileClassifier over ``labels``."""
-    from ..persistence import is_saved, load_classifier
 
     if model and is_saved(model):
         return load_classifier(model)
     if not parse_labels(labels):
         raise ValueError("give --labels a,b,... (or --model a saved classifier folder)")
-    from ..lm.classifier import AgileClassifier
-    from ..lm.loading import DEFAULT_MODEL
+    from ..lm.classifier import AgileClassifier  # loads torch/pandas: only when the command runs
+    from ..lm.loading import DEFAULT_MODEL  # loads torch/pandas: only when the command runs
 
     return AgileClassifier(labels=parse_labels(labels), model=model or DEFAULT_MODEL, **params).fit()

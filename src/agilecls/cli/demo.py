@@ -34,9 +34,9 @@ def register(app: typer.Typer) -> None:
         """The main job: classify the ETHOS hate-speech test split with the bundled default model,
         LoRA-tuned on ETHOS training rows in a few minutes on a CPU and joined by a sentence-encoder
         head (or prompted, with --no-tune)."""
-        from ..lm.classifier import AgileClassifier
-        from ..datasets import load_ethos
-        from ..lm.loading import DEFAULT_MODEL
+        from ..datasets import load_ethos  # loads torch/pandas: only when the command runs
+        from ..lm.classifier import AgileClassifier  # loads torch/pandas: only when the command runs
+        from ..lm.loading import DEFAULT_MODEL  # loads torch/pandas: only when the command runs
 
         def run():
             train, test = load_ethos("train"), load_ethos("test")
@@ -50,8 +50,8 @@ def register(app: typer.Typer) -> None:
                                   instructions=train.meta["instructions"])
             what = f"{clf.model} LoRA-tuned for {epochs} epochs (top {clf.top_layers} layers, rank {clf.rank})"
             if encoder:
-                from ..encoders.members import encoder_member
-                from ..ensemble import EnsembleClassifier
+                from ..encoders.members import encoder_member  # loads torch/pandas: only when the command runs
+                from ..ensemble import EnsembleClassifier  # loads torch/pandas: only when the command runs
 
                 clf = EnsembleClassifier([("encoder", encoder_member(encoder, "finetuned")), ("llm", clf)])
                 what += f" + the {encoder} sentence encoder fine-tuned with a softmax head, soft-voted"
@@ -73,8 +73,11 @@ def register(app: typer.Typer) -> None:
         info.update({"train texts": train_size, "epochs": epochs} if tune else {"shots": shots})
         proba = seconds = None
         if tune and encoder:  # each member alone, for comparison with the ensemble
-            from ..ensemble import soft_vote
-            from ..evaluation.metrics import classification_metrics, format_table
+            from ..ensemble import soft_vote  # loads torch/pandas: only when the command runs
+            from ..evaluation.metrics import (  # loads torch/pandas: only when the command runs
+                classification_metrics,
+                format_table,
+            )
 
             start = time.perf_counter()
             members = clf.member_probas(test.texts)

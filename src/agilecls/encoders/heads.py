@@ -16,8 +16,10 @@ Out-of-scope scorers live in :mod:`.ood`.
 from __future__ import annotations
 
 import math
+
 import numpy as np
 import torch
+from sklearn.linear_model import LogisticRegression
 from torch import nn
 from torch.nn.utils import parametrize
 
@@ -161,8 +163,6 @@ class LogisticHead(nn.Module):
 
     @torch.no_grad()
     def fit_embeddings(self, emb: np.ndarray, y_idx: np.ndarray, C: float = 1.0, seed: int = 0) -> "LogisticHead":
-        from sklearn.linear_model import LogisticRegression
-
         model = LogisticRegression(C=C, max_iter=5000, random_state=seed).fit(emb, y_idx)
         coef, intercept = model.coef_, model.intercept_
         if coef.shape[0] == 1:  # scikit-learn keeps one row for two classes: logit(1) - logit(0)

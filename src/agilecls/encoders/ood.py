@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from sklearn.covariance import EmpiricalCovariance, LedoitWolf, ShrunkCovariance
 from sklearn.exceptions import NotFittedError
 
 from ..uncertainty import OOD_METHODS, label_ood_scores
@@ -39,8 +40,6 @@ class MahalanobisScorer:
         self.precision_: np.ndarray | None = None
 
     def fit(self, emb: np.ndarray, y_idx: np.ndarray, num_classes: int | None = None) -> "MahalanobisScorer":
-        from sklearn.covariance import EmpiricalCovariance, LedoitWolf, ShrunkCovariance
-
         emb = np.asarray(emb, dtype=np.float64)
         y_idx = np.asarray(y_idx)
         k = int(num_classes or y_idx.max() + 1)

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 
 from ..runtime import pick_device
 from .heads import build_head
 from .ood import CombinedOOD, MahalanobisScorer, make_ood_scorer
-from .sentence import SentenceEncoder
 
 HEAD_FILE = "head.safetensors"
 ENCODER_FOLDER = "encoder"
@@ -20,8 +20,6 @@ ENCODER_FOLDER = "encoder"
 
 def save_state(clf, folder: Path) -> dict:
     """Write the tensors into ``folder``; returns the manifest content."""
-    from safetensors.torch import save_file
-
     tensors: dict[str, torch.Tensor] = {}
     if clf.head_ is not None:
         tensors.update({f"head.{k}": v.detach().cpu().contiguous() for k, v in clf.head_.state_dict().items()})
@@ -41,8 +39,6 @@ def save_state(clf, folder: Path) -> dict:
 
 def load_state(cls, folder: Path, manifest: dict, device: str | None = None):
     """Rebuild a fitted classifier from what :func:`save_state` wrote."""
-    from safetensors.torch import load_file
-
     params = dict(manifest["params"])
     if device is not None:
         params["device"] = device

@@ -21,6 +21,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from safetensors.numpy import load_file, save_file
 
 from ..runtime import cache_dir, pick_device
 
@@ -128,7 +129,7 @@ def resolve_encoder(name: str) -> tuple[str, str]:
 
 def load_sentence_transformer(name: str, device: str | None = "auto"):
     """A ``SentenceTransformer`` for a bundled name, a folder or a hub id."""
-    from sentence_transformers import SentenceTransformer
+    from sentence_transformers import SentenceTransformer  # ~7 s to import: only when an encoder loads
 
     target, _ = resolve_encoder(name)
     try:
@@ -153,8 +154,6 @@ class EmbeddingCache:
         return hashlib.sha256(text.encode("utf-8")).digest()[:16]
 
     def _load(self) -> dict[bytes, np.ndarray]:
-        from safetensors.numpy import load_file
-
         if self._rows is None:
             self._rows = {}
             for shard in sorted(self.folder.glob("*.safetensors")):
@@ -170,8 +169,6 @@ class EmbeddingCache:
         return found, [i for i, r in enumerate(found) if r is None]
 
     def put(self, texts: Sequence[str], embeddings: np.ndarray) -> None:
-        from safetensors.numpy import save_file
-
         if not len(texts):
             return
         self.folder.mkdir(parents=True, exist_ok=True)

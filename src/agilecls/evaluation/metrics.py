@@ -76,11 +76,9 @@ def ood_metrics(is_ood: Sequence[bool], score: Sequence[float]) -> dict[str, flo
     """AUROC and AUPRC with out-of-scope as the positive class and ``score`` as its score (higher =
     more out of scope), as the Uncertainty Baselines CLINC benchmark reports them. AUPRC is
     sklearn's average precision (Keras' AUC(curve='PR') interpolates and reads slightly higher)."""
-    from sklearn.metrics import average_precision_score, roc_auc_score
-
     is_ood = np.asarray(is_ood, dtype=int)
     score = np.asarray(score, dtype=np.float64)
-    return {"ood_auroc": float(roc_auc_score(is_ood, score)), "ood_auprc": float(average_precision_score(is_ood, score))}
+    return {"ood_auroc": float(skm.roc_auc_score(is_ood, score)), "ood_auprc": float(skm.average_precision_score(is_ood, score))}
 
 
 def abstention_metrics(y_true: Sequence[str], y_pred: Sequence[str], oos_label: str = "oos") -> dict[str, float]:

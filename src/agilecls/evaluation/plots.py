@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+from matplotlib.figure import Figure
 from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocCurveDisplay
 
 from .metrics import encode_labels, expected_calibration_error, ood_metrics
@@ -22,8 +23,6 @@ RELIABILITY_BINS = 15
 
 def new_figure(figsize=(5, 4.5)):
     """(Figure, Axes) in the house style: constrained layout, no pyplot."""
-    from matplotlib.figure import Figure
-
     fig = Figure(figsize=figsize, layout="constrained")
     return fig, fig.add_subplot()
 

@@ -18,10 +18,11 @@ from ..persistence import load_as, register_estimator, save_estimator
 from ..uncertainty import label_ood_scores
 from ..validation import TextInputTags, check_labels, check_texts, check_xy, softmax
 from . import saving
+from .config import LOSSES, LR_SCHEDULES, TARGET_MODULES, TuningConfig
 from .loading import DEFAULT_MODEL, LanguageModel, load_lm, private_copy
 from .prompts import PromptEncoder, PromptTemplate, label_token_ids, select_examples
 from .scoring import LabelScorer
-from .tuning import LOSSES, LR_SCHEDULES, TARGET_MODULES, LoraTrainer, TuningConfig, add_lora
+from .tuning import LoraTrainer, add_lora
 
 _DEFAULTS = TuningConfig()
 _count = Interval(Integral, 1, None, closed="left")

@@ -74,7 +74,7 @@ class LayerSplit:
             ids = torch.tensor([list(prefix)], device=self.lm.device)
             cache = None
             if self.n_lower:
-                from transformers import DynamicCache
+                from transformers import DynamicCache  # transformers' cache module: only when tuning
 
                 cache = DynamicCache(config=self.lm.base_model().config)
             hidden = self._run_lower(ids, torch.ones_like(ids), cache)

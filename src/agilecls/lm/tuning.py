@@ -2,7 +2,7 @@
 
 Why it is fast on a CPU: by default only the top ``top_layers`` decoder layers get adapters, so the
 layers below never change; their output for each example is computed once
-(:class:`~agilecls.scoring.LayerSplit`) and every epoch runs only the top layers. Batches group
+(:class:`~agilecls.lm.layer_split.LayerSplit`) and every epoch runs only the top layers. Batches group
 texts of similar length, and label scores come from the one scoring engine
 (:meth:`LabelScorer.score_tensor`), so training and prediction read the same numbers.
 """
@@ -12,85 +12,25 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
+from sklearn.model_selection import train_test_split
 from tqdm.auto import tqdm
 
 from ..batching import length_grouped_batches
+from .config import TuningConfig
 from .forward import hidden_states, softcap
 from .layer_split import LayerSplit, decoder_layers
 from .loading import LanguageModel
 from .prompts import EncodedPrompt
 from .scoring import LabelScorer
 
-#: Names accepted for ``target_modules`` (Llama, Gemma, Qwen and Mistral projection names).
-TARGET_MODULES = {
-    "attention": ["q_proj", "v_proj"],
-    "attention-all": ["q_proj", "k_proj", "v_proj", "o_proj"],
-    "all": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-}
-LOSSES = ("label", "lm")
-#: Learning-rate schedules (transformers' names): "linear" warms up, then decays to zero by the last step.
-LR_SCHEDULES = ("linear", "cosine", "constant")
-
-
-def _field(default, help: str):
-    return field(default=default, metadata={"help": help})
-
-
-@dataclass
-class TuningConfig:
-    """Everything that decides a tuning run (saved with the model): the single source of the LoRA
-    defaults, their names and their help texts (``AgileClassifier``'s and ``agilecls train``'s options
-    are built from these fields). Defaults were chosen on ETHOS validation rows (docs/tuning.md)."""
-
-    rank: int = _field(4, "LoRA rank.")
-    lora_alpha: float = _field(8.0, "LoRA scaling numerator (scale = alpha / rank).")
-    lora_dropout: float = _field(0.05, "Dropout on the LoRA input.")
-    target_modules: str | list = _field("attention", "attention (q/v), attention-all (q/k/v/o), all (every "
-                                                     "linear layer of the block) or a list of module names.")
-    top_layers: int | None = _field(4, "Adapt only the top N decoder layers; the frozen layers below run once "
-                                       "per example and are cached. None = all layers.")
-    learning_rate: float = _field(2e-3, "Adam learning rate (2e-3 beat 5e-4 on ETHOS validation: ROC-AUC "
-                                        "0.893 vs 0.810).")
-    lr_schedule: str = _field("linear", "linear, cosine or constant (after warm-up).")
-    warmup_fraction: float = _field(0.1, "Share of the steps spent warming up.")
-    epochs: int = _field(6, "Passes over the training texts.")
-    train_batch_size: int = _field(4, "Texts per training step.")
-    gradient_accumulation: int = _field(1, "Steps whose gradients are summed before an update.")
-    gradient_checkpointing: bool = _field(False, "Trade compute for memory.")
-    loss: str = _field("label", "label (cross-entropy over the label tokens) or lm (next-token loss).")
-    validation_fraction: float = _field(0.0, "Hold out this share for early stopping (0 = none).")
-    patience: int = _field(2, "Epochs without validation improvement before stopping.")
-    seed: int = _field(0, "Seed of the adapters' initial values, the batches and the split.")
-
-    def check(self, n_layers: int) -> None:
-        """What can only be checked against the model: ``top_layers`` fits its decoder layers.
-        (Value ranges are checked by the estimator's ``_parameter_constraints``.)"""
-        if self.top_layers is not None and not 1 <= self.top_layers <= n_layers:
-            raise ValueError(f"top_layers must be between 1 and {n_layers} (the model's layers) or None for all")
-
-    @classmethod
-    def help(cls, name: str) -> str:
-        """The help text of field ``name``."""
-        return cls.__dataclass_fields__[name].metadata["help"]
-
-    def module_names(self) -> list[str]:
-        return list(TARGET_MODULES[self.target_modules]) if isinstance(self.target_modules, str) \
-            else list(self.target_modules)
-
-    def layer_indices(self, n_layers: int) -> list[int] | None:
-        return None if self.top_layers is None else list(range(n_layers - self.top_layers, n_layers))
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
 
 def lora_config(config: TuningConfig, n_layers: int):
-    from peft import LoraConfig
+    from peft import LoraConfig  # peft takes seconds to import: only when tuning
 
     return LoraConfig(r=config.rank, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
                       target_modules=config.module_names(), layers_to_transform=config.layer_indices(n_layers),
@@ -100,7 +40,7 @@ def lora_config(config: TuningConfig, n_layers: int):
 
 def add_lora(lm: LanguageModel, config: TuningConfig) -> LanguageModel:
     """Wrap ``lm.model`` (a private copy) with fresh LoRA adapters; the seed fixes their initial values."""
-    from peft import get_peft_model
+    from peft import get_peft_model  # seconds to import: only when tuning
 
     n_layers = len(decoder_layers(lm))
     config.check(n_layers)
@@ -112,7 +52,7 @@ def add_lora(lm: LanguageModel, config: TuningConfig) -> LanguageModel:
 
 
 def adapter_state(lm: LanguageModel) -> dict[str, torch.Tensor]:
-    from peft import get_peft_model_state_dict
+    from peft import get_peft_model_state_dict  # seconds to import: only when saving adapters
 
     return {k: v.detach().cpu().contiguous() for k, v in get_peft_model_state_dict(lm.model).items()}
 
@@ -121,7 +61,7 @@ def lr_scheduler(optimizer, config: TuningConfig, total_steps: int):
     """The config's learning-rate schedule over ``total_steps`` optimizer steps. Decaying to zero
     steadies the last epochs: with a constant rate the decision threshold swung from epoch to epoch
     (ETHOS validation F1 0.86 then 0.68 one epoch later; 0.84 then 0.83 with the linear decay)."""
-    from transformers import get_scheduler
+    from transformers import get_scheduler  # transformers' optimization module is slow to import
 
     name = "constant_with_warmup" if config.lr_schedule == "constant" else config.lr_schedule
     return get_scheduler(name, optimizer, num_warmup_steps=int(config.warmup_fraction * total_steps),
@@ -146,8 +86,6 @@ def validation_split(y_idx: np.ndarray, fraction: float, seed: int) -> tuple[np.
     rows = np.arange(len(y_idx))
     if fraction <= 0:
         return rows, rows[:0]
-    from sklearn.model_selection import train_test_split
-
     counts = np.bincount(y_idx)
     stratify = y_idx if counts[counts > 0].min() >= 2 else None
     n_val = max(1, int(round(fraction * len(rows))))

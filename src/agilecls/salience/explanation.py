@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -28,6 +29,7 @@ from .methods import METHODS, run_method
 from .objectives import ClassifierLogProb, TargetLogProb
 from .render import render_console, render_html
 from .spans import aggregate
+
 
 # ---- results ----------------------------------------------------------------------------------
 @dataclass
@@ -86,8 +88,6 @@ class Explanation:
         """A standalone HTML heat map (no scripts, no external assets); written to ``path`` if given."""
         page = render_html(self, granularity, pattern, title)
         if path is not None:
-            from pathlib import Path
-
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             Path(path).write_text(page, encoding="utf-8")
         return page

@@ -15,6 +15,8 @@ from typing import Callable
 
 import torch
 
+from .objectives import _Objective
+
 METHODS: dict[str, Callable] = {}
 
 

@@ -4,7 +4,11 @@ and a coloured console view. They read only the explanation's plain data."""
 from __future__ import annotations
 
 import html
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
+
+if TYPE_CHECKING:
+    from .explanation import Explanation
+
 
 def _scale(values: Sequence[float], signed: bool) -> float:
     m = max((abs(v) for v in values), default=0.0)

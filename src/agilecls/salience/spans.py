@@ -6,6 +6,7 @@ at any granularity shows the same attribution mass, only grouped differently.
 
 from __future__ import annotations
 
+import bisect
 import re
 from typing import Sequence
 
@@ -81,8 +82,6 @@ def aggregate(text: str, tokens: Sequence[dict], granularity: str = "words", pat
              for a, b in ranges]
     specials: list[dict] = []
     starts = [a for a, _ in ranges]
-    import bisect
-
     for i, tok in enumerate(tokens):
         if tok.get("special") or not spans:
             specials.append({"text": tok.get("text", ""), "start": tok["start"], "end": tok["end"],
