@@ -12,13 +12,14 @@ import os
 import platform
 import shlex
 import sys
-import tempfile
 import time
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
 import torch
+
+from agilecls.persistence import atomic_write_text
 
 RESULTS = Path(__file__).resolve().parent / "results"
 #: Top-level keys write_results adds to every file; payloads may not use them.
@@ -123,20 +124,8 @@ def matmul_gflops(n: int = 1024, repeats: int = 10, device: str = "cpu") -> floa
 
 
 def write_json(path: str | os.PathLike, data, indent: int | None = 2) -> Path:
-    """Write ``data`` as JSON atomically: a temporary file in the same folder, then os.replace."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=indent, ensure_ascii=False, default=str)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write ``data`` as JSON atomically (agilecls's own atomic writer)."""
+    return atomic_write_text(path, json.dumps(data, indent=indent, ensure_ascii=False, default=str))
 
 
 def write_results(name: str, payload: dict, out: str | os.PathLike | None = None, *,

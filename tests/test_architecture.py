@@ -108,3 +108,14 @@ def test_modules_and_classes_stay_small():
             if isinstance(node, ast.ClassDef) and code_lines(node) > limit:
                 big_classes[f"{module_name(p)}.{node.name}"] = code_lines(node)
     assert too_long == {} and big_classes == {}
+
+
+@pytest.mark.parametrize("module", ["agilecls.lm.config", "agilecls.lm.prompts", "agilecls.evaluation.metrics",
+                                    "agilecls.datasets", "agilecls.persistence", "agilecls.runtime",
+                                    "agilecls.validation", "agilecls.encoders.members"])
+def test_docstring_examples_run(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0

@@ -59,7 +59,21 @@ class DatasetError(ValueError):
 
 @dataclass
 class TextDataset:
-    """Texts with their labels; ``labels`` fixes the class order used everywhere downstream."""
+    """Texts with their labels; ``labels`` fixes the class order used everywhere downstream.
+
+    Attributes
+    ----------
+    texts, y : list of str
+    labels : list of str
+    name : str, default="data"
+    meta : dict
+        What the source says about the task, e.g. ``instructions`` and ``positive_label``.
+
+    Examples
+    --------
+    >>> TextDataset(["good", "bad"], ["pos", "neg"], ["neg", "pos"]).head(1).texts
+    ['good']
+    """
 
     texts: list[str]
     y: list[str]
@@ -199,7 +213,34 @@ def load_file(path: str | os.PathLike, text_col: str = "text", label_col: str | 
 
 def load_dataset(source: str, split: str = "test", text_col: str = "text", label_col: str | None = "label",
                  labels: Sequence[str] | None = None, root=None) -> TextDataset:
-    """A reference dataset by name (``ethos``, ``clinc150``, ``tweets``; ``name:split`` also works) or a file."""
+    """A reference dataset by name, or a labelled file.
+
+    Parameters
+    ----------
+    source : str
+        ``"ethos"``, ``"clinc150"`` or ``"tweets"`` (``"name:split"`` also works; read from
+        ``../shared/data`` or ``$AGILECLS_DATA_DIR``), or a CSV / TSV / JSONL / Parquet file.
+    split : str, default="test"
+        Split of a reference dataset (``"train"``, ``"test"``; CLINC150 also ``"val"``).
+    text_col, label_col : str, default="text", "label"
+        Columns of a file; ``label_col=None`` reads unlabelled texts.
+    labels : list of str or None, default=None
+        The class order (default: sorted labels found).
+    root : str or None, default=None
+        Folder of the reference datasets.
+
+    Returns
+    -------
+    TextDataset
+        ``texts``, ``y``, ``labels``, ``name`` and ``meta`` (e.g. the task's instructions).
+
+    Examples
+    --------
+    >>> from agilecls import load_dataset
+    >>> test = load_dataset("ethos", "test")  # doctest: +SKIP
+    >>> len(test), test.labels  # doctest: +SKIP
+    (198, ['Negative', 'Positive'])
+    """
     name, _, named_split = source.partition(":")
     if name in REFERENCE_LOADERS and not Path(source).exists():
         return REFERENCE_LOADERS[name](split=named_split or split, root=root)

@@ -127,6 +127,24 @@ def read_manifest(path: str | os.PathLike) -> dict:
     return manifest
 
 
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` to a temporary file beside ``path``, flush it to disk and rename it into place,
+    so a crash never leaves half a file (and an old file stays whole until the new one is)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
 def atomic_folder(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp_folder)``, then move the folder into ``path``; the old one is removed only after."""
     path = Path(path)

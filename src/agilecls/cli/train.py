@@ -10,7 +10,7 @@ from typing import List, Optional
 import typer
 
 from ..lm.config import TuningConfig
-from ..persistence import is_saved, load_classifier
+from ..persistence import atomic_write_text, is_saved, load_classifier
 from .common import fail, parse_labels, run_guarded
 
 #: Ensemble encoder members by kind (see ``agilecls.encoders.members.ENCODER_MEMBERS``): name prefix.
@@ -135,7 +135,6 @@ def register(app: typer.Typer) -> None:
         import pandas as pd  # loads torch/pandas: only when the command runs
 
         from ..datasets import load_dataset  # loads torch/pandas: only when the command runs
-        from ..evaluation.report import atomic_write_text  # loads torch/pandas: only when the command runs
 
         if not is_saved(model_dir):
             fail(f"{model_dir} is not a saved classifier; create one with `agilecls train`")

@@ -187,7 +187,23 @@ class EmbeddingCache:
 class SentenceEncoder:
     """A sentence-transformers model with batched, cached embedding.
 
-    ``name`` is a bundled short name (``minilm``, ``mpnet``), a folder or a hub id."""
+    Parameters
+    ----------
+    name : str, default="minilm"
+        A bundled short name (``minilm``, ``mpnet``), a sentence-transformers folder or a hub id.
+    device : str or None, default="auto"
+    batch_size : int, default=64
+    max_seq_length : int or None, default=128
+        Tokens kept per text.
+    cache_dir : path or None, default=None
+        Folder of the on-disk embedding cache (None: no cache).
+
+    Examples
+    --------
+    >>> from agilecls import SentenceEncoder
+    >>> SentenceEncoder("minilm").embed(["hello world"]).shape  # doctest: +SKIP
+    (1, 384)
+    """
 
     name: str = "minilm"
     device: str | None = "auto"

@@ -37,8 +37,27 @@ def expected_calibration_error(y_true_idx: np.ndarray, proba: np.ndarray, n_bins
 def classification_metrics(y_true: Sequence[str], proba: np.ndarray, labels: Sequence[str],
                            positive_label: str | None = None) -> dict[str, float]:
     """Accuracy, precision/recall/F1 (binary for two classes, macro always), ROC-AUC, PR-AUC,
-    log loss, Brier score and ECE. ``positive_label`` picks the positive class of a binary task
-    (default: the second label)."""
+    log loss, Brier score and ECE.
+
+    Parameters
+    ----------
+    y_true : list of str
+    proba : array of shape (n_texts, n_labels)
+        Probabilities, columns in the order of ``labels``.
+    labels : list of str
+    positive_label : str or None, default=None
+        The positive class of a binary task (default: the second label).
+
+    Returns
+    -------
+    dict of str to float
+
+    Examples
+    --------
+    >>> m = classification_metrics(["a", "b"], np.array([[0.9, 0.1], [0.2, 0.8]]), ["a", "b"])
+    >>> m["accuracy"], m["roc_auc"]
+    (1.0, 1.0)
+    """
     labels = list(labels)
     proba = np.asarray(proba, dtype=np.float64)
     y = encode_labels(y_true, labels)

@@ -49,13 +49,20 @@ def confusion_matrix_figure(y_true, proba, labels):
     return fig
 
 
-def roc_figure(y_true, proba, labels, positive_label=None):
-    """ROC curve of the positive class (binary) or one vs rest (up to ``MAX_CURVES`` classes)."""
+def _curves(display, y_true, proba, labels, positive_label):
+    """(Figure, Axes) with ``display`` (RocCurveDisplay or PrecisionRecallDisplay) drawn for the
+    positive class (binary) or one vs rest (up to ``MAX_CURVES`` classes present in ``y_true``)."""
     y = encode_labels(y_true, labels)
     fig, ax = new_figure()
     for k in _curve_classes(labels, positive_label):
         if 0 < (y == k).sum() < len(y):
-            RocCurveDisplay.from_predictions(y == k, proba[:, k], name=str(labels[k]), ax=ax)
+            display.from_predictions(y == k, proba[:, k], name=str(labels[k]), ax=ax)
+    return fig, ax
+
+
+def roc_figure(y_true, proba, labels, positive_label=None):
+    """ROC curve of the positive class (binary) or one vs rest (up to ``MAX_CURVES`` classes)."""
+    fig, ax = _curves(RocCurveDisplay, y_true, proba, labels, positive_label)
     ax.plot([0, 1], [0, 1], ls=":", c="grey")
     ax.set_title("ROC curve" + (" (one vs rest)" if len(labels) > 2 else ""))
     return fig
@@ -63,11 +70,7 @@ def roc_figure(y_true, proba, labels, positive_label=None):
 
 def pr_figure(y_true, proba, labels, positive_label=None):
     """Precision-recall curve of the positive class (binary) or one vs rest."""
-    y = encode_labels(y_true, labels)
-    fig, ax = new_figure()
-    for k in _curve_classes(labels, positive_label):
-        if 0 < (y == k).sum() < len(y):
-            PrecisionRecallDisplay.from_predictions(y == k, proba[:, k], name=str(labels[k]), ax=ax)
+    fig, ax = _curves(PrecisionRecallDisplay, y_true, proba, labels, positive_label)
     ax.set_title("Precision-recall curve")
     return fig
 

@@ -5,10 +5,8 @@ from __future__ import annotations
 import base64
 import html
 import io
-import os
-import tempfile
-from pathlib import Path
 
+from ..persistence import atomic_write_text
 from . import plots
 from .metrics import classification_metrics, encode_labels
 
@@ -17,21 +15,6 @@ def figure_data_uri(fig) -> str:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write to a temporary file beside ``path`` and rename, so a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def build_report(y_true, proba, labels, title: str = "agilecls report", positive_label=None,

@@ -24,7 +24,15 @@ def _field(default, help: str):
 class TuningConfig:
     """Everything that decides a tuning run (saved with the model): the single source of the LoRA
     defaults, their names and their help texts (``AgileClassifier``'s and ``agilecls train``'s options
-    are built from these fields). Defaults were chosen on ETHOS validation rows (docs/tuning.md)."""
+    are built from these fields). Defaults were chosen on ETHOS validation rows (docs/tuning.md).
+
+    Examples
+    --------
+    >>> TuningConfig(epochs=3).train_batch_size
+    4
+    >>> TuningConfig.help("top_layers").split(";")[0]
+    'Adapt only the top N decoder layers'
+    """
 
     rank: int = _field(4, "LoRA rank.")
     lora_alpha: float = _field(8.0, "LoRA scaling numerator (scale = alpha / rank).")

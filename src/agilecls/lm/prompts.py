@@ -38,7 +38,13 @@ class PromptParts:
 class PromptTemplate:
     """``style='separator'``: ``{instructions}:[{l1},{l2},...]{separator}Text:{text}{separator}Prediction:``;
     ``style='chat'``: the model's chat template with instruction, classes and text in the user turn.
-    ``examples`` are (text, label) pairs rendered before the text in the same format."""
+    ``examples`` are (text, label) pairs rendered before the text in the same format.
+
+    Examples
+    --------
+    >>> PromptTemplate().render(["I loved it"], ["Positive", "Negative"])[0].full()
+    'Classify the following text into one of the following classes:[Positive,Negative]<separator>Text:I loved it<separator>Prediction:'
+    """
 
     style: str = "separator"
     instructions: str = DEFAULT_INSTRUCTIONS

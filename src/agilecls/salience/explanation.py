@@ -39,7 +39,13 @@ class Explanation:
     ``tokens``: dicts ``text``, ``start``, ``end`` (character offsets in ``prompt``), ``score`` and
     ``special`` (True for tokens not in the text, e.g. BOS or a chat template's markers when
     ``prompt`` is only the user text). ``target_tokens``: the target's tokens with offsets in
-    ``target``; ``target_span``: the scored token range [start, end)."""
+    ``target``; ``target_span``: the scored token range [start, end).
+
+    Examples
+    --------
+    >>> exp = explain(lm, "The soup was cold. Verdict:", " bad")  # doctest: +SKIP
+    >>> exp.top(2, "sentences"), exp.to_html("words", path="salience.html")  # doctest: +SKIP
+    """
 
     prompt: str
     target: str
@@ -166,13 +172,39 @@ def explain(model, prompt: str, target: str | None = None, method: str = "grad_l
             max_new_tokens: int = 32, steps: int = 16, batch_size: int = 8, label: str | None = None) -> Explanation:
     """Salience of each token of ``prompt`` for ``target``.
 
-    ``model``: a :class:`LanguageModel`, a model spec (bundled name, folder, hub id) or a fitted
-    :class:`AgileClassifier`. For a language model the score is the summed log-probability of
-    ``target`` (default: the model's own greedy continuation of up to ``max_new_tokens`` tokens)
-    restricted to ``target_span`` — a token range (start, end) or a substring of the target. For a
-    classifier ``prompt`` is the text to classify and the score is the calibrated log-probability
-    of ``target`` (alias ``label``; default the predicted label) from the classifier's own scorer.
-    ``steps`` and ``batch_size`` apply to integrated gradients."""
+    Parameters
+    ----------
+    model : LanguageModel, str or AgileClassifier
+        A loaded model, a model spec (bundled name, folder, hub id) or a fitted AgileClassifier.
+    prompt : str
+        For a language model, the prompt; for a classifier, the text to classify (its whole
+        prompt, instructions and examples included, is explained).
+    target : str or None, default=None
+        For a language model, the continuation whose summed log-probability is explained (None:
+        the model's own greedy continuation of up to ``max_new_tokens`` tokens); for a classifier,
+        the label (None: the predicted one).
+    method : {"grad_l2", "grad_dot_input", "integrated_gradients"}, default="grad_l2"
+        A method of :data:`agilecls.salience.methods.METHODS`.
+    target_span : tuple of int, str or None, default=None
+        Explain only these target tokens: a range (start, end) or a substring of the target.
+    max_new_tokens : int, default=32
+    steps, batch_size : int, default=16, 8
+        Integrated-gradients interpolation points, and how many run at once.
+    label : str or None, default=None
+        Alias of ``target`` for a classifier.
+
+    Returns
+    -------
+    Explanation
+        Token scores with character offsets; ``spans(granularity)`` sums them into words,
+        sentences, lines, paragraphs or regex spans; JSON, HTML and console renderers.
+
+    Examples
+    --------
+    >>> from agilecls import explain
+    >>> exp = explain("smollm2-135m-instruct", "Is the soup good? Answer:", " No")  # doctest: +SKIP
+    >>> exp.top(3, "words")  # doctest: +SKIP
+    """
     options = {"steps": steps, "batch_size": batch_size}
     if hasattr(model, "scorer_") and hasattr(model, "template_"):  # a fitted AgileClassifier
         return _explain_classifier(model, prompt, label or target, method, options)
