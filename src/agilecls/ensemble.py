@@ -129,6 +129,11 @@ class EnsembleClassifier(TextInputTags, ClassifierMixin, _BaseComposition):
     def predict_proba(self, X) -> np.ndarray:
         return soft_vote(list(self.member_probas(X).values()), self.weights)
 
+    def details(self, X) -> dict[str, np.ndarray]:
+        """``proba`` (soft vote), ``ood_score`` (1 - max probability) and ``pred`` from one pass over ``X``."""
+        proba = self.predict_proba(X)
+        return {"proba": proba, "ood_score": 1.0 - proba.max(axis=1), "pred": self.classes_[proba.argmax(axis=1)]}
+
     def predict(self, X) -> np.ndarray:
         """The label with the highest voted probability."""
         proba = self.predict_proba(X)

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import typer
 
-from . import classify, demo, explain, serve, train
+from . import classify, demo, explain, predict, serve, train
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Agile text classifiers on small language models.")
 
-for _module in (demo, classify, train, explain, serve):
+for _module in (demo, classify, train, predict, explain, serve):
     _module.register(app)

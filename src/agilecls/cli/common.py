@@ -43,7 +43,7 @@ def run_guarded(fn, *args, **kwargs):
 
     try:
         return fn(*args, **kwargs)
-    except (DatasetError, ModelNotFoundError, ModelFormatError, ValueError, TypeError, FileNotFoundError) as err:
+    except (DatasetError, ModelNotFoundError, ModelFormatError, ValueError, TypeError, OSError) as err:
         fail(str(err))
 
 

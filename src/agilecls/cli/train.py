@@ -1,4 +1,4 @@
-"""``agilecls train`` (tune a classifier on labelled data and save it) and ``agilecls predict``."""
+"""``agilecls train``: tune a classifier on labelled data and save it."""
 
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ from typing import List, Optional
 import typer
 
 from ..lm.config import TuningConfig
-from ..persistence import atomic_write_text, is_saved, load_classifier
-from .common import fail, parse_labels, run_guarded
+from .common import parse_labels, run_guarded
 
 #: Ensemble encoder members by kind (see ``agilecls.encoders.members.ENCODER_MEMBERS``): name prefix.
 MEMBER_PREFIX = {"logistic": "enc", "finetuned": "encft"}
@@ -123,33 +122,3 @@ def register(app: typer.Typer) -> None:
 
         seconds = run_guarded(run)
         typer.echo(f"trained in {seconds:.1f} s; saved to {out}")
-
-    @app.command()
-    def predict(model_dir: Path = typer.Argument(..., help="Folder of a saved classifier (agilecls train)."),
-                data: str = typer.Argument(..., help="CSV/JSONL file or a reference dataset name[:split]."),
-                out: Path = typer.Option(Path("preds.csv"), "--out", help="CSV of predictions and probabilities."),
-                text_col: str = typer.Option("text", help="Text column of a CSV/JSONL file."),
-                split: str = typer.Option("test", help="Split of a reference dataset."),
-                limit: Optional[int] = typer.Option(None, help="Predict only the first N texts.")):
-        """Predict a dataset with a saved classifier: a CSV with the text, the label and per-label probabilities."""
-        import pandas as pd  # loads torch/pandas: only when the command runs
-
-        from ..datasets import load_dataset  # loads torch/pandas: only when the command runs
-
-        if not is_saved(model_dir):
-            fail(f"{model_dir} is not a saved classifier; create one with `agilecls train`")
-
-        def run():
-            dataset = load_dataset(data, split, text_col, None)
-            texts = dataset.texts[:limit] if limit else dataset.texts
-            clf = load_classifier(model_dir)
-            proba = clf.predict_proba(texts)
-            frame = pd.DataFrame({"text": texts, "prediction": [str(clf.classes_[i]) for i in proba.argmax(1)]})
-            for k, label in enumerate(clf.classes_):
-                frame[f"p_{label}"] = proba[:, k]
-            atomic_write_text(out, frame.to_csv(index=False))
-            return frame
-
-        frame = run_guarded(run)
-        counts = frame["prediction"].value_counts().to_dict()
-        typer.echo(f"{len(frame)} predictions written to {out} ({counts})")

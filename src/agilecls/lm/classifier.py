@@ -260,6 +260,14 @@ patience, gradient_checkpointing
         (1 - max probability), ``entropy`` or ``energy`` (-logsumexp of the label logits)."""
         return label_ood_scores(self.decision_function(X), method)
 
+    def details(self, X) -> dict[str, np.ndarray]:
+        """Everything from one pass over ``X``: calibrated ``logits``, ``proba``, ``ood_score``
+        (1 - max probability) and ``pred``."""
+        logits = self.decision_function(X)
+        proba = softmax(logits)
+        return {"logits": logits, "proba": proba, "ood_score": 1.0 - proba.max(axis=1),
+                "pred": self.classes_[proba.argmax(axis=1)]}
+
     def predict(self, X) -> np.ndarray:
         """The most probable label of each text."""
         scores = self.decision_function(X)

@@ -1,0 +1,79 @@
+"""``agilecls predict``: label a file of any size with a saved classifier, streaming and resumable."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..persistence import is_saved
+from .common import fail, parse_labels, run_guarded
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def predict(model_dir: Path = typer.Argument(..., help="Folder of a saved classifier (agilecls train)."),
+                data: str = typer.Argument(..., help="CSV, TSV, JSONL or Parquet file, or a reference dataset "
+                                                     "name[:split]."),
+                out: Path = typer.Option(Path("preds.csv"), "--out", help="Predictions: .csv, .tsv, .jsonl or "
+                                                                          ".parquet (id, kept columns, label, "
+                                                                          "p_<label>, ood_score, error)."),
+                text_col: str = typer.Option("text", help="Text column of the file."),
+                id_col: Optional[str] = typer.Option(None, help="Column copied as id (default: the row number)."),
+                keep: Optional[str] = typer.Option(None, help="Comma-separated input columns copied to the "
+                                                              "output (default: the text column)."),
+                chunk_size: int = typer.Option(1000, help="Rows read, scored and written at a time."),
+                resume: bool = typer.Option(False, "--resume", help="Continue an unfinished run of the same job "
+                                                                    "from its last whole chunk."),
+                split: str = typer.Option("test", help="Split of a reference dataset."),
+                limit: Optional[int] = typer.Option(None, help="Predict only the first N texts."),
+                engine: str = typer.Option("local", help="local (streaming, resumable) or ray (Ray Data; needs "
+                                                         "agilecls[ray]; --out is a folder of Parquet files)."),
+                ray_address: Optional[str] = typer.Option(None, help="Ray cluster address (default: a local Ray)."),
+                actors: int = typer.Option(2, help="Ray actors, each holding one copy of the classifier."),
+                batch_size: int = typer.Option(256, help="Rows per Ray batch.")):
+        """Label every row of a file with a saved classifier; rows that cannot be scored get an
+        error column value and the job goes on."""
+        from ..batch.local import predict_file  # loads torch: only when the command runs
+        from ..datasets import load_dataset  # pandas: only when the command runs
+
+        if not is_saved(model_dir):
+            fail(f"{model_dir} is not a saved classifier; create one with `agilecls train`")
+        kept = parse_labels(keep) if keep is not None else [text_col]
+        if engine == "ray":
+            return _predict_on_ray(model_dir, data, out, text_col, id_col, kept, actors, batch_size, ray_address)
+        if engine != "local":
+            fail(f"--engine must be local or ray, got {engine!r}")
+
+        def run():
+            source = Path(data)
+            if not source.exists() and data.partition(":")[0] in ("ethos", "tweets", "clinc150"):
+                dataset = load_dataset(data, split, text_col, None)  # a reference split: small, held in memory
+                source = Path(tempfile.mkdtemp(prefix="agilecls-")) / f"{dataset.name}.parquet"
+                dataset.to_frame()[["text"]].rename(columns={"text": text_col}).to_parquet(source, index=False)
+            return predict_file(model_dir, source, out, text_col=text_col, id_col=id_col, keep=kept,
+                                chunk_size=chunk_size, limit=limit, resume=resume)
+
+        summary = run_guarded(run)
+        typer.echo(f"{summary.rows} rows in {summary.seconds:.1f} s ({summary.texts_per_second:.1f} texts/s): "
+                   f"{summary.scored} labelled, {summary.errors} with errors"
+                   + (f", {summary.resumed_chunks} chunk(s) resumed" if summary.resumed_chunks else "")
+                   + f"; written to {out}")
+        for example in summary.error_examples:
+            typer.echo(f"  {example}")
+
+
+def _predict_on_ray(model_dir, data, out, text_col, id_col, keep, actors, batch_size, ray_address) -> None:
+    try:
+        import ray  # noqa: F401
+
+        from ..batch.ray_engine import predict_dataset  # the optional extra: only for --engine ray
+    except ImportError:
+        fail('the Ray engine needs Ray: pip install "agilecls[ray]"')
+    if not id_col:
+        fail("--engine ray needs --id-col: rows are scored out of order across actors")
+    folder = run_guarded(predict_dataset, model_dir, data, out, text_col=text_col, id_col=id_col, keep=keep,
+                         actors=actors, batch_size=batch_size, ray_address=ray_address)
+    typer.echo(f"predictions written to {folder} (Parquet files)")
