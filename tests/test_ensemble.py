@@ -93,8 +93,9 @@ def test_train_predict_eval_commands_with_an_ensemble(learnable_lm, tmp_path):
                                     "--out", str(tmp_path / "preds.csv")])
     assert predicted.exit_code == 0, predicted.output
     preds = pd.read_csv(tmp_path / "preds.csv")
-    assert list(preds.columns) == ["text", "prediction", "p_Negative", "p_Positive"]
-    assert (preds["prediction"] == np.array(Y)).mean() == 1.0
+    assert list(preds.columns) == ["id", "text", "label", "p_Negative", "p_Positive", "ood_score", "error"]
+    assert (preds["label"] == np.array(Y)).mean() == 1.0
+    np.testing.assert_allclose(preds["ood_score"], 1 - preds[["p_Negative", "p_Positive"]].max(axis=1))
     assert np.allclose(preds["p_Negative"] + preds["p_Positive"], 1.0)
     evaluated = runner.invoke(app, ["eval", str(tmp_path / "train.csv"), "--model", str(tmp_path / "ens"),
                                     "--report", str(tmp_path / "r.html")])
