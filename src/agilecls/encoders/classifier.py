@@ -7,6 +7,7 @@ and the folder format in :mod:`.saving`.
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 from numbers import Integral, Real
@@ -109,7 +110,7 @@ gp_likelihood, gp_normalize_input : SNGP settings
     """
 
     _parameter_constraints = {
-        "encoder": [str], "head": [StrOptions(set(HEADS))], "fine_tune": ["boolean"],
+        "encoder": [str, os.PathLike], "head": [StrOptions(set(HEADS))], "fine_tune": ["boolean"],
         "fine_tune_layers": [Interval(Integral, 0, None, closed="left"), None], "epochs": [_count, None],
         "batch_size": [_count], "learning_rate": [_positive], "encoder_learning_rate": [_positive],
         "weight_decay": [Interval(Real, 0, None, closed="left")], "hidden_dim": [_count, None],
@@ -122,7 +123,7 @@ gp_likelihood, gp_normalize_input : SNGP settings
         "ood_method": [StrOptions(set(OOD_SCORERS) | {"auto"})],
         "reject_threshold": [Real, StrOptions({"auto"}), None], "oos_label": [str], "C": [_positive],
         "labels": ["array-like", None], "max_seq_length": [_count], "device": [str, None],
-        "cache_dir": [str, None], "random_state": [Interval(Integral, 0, None, closed="left")],
+        "cache_dir": [str, os.PathLike, None], "random_state": [Interval(Integral, 0, None, closed="left")],
         "verbose": ["boolean"],
     }
 
