@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from agilecls.persistence import atomic_write_text
+from agilecls.atomic import atomic_write_text
 
 RESULTS = Path(__file__).resolve().parent / "results"
 #: Top-level keys write_results adds to every file; payloads may not use them.

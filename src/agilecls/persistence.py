@@ -2,9 +2,8 @@
 
 A saved classifier is a folder holding ``agilecls.json`` (the manifest: format version, estimator
 name, parameters, fitted state, package versions) beside whatever tensors the estimator writes as
-safetensors. Nothing is ever pickled. Writes go to a temporary sibling folder that is renamed into
-place only when complete, so a crash never leaves half a model and an existing model stays intact
-until its replacement is whole.
+safetensors. Nothing is ever pickled. Writes are crash-safe (:mod:`agilecls.atomic`): a save killed at any
+point leaves the old model or the new one, and the next save or load puts it back in place.
 
 Estimators join the registry with :func:`register_estimator` (as peft's methods do), and
 :func:`load_classifier` looks the manifest's estimator name up there. The built-in estimators'
@@ -17,13 +16,13 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import shutil
-import tempfile
 from importlib import metadata
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
+
+from .atomic import atomic_folder, recover_folder
 
 #: The manifest's file name inside a saved folder.
 MANIFEST = "agilecls.json"
@@ -127,49 +126,6 @@ def read_manifest(path: str | os.PathLike) -> dict:
     return manifest
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` to a temporary file beside ``path``, flush it to disk and rename it into place,
-    so a crash never leaves half a file (and an old file stays whole until the new one is)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def atomic_folder(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp_folder)``, then move the folder into ``path``; the old one is removed only after."""
-    path = Path(path)
-    if path.exists() and (not path.is_dir() or (any(path.iterdir()) and not is_saved(path))):
-        raise FileExistsError(f"{path} exists and is not a saved classifier; choose another folder")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
-    old = None
-    try:
-        write(tmp)
-        if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
-            old.rmdir()
-            path.rename(old)
-        tmp.rename(path)
-    except BaseException:
-        if old is not None and old.exists() and not path.exists():
-            old.rename(path)  # put the previous model back
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-    return path
-
-
 def save_estimator(estimator, path: str | os.PathLike) -> Path:
     """Save a fitted registered estimator atomically: its ``_save_state(tmp)`` writes its tensors
     and returns the manifest content."""
@@ -180,7 +136,7 @@ def save_estimator(estimator, path: str | os.PathLike) -> Path:
     def write(folder: Path) -> None:
         write_manifest(folder, name, estimator._save_state(folder))
 
-    return atomic_folder(path, write)
+    return atomic_folder(path, write, may_replace=is_saved)
 
 
 def estimator_class(name: str) -> type:
@@ -213,6 +169,7 @@ def load_classifier(path: str | os.PathLike, **kwargs):
     >>> clf = load_classifier("models/ethos")  # doctest: +SKIP
     >>> clf.predict(["some text"])  # doctest: +SKIP
     """
+    recover_folder(path)  # a save killed halfway leaves the old or the new model, never neither
     manifest = read_manifest(path)
     return estimator_class(manifest["estimator"])._from_state(Path(path), manifest, **kwargs)
 

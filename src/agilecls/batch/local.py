@@ -26,8 +26,9 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from ..atomic import atomic_write_text
 from ..datasets import DatasetError
-from ..persistence import atomic_write_text, is_saved, load_classifier, read_manifest
+from ..persistence import is_saved, load_classifier, read_manifest
 from .io import check_columns, concatenate, count_rows, file_format, iter_chunks, write_frame
 
 #: Rows per chunk: large enough to batch well, small enough that a crash loses little.

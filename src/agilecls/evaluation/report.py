@@ -6,7 +6,7 @@ import base64
 import html
 import io
 
-from ..persistence import atomic_write_text
+from ..atomic import atomic_write_text
 from . import plots
 from .metrics import classification_metrics, encode_labels
 

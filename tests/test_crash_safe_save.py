@@ -1,0 +1,64 @@
+"""A save killed with SIGKILL at any step of the folder swap leaves the old or the new model
+loadable at --out, never neither, and the next load cleans the leftovers. Real `agilecls train`
+subprocesses, paused at each step by the AGILECLS_PAUSE_AT test hook and killed there."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from agilecls import load_classifier
+from agilecls.atomic import PAUSE_STEPS
+
+TEXTS = ["bank balance money", "account savings left", "rain forecast cold", "sunny weather today",
+         "play a song", "music album artist"] * 4
+OLD_Y = ["balance", "balance", "weather", "weather", "music", "music"] * 4
+NEW_Y = ["weather", "weather", "music", "music", "balance", "balance"] * 4  # a model that answers differently
+
+
+def train(tmp_path, labels, out, env=None):
+    data = tmp_path / f"train-{labels[0]}.csv"
+    pd.DataFrame({"text": TEXTS, "label": labels}).to_csv(data, index=False)
+    command = [sys.executable, "-m", "agilecls.cli", "train", str(data), "--encoder", "minilm", "--head", "logistic",
+               "--out", str(out)]
+    return subprocess.Popen(command, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+
+
+@pytest.fixture(scope="module")
+def references(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("refs")
+    for name, labels in (("old", OLD_Y), ("new", NEW_Y)):
+        assert train(tmp, labels, tmp / name).wait() == 0
+    probe = ["bank balance", "rain today", "play music"]
+    return tmp, probe, {name: load_classifier(tmp / name).predict_proba(probe) for name in ("old", "new")}
+
+
+@pytest.mark.parametrize("step", PAUSE_STEPS)
+def test_sigkill_at_each_step_leaves_a_loadable_model(tmp_path, references, step):
+    folder, probe, expected = references
+    out = tmp_path / "model"
+    shutil.copytree(folder / "old", out)  # the model a user saved earlier
+    marker = tmp_path / "paused"
+    proc = train(tmp_path, NEW_Y, out, {"AGILECLS_PAUSE_AT": step, "AGILECLS_PAUSE_FILE": str(marker)})
+    deadline = time.time() + 120
+    while not marker.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert marker.exists(), proc.stderr.read() if proc.poll() is not None else "never paused"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".model.") and not p.name.endswith(".lock")]
+    assert leftovers  # the kill left temporary folders behind ...
+    proba = load_classifier(out).predict_proba(probe)  # ... and loading still finds a whole model
+    # before the old folder moves away it stays; once it has moved, the complete new one takes its place
+    version = "old" if step in ("written", "new-marked") else "new"
+    np.testing.assert_allclose(proba, expected[version], atol=1e-6)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".model.") and not p.name.endswith(".lock")] == []
