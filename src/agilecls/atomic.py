@@ -7,8 +7,8 @@ old one to ``.NAME.old-*``. :func:`recover_folder`, run at the start of every sa
 a version back at NAME when a crash left it missing (the complete new one if there is one, else the
 old one) and removes leftovers: a save killed before the old folder moved leaves the old model, one
 killed after leaves the new. An
-advisory lock (``.NAME.lock``) keeps a recovery from touching a save still in progress in another
-process; the kernel releases it when a process dies.
+advisory lock on the containing folder keeps a recovery from touching a save still in progress in
+another process; the kernel releases it when a process dies.
 """
 
 from __future__ import annotations
@@ -57,26 +57,28 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 @contextlib.contextmanager
 def folder_lock(path: Path, blocking: bool = True) -> Iterator[bool]:
-    """Hold ``.NAME.lock`` beside ``path``; yields False when it could not be taken (held by another
-    process with ``blocking=False``, or the folder is read-only)."""
+    """Hold an advisory lock on the folder that contains ``path`` (so nothing is left behind);
+    yields False when it could not be taken (held elsewhere with ``blocking=False``)."""
     if fcntl is None:
         yield True
         return
     try:
-        handle = open(path.parent / f".{path.name}.lock", "a+")
-    except OSError:  # e.g. a read-only install folder: nothing there can need recovery by us
+        fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:
         yield False
         return
-    with handle:
+    try:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
         except OSError:
             yield False
             return
         try:
             yield True
         finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 def _leftovers(path: Path, kind: str) -> list[Path]:

@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sklearn.base import ClassifierMixin, clone
 from sklearn.utils.metaestimators import _BaseComposition
 from sklearn.utils.validation import check_is_fitted
 
-from .persistence import load_as, load_classifier, register_estimator, save_estimator
+from .persistence import load_as, load_classifier, register_estimator, save_estimator, validate_manifest
 from .validation import TextInputTags, check_texts, check_xy
 
 
@@ -30,6 +31,23 @@ def soft_vote(probas: Sequence[np.ndarray], weights: Sequence[float] | None = No
     if w.shape != (len(stacked),) or (w < 0).any() or w.sum() <= 0:
         raise ValueError(f"weights must be {len(stacked)} non-negative numbers with a positive sum, got {weights}")
     return np.tensordot(w / w.sum(), stacked, axes=1)
+
+
+class EnsembleManifest(BaseModel):
+    """The EnsembleClassifier's part of ``agilecls.json``, checked on load."""
+
+    model_config = ConfigDict(extra="allow")
+    members: list[str] = Field(min_length=2)
+    weights: list[float] | None = None
+    classes: list[str] = Field(min_length=2)
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if not all(name.isidentifier() for name in self.members) or len(set(self.members)) != len(self.members):
+            raise ValueError(f"members must be distinct identifiers, got {self.members}")
+        if self.weights is not None and len(self.weights) != len(self.members):
+            raise ValueError(f"{len(self.weights)} weights for {len(self.members)} members")
+        return self
 
 
 @register_estimator("EnsembleClassifier")
@@ -171,6 +189,7 @@ class EnsembleClassifier(TextInputTags, ClassifierMixin, _BaseComposition):
     @classmethod
     def _from_state(cls, folder: Path, manifest: dict, device: str | None = None,
                     members: dict[str, dict] | None = None) -> "EnsembleClassifier":
+        validate_manifest(EnsembleManifest, manifest, folder)
         unknown = sorted(set(members or {}) - set(manifest["members"]))
         if unknown:
             raise ValueError(f"{folder} has no members {unknown}; it holds {manifest['members']}")

@@ -13,6 +13,7 @@ module stays at the bottom of the import graph.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
 import os
@@ -21,6 +22,8 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from safetensors import SafetensorError
 
 from .atomic import atomic_folder, recover_folder
 
@@ -39,6 +42,63 @@ BUILTIN_MODULES = {"AgileClassifier": "agilecls.lm.classifier",
 
 class ModelFormatError(ValueError):
     """The folder is not a saved classifier this version can read, or does not fit the given base model."""
+
+
+class ManifestHeader(BaseModel):
+    """What every ``agilecls.json`` holds; each estimator validates its own content the same way."""
+
+    model_config = ConfigDict(extra="allow")
+    format_version: int = Field(ge=1)
+    estimator: str = Field(min_length=1)
+    versions: dict[str, str] = {}
+    files: dict[str, str] | None = None  # relative path -> SHA-256, recorded at save, checked at load
+    manifest_sha256: str | None = None  # of the manifest itself: an edited label order or bias is refused
+
+
+def validate_manifest(schema: type[BaseModel], manifest: dict, path) -> BaseModel:
+    """``manifest`` checked against ``schema``; a :class:`ModelFormatError` naming the first problem."""
+    try:
+        return schema.model_validate(manifest)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "the manifest"
+        raise ModelFormatError(f"{Path(path) / MANIFEST}: {where}: {first['msg']} (the folder is damaged or was "
+                               f"edited; save the classifier again)") from err
+
+
+def inside(folder: str | os.PathLike, name: str) -> Path:
+    """``folder / name``, refusing a name that would leave the folder (absolute, ``..``, links out)."""
+    root = Path(folder).resolve()
+    target = (root / name).resolve()
+    if not name or Path(name).is_absolute() or root not in target.parents:
+        raise ModelFormatError(f"{folder}: the manifest names {name!r}, which is not a file inside the folder")
+    return target
+
+
+def sha256(file: Path) -> str:
+    digest = hashlib.sha256()
+    with open(file, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_hashes(folder: str | os.PathLike) -> dict[str, str]:
+    """SHA-256 of every file below ``folder`` except its own manifest, by relative path."""
+    folder = Path(folder)
+    return {file.relative_to(folder).as_posix(): sha256(file)
+            for file in sorted(folder.rglob("*")) if file.is_file() and file != folder / MANIFEST}
+
+
+def verify_files(folder: str | os.PathLike, expected: dict[str, str]) -> None:
+    """Every file the manifest lists is inside the folder, present and unchanged."""
+    for name, digest in expected.items():
+        file = inside(folder, name)
+        if not file.is_file():
+            raise ModelFormatError(f"{folder}: {name} is missing; the folder is incomplete")
+        if sha256(file) != digest:
+            raise ModelFormatError(f"{folder}: {name} has changed since it was saved (SHA-256 mismatch): "
+                                   f"the file is damaged or was replaced")
 
 
 def register_estimator(name: str) -> Callable[[type], type]:
@@ -100,11 +160,17 @@ def is_saved(path: str | os.PathLike) -> bool:
 def write_manifest(folder: str | os.PathLike, estimator: str, content: dict) -> Path:
     """Write ``agilecls.json`` into ``folder``: ``content`` plus format version, estimator name and
     package versions."""
-    manifest = {"format_version": FORMAT_VERSION, "estimator": estimator, **content,
-                "versions": package_versions()}
+    manifest = jsonable({"format_version": FORMAT_VERSION, "estimator": estimator, **content,
+                         "versions": package_versions(), "files": file_hashes(folder)})
+    manifest["manifest_sha256"] = _content_sha256(manifest)
     file = Path(folder) / MANIFEST
-    file.write_text(json.dumps(jsonable(manifest), indent=2, ensure_ascii=False), encoding="utf-8")
+    file.write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
     return file
+
+
+def _content_sha256(manifest: dict) -> str:
+    body = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
 
 
 def read_manifest(path: str | os.PathLike) -> dict:
@@ -118,11 +184,17 @@ def read_manifest(path: str | os.PathLike) -> dict:
         manifest = json.loads(file.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ModelFormatError(f"{file} is not valid JSON ({err}); the folder is damaged") from err
-    if not isinstance(manifest, dict) or "estimator" not in manifest:
-        raise ModelFormatError(f"{file} names no estimator; the folder is damaged")
-    if manifest.get("format_version", 0) > FORMAT_VERSION:
-        raise ModelFormatError(f"{path} was saved by a newer agilecls (format {manifest['format_version']}); "
+    if not isinstance(manifest, dict):
+        raise ModelFormatError(f"{file} holds a {type(manifest).__name__}, not an object; the folder is damaged")
+    header = validate_manifest(ManifestHeader, manifest, path)
+    if header.format_version > FORMAT_VERSION:
+        raise ModelFormatError(f"{path} was saved by a newer agilecls (format {header.format_version}); "
                                f"upgrade agilecls to load it")
+    if header.manifest_sha256 is not None and header.manifest_sha256 != _content_sha256(manifest):
+        raise ModelFormatError(f"{file} was edited after it was saved (its SHA-256 does not match); save the "
+                               f"classifier again rather than editing its manifest")
+    if header.files is not None:
+        verify_files(path, header.files)
     return manifest
 
 
@@ -171,7 +243,15 @@ def load_classifier(path: str | os.PathLike, **kwargs):
     """
     recover_folder(path)  # a save killed halfway leaves the old or the new model, never neither
     manifest = read_manifest(path)
-    return estimator_class(manifest["estimator"])._from_state(Path(path), manifest, **kwargs)
+    cls = estimator_class(manifest["estimator"])
+    try:
+        return cls._from_state(Path(path), manifest, **kwargs)
+    except ModelFormatError:
+        raise
+    except (KeyError, TypeError, ValueError, IndexError, RuntimeError, SafetensorError) as err:
+        # what a damaged or hand-edited folder raises deep inside torch, safetensors or peft
+        raise ModelFormatError(f"{path}: the saved {manifest['estimator']} does not load ({type(err).__name__}: "
+                               f"{str(err).splitlines()[0][:200] if str(err) else ''}); save it again") from err
 
 
 def load_as(cls: type, path: str | os.PathLike, **kwargs):

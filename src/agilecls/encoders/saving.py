@@ -8,14 +8,36 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from safetensors.torch import load_file, save_file
 
+from ..persistence import validate_manifest
 from ..runtime import pick_device
 from .heads import build_head
 from .ood import CombinedOOD, MahalanobisScorer, make_ood_scorer
 
 HEAD_FILE = "head.safetensors"
 ENCODER_FOLDER = "encoder"
+
+
+class EncoderManifest(BaseModel):
+    """The EncoderClassifier's part of ``agilecls.json``, checked on load."""
+
+    model_config = ConfigDict(extra="allow")
+    params: dict
+    classes: list[str] = Field(min_length=2)
+    embedding_dim: int = Field(gt=0)
+    temperature: float = Field(gt=0)
+    threshold: float | None = None
+    has_head: bool
+    has_mahalanobis: bool
+    ensemble_reference: dict[str, tuple[float, float]] | None = None
+
+    @model_validator(mode="after")
+    def _distinct(self):
+        if len(set(self.classes)) != len(self.classes):
+            raise ValueError(f"classes must be distinct, got {self.classes}")
+        return self
 
 
 def save_state(clf, folder: Path) -> dict:
@@ -39,6 +61,7 @@ def save_state(clf, folder: Path) -> dict:
 
 def load_state(cls, folder: Path, manifest: dict, device: str | None = None):
     """Rebuild a fitted classifier from what :func:`save_state` wrote."""
+    validate_manifest(EncoderManifest, manifest, folder)
     params = dict(manifest["params"])
     if device is not None:
         params["device"] = device

@@ -10,14 +10,54 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from safetensors.torch import load_file, save_file
 
-from ..persistence import ModelFormatError
+from ..persistence import ModelFormatError, inside, validate_manifest
 from .loading import LanguageModel, load_lm, private_copy
 from .prompts import PromptTemplate
 from .tuning import adapter_state, add_lora
 
 ADAPTERS = "adapter_model.safetensors"
+
+
+class _BaseModelInfo(BaseModel):
+    spec: str
+    fingerprint: dict
+    dtype: str | None = None
+
+
+class _Tuning(BaseModel):
+    config: dict
+    history: list = []
+    seconds: float | None = None
+    adapters: str = ADAPTERS
+
+
+class _Calibration(BaseModel):
+    method: str | None = None
+    bias: list[float]
+
+
+class AgileManifest(BaseModel):
+    """The AgileClassifier's part of ``agilecls.json``, checked on load."""
+
+    model_config = ConfigDict(extra="allow")
+    labels: list[str] = Field(min_length=2)
+    params: dict
+    template: dict
+    base_model: _BaseModelInfo
+    tuning: _Tuning | None = None
+    metrics: dict = {}
+    calibration: _Calibration
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if len(set(self.labels)) != len(self.labels) or not all(label.strip() for label in self.labels):
+            raise ValueError(f"labels must be distinct and non-empty, got {self.labels}")
+        if len(self.calibration.bias) != len(self.labels):
+            raise ValueError(f"calibration.bias has {len(self.calibration.bias)} values for {len(self.labels)} labels")
+        return self
 
 
 def model_fingerprint(lm: LanguageModel) -> dict:
@@ -57,6 +97,7 @@ def load_state(cls, folder: Path, manifest: dict, model=None, device: str | None
     """Rebuild a fitted classifier from what :func:`save_state` wrote. ``model`` (spec or loaded
     LanguageModel) replaces the saved base-model spec, e.g. when the model lives in another folder
     here; it must be the same base model or loading is refused."""
+    checked = validate_manifest(AgileManifest, manifest, folder)
     params = dict(manifest["params"])
     if model is not None:
         params["model"] = model
@@ -74,12 +115,12 @@ def load_state(cls, folder: Path, manifest: dict, model=None, device: str | None
             f"{folder} was built on base model {manifest['base_model']['spec']!r}, but {lm.spec!r} is a different "
             f"model (saved vs found: {diff}); load it with model= the base model it was tuned on")
     if tuned:
-        _load_adapters(lm, clf.tuning_config(), Path(folder) / manifest["tuning"].get("adapters", ADAPTERS))
+        _load_adapters(lm, clf.tuning_config(), inside(folder, checked.tuning.adapters))
         clf.history_ = manifest["tuning"].get("history", [])
         clf.tuning_seconds_ = manifest["tuning"].get("seconds")
     clf.lm_ = lm
     clf.base_fingerprint_ = expected
-    clf._set_state(list(manifest["labels"]), PromptTemplate.from_dict(manifest["template"]))
+    clf._set_state(list(checked.labels), PromptTemplate.from_dict(manifest["template"]))
     clf.bias_ = np.asarray(manifest["calibration"]["bias"], dtype=np.float64)
     clf.metrics_ = manifest.get("metrics", {})
     return clf
