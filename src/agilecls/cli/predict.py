@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import tempfile
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -38,6 +38,7 @@ def register(app: typer.Typer) -> None:
         error column value and the job goes on."""
         from ..batch.local import predict_file  # loads torch: only when the command runs
         from ..datasets import load_dataset  # pandas: only when the command runs
+        from ..runtime import cache_dir  # torch: only when the command runs
 
         if not is_saved(model_dir):
             fail(f"{model_dir} is not a saved classifier; create one with `agilecls train`")
@@ -50,9 +51,14 @@ def register(app: typer.Typer) -> None:
         def run():
             source = Path(data)
             if not source.exists() and data.partition(":")[0] in ("ethos", "tweets", "clinc150"):
-                dataset = load_dataset(data, split, text_col, None)  # a reference split: small, held in memory
-                source = Path(tempfile.mkdtemp(prefix="agilecls-")) / f"{dataset.name}.parquet"
-                dataset.to_frame()[["text"]].rename(columns={"text": text_col}).to_parquet(source, index=False)
+                # a reference split: written once to a stable file, so --resume finds the same job
+                source = cache_dir("datasets", f"{data.replace(':', '-')}-{split}-{text_col}.parquet")
+                if not source.exists():
+                    dataset = load_dataset(data, split, text_col, None)
+                    source.parent.mkdir(parents=True, exist_ok=True)
+                    tmp = source.with_name(f".{source.name}.tmp")
+                    dataset.to_frame()[["text"]].rename(columns={"text": text_col}).to_parquet(tmp, index=False)
+                    os.replace(tmp, source)
             return predict_file(model_dir, source, out, text_col=text_col, id_col=id_col, keep=kept,
                                 chunk_size=chunk_size, limit=limit, resume=resume)
 
