@@ -93,3 +93,16 @@ def test_folders_saved_before_hashes_still_load(saved, tmp_path):
     edit_manifest(folder, lambda m: (m.pop("files"), m.pop("manifest_sha256")))
     np.testing.assert_allclose(load_classifier(folder).predict_proba(TEXTS),
                                load_classifier(saved / "enc").predict_proba(TEXTS))
+
+
+def test_a_damaged_ensemble_member_is_refused_through_the_members_own_hashes(tmp_path):
+    from agilecls import EnsembleClassifier
+
+    members = [(name, EncoderClassifier("minilm", head="logistic", C=c, device="cpu")) for name, c in (("a", 1), ("b", 0.5))]
+    EnsembleClassifier(members).fit(TEXTS, Y).save(tmp_path / "ens")
+    manifest = json.loads((tmp_path / "ens" / MANIFEST).read_text())
+    assert sorted(manifest["files"]) == ["a/agilecls.json", "b/agilecls.json"]  # member files are hashed once
+    head = tmp_path / "ens" / "a" / "head.safetensors"
+    head.write_bytes(head.read_bytes()[:50])
+    with pytest.raises(ModelFormatError, match="head.safetensors has changed"):
+        load_classifier(tmp_path / "ens")

@@ -6,9 +6,8 @@ So the new folder is first renamed to a ``.NAME.new-*`` sibling, which marks it 
 old one to ``.NAME.old-*``. :func:`recover_folder`, run at the start of every save and load, puts
 a version back at NAME when a crash left it missing (the complete new one if there is one, else the
 old one) and removes leftovers: a save killed before the old folder moved leaves the old model, one
-killed after leaves the new. An
-advisory lock on the containing folder keeps a recovery from touching a save still in progress in
-another process; the kernel releases it when a process dies.
+killed after leaves the new. An advisory lock on the containing folder keeps a recovery from
+touching a save still in progress in another process; the kernel releases it when a process dies.
 """
 
 from __future__ import annotations
@@ -56,9 +55,9 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 
 @contextlib.contextmanager
-def folder_lock(path: Path, blocking: bool = True) -> Iterator[bool]:
-    """Hold an advisory lock on the folder that contains ``path`` (so nothing is left behind);
-    yields False when it could not be taken (held elsewhere with ``blocking=False``)."""
+def folder_lock(path: Path) -> Iterator[bool]:
+    """Hold an advisory lock on the folder that contains ``path`` (so no lock file is left behind);
+    yields False when the folder cannot be opened or locked."""
     if fcntl is None:
         yield True
         return
@@ -69,7 +68,7 @@ def folder_lock(path: Path, blocking: bool = True) -> Iterator[bool]:
         return
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+            fcntl.flock(fd, fcntl.LOCK_EX)
         except OSError:
             yield False
             return

@@ -154,12 +154,11 @@ class EnsembleClassifier(TextInputTags, ClassifierMixin, _BaseComposition):
 
     def predict(self, X) -> np.ndarray:
         """The label with the highest voted probability."""
-        proba = self.predict_proba(X)
-        return self.classes_[proba.argmax(axis=1)]
+        return self.details(X)["pred"]
 
     def ood_score(self, X) -> np.ndarray:
         """1 - max probability of the ensemble (higher = less like any class)."""
-        return 1.0 - self.predict_proba(X).max(axis=1)
+        return self.details(X)["ood_score"]
 
     def describe(self) -> str:
         """One line naming the members, for the CLI and reports."""

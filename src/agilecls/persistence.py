@@ -84,10 +84,17 @@ def sha256(file: Path) -> str:
 
 
 def file_hashes(folder: str | os.PathLike) -> dict[str, str]:
-    """SHA-256 of every file below ``folder`` except its own manifest, by relative path."""
+    """SHA-256 of every file below ``folder`` except its own manifest, by relative path. A sub-folder
+    holding its own manifest (an ensemble member) is covered by that manifest's hash alone: its
+    manifest lists and checks its own files, so they are not hashed twice."""
     folder = Path(folder)
-    return {file.relative_to(folder).as_posix(): sha256(file)
-            for file in sorted(folder.rglob("*")) if file.is_file() and file != folder / MANIFEST}
+    members = [m.parent for m in folder.rglob(MANIFEST) if m.parent != folder]
+
+    def counted(file: Path) -> bool:
+        return file.is_file() and file != folder / MANIFEST and not any(
+            member in file.parents and file != member / MANIFEST for member in members)
+
+    return {file.relative_to(folder).as_posix(): sha256(file) for file in sorted(folder.rglob("*")) if counted(file)}
 
 
 def verify_files(folder: str | os.PathLike, expected: dict[str, str]) -> None:

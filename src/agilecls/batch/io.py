@@ -42,18 +42,19 @@ def count_rows(path: str | os.PathLike) -> int | None:
 
 
 def iter_chunks(path: str | os.PathLike, chunk_size: int, columns: Sequence[str]) -> Iterator[pd.DataFrame]:
-    """DataFrames of at most ``chunk_size`` rows holding ``columns``; refuses a missing column
-    before any work, naming the columns that exist."""
-    path = Path(path)
-    if not path.is_file():
-        raise DatasetError(f"{path} is not a file")
+    """DataFrames of at most ``chunk_size`` rows holding ``columns``. The file and its columns are
+    checked when this is called, before any chunk is read (a missing column is refused naming the
+    columns that exist)."""
+    check_columns(path, columns)
+    return _chunks(Path(path), chunk_size, list(dict.fromkeys(columns)))
+
+
+def _chunks(path: Path, chunk_size: int, columns: list[str]) -> Iterator[pd.DataFrame]:
     fmt = file_format(path)
     if fmt == "parquet":
         import pyarrow.parquet as pq  # pyarrow loads only for Parquet files
 
-        parquet = pq.ParquetFile(path)
-        _check_columns(path, columns, parquet.schema_arrow.names)
-        for batch in parquet.iter_batches(batch_size=chunk_size, columns=list(dict.fromkeys(columns))):
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_size, columns=columns):
             yield batch.to_pandas()
         return
     if fmt == "jsonl":
@@ -62,12 +63,8 @@ def iter_chunks(path: str | os.PathLike, chunk_size: int, columns: Sequence[str]
         reader = pd.read_csv(path, sep="\t" if fmt == "tsv" else ",", chunksize=chunk_size, dtype=str,
                              keep_default_na=False)
     with reader:
-        first = True
         for chunk in reader:
-            if first:
-                _check_columns(path, columns, list(chunk.columns))
-                first = False
-            yield chunk[list(dict.fromkeys(columns))]
+            yield chunk[columns]
 
 
 def check_columns(path: str | os.PathLike, columns: Sequence[str]) -> None:

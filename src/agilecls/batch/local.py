@@ -18,7 +18,7 @@ import math
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -27,9 +27,8 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ..atomic import atomic_write_text
-from ..datasets import DatasetError
-from ..persistence import is_saved, load_classifier, read_manifest
-from .io import check_columns, concatenate, count_rows, file_format, iter_chunks, write_frame
+from ..persistence import load_classifier
+from .io import concatenate, count_rows, file_format, iter_chunks, write_frame
 
 #: Rows per chunk: large enough to batch well, small enough that a crash loses little.
 DEFAULT_CHUNK_SIZE = 1000
@@ -158,22 +157,20 @@ def predict_file(model: str | os.PathLike, source: str | os.PathLike, out: str |
     model, source, out = Path(model), Path(source), Path(out)
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    if not is_saved(model):
-        raise DatasetError(f"{model} is not a saved classifier; create one with `agilecls train`")
-    read_manifest(model)
-    file_format(source), file_format(out)
+    file_format(source)
+    out_fmt = file_format(out)
     if out.resolve() == source.resolve():
         raise ValueError("the output would overwrite the input; choose another --out")
     out.parent.mkdir(parents=True, exist_ok=True)
     if not os.access(out.parent, os.W_OK):
         raise PermissionError(f"cannot write to {out.parent}")
     keep = [c for c in keep if c]
-    columns = [text_col] + ([id_col] if id_col else []) + list(keep)
-    check_columns(source, columns)
+    chunks = iter_chunks(source, chunk_size, [text_col] + ([id_col] if id_col else []) + keep)
+    clf = load_classifier(model)  # refuses a folder that is not a whole saved classifier
     parts = parts_folder(out)
     _prepare(parts, _job(model, source, out, text_col, id_col, keep, chunk_size, limit), resume)
     try:
-        summary = _run(load_classifier(model), source, out, parts, text_col, id_col, keep, chunk_size, limit,
+        summary = _run(clf, chunks, count_rows(source), out, out_fmt, parts, text_col, id_col, keep, limit,
                        progress)
     except BaseException:
         if not any(parts.glob("part-*")):  # nothing done yet: nothing to resume
@@ -183,17 +180,14 @@ def predict_file(model: str | os.PathLike, source: str | os.PathLike, out: str |
     return summary
 
 
-def _run(clf, source: Path, out: Path, parts: Path, text_col, id_col, keep, chunk_size, limit,
+def _run(clf, chunks, total: int | None, out: Path, out_fmt: str, parts: Path, text_col, id_col, keep, limit,
          progress) -> PredictSummary:
     """Score the chunks not yet written, then join the parts into ``out``."""
-    out_fmt = file_format(out)
-    columns = [text_col] + ([id_col] if id_col else []) + list(keep)
-    total = count_rows(source)
     total = min(total, limit) if total is not None and limit is not None else (total or limit)
     summary, start = PredictSummary(), time.perf_counter()
     bar = tqdm(total=total, desc="predicting", unit="text", disable=not progress, dynamic_ncols=True)
     written = []
-    for i, chunk in enumerate(iter_chunks(source, chunk_size, columns)):
+    for i, chunk in enumerate(chunks):
         if limit is not None and summary.rows >= limit:
             break
         if limit is not None:
@@ -224,7 +218,3 @@ def _run(clf, source: Path, out: Path, parts: Path, text_col, id_col, keep, chun
     summary.seconds = time.perf_counter() - start
     summary.error_examples = summary.error_examples[:5]
     return summary
-
-
-def summary_dict(summary: PredictSummary) -> dict:
-    return {**asdict(summary), "texts_per_second": summary.texts_per_second}

@@ -9,7 +9,7 @@ from typing import List, Optional
 
 import typer
 
-from ..persistence import ModelFormatError, is_saved, load_classifier
+from ..persistence import is_saved, load_classifier
 
 
 def fail(message: str) -> None:
@@ -37,19 +37,17 @@ def parse_labels(labels: Optional[str]) -> Optional[list[str]]:
 
 
 def run_guarded(fn, *args, **kwargs):
-    """Turn the errors users cause (bad data, unknown model, bad labels) into one clear line."""
-    from ..datasets import DatasetError  # loads torch/pandas: only when the command runs
-    from ..lm.loading import ModelNotFoundError  # loads torch/pandas: only when the command runs
-
+    """Turn the errors users cause into one clear line: bad data, labels or folders (``ValueError``,
+    which ``DatasetError`` and ``ModelFormatError`` are), unknown models and unreadable files
+    (``OSError``, which ``ModelNotFoundError`` is) and wrong types."""
     try:
         return fn(*args, **kwargs)
-    except (DatasetError, ModelNotFoundError, ModelFormatError, ValueError, TypeError, OSError) as err:
+    except (ValueError, TypeError, OSError) as err:
         fail(str(err))
 
 
 def load_or_zero_shot(model: Optional[str], labels: Optional[str], **params):
     """The saved classifier in folder ``model``, or a zero-shot AgileClassifier over ``labels``."""
-
     if model and is_saved(model):
         return load_classifier(model)
     if not parse_labels(labels):

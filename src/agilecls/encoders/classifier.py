@@ -22,7 +22,7 @@ from ..evaluation.metrics import uncertainty_metrics
 from ..persistence import load_as, register_estimator, save_estimator
 from ..runtime import cache_dir, pick_device
 from ..uncertainty import choose_reject_threshold, fit_temperature
-from ..validation import TextInputTags, check_labels, check_texts
+from ..validation import TextInputTags, check_labels, check_texts, check_xy
 from . import saving
 from .heads import MEAN_FIELD_FACTOR, LogisticHead, SNGPHead, build_head
 from .ood import OOD_SCORERS, CombinedOOD, MahalanobisScorer, make_ood_scorer
@@ -34,10 +34,7 @@ HEADS = ("sngp", "softmax", "logistic", "mahalanobis")
 
 def in_scope_rows(X, y, oos_label: str, warn: bool = False) -> tuple[list[str], list[str]]:
     """(texts, labels) without the rows labelled ``oos_label`` (``warn``: say how many were dropped)."""
-    texts = check_texts(X)
-    y_list = check_labels(y, None)[0]
-    if len(y_list) != len(texts):
-        raise ValueError(f"X has {len(texts)} texts but y has {len(y_list)} labels; pass one label per text")
+    texts, y_list, _ = check_xy(X, y)
     keep = [i for i, v in enumerate(y_list) if v != oos_label]
     if warn and len(keep) < len(texts):
         warnings.warn(f"{len(texts) - len(keep)} rows labelled {oos_label!r} are left out of training; "

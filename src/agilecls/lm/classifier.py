@@ -265,13 +265,12 @@ patience, gradient_checkpointing
         (1 - max probability) and ``pred``."""
         logits = self.decision_function(X)
         proba = softmax(logits)
-        return {"logits": logits, "proba": proba, "ood_score": 1.0 - proba.max(axis=1),
+        return {"logits": logits, "proba": proba, "ood_score": label_ood_scores(logits, "max_prob"),
                 "pred": self.classes_[proba.argmax(axis=1)]}
 
     def predict(self, X) -> np.ndarray:
         """The most probable label of each text."""
-        scores = self.decision_function(X)
-        return self.classes_[scores.argmax(axis=1)]
+        return self.details(X)["pred"]
 
     def describe(self) -> str:
         """One line naming the classifier, for the CLI and reports."""
