@@ -52,7 +52,7 @@ def test_any_csv_or_jsonl_with_named_columns(tmp_path):
     for name in ("d.csv", "d.jsonl"):
         data = load_file(tmp_path / name, text_col="body", label_col="tag")
         assert data.texts == ["a", "b", "c"] and data.y == ["x", "y", "x"] and data.labels == ["x", "y"]
-    with pytest.raises(DatasetError, match="column 'label' not found"):
+    with pytest.raises(DatasetError, match="no column 'label'; the columns are"):
         load_file(tmp_path / "d.csv", text_col="body")
     with pytest.raises(DatasetError, match="not among"):
         load_file(tmp_path / "d.csv", text_col="body", label_col="tag", labels=["x"])

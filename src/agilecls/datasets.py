@@ -17,6 +17,9 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
+from .readers import read_table
+from .validation import DatasetError, check_labels
+
 DATA_DIR_ENV = "AGILECLS_DATA_DIR"
 
 #: Where each reference dataset lives relative to the data folder, and where it can be fetched
@@ -51,10 +54,6 @@ TWEET_SECTOR_NAMES = {
     "RETAIL": "supermercados",
     "TELCO": "telefonía",
 }
-
-
-class DatasetError(ValueError):
-    """Raised for data that cannot be used as given; the message says what to change."""
 
 
 @dataclass
@@ -178,37 +177,33 @@ REFERENCE_LOADERS = {"ethos": load_ethos, "clinc150": load_clinc150, "tweets": l
 
 def from_frame(df: pd.DataFrame, text_col: str = "text", label_col: str | None = "label",
                labels: Sequence[str] | None = None, name: str = "data") -> TextDataset:
-    """Any DataFrame with named text and label columns (``label_col=None`` for unlabelled text)."""
+    """Any DataFrame with named text and label columns (``label_col=None`` for unlabelled text).
+
+    Blank or missing labels, and labels outside ``labels``, are refused naming the row."""
     for col in (text_col, label_col):
         if col is not None and col not in df.columns:
             raise DatasetError(f"column {col!r} not found; the columns are {list(df.columns)}")
     texts = df[text_col].tolist()
-    y = [str(v) for v in df[label_col]] if label_col is not None else []
-    if labels is None:
-        labels = sorted(set(y))
-    labels = [str(label) for label in labels]
+    y: list[str] = []
+    if label_col is not None:
+        try:
+            y, _ = check_labels(df[label_col].tolist(), None)
+        except ValueError as err:
+            raise DatasetError(f"{name}: column {label_col!r}: {err}".replace("y[", "row ")) from err
+    labels = sorted(set(y)) if labels is None else [str(label) for label in labels]
     unknown = sorted(set(y) - set(labels))
     if unknown:
-        raise DatasetError(f"labels {unknown[:10]} in column {label_col!r} are not among {labels}")
+        raise DatasetError(f"{name}: labels {unknown[:10]} in column {label_col!r} are not among {labels}")
     return TextDataset(texts, y, labels, name)
 
 
 def load_file(path: str | os.PathLike, text_col: str = "text", label_col: str | None = "label",
               labels: Sequence[str] | None = None) -> TextDataset:
-    """A CSV, TSV, JSON or JSONL file with named columns."""
+    """A CSV, TSV, JSON, JSONL or Parquet file with named columns, read by
+    :func:`agilecls.readers.read_table` (encoding, delimiter and field sizes checked)."""
     path = Path(path)
-    if not path.exists():
-        raise DatasetError(f"{path} does not exist")
-    suffix = path.suffix.lower()
-    if suffix in (".jsonl", ".ndjson"):
-        df = pd.read_json(path, lines=True)
-    elif suffix == ".json":
-        df = pd.read_json(path)
-    elif suffix == ".tsv":
-        df = pd.read_csv(path, sep="\t")
-    else:
-        df = pd.read_csv(path, sep=None, engine="python")
-    return from_frame(df, text_col, label_col, labels, name=path.stem)
+    columns = [text_col] + ([label_col] if label_col is not None else [])
+    return from_frame(read_table(path, columns), text_col, label_col, labels, name=path.stem)
 
 
 def load_dataset(source: str, split: str = "test", text_col: str = "text", label_col: str | None = "label",

@@ -107,7 +107,7 @@ class EnsembleClassifier(TextInputTags, ClassifierMixin, _BaseComposition):
         keyword arguments of its ``fit`` (e.g. ``llm={"callback": fn}``)."""
         self._validate_params()
         pairs = self._check_estimators()
-        texts, y_list, labels = check_xy(X, y, self.labels)
+        texts, y_list, labels = check_xy(X, y, self.labels, fitting=True)
         unknown = sorted(set(fit_params_by_member) - {name for name, _ in pairs})
         if unknown:
             raise ValueError(f"fit parameters for unknown members {unknown}")

@@ -18,6 +18,8 @@ def check_texts(X, name: str = "X") -> list[str]:
             raise ValueError(f"{name} has {X.shape[1]} columns; pass one column of texts")
         X = X.iloc[:, 0] if hasattr(X, "iloc") else X[:, 0]
     texts = list(X.tolist() if hasattr(X, "tolist") else X)
+    if not texts:
+        raise ValueError(f"{name} is empty; pass at least one text")
     bad_type = [i for i, t in enumerate(texts) if not isinstance(t, str)]
     if bad_type:
         i = bad_type[0]
@@ -30,24 +32,66 @@ def check_texts(X, name: str = "X") -> list[str]:
     return texts
 
 
-def check_labels(y, labels: Sequence[str] | None) -> tuple[list[str], list[str]]:
-    """(y as strings, the label list): labels default to the sorted distinct values of y."""
+class DatasetError(ValueError):
+    """Raised for data that cannot be used as given; the message says what to change."""
+
+
+def _is_missing(value) -> bool:
+    """None, NaN (float or pandas' NA) or a blank string: a label nobody gave."""
+    if value is None or type(value).__name__ == "NAType":
+        return True
+    if isinstance(value, float) and value != value:
+        return True
+    return isinstance(value, str) and not value.strip()
+
+
+def check_labels(y, labels: Sequence[str] | None, fitting: bool = False) -> tuple[list[str], list[str]]:
+    """(y as strings, the label list): labels default to the sorted distinct values of y.
+
+    Refuses blank or missing (None, NaN) labels in ``y`` and ``labels``, duplicate labels, and
+    fewer than two classes when ``labels`` is given or when ``fitting``; when ``fitting``, also a
+    label without a single example in ``y``.
+
+    Examples
+    --------
+    >>> check_labels(["spam", "ham", "spam"], None)
+    (['spam', 'ham', 'spam'], ['ham', 'spam'])
+    >>> check_labels(["spam", float("nan")], None)
+    Traceback (most recent call last):
+    ...
+    ValueError: y[1] is a blank or missing label (nan), 1 such row(s); label those rows or drop them
+    """
     if isinstance(y, str):
         raise TypeError(f"y is a single string; pass a list of labels, e.g. [{y[:30]!r}]")
-    y_list = [str(v) for v in (y.tolist() if hasattr(y, "tolist") else list(y))]
-    if labels is None:
-        labels = sorted(set(y_list))
-    labels = [str(label) for label in labels]
+    raw = y.tolist() if hasattr(y, "tolist") else list(y)
+    missing = [i for i, v in enumerate(raw) if _is_missing(v)]
+    if missing:
+        raise ValueError(f"y[{missing[0]}] is a blank or missing label ({raw[missing[0]]!r}), {len(missing)} such "
+                         f"row(s); label those rows or drop them")
+    y_list = [str(v) for v in raw]
+    explicit = labels is not None
+    labels = sorted(set(y_list)) if labels is None else [str(label) for label in labels]
+    if any(_is_missing(label) for label in labels):
+        raise ValueError(f"labels {labels} include a blank name; every class needs a name")
     if len(set(labels)) != len(labels):
         raise ValueError(f"duplicate labels in {labels}")
+    if (explicit or fitting) and len(labels) < 2:
+        raise ValueError(f"need at least two classes, got {labels}; a classifier chooses between labels")
     unknown = sorted(set(y_list) - set(labels))
     if unknown:
         raise ValueError(f"y contains labels {unknown[:10]} that are not in labels={labels}")
+    if fitting:
+        unseen = [label for label in labels if label not in set(y_list)]
+        if unseen:
+            raise ValueError(f"no training example of label(s) {unseen[:10]}; give each class at least one "
+                             f"example or drop it from labels")
     return y_list, labels
 
 
-def check_xy(X, y, labels: Sequence[str] | None = None) -> tuple[list[str], list[str], list[str]]:
-    """(texts, y as strings, the label list) after checking that ``X`` and ``y`` are the same length.
+def check_xy(X, y, labels: Sequence[str] | None = None, fitting: bool = False
+             ) -> tuple[list[str], list[str], list[str]]:
+    """(texts, y as strings, the label list) after checking that ``X`` and ``y`` are the same length
+    (``fitting``: see :func:`check_labels`).
 
     Examples
     --------
@@ -57,7 +101,7 @@ def check_xy(X, y, labels: Sequence[str] | None = None) -> tuple[list[str], list
     texts = check_texts(X)
     if y is None:
         raise ValueError("y is None; pass one label per text")
-    y_list, labels = check_labels(y, labels)
+    y_list, labels = check_labels(y, labels, fitting)
     if len(texts) != len(y_list):
         raise ValueError(f"X has {len(texts)} texts but y has {len(y_list)} labels; pass one label per text")
     return texts, y_list, labels

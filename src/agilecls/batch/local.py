@@ -28,7 +28,8 @@ from tqdm.auto import tqdm
 
 from ..atomic import atomic_write_text
 from ..persistence import load_classifier
-from .io import concatenate, count_rows, file_format, iter_chunks, write_frame
+from ..readers import count_rows, file_format, iter_table
+from .io import concatenate, output_format, write_frame
 
 #: Rows per chunk: large enough to batch well, small enough that a crash loses little.
 DEFAULT_CHUNK_SIZE = 1000
@@ -158,14 +159,14 @@ def predict_file(model: str | os.PathLike, source: str | os.PathLike, out: str |
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     file_format(source)
-    out_fmt = file_format(out)
+    out_fmt = output_format(out)
     if out.resolve() == source.resolve():
         raise ValueError("the output would overwrite the input; choose another --out")
     out.parent.mkdir(parents=True, exist_ok=True)
     if not os.access(out.parent, os.W_OK):
         raise PermissionError(f"cannot write to {out.parent}")
     keep = [c for c in keep if c]
-    chunks = iter_chunks(source, chunk_size, [text_col] + ([id_col] if id_col else []) + keep)
+    chunks = iter_table(source, [text_col] + ([id_col] if id_col else []) + keep, chunk_size)
     clf = load_classifier(model)  # refuses a folder that is not a whole saved classifier
     parts = parts_folder(out)
     _prepare(parts, _job(model, source, out, text_col, id_col, keep, chunk_size, limit), resume)

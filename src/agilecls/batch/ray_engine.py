@@ -17,9 +17,9 @@ from typing import Sequence
 
 import pandas as pd
 
-from ..datasets import DatasetError
 from ..persistence import is_saved, load_classifier
-from .io import file_format
+from ..validation import DatasetError
+from .io import output_format
 from .local import score_chunk
 
 
@@ -60,7 +60,7 @@ class ClassifierPredictor:
 def _reader(source: str):
     import ray.data  # the optional extra
 
-    fmt = file_format(source)
+    fmt = output_format(source)  # the formats Ray Data reads: those written
     if fmt == "parquet":
         return ray.data.read_parquet(source)
     if fmt == "jsonl":

@@ -1,15 +1,30 @@
 """The ``agilecls`` command: one Typer app; each module here adds its sub-commands with
-``register(app)``. Commands import the heavy parts of agilecls only when they run, so
-``agilecls --help`` answers at once."""
+``register(app)``, and every command runs inside :func:`common.guarded` (one-line errors, exit code
+2). Commands import the heavy parts of agilecls only when they run, so ``agilecls --help`` answers
+at once."""
 
 from __future__ import annotations
+
+import os
 
 import typer
 
 from . import classify, demo, explain, predict, serve, train
+from .common import DEBUG_ENV, guarded
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Agile text classifiers on small language models.")
 
+
+@app.callback()
+def main(debug: bool = typer.Option(False, "--debug", help="Show the full traceback of an error instead of "
+                                                           "one line.")):
+    """Agile text classifiers on small language models."""
+    if debug:
+        os.environ[DEBUG_ENV] = "1"
+
+
 for _module in (demo, classify, train, predict, explain, serve):
     _module.register(app)
+for _command in app.registered_commands:
+    _command.callback = guarded(_command.callback)

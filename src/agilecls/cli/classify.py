@@ -11,7 +11,7 @@ import numpy as np
 import typer
 
 from ..persistence import is_saved, load_classifier
-from .common import fail, load_or_zero_shot, parse_labels, read_texts, run_guarded
+from .common import check_output_file, fail, load_or_zero_shot, parse_labels, read_texts
 
 
 def evaluate(clf, data, report: Path, title: str, info: dict, proba=None, seconds: float | None = None) -> dict:
@@ -61,15 +61,12 @@ def register(app: typer.Typer) -> None:
                  instructions: Optional[str] = typer.Option(None, help="Instruction sentence of the prompt."),
                  as_json: bool = typer.Option(False, "--json", help="One JSON object per text.")):
         """Print the label and per-label probabilities of each text."""
-        items = run_guarded(read_texts, texts, file, text_col)
+        items = read_texts(texts, file, text_col)
         if not items:
             fail("no texts to classify")
 
-        def run():
-            clf = load_or_zero_shot(model, labels, template=template, instructions=instructions)
-            return clf, clf.predict_proba(items)
-
-        clf, proba = run_guarded(run)
+        clf = load_or_zero_shot(model, labels, template=template, instructions=instructions)
+        proba = clf.predict_proba(items)
         for text, p in zip(items, proba):
             best = clf.classes_[p.argmax()]
             probs = {str(label): round(float(v), 4) for label, v in zip(clf.classes_, p)}
@@ -94,6 +91,8 @@ def register(app: typer.Typer) -> None:
         from ..lm.classifier import AgileClassifier  # loads torch/pandas: only when the command runs
         from ..lm.loading import DEFAULT_MODEL  # loads torch/pandas: only when the command runs
 
+        check_output_file(report, "--report")
+
         def run():
             test = load_dataset(data, split, text_col, label_col, parse_labels(labels))
             test = test.head(limit) if limit else test
@@ -106,6 +105,6 @@ def register(app: typer.Typer) -> None:
                 return clf.fit(train.texts, train.y), test
             return clf.fit(), test
 
-        clf, test = run_guarded(run)
+        clf, test = run()
         name = clf.describe()
-        run_guarded(evaluate, clf, test, report, f"{test.name}: {name}", {"model": name, "shots": shots})
+        evaluate(clf, test, report, f"{test.name}: {name}", {"model": name, "shots": shots})

@@ -1,34 +1,76 @@
-"""What every ``agilecls`` command shares: one-line errors (exit code 2), reading texts, loading
-a saved classifier or building a zero-shot one."""
+"""What every ``agilecls`` command shares: the one error guard (one line, exit code 2), reading
+texts, checking output paths before any work, loading a saved classifier or building a zero-shot
+one."""
 
 from __future__ import annotations
 
+import functools
+import os
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import Callable, List, Optional
 
+import click
 import typer
 
 from ..persistence import is_saved, load_classifier
 
+#: Set by ``agilecls --debug``: errors show their traceback instead of one line.
+DEBUG_ENV = "AGILECLS_DEBUG"
 
-def fail(message: str) -> None:
+#: Errors that a user's input causes (bad data, labels, paths, folders or options): their message
+#: says what to change. ``DatasetError``, ``ModelFormatError`` and ``UnicodeError`` are ValueErrors;
+#: ``ModelNotFoundError`` and ``PermissionError`` are OSErrors.
+USER_ERRORS = (ValueError, TypeError, OSError, LookupError)
+
+
+def fail(message: str, code: int = 2) -> None:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(2)
+    raise typer.Exit(code)
+
+
+def one_line(err: BaseException, limit: int = 600) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def guarded(command: Callable) -> Callable:
+    """``command`` with every error turned into one line on standard error and exit code 2 (the
+    traceback only with ``agilecls --debug``). Typer reads the signature through ``functools.wraps``."""
+
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except KeyboardInterrupt:
+            if os.environ.get(DEBUG_ENV):
+                raise
+            fail("interrupted", code=130)
+        except Exception as err:
+            if os.environ.get(DEBUG_ENV):
+                raise
+            if isinstance(err, USER_ERRORS):
+                fail(one_line(err))
+            fail(f"internal error {type(err).__name__}: {one_line(err)} (run again with `agilecls --debug ...` "
+                 f"for the traceback, and please report it)")
+
+    return run
 
 
 def read_texts(texts: List[str], file: Optional[Path], text_col: str) -> list[str]:
-    """Texts from arguments, a file (one per line, or CSV/JSONL with ``text_col``) or standard input."""
-    if file is not None:
-        if file.suffix.lower() in (".csv", ".tsv", ".jsonl", ".json"):
-            from ..datasets import load_file  # loads torch/pandas: only when the command runs
+    """Texts from arguments, a file (one per line, or CSV/TSV/JSONL/Parquet with ``text_col``) or
+    standard input."""
+    from ..readers import read_text_stream
+    from ..readers import read_texts as read_file_texts
 
-            return load_file(file, text_col=text_col, label_col=None).texts
-        return [line for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if file is not None:
+        return read_file_texts(file, text_col)
     if texts:
         return list(texts)
     if not sys.stdin.isatty():
-        return [line for line in sys.stdin.read().splitlines() if line.strip()]
+        return read_text_stream(sys.stdin)
     fail("give texts as arguments, --file, or on standard input")
 
 
@@ -36,14 +78,37 @@ def parse_labels(labels: Optional[str]) -> Optional[list[str]]:
     return [label.strip() for label in labels.split(",") if label.strip()] if labels else None
 
 
-def run_guarded(fn, *args, **kwargs):
-    """Turn the errors users cause into one clear line: bad data, labels or folders (``ValueError``,
-    which ``DatasetError`` and ``ModelFormatError`` are), unknown models and unreadable files
-    (``OSError``, which ``ModelNotFoundError`` is) and wrong types."""
-    try:
-        return fn(*args, **kwargs)
-    except (ValueError, TypeError, OSError) as err:
-        fail(str(err))
+def check_output_file(path: Path, option: str = "--out") -> None:
+    """Refuse, before any work, an output file that cannot be written: a folder, or a place whose
+    nearest existing folder is a file or not writable."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{option} {path} is a folder; give a file name")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise PermissionError(f"{option} {path} is not writable")
+    _check_parent(path, option)
+
+
+def check_output_folder(path: Path, option: str = "--out") -> None:
+    """Refuse, before any work, a model folder that cannot be written or would replace something
+    that is not a saved classifier."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{option} {path} is a file; give a folder for the classifier")
+    if path.is_dir() and any(path.iterdir()) and not is_saved(path):
+        raise FileExistsError(f"{option} {path} exists and holds something other than a saved classifier; "
+                              f"choose a new or empty folder")
+    _check_parent(path, option)
+
+
+def _check_parent(path: Path, option: str) -> None:
+    parent = path.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"{option} {path} cannot be created: {parent} is a file")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise PermissionError(f"{option} {path} cannot be created: no permission to write in {parent}")
 
 
 def load_or_zero_shot(model: Optional[str], labels: Optional[str], **params):

@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from .classify import evaluate
-from .common import run_guarded
+from .common import check_output_file, check_output_folder
 
 DEMO_REPORT = Path("reports/demo.html")
 #: Demo tuning budget: a few minutes on a 2-core CPU (docs/benchmarks.md).
@@ -37,6 +37,10 @@ def register(app: typer.Typer) -> None:
         from ..datasets import load_ethos  # loads torch/pandas: only when the command runs
         from ..lm.classifier import AgileClassifier  # loads torch/pandas: only when the command runs
         from ..lm.loading import DEFAULT_MODEL  # loads torch/pandas: only when the command runs
+
+        check_output_file(report, "--report")
+        if save is not None:
+            check_output_folder(save, "--save")
 
         def run():
             train, test = load_ethos("train"), load_ethos("test")
@@ -66,7 +70,7 @@ def register(app: typer.Typer) -> None:
                 typer.echo(f"saved to {save}")
             return clf, test
 
-        clf, test = run_guarded(run)
+        clf, test = run()
         name = clf.describe()
         how = f"trained on {train_size} texts, {epochs} epochs" if tune else f"{shots}-shot"
         info = {"model": name}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from html import escape
 from pathlib import Path
@@ -10,8 +9,10 @@ from typing import Optional
 
 import typer
 
+from ..atomic import atomic_write_text
 from ..persistence import is_saved
-from .common import fail, load_or_zero_shot, run_guarded
+from ..readers import parse_prompt_records, read_text_file
+from .common import check_output_file, fail, load_or_zero_shot
 
 
 def _records(prompt_or_file: str, target: Optional[str]) -> list[dict]:
@@ -21,10 +22,11 @@ def _records(prompt_or_file: str, target: Optional[str]) -> list[dict]:
         return [{"prompt": sys.stdin.read(), "target": target}]
     if len(prompt_or_file) < 4096 and path.is_file():
         if path.suffix.lower() in (".jsonl", ".ndjson"):
-            records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-            return [{"prompt": r["prompt"], "target": target if target is not None else (r.get("target") or None),
-                     "source": r.get("source")} for r in records]
-        return [{"prompt": path.read_text(encoding="utf-8"), "target": target}]
+            records = parse_prompt_records(read_text_file(path))
+            if not records:
+                raise ValueError(f"{path} holds no prompt records")
+            return [{**r, "target": target if target is not None else (r["target"] or None)} for r in records]
+        return [{"prompt": read_text_file(path), "target": target}]
     return [{"prompt": prompt_or_file, "target": target}]
 
 
@@ -52,6 +54,8 @@ def register(app: typer.Typer) -> None:
         """Which parts of a prompt made the model write its answer (or a classifier pick its label)."""
         from ..salience.explanation import explain as run_explain  # loads torch/pandas: only when the command runs
 
+        if html is not None:
+            check_output_file(html, "--html")
         records = _records(prompt_or_file, target)
         if select:
             records = [r for r in records if r.get("source") == select]
@@ -65,10 +69,10 @@ def register(app: typer.Typer) -> None:
 
             return load_lm(model or DEFAULT_MODEL)
 
-        predictor = run_guarded(load)
+        predictor = load()
         pages = []
         for record in records:
-            exp = run_guarded(run_explain, predictor, record["prompt"], record["target"], method, target_span=span,
+            exp = run_explain(predictor, record["prompt"], record["target"], method, target_span=span,
                               steps=steps, max_new_tokens=max_new_tokens)
             if as_json:
                 typer.echo(exp.to_json(pattern=pattern))
@@ -87,7 +91,6 @@ def register(app: typer.Typer) -> None:
             if len(pages) > 1:
                 start = page.index("<div class=\"agilecls-salience\">")
                 page = page[:start] + body + "</body></html>"
-            html.parent.mkdir(parents=True, exist_ok=True)
-            html.write_text(page, encoding="utf-8")
+            atomic_write_text(html, page)
             if not as_json:
                 typer.echo(f"heat map written to {html}")

@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from ..persistence import is_saved
-from .common import fail, parse_labels, run_guarded
+from .common import check_output_file, check_output_folder, fail, parse_labels
 
 
 def register(app: typer.Typer) -> None:
@@ -44,9 +44,14 @@ def register(app: typer.Typer) -> None:
             fail(f"{model_dir} is not a saved classifier; create one with `agilecls train`")
         kept = parse_labels(keep) if keep is not None else [text_col]
         if engine == "ray":
+            check_output_folder(out)
             return _predict_on_ray(model_dir, data, out, text_col, id_col, kept, actors, batch_size, ray_address)
         if engine != "local":
             fail(f"--engine must be local or ray, got {engine!r}")
+        from ..batch.io import output_format  # pandas: only when the command runs
+
+        output_format(out)
+        check_output_file(out)
 
         def run():
             source = Path(data)
@@ -62,7 +67,7 @@ def register(app: typer.Typer) -> None:
             return predict_file(model_dir, source, out, text_col=text_col, id_col=id_col, keep=kept,
                                 chunk_size=chunk_size, limit=limit, resume=resume)
 
-        summary = run_guarded(run)
+        summary = run()
         typer.echo(f"{summary.rows} rows in {summary.seconds:.1f} s ({summary.texts_per_second:.1f} texts/s): "
                    f"{summary.scored} labelled, {summary.errors} with errors"
                    + (f", {summary.resumed_chunks} chunk(s) resumed" if summary.resumed_chunks else "")
@@ -80,6 +85,6 @@ def _predict_on_ray(model_dir, data, out, text_col, id_col, keep, actors, batch_
         fail('the Ray engine needs Ray: pip install "agilecls[ray]"')
     if not id_col:
         fail("--engine ray needs --id-col: rows are scored out of order across actors")
-    folder = run_guarded(predict_dataset, model_dir, data, out, text_col=text_col, id_col=id_col, keep=keep,
+    folder = predict_dataset(model_dir, data, out, text_col=text_col, id_col=id_col, keep=keep,
                          actors=actors, batch_size=batch_size, ray_address=ray_address)
     typer.echo(f"predictions written to {folder} (Parquet files)")

@@ -10,7 +10,7 @@ from typing import List, Optional
 import typer
 
 from ..lm.config import TuningConfig
-from .common import parse_labels, run_guarded
+from .common import check_output_folder, parse_labels
 
 #: Ensemble encoder members by kind (see ``agilecls.encoders.members.ENCODER_MEMBERS``): name prefix.
 MEMBER_PREFIX = {"logistic": "enc", "finetuned": "encft"}
@@ -75,6 +75,8 @@ def register(app: typer.Typer) -> None:
         """Tune a classifier (LoRA on a small LM, or a sentence-encoder head) and save it to --out."""
         from ..datasets import load_dataset  # loads torch/pandas: only when the command runs
 
+        check_output_folder(out)
+
         def run():
             dataset = load_dataset(data, split, text_col, label_col, parse_labels(labels))
             dataset = dataset.head(limit) if limit else dataset
@@ -120,5 +122,5 @@ def register(app: typer.Typer) -> None:
             clf.save(out)
             return seconds
 
-        seconds = run_guarded(run)
+        seconds = run()
         typer.echo(f"trained in {seconds:.1f} s; saved to {out}")

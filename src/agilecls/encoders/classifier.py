@@ -176,9 +176,7 @@ gp_likelihood, gp_normalize_input : SNGP settings
         texts, y_list = in_scope_rows(X, y, self.oos_label, warn=fitting)
         if fitting:
             labels = None if self.labels is None else [str(v) for v in self.labels if str(v) != self.oos_label]
-            labels = check_labels(y_list, labels)[1]
-            if len(labels) < 2:
-                raise ValueError(f"need at least two classes to train, got {labels}")
+            labels = check_labels(y_list, labels, fitting=True)[1]
             self.classes_ = np.array(labels, dtype=object)
         return texts, class_indices(y_list, self.classes_)
 

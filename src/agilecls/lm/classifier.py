@@ -167,7 +167,7 @@ patience, gradient_checkpointing
             y_list, labels = [], check_labels([], self.labels)[1]
             texts = []
         else:
-            texts, y_list, labels = check_xy(X, y, self.labels)
+            texts, y_list, labels = check_xy(X, y, self.labels, fitting=True)
         self.lm_ = load_lm(self.model, device=self.device, dtype=self.dtype)
         self._set_state(labels, self._build_template(self.template, texts, y_list, labels))
         self.bias_ = self._content_free_bias() if self._calibration() == "content_free" else np.zeros(len(labels))
@@ -190,7 +190,7 @@ patience, gradient_checkpointing
     def _fit_lora(self, X, y, callback, lower_cache):
         if X is None or y is None:
             raise ValueError("tuning='lora' needs training texts X and labels y")
-        texts, y_list, labels = check_xy(X, y, self.labels)
+        texts, y_list, labels = check_xy(X, y, self.labels, fitting=True)
         config = self.tuning_config()
         start = time.perf_counter()
         self.lm_ = private_copy(self.model, self.device, self.dtype)

@@ -7,7 +7,6 @@ at start-up, never paths sent by the browser.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from importlib import resources
@@ -22,6 +21,7 @@ from pydantic import BaseModel, Field
 from ..lm.classifier import AgileClassifier
 from ..lm.loading import DEFAULT_MODEL, LanguageModel, load_lm
 from ..persistence import load_classifier
+from ..readers import parse_prompt_records
 from ..salience.explanation import explain, generate
 from ..salience.methods import METHODS
 from ..salience.spans import GRANULARITIES, aggregate
@@ -35,24 +35,7 @@ VIEW_GRANULARITIES = ["tokens", "words", "sentences", "lines", "paragraphs"]
 def sample_examples() -> list[dict]:
     """LIT's 12 sample prompts, shipped as package data."""
     text = resources.files("agilecls").joinpath("data/prompt_examples.jsonl").read_text(encoding="utf-8")
-    return parse_jsonl(text)
-
-
-def parse_jsonl(text: str) -> list[dict]:
-    """prompt/target records from JSONL; ``source`` names a record (default: its line number)."""
-    records = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"line {n} is not valid JSON: {err}") from err
-        if not isinstance(row, dict) or not isinstance(row.get("prompt"), str):
-            raise ValueError(f"line {n} needs a string field 'prompt'")
-        records.append({"source": str(row.get("source") or f"line {n}"), "prompt": row["prompt"],
-                        "target": str(row.get("target") or "")})
-    return records
+    return parse_prompt_records(text)
 
 
 class SalienceRequest(BaseModel):
@@ -164,7 +147,7 @@ def create_app(model=None, classifiers: Optional[dict[str, str]] = None, max_bod
     @app.post("/api/examples/parse")
     def parse(req: ParseRequest) -> list[dict]:
         """Parse an uploaded JSONL of prompt/target records."""
-        return parse_jsonl(req.jsonl)
+        return parse_prompt_records(req.jsonl)
 
     @app.post("/api/generate")
     def generate_route(req: GenerateRequest) -> dict:
