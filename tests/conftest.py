@@ -71,3 +71,12 @@ def learnable_lm():
     with torch.no_grad():
         lm.model.get_input_embeddings().weight.mul_(25)
     return lm
+
+
+@pytest.fixture(scope="session")
+def tiny_lm_folder(tiny_lm, tmp_path_factory):
+    """The tiny model saved as a local Hugging Face folder: a model spec any command accepts."""
+    folder = tmp_path_factory.mktemp("tiny-llama") / "model"
+    tiny_lm.model.save_pretrained(folder)
+    tiny_lm.tokenizer.save_pretrained(folder)
+    return folder

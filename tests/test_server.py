@@ -56,14 +56,14 @@ def test_salience_generate_and_aggregate(client):
 
 
 def test_errors_and_limits(client):
-    assert client.post("/api/salience", json={"prompt": PROMPT, "target": "x", "method": "lime"}).status_code == 400
+    assert client.post("/api/salience", json={"prompt": PROMPT, "target": "x", "method": "lime"}).status_code == 422
     assert client.post("/api/salience", json={"prompt": ""}).status_code == 422
     assert client.post("/api/salience", content=b"{" + b" " * 30_000 + b"}",
                        headers={"content-type": "application/json"}).status_code == 413
     bad = client.post("/api/examples/parse", json={"jsonl": '{"prompt": "a"}\nnot json'})
     assert bad.status_code == 400 and "line 2" in bad.json()["detail"]
     assert client.post("/api/classify", json={"text": "good", "labels": ["only"]}).status_code == 400
-    assert client.post("/api/classify", json={"text": "good", "classifier": "nope"}).status_code == 400
+    assert client.post("/api/classify", json={"text": "good", "classifier": "nope"}).status_code == 404
 
 
 def test_classify_zero_shot_with_salience(client):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -189,7 +190,7 @@ def from_frame(df: pd.DataFrame, text_col: str = "text", label_col: str | None =
         try:
             y, _ = check_labels(df[label_col].tolist(), None)
         except ValueError as err:
-            raise DatasetError(f"{name}: column {label_col!r}: {err}".replace("y[", "row ")) from err
+            raise DatasetError(f"{name}: column {label_col!r}: " + re.sub(r"y\[(\d+)\]", r"row \1", str(err))) from err
     labels = sorted(set(y)) if labels is None else [str(label) for label in labels]
     unknown = sorted(set(y) - set(labels))
     if unknown:

@@ -122,6 +122,13 @@ def _split_header(line: str, delimiter: str) -> list[str]:
 
 def header(path: str | os.PathLike, columns: Sequence[str] = ()) -> list[str]:
     """The column names of a file, reading only its head (``text`` for a text-per-line file)."""
+    try:
+        return _header(path, columns)
+    except UnicodeError as err:
+        raise decode_error(path, err) from err
+
+
+def _header(path: str | os.PathLike, columns: Sequence[str]) -> list[str]:
     fmt = file_format(path)
     if fmt == "lines":
         text_encoding(path)
@@ -129,17 +136,14 @@ def header(path: str | os.PathLike, columns: Sequence[str] = ()) -> list[str]:
     if fmt == "parquet":
         return _parquet(path).schema_arrow.names
     if fmt == "json":
-        return list(read_table(path).columns)
+        return list(_json_frame(path).columns)
     if fmt == "jsonl":
         for chunk in _jsonl_chunks(path, 1):
             return list(chunk.columns)
         raise DatasetError(f"{path} has no records")
     delimiter = csv_delimiter(path, columns)
-    try:
-        with open(path, encoding=text_encoding(path), newline="") as f:
-            return _split_header(f.readline(), delimiter)
-    except UnicodeError as err:
-        raise decode_error(path, err) from err
+    with open(path, encoding=text_encoding(path), newline="") as f:
+        return _split_header(f.readline(), delimiter)
 
 
 def check_columns(path: str | os.PathLike, columns: Sequence[str]) -> None:
@@ -257,7 +261,7 @@ def _jsonl_chunks(path: Path, chunk_size: int | None) -> Iterator[pd.DataFrame]:
 
 def _json_frame(path: Path) -> pd.DataFrame:
     try:
-        data = json.loads(Path(path).read_text(encoding=text_encoding(path)))
+        data = json.loads(read_text_file(path))
     except json.JSONDecodeError as err:
         raise DatasetError(f"{path} is not valid JSON (line {err.lineno}: {err.msg})") from err
     if isinstance(data, list) and all(isinstance(row, dict) for row in data):

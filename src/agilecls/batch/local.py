@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from ..atomic import atomic_write_text
 from ..persistence import load_classifier
 from ..readers import count_rows, file_format, iter_table
+from ..validation import DatasetError
 from .io import concatenate, output_format, write_frame
 
 #: Rows per chunk: large enough to batch well, small enough that a crash loses little.
@@ -173,8 +174,10 @@ def predict_file(model: str | os.PathLike, source: str | os.PathLike, out: str |
     try:
         summary = _run(clf, chunks, count_rows(source), out, out_fmt, parts, text_col, id_col, keep, limit,
                        progress)
-    except BaseException:
-        if not any(parts.glob("part-*")):  # nothing done yet: nothing to resume
+    except BaseException as err:
+        # a bad input fails the same way on every run, and with nothing done there is nothing to
+        # resume; a crash or an interruption keeps the finished chunks for --resume
+        if isinstance(err, DatasetError) or not any(parts.glob("part-*")):
             shutil.rmtree(parts, ignore_errors=True)
         raise
     shutil.rmtree(parts, ignore_errors=True)
@@ -213,6 +216,8 @@ def _run(clf, chunks, total: int | None, out: Path, out_fmt: str, parts: Path, t
         bar.update(len(chunk))
         bar.set_postfix(errors=summary.errors)
     bar.close()
+    if summary.rows == 0:
+        raise DatasetError("the input has a header but no rows; there is nothing to predict")
     tmp_out = out.parent / f".{out.name}.tmp"
     concatenate(written, tmp_out, out_fmt) if written else write_frame(pd.DataFrame(), tmp_out, out_fmt)
     os.replace(tmp_out, out)

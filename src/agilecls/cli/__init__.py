@@ -10,7 +10,7 @@ import os
 import typer
 
 from . import classify, demo, explain, predict, serve, train
-from .common import DEBUG_ENV, guarded
+from .common import DEBUG_ENV, SETTINGS, guarded
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Agile text classifiers on small language models.")
@@ -20,8 +20,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 def main(debug: bool = typer.Option(False, "--debug", help="Show the full traceback of an error instead of "
                                                            "one line.")):
     """Agile text classifiers on small language models."""
-    if debug:
-        os.environ[DEBUG_ENV] = "1"
+    SETTINGS["debug"] = debug or os.environ.get(DEBUG_ENV) == "1"
 
 
 for _module in (demo, classify, train, predict, explain, serve):

@@ -15,8 +15,9 @@ import typer
 
 from ..persistence import is_saved, load_classifier
 
-#: Set by ``agilecls --debug``: errors show their traceback instead of one line.
+#: ``agilecls --debug`` (or this variable set to 1): errors show their traceback instead of one line.
 DEBUG_ENV = "AGILECLS_DEBUG"
+SETTINGS = {"debug": False}
 
 #: Errors that a user's input causes (bad data, labels, paths, folders or options): their message
 #: says what to change. ``DatasetError``, ``ModelFormatError`` and ``UnicodeError`` are ValueErrors;
@@ -42,14 +43,14 @@ def guarded(command: Callable) -> Callable:
     def run(*args, **kwargs):
         try:
             return command(*args, **kwargs)
-        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+        except (typer.Exit, typer.Abort, click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
         except KeyboardInterrupt:
-            if os.environ.get(DEBUG_ENV):
+            if SETTINGS["debug"]:
                 raise
             fail("interrupted", code=130)
         except Exception as err:
-            if os.environ.get(DEBUG_ENV):
+            if SETTINGS["debug"]:
                 raise
             if isinstance(err, USER_ERRORS):
                 fail(one_line(err))

@@ -50,8 +50,8 @@ def register(app: typer.Typer) -> None:
             fail(f"--engine must be local or ray, got {engine!r}")
         from ..batch.io import output_format  # pandas: only when the command runs
 
-        output_format(out)
         check_output_file(out)
+        output_format(out)
 
         def run():
             source = Path(data)

@@ -1,4 +1,4 @@
-"""``agilecls serve``: the local prompt-debugging web app."""
+"""``agilecls serve``: the prediction API for saved classifiers and the prompt-debugging web app."""
 
 from __future__ import annotations
 
@@ -10,16 +10,29 @@ import typer
 from ..persistence import is_saved
 from .common import fail
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+TOKEN_ENV = "AGILECLS_TOKEN"
+
 
 def register(app: typer.Typer) -> None:
     @app.command()
-    def serve(model: Optional[str] = typer.Argument(None, help="Model spec (default: the bundled default)."),
-              host: str = typer.Option("127.0.0.1", help="Address to bind; keep the loopback default unless "
-                                                         "the machine's network is trusted."),
+    def serve(model: Optional[str] = typer.Argument(None, help="Language model of the prompt-debugging pages "
+                                                                "(default: the bundled default; loaded on first use)."),
+              classifier: List[Path] = typer.Option(None, help="A saved classifier folder to serve at /v1/predict "
+                                                               "(repeatable; named by the folder's name)."),
+              host: str = typer.Option("127.0.0.1", help="Address to bind; anything but loopback lets other "
+                                                         "machines call the model."),
               port: int = typer.Option(8765, help="Port."),
-              classifier: List[Path] = typer.Option(None, help="A saved classifier folder (repeatable)."),
+              token: Optional[str] = typer.Option(None, envvar=TOKEN_ENV, show_default=False,
+                                                  help=f"Require 'Authorization: Bearer TOKEN' on /v1 and /api "
+                                                       f"(or set ${TOKEN_ENV})."),
+              max_batch: int = typer.Option(64, help="Texts scored together (1 turns micro-batching off)."),
+              max_wait: float = typer.Option(0.005, help="Seconds to wait to fill a batch."),
+              queue: int = typer.Option(64, help="Requests allowed to wait; more get 503 with Retry-After."),
+              time_limit: float = typer.Option(120.0, help="Seconds a request may take before 504."),
               max_body: int = typer.Option(1_000_000, help="Largest accepted request body in bytes.")):
-        """Open the salience / prompt-debugging app in a browser at http://HOST:PORT."""
+        """Serve saved classifiers at POST /v1/predict (and GET /healthz), and the salience /
+        prompt-debugging app at http://HOST:PORT."""
         import uvicorn  # loads torch/pandas: only when the command runs
 
         from ..server import create_app  # loads torch/pandas: only when the command runs
@@ -28,9 +41,17 @@ def register(app: typer.Typer) -> None:
         for folder in classifier or []:
             if not is_saved(folder):
                 fail(f"{folder} holds no saved classifier; create one with `agilecls train`")
+            if folder.name in named:
+                fail(f"two classifier folders are named {folder.name!r}; rename one")
             named[folder.name] = str(folder)
-        if host not in ("127.0.0.1", "localhost", "::1"):
-            typer.secho(f"warning: serving on {host}: anyone who can reach it can run the model",
-                        fg=typer.colors.YELLOW, err=True)
-        typer.echo(f"agilecls app on http://{host}:{port}  (model loads on first use; Ctrl+C stops)")
-        uvicorn.run(create_app(model, named, max_body), host=host, port=port, log_level="warning")
+        if min(max_batch, queue, port) < 1 or min(max_wait, time_limit) < 0:
+            fail("--max-batch, --queue and --port must be positive; --max-wait and --time-limit not negative")
+        if host not in LOOPBACK:
+            typer.secho(f"warning: serving on {host}: anyone who can reach it can run the model"
+                        + ("" if token else f"; consider --token or ${TOKEN_ENV}"), fg=typer.colors.YELLOW, err=True)
+        server = create_app(model, named, max_body, token=token, max_pending=queue, max_batch=max_batch,
+                            max_wait=max_wait, time_limit=time_limit)
+        typer.echo(f"agilecls on http://{host}:{port}: "
+                   + (f"POST /v1/predict with {', '.join(named)}; " if named else "")
+                   + "the prompt-debugging app at / (Ctrl+C stops)")
+        uvicorn.run(server, host=host, port=port, log_level="warning")

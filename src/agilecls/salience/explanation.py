@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from ..lm.loading import LanguageModel, load_lm
-from .methods import METHODS, run_method
+from .methods import METHODS, check_method, run_method
 from .objectives import ClassifierLogProb, TargetLogProb
 from .render import render_console, render_html
 from .spans import aggregate
@@ -213,7 +213,13 @@ def explain(model, prompt: str, target: str | None = None, method: str = "grad_l
     tok = lm.tokenizer
     if not prompt:
         raise ValueError("the prompt is empty")
+    check_method(method)
     prompt_ids = tok(prompt)["input_ids"]
+    room = lm.max_length - len(prompt_ids)
+    if room < (1 if target is not None else max_new_tokens):  # refused before any generation
+        raise ValueError(f"the prompt is {len(prompt_ids)} tokens; with "
+                         f"{'a target' if target is not None else f'{max_new_tokens} new tokens'} it exceeds the "
+                         f"model's context of {lm.max_length}; shorten it")
     info = {}
     if target is None:
         target = generate(lm, prompt, max_new_tokens)

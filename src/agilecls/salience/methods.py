@@ -34,9 +34,13 @@ def register_method(name: str, signed: bool):
 
 def run_method(method: str, objective, embeds, options) -> tuple[torch.Tensor, dict]:
     """Run the registered ``method``; an unknown name is a clear error listing the known ones."""
+    return METHODS[check_method(method)](objective, embeds, **options)
+
+
+def check_method(method: str) -> str:
     if method not in METHODS:
         raise ValueError(f"unknown salience method {method!r}; use one of {', '.join(METHODS)}")
-    return METHODS[method](objective, embeds, **options)
+    return method
 
 
 def _gradients(objective: _Objective, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -22,6 +22,45 @@ _PATTERNS = {
 }
 
 
+#: Longest a user's pattern may search one text, in seconds.
+REGEX_TIMEOUT = 1.0
+
+#: A group holding a quantifier, itself quantified: ``(a+)+``, ``(\w*\s?)*``, ``(x{2,})+``.
+_NESTED_QUANTIFIER = re.compile(r"\((?:[^()\\]|\\.)*(?:[+*]|\{\d*,?\d*\})(?:[^()\\]|\\.)*\)(?:[+*]|\{\d*,\d*\})")
+
+
+def user_regex_matches(pattern: str | None, text: str, timeout: float = REGEX_TIMEOUT) -> list:
+    r"""The matches of a user's ``pattern`` in ``text``, safely: a pattern with a quantified group
+    that itself holds a quantifier (the shape behind catastrophic backtracking) is refused, and
+    the search runs in the ``regex`` package with a time limit and without holding the GIL, so
+    one pattern cannot stall a server.
+
+    Examples
+    --------
+    >>> [m.group() for m in user_regex_matches(r"\d+", "a1 b22")]
+    ['1', '22']
+    >>> user_regex_matches(r"(a+)+$", "aaaab")
+    Traceback (most recent call last):
+    ...
+    ValueError: regex '(a+)+$' nests quantifiers (a repeated group that repeats inside), which can take exponential time; rewrite it without the outer repeat, e.g. (a+) instead of (a+)+
+    """
+    import regex  # a dependency of transformers; time limits that the standard re lacks
+
+    if not pattern:
+        raise ValueError("granularity 'regex' needs a pattern")
+    if _NESTED_QUANTIFIER.search(pattern):
+        raise ValueError(f"regex {pattern!r} nests quantifiers (a repeated group that repeats inside), which can "
+                         f"take exponential time; rewrite it without the outer repeat, e.g. (a+) instead of (a+)+")
+    try:
+        compiled = regex.compile(pattern)
+    except (regex.error, OverflowError, RecursionError) as err:
+        raise ValueError(f"invalid regex {pattern!r}: {err}") from err
+    try:
+        return list(compiled.finditer(text, concurrent=True, timeout=timeout))
+    except TimeoutError as err:
+        raise ValueError(f"regex {pattern!r} took over {timeout:g} s on this text; simplify it") from err
+
+
 def segment(text: str, granularity: str, pattern: str | None = None) -> list[tuple[int, int]]:
     """Character ranges of the spans of ``text``: ordered, non-overlapping, never empty.
 
@@ -30,14 +69,8 @@ def segment(text: str, granularity: str, pattern: str | None = None) -> list[tup
     if granularity in ("word", "sentence", "line", "paragraph", "token"):
         granularity += "s"
     if granularity == "regex":
-        if not pattern:
-            raise ValueError("granularity 'regex' needs a pattern")
-        try:
-            compiled = re.compile(pattern)
-        except re.error as err:
-            raise ValueError(f"invalid regex {pattern!r}: {err}") from err
         ranges, last = [], 0
-        for m in compiled.finditer(text):
+        for m in user_regex_matches(pattern, text):
             if m.end() == m.start():
                 continue
             if m.start() > last:

@@ -1,22 +1,24 @@
-"""The local prompt-debugging web app: a JSON API (schema at /openapi.json) and a static page.
+"""The server: a prediction API for saved classifiers (``/v1/predict``, ``/healthz``) and the local
+prompt-debugging web app (a JSON API under ``/api`` and a static page). Schema at /openapi.json.
 
-Model work runs in FastAPI's thread pool behind one lock (one model, one computation at a time).
-Bound to 127.0.0.1 by default; request bodies are capped in size; classifiers are the ones named
-at start-up, never paths sent by the browser.
+Model work never runs on the event loop: it goes through one :class:`~agilecls.server.work.WorkQueue`
+(one computation at a time, a bounded queue answered with 503 when full, a time limit per request
+answered with 504), and prediction requests that wait together are scored as one batch. Bound to
+127.0.0.1 by default; request bodies are capped; an optional bearer token guards ``/api`` and
+``/v1``; classifiers are the ones named at start-up, never paths sent by a client.
 """
 
 from __future__ import annotations
 
-import threading
+import hmac
 import time
 from importlib import resources
 from pathlib import Path
 from typing import Optional
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, Field
 
 from ..lm.classifier import AgileClassifier
 from ..lm.loading import DEFAULT_MODEL, LanguageModel, load_lm
@@ -25,11 +27,22 @@ from ..readers import parse_prompt_records
 from ..salience.explanation import explain, generate
 from ..salience.methods import METHODS
 from ..salience.spans import GRANULARITIES, aggregate
+from .predict_api import add_prediction_routes
+from .schemas import (
+    ERROR_RESPONSES,
+    MAX_BODY,
+    AggregateRequest,
+    ClassifyRequest,
+    GenerateRequest,
+    ParseRequest,
+    SalienceRequest,
+)
+from .work import QueueFull, WorkQueue, WorkTimeout, wait_for
 
 STATIC = Path(__file__).parent / "static"
-MAX_BODY = 1_000_000
-MAX_PROMPT = 100_000
 VIEW_GRANULARITIES = ["tokens", "words", "sentences", "lines", "paragraphs"]
+#: Paths that need the bearer token when the server has one.
+GUARDED_PREFIXES = ("/api/", "/v1/")
 
 
 def sample_examples() -> list[dict]:
@@ -38,57 +51,45 @@ def sample_examples() -> list[dict]:
     return parse_prompt_records(text)
 
 
-class SalienceRequest(BaseModel):
-    prompt: str = Field(..., min_length=1, max_length=MAX_PROMPT)
-    target: Optional[str] = Field(None, max_length=MAX_PROMPT, description="empty or absent: greedy continuation")
-    method: str = "grad_l2"
-    steps: int = Field(16, ge=1, le=256)
-    target_span: Optional[list[int]] = Field(None, min_length=2, max_length=2,
-                                             description="scored target tokens [start, end)")
-    max_new_tokens: int = Field(32, ge=1, le=256)
-    pattern: Optional[str] = Field(None, max_length=1000, description="regex for the 'regex' granularity")
-
-
-class GenerateRequest(BaseModel):
-    prompt: str = Field(..., min_length=1, max_length=MAX_PROMPT)
-    max_new_tokens: int = Field(32, ge=1, le=256)
-
-
-class AggregateRequest(BaseModel):
-    prompt: str = Field(..., max_length=MAX_PROMPT)
-    tokens: list[dict] = Field(..., max_length=MAX_PROMPT)
-    granularity: str = "words"
-    pattern: Optional[str] = Field(None, max_length=1000)
-
-
-class ClassifyRequest(BaseModel):
-    text: str = Field(..., min_length=1, max_length=MAX_PROMPT)
-    labels: Optional[list[str]] = Field(None, max_length=200, description="zero-shot class names")
-    classifier: Optional[str] = Field(None, description="name of a classifier given at start-up")
-    instructions: Optional[str] = Field(None, max_length=2000)
-    label: Optional[str] = Field(None, description="explain this label instead of the predicted one")
-    method: str = "grad_l2"
-    steps: int = Field(16, ge=1, le=256)
-
-
-class ParseRequest(BaseModel):
-    jsonl: str = Field(..., max_length=MAX_BODY)
-
-
 def _view(exp, pattern: Optional[str]) -> dict:
-    data = exp.to_dict(VIEW_GRANULARITIES + (["regex"] if pattern else []), pattern)
-    return data
+    return exp.to_dict(VIEW_GRANULARITIES + (["regex"] if pattern else []), pattern)
 
 
-def create_app(model=None, classifiers: Optional[dict[str, str]] = None, max_body: int = MAX_BODY) -> FastAPI:
-    """The app for one language model (a spec or a loaded LanguageModel; loaded on first use) and
-    optional trained classifiers ``{name: folder}`` (loaded on first use)."""
-    app = FastAPI(title="agilecls prompt debugging", version="1",
-                  description="Salience of prompt tokens for a target, generation, and classifier decisions.")
-    lock = threading.Lock()
-    state: dict = {"lm": model if isinstance(model, LanguageModel) else None, "zero_shot": {}, "trained": {}}
+def create_app(model=None, classifiers: Optional[dict] = None, max_body: int = MAX_BODY, token: str | None = None,
+               max_pending: int = 64, max_batch: int = 64, max_wait: float = 0.005,
+               time_limit: float = 120.0) -> FastAPI:
+    """The app.
+
+    Parameters
+    ----------
+    model : str, LanguageModel or None, default=None
+        The language model of the prompt-debugging pages (loaded on first use; None: the default).
+    classifiers : dict or None, default=None
+        ``{name: saved folder or fitted classifier}``, loaded now: a damaged folder fails here.
+    max_body : int, default=1_000_000
+        Largest request body in bytes (413 above).
+    token : str or None, default=None
+        When set, ``/api`` and ``/v1`` need ``Authorization: Bearer <token>`` (401 otherwise).
+    max_pending, max_batch, max_wait : int, int, float
+        Model work queue: waiting requests before 503, texts scored per batch (1 = no
+        micro-batching), seconds waited to fill a batch.
+    time_limit : float, default=120.0
+        Seconds a request may wait and run before 504.
+    """
+    app = FastAPI(title="agilecls", version="1",
+                  description="Predictions from saved classifiers; salience of prompt tokens, generation and "
+                              "classifier decisions for prompt debugging.")
+    queue = WorkQueue(max_pending=max_pending, max_batch=max_batch, max_wait=max_wait)
+    state: dict = {"lm": model if isinstance(model, LanguageModel) else None, "zero_shot": {}}
     spec = model.spec if isinstance(model, LanguageModel) else (model or DEFAULT_MODEL)
-    classifiers = dict(classifiers or {})
+    trained = {name: clf if hasattr(clf, "predict_proba") else load_classifier(clf)
+               for name, clf in (classifiers or {}).items()}
+    app.state.queue, app.state.classifiers = queue, trained
+    app.router.on_shutdown.append(queue.close)
+
+    async def run(fn):
+        """``fn()`` on the model worker, alone (salience is not batched)."""
+        return (await wait_for(queue.submit(lambda _: [fn()], [None]), time_limit))[0]
 
     def lm():
         if state["lm"] is None:
@@ -97,11 +98,9 @@ def create_app(model=None, classifiers: Optional[dict[str, str]] = None, max_bod
 
     def classifier(req: ClassifyRequest):
         if req.classifier:
-            if req.classifier not in classifiers:
-                raise ValueError(f"unknown classifier {req.classifier!r}; start the server with --classifier")
-            if req.classifier not in state["trained"]:
-                state["trained"][req.classifier] = load_classifier(classifiers[req.classifier])
-            return state["trained"][req.classifier]
+            if req.classifier not in trained:
+                raise HTTPException(404, f"unknown classifier {req.classifier!r}; the server has {sorted(trained)}")
+            return trained[req.classifier]
         labels = [x.strip() for x in (req.labels or []) if x.strip()]
         if len(labels) < 2:
             raise ValueError("give at least two labels (or pick a trained classifier)")
@@ -114,88 +113,99 @@ def create_app(model=None, classifiers: Optional[dict[str, str]] = None, max_bod
         return state["zero_shot"][key]
 
     @app.middleware("http")
-    async def limit_body(request: Request, call_next):
+    async def guard(request: Request, call_next):
         length = request.headers.get("content-length")
         if request.method in ("POST", "PUT") and length is None and request.headers.get("transfer-encoding"):
             return JSONResponse({"detail": "send a Content-Length header"}, status_code=411)
+        if length is not None and not length.strip().isdigit():
+            return JSONResponse({"detail": "Content-Length must be a number of bytes"}, status_code=400)
         if length is not None and int(length) > max_body:
             return JSONResponse({"detail": f"request body over {max_body} bytes"}, status_code=413)
+        if token and request.url.path.startswith(GUARDED_PREFIXES):
+            sent = request.headers.get("authorization", "")
+            if not hmac.compare_digest(sent.encode(), f"Bearer {token}".encode()):
+                return JSONResponse({"detail": "send the server's token as 'Authorization: Bearer <token>'"},
+                                    status_code=401, headers={"WWW-Authenticate": "Bearer"})
         return await call_next(request)
 
     @app.exception_handler(ValueError)
     async def value_error(request: Request, err: ValueError):
         return JSONResponse({"detail": str(err)}, status_code=400)
 
+    @app.exception_handler(QueueFull)
+    async def queue_full(request: Request, err: QueueFull):
+        return JSONResponse({"detail": str(err)}, status_code=503, headers={"Retry-After": str(err.retry_after)})
+
+    @app.exception_handler(WorkTimeout)
+    async def work_timeout(request: Request, err: WorkTimeout):
+        return JSONResponse({"detail": str(err)}, status_code=504)
+
     @app.get("/", include_in_schema=False)
     def index():
         return FileResponse(STATIC / "index.html")
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    add_prediction_routes(app, trained, queue, time_limit)
 
-    @app.get("/api/info")
-    def info() -> dict:
+    @app.get("/api/info", responses=ERROR_RESPONSES)
+    async def info() -> dict:
         """The model, the salience methods and granularities, the trained classifiers."""
         return {"model": spec, "loaded": state["lm"] is not None, "methods": list(METHODS),
                 "signed": {k: fn.signed for k, fn in METHODS.items()}, "granularities": list(GRANULARITIES),
-                "classifiers": sorted(classifiers), "max_body": max_body}
+                "classifiers": sorted(trained), "max_body": max_body}
 
-    @app.get("/api/examples")
+    @app.get("/api/examples", responses=ERROR_RESPONSES)
     def examples() -> list[dict]:
         """The sample prompts (LIT's prompt-debugging set)."""
         return sample_examples()
 
-    @app.post("/api/examples/parse")
+    @app.post("/api/examples/parse", responses=ERROR_RESPONSES)
     def parse(req: ParseRequest) -> list[dict]:
         """Parse an uploaded JSONL of prompt/target records."""
         return parse_prompt_records(req.jsonl)
 
-    @app.post("/api/generate")
-    def generate_route(req: GenerateRequest) -> dict:
+    @app.post("/api/generate", responses=ERROR_RESPONSES)
+    async def generate_route(req: GenerateRequest) -> dict:
         """The model's greedy continuation of the prompt."""
-        with lock:
-            start = time.perf_counter()
-            target = generate(lm(), req.prompt, req.max_new_tokens)
+        start = time.perf_counter()
+        target = await run(lambda: generate(lm(), req.prompt, req.max_new_tokens))
         return {"target": target, "seconds": time.perf_counter() - start}
 
-    @app.post("/api/salience")
-    def salience(req: SalienceRequest) -> dict:
+    @app.post("/api/salience", responses=ERROR_RESPONSES)
+    async def salience(req: SalienceRequest) -> dict:
         """Salience of each prompt token for the (given or generated) target, with spans at every
         granularity."""
-        with lock:
-            exp = explain(lm(), req.prompt, req.target or None, req.method, target_span=req.target_span,
-                          max_new_tokens=req.max_new_tokens, steps=req.steps)
+        exp = await run(lambda: explain(lm(), req.prompt, req.target or None, req.method,
+                                        target_span=req.target_span, max_new_tokens=req.max_new_tokens,
+                                        steps=req.steps))
         return _view(exp, req.pattern)
 
-    @app.post("/api/aggregate")
+    @app.post("/api/aggregate", responses=ERROR_RESPONSES)
     def aggregate_route(req: AggregateRequest) -> list[dict]:
-        """Re-group token scores (e.g. by a custom regex) without recomputing them."""
-        for t in req.tokens:
-            if not {"start", "end", "score"} <= set(t):
-                raise ValueError("each token needs start, end and score")
-        return aggregate(req.prompt, req.tokens, req.granularity, req.pattern)
+        """Re-group token scores (e.g. by a custom regex, searched under a time limit) without
+        recomputing them."""
+        return aggregate(req.prompt, [t.model_dump() for t in req.tokens], req.granularity, req.pattern)
 
-    @app.post("/api/classify")
-    def classify(req: ClassifyRequest) -> dict:
+    @app.post("/api/classify", responses=ERROR_RESPONSES)
+    async def classify(req: ClassifyRequest) -> dict:
         """Label probabilities and the salience of the decision over the text."""
-        with lock:
-            clf = classifier(req)
-            name = req.classifier or f"zero-shot: {', '.join(map(str, clf.classes_))}"
-            if not isinstance(clf, AgileClassifier):  # e.g. a sentence-encoder classifier: no prompt to explain
-                proba = clf.predict_proba([req.text])[0]
-                probs = {str(c): float(p) for c, p in zip(clf.classes_, proba)}
-                return {"text": req.text, "probabilities": probs, "label": max(probs, key=probs.get),
-                        "classifier": name, "explanation": None}
-            exp = explain(clf, req.text, method=req.method, label=req.label, steps=req.steps)
-        data = _view(exp, None)
-        data["explanation"] = True
-        a, b = exp.info["text_range"]
-        text_tokens = [{**t, "start": t["start"] - a, "end": t["end"] - a} for t in exp.tokens if t.get("in_text")]
-        data["text"] = req.text
-        data["text_tokens"] = text_tokens
-        data["text_spans"] = {g: aggregate(req.text, text_tokens, g) for g in VIEW_GRANULARITIES}
-        data["probabilities"] = exp.info["probabilities"]
-        data["label"] = exp.info["label"]
-        data["classifier"] = name
-        return data
+        return await run(lambda: _classify(classifier(req), req))
 
     return app
+
+
+def _classify(clf, req: ClassifyRequest) -> dict:
+    name = req.classifier or f"zero-shot: {', '.join(map(str, clf.classes_))}"
+    if not isinstance(clf, AgileClassifier):  # e.g. a sentence-encoder classifier: no prompt to explain
+        proba = clf.predict_proba([req.text])[0]
+        probs = {str(c): float(p) for c, p in zip(clf.classes_, proba)}
+        return {"text": req.text, "probabilities": probs, "label": max(probs, key=probs.get), "classifier": name,
+                "explanation": None}
+    exp = explain(clf, req.text, method=req.method, label=req.label, steps=req.steps)
+    data = _view(exp, None)
+    a, _ = exp.info["text_range"]
+    text_tokens = [{**t, "start": t["start"] - a, "end": t["end"] - a} for t in exp.tokens if t.get("in_text")]
+    data.update(explanation=True, text=req.text, text_tokens=text_tokens, probabilities=exp.info["probabilities"],
+                label=exp.info["label"], classifier=name,
+                text_spans={g: aggregate(req.text, text_tokens, g) for g in VIEW_GRANULARITIES})
+    return data

@@ -17,9 +17,14 @@ const state = {
   classify: null,
 };
 
+// A server started with --token: open the page as http://HOST:PORT/#token=TOKEN.
+const TOKEN = new URLSearchParams(location.hash.slice(1)).get("token") || sessionStorage.getItem("agilecls-token");
+if (TOKEN) sessionStorage.setItem("agilecls-token", TOKEN);
+
 async function api(path, body) {
-  const opts = body === undefined ? {} : {
-    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+  const headers = TOKEN ? { Authorization: "Bearer " + TOKEN } : {};
+  const opts = body === undefined ? { headers } : {
+    method: "POST", headers: { ...headers, "Content-Type": "application/json" }, body: JSON.stringify(body),
   };
   const res = await fetch(path, opts);
   const data = await res.json().catch(() => ({}));

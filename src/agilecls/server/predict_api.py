@@ -1,0 +1,47 @@
+"""``POST /v1/predict`` and ``GET /healthz``: the prediction API for saved classifiers, ensembles
+included, with dynamic micro-batching through the server's work queue."""
+
+from __future__ import annotations
+
+import math
+
+from fastapi import FastAPI, HTTPException
+
+from .schemas import ERROR_RESPONSES, Health, Prediction, PredictRequest, PredictResponse
+from .work import WorkQueue, wait_for
+
+
+def score_texts(clf, texts: list[str]) -> list[Prediction]:
+    """One :class:`Prediction` per text from one ``details`` pass (labels, probabilities, and the
+    out-of-scope score where the classifier has one; a non-finite score is sent as null)."""
+    details = clf.details(texts)
+    classes = [str(c) for c in clf.classes_]
+    ood = details.get("ood_score")
+    predictions = []
+    for i, (pred, proba) in enumerate(zip(details["pred"], details["proba"])):
+        score = float(ood[i]) if ood is not None else math.nan
+        predictions.append(Prediction(label=str(pred), probabilities=dict(zip(classes, map(float, proba))),
+                                      ood_score=score if math.isfinite(score) else None))
+    return predictions
+
+
+def add_prediction_routes(app: FastAPI, classifiers: dict, queue: WorkQueue, time_limit: float) -> None:
+    """Add the prediction routes for ``classifiers`` (``{name: fitted classifier}``) to ``app``."""
+
+    @app.get("/healthz", response_model=Health)
+    async def healthz() -> Health:
+        """Liveness and load: answered on the event loop, never behind model work."""
+        return Health(status="ok", pending=queue.pending, running=queue.running, classifiers=list(classifiers))
+
+    @app.post("/v1/predict", response_model=PredictResponse, responses=ERROR_RESPONSES)
+    async def predict(req: PredictRequest) -> PredictResponse:
+        """Label each text: the label, the probability of every label, and how likely the text is out
+        of scope. Requests that arrive together are scored as one batch."""
+        if not classifiers:
+            raise HTTPException(404, "the server has no classifier; start it with `agilecls serve --classifier DIR`")
+        name = req.classifier or next(iter(classifiers))
+        if name not in classifiers:
+            raise HTTPException(404, f"unknown classifier {name!r}; the server has {sorted(classifiers)}")
+        clf = classifiers[name]
+        future = queue.submit(lambda texts: score_texts(clf, texts), req.texts, key=("predict", name))
+        return PredictResponse(classifier=name, predictions=await wait_for(future, time_limit))

@@ -1,0 +1,147 @@
+"""Request and response schemas of the server's JSON API: every field bounded and typed, so a bad
+request is a 422 naming the field before any model work, never a 500."""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+
+from ..salience.methods import METHODS
+from ..salience.spans import GRANULARITIES
+
+MAX_BODY = 1_000_000
+MAX_PROMPT = 100_000
+#: Texts per /v1/predict request, and characters per text.
+MAX_TEXTS = 256
+MAX_TEXT_CHARS = 20_000
+
+
+class ErrorBody(BaseModel):
+    detail: str | list = Field(..., description="what was wrong and what to do (a list of field errors for 422)")
+
+
+def _error(description: str) -> dict:
+    return {"model": ErrorBody, "description": description}
+
+
+#: The error answers every model-running route documents in /openapi.json.
+ERROR_RESPONSES = {
+    400: _error("the request is well-formed but cannot be done (e.g. a prompt longer than the model's context, "
+                "a regex that nests quantifiers)"),
+    404: _error("no classifier of that name was given at start-up"),
+    401: _error("a bearer token is required (the server was started with --token)"),
+    411: _error("a body sent without Content-Length"),
+    413: _error("the body is larger than the server's limit"),
+    422: _error("a field is missing, of the wrong type or out of bounds"),
+    503: _error("the queue is full; retry after the seconds in Retry-After"),
+    504: _error("the work took longer than the server's time limit"),
+}
+
+Method = Literal[tuple(METHODS)]  # the registered salience methods
+Granularity = Literal[tuple(GRANULARITIES)]
+Text = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT_CHARS)]
+
+
+class SalienceRequest(BaseModel):
+    prompt: str = Field(..., min_length=1, max_length=MAX_PROMPT)
+    target: Optional[str] = Field(None, max_length=MAX_PROMPT, description="empty or absent: greedy continuation")
+    method: Method = "grad_l2"
+    steps: int = Field(16, ge=1, le=256)
+    target_span: Optional[list[Annotated[int, Field(ge=0, le=MAX_PROMPT)]]] = Field(
+        None, min_length=2, max_length=2, description="scored target tokens [start, end)")
+    max_new_tokens: int = Field(32, ge=1, le=256)
+    pattern: Optional[str] = Field(None, max_length=1000, description="regex for the 'regex' granularity")
+
+
+class GenerateRequest(BaseModel):
+    prompt: str = Field(..., min_length=1, max_length=MAX_PROMPT)
+    max_new_tokens: int = Field(32, ge=1, le=256)
+
+
+class TokenScore(BaseModel):
+    """One prompt token's score and character range, as /api/salience returns it."""
+
+    model_config = ConfigDict(extra="allow")
+    start: int = Field(..., ge=0, le=MAX_PROMPT)
+    end: int = Field(..., ge=0, le=MAX_PROMPT)
+    score: float
+    special: bool = False
+    text: str = Field("", max_length=MAX_PROMPT)
+
+    @field_validator("score")
+    @classmethod
+    def _finite(cls, value: float) -> float:
+        if not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        return value
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.end < self.start:
+            raise ValueError("end must not be before start")
+        return self
+
+
+class AggregateRequest(BaseModel):
+    prompt: str = Field(..., max_length=MAX_PROMPT)
+    tokens: list[TokenScore] = Field(..., max_length=MAX_PROMPT)
+    granularity: Granularity = "words"
+    pattern: Optional[str] = Field(None, max_length=1000)
+
+    @model_validator(mode="after")
+    def _inside_prompt(self):
+        outside = [i for i, t in enumerate(self.tokens) if not t.special and t.end > len(self.prompt)]
+        if outside:
+            raise ValueError(f"token {outside[0]} ends after the prompt's {len(self.prompt)} characters")
+        return self
+
+
+class ClassifyRequest(BaseModel):
+    text: str = Field(..., min_length=1, max_length=MAX_PROMPT)
+    labels: Optional[list[Annotated[str, StringConstraints(max_length=200)]]] = Field(
+        None, max_length=200, description="zero-shot class names")
+    classifier: Optional[str] = Field(None, max_length=200, description="name of a classifier given at start-up")
+    instructions: Optional[str] = Field(None, max_length=2000)
+    label: Optional[str] = Field(None, max_length=200, description="explain this label instead of the predicted one")
+    method: Method = "grad_l2"
+    steps: int = Field(16, ge=1, le=256)
+
+
+class ParseRequest(BaseModel):
+    jsonl: str = Field(..., max_length=MAX_BODY)
+
+
+class PredictRequest(BaseModel):
+    """Texts to label with a classifier the server was started with."""
+
+    texts: list[Text] = Field(..., min_length=1, max_length=MAX_TEXTS,
+                              json_schema_extra={"example": ["I love this", "what a waste of time"]})
+    classifier: Optional[str] = Field(None, max_length=200, description="its name (default: the first one given)")
+
+    @field_validator("texts")
+    @classmethod
+    def _no_blank_texts(cls, texts: list[str]) -> list[str]:
+        for i, text in enumerate(texts):
+            if not text.strip():
+                raise ValueError(f"text {i} is blank")
+        return texts
+
+
+class Prediction(BaseModel):
+    label: str
+    probabilities: dict[str, float]
+    ood_score: Optional[float] = Field(None, description="how likely the text is out of scope (higher = more)")
+
+
+class PredictResponse(BaseModel):
+    classifier: str
+    predictions: list[Prediction]
+
+
+class Health(BaseModel):
+    status: str
+    pending: int
+    running: bool
+    classifiers: list[str]
