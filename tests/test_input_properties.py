@@ -273,5 +273,13 @@ def test_cli_refuses_one_label_and_unwritable_outputs(tmp_path, saved_zero_shot,
     ]:
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 2 and message in result.output, (args, result.output)
+    for path, message in [(tmp_path, "is not a file"), (tmp_path / "missing.csv", "does not exist")]:
+        for args in (["classify", "--file", str(path), "--model", str(saved_zero_shot)],
+                     ["eval", str(path), "--model", str(saved_zero_shot), "--report", str(tmp_path / "r.html")],
+                     ["train", str(path), "--out", str(tmp_path / "m")],
+                     ["predict", str(saved_zero_shot), str(path), "--out", str(tmp_path / "p.csv")]):
+            result = CliRunner().invoke(app, args)
+            check_cli(result)
+            assert result.exit_code == 2 and message in result.output, (args, result.output)
     result = CliRunner().invoke(app, ["--debug", "train", str(data), "--out", str(blocker)])
     assert isinstance(result.exception, ValueError)  # --debug: the exception itself, with its traceback

@@ -202,3 +202,26 @@ def test_serve_command_answers_predictions(zero_shot, tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_predict_api_serves_a_saved_ensemble_of_the_bundled_encoder(tmp_path):
+    from agilecls import EncoderClassifier, EnsembleClassifier
+
+    topics = {"money": ["bank balance", "savings account", "transfer money", "my card"],
+              "weather": ["rain today", "sunny forecast", "cold weather", "snow tomorrow"]}
+    X = [t for texts in topics.values() for t in texts]
+    y = [label for label, texts in topics.items() for _ in texts]
+    folder = tmp_path / "ens"
+    EnsembleClassifier([("logistic", EncoderClassifier("minilm", head="logistic", device="cpu")),
+                        ("sngp", EncoderClassifier("minilm", head="sngp", device="cpu", epochs=5))]).fit(X, y).save(folder)
+    app = create_app(classifiers={"topics": str(folder)})
+    expected = app.state.classifiers["topics"].details(["is it going to rain", "check my balance"])
+    with TestClient(app) as client:
+        r = client.post("/v1/predict", json={"texts": ["is it going to rain", "check my balance"]})
+    assert r.status_code == 200, r.text
+    got = r.json()["predictions"]
+    assert [p["label"] for p in got] == list(expected["pred"])
+    np.testing.assert_allclose([[p["probabilities"][c] for c in ("money", "weather")] for p in got],
+                               expected["proba"], atol=1e-6)
+    np.testing.assert_allclose([p["ood_score"] for p in got], expected["ood_score"], atol=1e-6)

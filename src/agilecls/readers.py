@@ -56,14 +56,19 @@ def file_format(path: str | os.PathLike, formats: dict[str, str] = FORMATS) -> s
     return formats[suffix]
 
 
-def text_encoding(path: str | os.PathLike) -> str:
-    """``utf-8``, ``utf-8-sig`` or ``utf-16`` from the byte-order mark; refuses a file that is empty,
-    a folder, missing, or binary (a NUL byte without a UTF-16 mark)."""
+def check_file(path: str | os.PathLike) -> Path:
     path = Path(path)
     if not path.exists():
         raise DatasetError(f"{path} does not exist")
     if not path.is_file():
         raise DatasetError(f"{path} is not a file")
+    return path
+
+
+def text_encoding(path: str | os.PathLike) -> str:
+    """``utf-8``, ``utf-8-sig`` or ``utf-16`` from the byte-order mark; refuses a file that is empty,
+    a folder, missing, or binary (a NUL byte without a UTF-16 mark)."""
+    path = check_file(path)
     with open(path, "rb") as f:
         head = f.read(_HEAD_BYTES)
     if not head.strip():
@@ -129,7 +134,7 @@ def header(path: str | os.PathLike, columns: Sequence[str] = ()) -> list[str]:
 
 
 def _header(path: str | os.PathLike, columns: Sequence[str]) -> list[str]:
-    fmt = file_format(path)
+    fmt = file_format(check_file(path))
     if fmt == "lines":
         text_encoding(path)
         return ["text"]
@@ -192,6 +197,9 @@ def _checked(path: Path, chunks: Iterator[pd.DataFrame], columns, max_chars) -> 
     first_row = 0
     try:
         for chunk in chunks:
+            for col in columns:  # JSON records may leave a field out: a missing value, flagged per row later
+                if col not in chunk.columns:
+                    chunk[col] = None
             check_sizes(path, chunk, columns, max_chars, first_row)
             first_row += len(chunk)
             yield chunk

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from ..atomic import atomic_write_text
 from ..persistence import load_classifier
-from ..readers import count_rows, file_format, iter_table
+from ..readers import check_file, count_rows, file_format, iter_table
 from ..validation import DatasetError
 from .io import concatenate, output_format, write_frame
 
@@ -159,7 +159,7 @@ def predict_file(model: str | os.PathLike, source: str | os.PathLike, out: str |
     model, source, out = Path(model), Path(source), Path(out)
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    file_format(source)
+    file_format(check_file(source))
     out_fmt = output_format(out)
     if out.resolve() == source.resolve():
         raise ValueError("the output would overwrite the input; choose another --out")

@@ -18,6 +18,7 @@ from typing import Sequence
 import pandas as pd
 
 from ..persistence import is_saved, load_classifier
+from ..readers import check_columns
 from ..validation import DatasetError
 from .io import output_format
 from .local import score_chunk
@@ -134,8 +135,10 @@ def predict_dataset(model: str | os.PathLike, source: str | os.PathLike, out: st
         raise ValueError("the Ray engine needs an id column (rows are scored out of order across actors)")
     if not ray.is_initialized():
         ray.init(address=ray_address, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    files = ray.put(pack_folder(model))
     columns = list(dict.fromkeys([text_col, id_col, *keep]))
+    if Path(str(source)).is_file():  # a local file gets the local engine's checks and messages first
+        check_columns(source, columns)
+    files = ray.put(pack_folder(model))
     ds = _reader(str(source))
     missing = [c for c in columns if c not in ds.schema().names]
     if missing:

@@ -27,7 +27,7 @@ def register(app: typer.Typer) -> None:
                                                   help=f"Require 'Authorization: Bearer TOKEN' on /v1 and /api "
                                                        f"(or set ${TOKEN_ENV})."),
               max_batch: int = typer.Option(64, help="Texts scored together (1 turns micro-batching off)."),
-              max_wait: float = typer.Option(0.005, help="Seconds to wait to fill a batch."),
+              max_wait: float = typer.Option(0.02, help="Seconds to wait to fill a batch."),
               queue: int = typer.Option(64, help="Requests allowed to wait; more get 503 with Retry-After."),
               time_limit: float = typer.Option(120.0, help="Seconds a request may take before 504."),
               max_body: int = typer.Option(1_000_000, help="Largest accepted request body in bytes.")):

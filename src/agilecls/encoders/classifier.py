@@ -184,8 +184,8 @@ gp_likelihood, gp_normalize_input : SNGP settings
         """The sentence encoder these parameters describe (``name`` overrides ``encoder``)."""
         folder = None if self.fine_tune or self.cache_dir is None else (
             cache_dir("embeddings") if self.cache_dir == "default" else self.cache_dir)
-        return SentenceEncoder(name or self.encoder, device=self.device, batch_size=max(self.batch_size, 64),
-                               max_seq_length=self.max_seq_length, cache_dir=folder)
+        return SentenceEncoder(name or self.encoder, device=self.device, max_seq_length=self.max_seq_length,
+                               cache_dir=folder)
 
     def _score_method(self) -> str:
         if self.ood_method == "auto":

@@ -56,7 +56,7 @@ def _view(exp, pattern: Optional[str]) -> dict:
 
 
 def create_app(model=None, classifiers: Optional[dict] = None, max_body: int = MAX_BODY, token: str | None = None,
-               max_pending: int = 64, max_batch: int = 64, max_wait: float = 0.005,
+               max_pending: int = 64, max_batch: int = 64, max_wait: float = 0.02,
                time_limit: float = 120.0) -> FastAPI:
     """The app.
 

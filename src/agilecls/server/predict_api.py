@@ -31,7 +31,9 @@ def add_prediction_routes(app: FastAPI, classifiers: dict, queue: WorkQueue, tim
     @app.get("/healthz", response_model=Health)
     async def healthz() -> Health:
         """Liveness and load: answered on the event loop, never behind model work."""
-        return Health(status="ok", pending=queue.pending, running=queue.running, classifiers=list(classifiers))
+        return Health(status="ok", pending=queue.pending, running=queue.running, batches=queue.batches,
+                      items_per_batch=round(queue.items_run / max(queue.batches, 1), 2),
+                      classifiers=list(classifiers))
 
     @app.post("/v1/predict", response_model=PredictResponse, responses=ERROR_RESPONSES)
     async def predict(req: PredictRequest) -> PredictResponse:

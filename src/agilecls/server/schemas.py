@@ -142,6 +142,8 @@ class PredictResponse(BaseModel):
 
 class Health(BaseModel):
     status: str
-    pending: int
-    running: bool
+    pending: int = Field(..., description="requests waiting for the model")
+    running: bool = Field(..., description="whether the model is computing now")
+    batches: int = Field(..., description="model calls so far")
+    items_per_batch: float = Field(..., description="mean texts (or jobs) per model call")
     classifiers: list[str]

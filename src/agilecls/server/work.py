@@ -65,8 +65,9 @@ class WorkQueue:
         Jobs allowed to wait; one more raises :class:`QueueFull`.
     max_batch : int, default=64
         Items per merged call (1 turns micro-batching off).
-    max_wait : float, default=0.005
-        Seconds the worker waits to fill a batch.
+    max_wait : float, default=0.02
+        Seconds the worker waits to fill a batch: small beside a model call on a CPU (0.1 to 10 s),
+        long enough for clients answered by the previous batch to send their next request.
 
     Examples
     --------
@@ -76,13 +77,13 @@ class WorkQueue:
     >>> queue.close()
     """
 
-    def __init__(self, max_pending: int = 64, max_batch: int = 64, max_wait: float = 0.005):
+    def __init__(self, max_pending: int = 64, max_batch: int = 64, max_wait: float = 0.02):
         self.max_pending, self.max_batch, self.max_wait = max_pending, max(1, max_batch), max_wait
         self._jobs: deque[_Job] = deque()
         self._ready = threading.Condition()
         self._closed = False
         self.running = False
-        self.batches = 0
+        self.batches = self.items_run = 0
         self.seconds_per_batch = 0.0
         self._thread = threading.Thread(target=self._serve, name="agilecls-model-worker", daemon=True)
         self._thread.start()
@@ -166,5 +167,6 @@ class WorkQueue:
         finally:
             seconds = time.perf_counter() - start
             self.batches += 1
+            self.items_run += sum(len(job.items) for job in batch)
             self.seconds_per_batch += (seconds - self.seconds_per_batch) / min(self.batches, 20)
             self.running = False
