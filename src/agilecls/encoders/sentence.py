@@ -194,7 +194,7 @@ class SentenceEncoder:
     device : str or None, default="auto"
     batch_size : int or None, default=None
         Texts embedded per forward pass; None: 64 on a GPU, 8 on a CPU. On a 2-core AVX2 CPU, 64
-        ETHOS texts embed with MiniLM in 2.6 s at 64 per batch and 0.6 s at 8 (16: 0.8 s; 4: 0.6 s):
+        ETHOS texts embed with MiniLM in 1.18 s at 64 per pass, 0.59 s at 8 (``bench/call_sizes.py``):
         large CPU batches only add padding and cache misses.
     max_seq_length : int or None, default=128
         Tokens kept per text.
