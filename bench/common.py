@@ -108,10 +108,11 @@ def _caller_module(depth: int = 2) -> str | None:
     return name if name and name.startswith("bench.") else None
 
 
-def matmul_gflops(n: int = 1024, repeats: int = 10, device: str = "cpu") -> float:
-    """The machine's fp32 matmul throughput: the ceiling a forward pass can approach."""
-    a = torch.randn(n, n, device=device)
-    b = torch.randn(n, n, device=device)
+def matmul_gflops(n: int = 1024, repeats: int = 10, device: str = "cpu", dtype: torch.dtype = torch.float32) -> float:
+    """The machine's matmul throughput in ``dtype`` (the model's: a bf16 model is measured against
+    a bf16 ceiling, not fp32's): the ceiling a forward pass can approach."""
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
     a @ b
     if device == "cuda":
         torch.cuda.synchronize()

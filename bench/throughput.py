@@ -56,7 +56,8 @@ def main() -> None:
     prompts = clf.prompts(texts)
     prefix_tokens = len(prompts[0].prefix)
     body_tokens = sum(len(p.body) for p in prompts)
-    ceiling = matmul_gflops()
+    dtype = clf.lm_.model.dtype
+    ceiling = matmul_gflops(device=str(clf.lm_.device).split(":")[0], dtype=dtype)
     timings = {"naive": [], "engine": []}
     naive = engine = None
     for _ in range(args.repeats):  # interleaved so both see the same machine load
@@ -80,10 +81,11 @@ def main() -> None:
     print(f"model {args.model}, {args.shots} shots/class, prefix {prefix_tokens} tokens, "
           f"mean text+tail {body_tokens / len(texts):.0f} tokens, batch {args.batch_size}")
     print(format_table(rows))
-    print(f"engine / naive speed-up: {ratio:.1f}x; matmul ceiling {ceiling:.1f} GFLOP/s; "
+    print(f"engine / naive speed-up: {ratio:.1f}x; {dtype} matmul ceiling {ceiling:.1f} GFLOP/s; "
           f"max |p_naive - p_engine| = {max_diff:.2e}")
     path = write_results("throughput", {"model": args.model, "shots": args.shots, "prefix_tokens": prefix_tokens,
                                         "rows": rows, "speedup": ratio, "matmul_gflops": ceiling,
+                                        "dtype": str(dtype).replace("torch.", ""),
                                         "max_prob_diff": max_diff, "timings": timings}, args.out)
     print(f"wrote {path}")
 

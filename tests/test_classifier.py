@@ -146,3 +146,15 @@ def test_classify_command_runs_as_a_subprocess():
     bad = subprocess.run([sys.executable, "-m", "agilecls.cli", "eval", "missing.csv"], capture_output=True,
                          text=True, env=env, timeout=600)
     assert bad.returncode == 2 and "does not exist" in bad.stderr
+
+
+def test_repeated_texts_are_scored_once_with_identical_results(tiny_clf, monkeypatch):
+    texts = ["good movie", "bad food", "good movie", "good movie"]
+    tiny_clf.fit()
+    alone = tiny_clf.decision_function(["good movie", "bad food"])
+    seen = []
+    real = tiny_clf.raw_scores
+    monkeypatch.setattr(tiny_clf, "raw_scores", lambda t: seen.append(list(t)) or real(t))
+    scores = tiny_clf.decision_function(texts)
+    assert seen == [["good movie", "bad food"]]
+    np.testing.assert_array_equal(scores, alone[[0, 1, 0, 0]])

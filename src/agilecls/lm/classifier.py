@@ -14,6 +14,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
+from ..batching import distinct_rows
 from ..persistence import load_as, register_estimator, save_estimator
 from ..uncertainty import label_ood_scores
 from ..validation import TextInputTags, check_labels, check_texts, check_xy, softmax
@@ -248,9 +249,11 @@ patience, gradient_checkpointing
             return self.scorer_.score(self.prompts(texts), split=getattr(self, "_split", None))
 
     def decision_function(self, X) -> np.ndarray:
-        """Calibrated label log-scores, [texts, labels]; their softmax is ``predict_proba``."""
+        """Calibrated label log-scores, [texts, labels]; their softmax is ``predict_proba``. A text
+        that occurs several times in ``X`` is scored once."""
         check_is_fitted(self, "scorer_")
-        return self.raw_scores(check_texts(X)) - self.bias_
+        distinct, rows = distinct_rows(check_texts(X))
+        return (self.raw_scores(distinct) - self.bias_)[rows]
 
     def predict_proba(self, X) -> np.ndarray:
         return softmax(self.decision_function(X))
