@@ -114,7 +114,7 @@ def local_ray():
 
 @pytest.mark.ray
 def test_ray_engine_equals_the_local_engine_row_for_row(model_dir, tmp_path, local_ray):
-    from agilecls.batch.ray_engine import predict_dataset
+    from agilecls.batch import predict_dataset  # the public name, imported on first use
 
     rows = toy_rows(300, seed=3)
     rows.loc[7, "text"] = ""
