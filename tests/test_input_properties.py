@@ -221,14 +221,19 @@ def test_each_reported_bad_file_is_one_clear_line(tmp_path, saved_zero_shot, cas
     name, content, message = BAD_FILES[case]
     path = tmp_path / name
     path.write_bytes(content)
-    for args in (["classify", "--file", str(path), "--model", str(saved_zero_shot)],
-                 ["eval", str(path), "--model", str(saved_zero_shot), "--report", str(tmp_path / "r.html")],
+    assert_every_reading_command_refuses(path, saved_zero_shot, tmp_path, message)
+    assert not any(p.name in ("r.html", "m", "p.csv") for p in tmp_path.iterdir())
+
+
+def assert_every_reading_command_refuses(path, model, tmp_path, message):
+    """classify, eval, train and predict each stop on ``path`` with ``message`` in one line."""
+    for args in (["classify", "--file", str(path), "--model", str(model)],
+                 ["eval", str(path), "--model", str(model), "--report", str(tmp_path / "r.html")],
                  ["train", str(path), "--out", str(tmp_path / "m")],
-                 ["predict", str(saved_zero_shot), str(path), "--out", str(tmp_path / "p.csv")]):
+                 ["predict", str(model), str(path), "--out", str(tmp_path / "p.csv")]):
         result = CliRunner().invoke(app, args)
         check_cli(result)
         assert result.exit_code == 2 and message in result.output, (args, result.output)
-    assert not any(p.name in ("r.html", "m", "p.csv") for p in tmp_path.iterdir())
 
 
 def test_readable_encodings_and_shapes(tmp_path):
@@ -274,12 +279,6 @@ def test_cli_refuses_one_label_and_unwritable_outputs(tmp_path, saved_zero_shot,
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 2 and message in result.output, (args, result.output)
     for path, message in [(tmp_path, "is not a file"), (tmp_path / "missing.csv", "does not exist")]:
-        for args in (["classify", "--file", str(path), "--model", str(saved_zero_shot)],
-                     ["eval", str(path), "--model", str(saved_zero_shot), "--report", str(tmp_path / "r.html")],
-                     ["train", str(path), "--out", str(tmp_path / "m")],
-                     ["predict", str(saved_zero_shot), str(path), "--out", str(tmp_path / "p.csv")]):
-            result = CliRunner().invoke(app, args)
-            check_cli(result)
-            assert result.exit_code == 2 and message in result.output, (args, result.output)
+        assert_every_reading_command_refuses(path, saved_zero_shot, tmp_path, message)
     result = CliRunner().invoke(app, ["--debug", "train", str(data), "--out", str(blocker)])
     assert isinstance(result.exception, ValueError)  # --debug: the exception itself, with its traceback
