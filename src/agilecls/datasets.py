@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -188,9 +187,9 @@ def from_frame(df: pd.DataFrame, text_col: str = "text", label_col: str | None =
     y: list[str] = []
     if label_col is not None:
         try:
-            y, _ = check_labels(df[label_col].tolist(), None)
+            y, _ = check_labels(df[label_col].tolist(), None, row_name="row {}")
         except ValueError as err:
-            raise DatasetError(f"{name}: column {label_col!r}: " + re.sub(r"y\[(\d+)\]", r"row \1", str(err))) from err
+            raise DatasetError(f"{name}: column {label_col!r}: {err}") from err
     labels = sorted(set(y)) if labels is None else [str(label) for label in labels]
     unknown = sorted(set(y) - set(labels))
     if unknown:

@@ -22,7 +22,7 @@ import io
 import json
 import os
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import pandas as pd
 
@@ -87,30 +87,32 @@ def decode_error(path: str | os.PathLike, err: UnicodeError) -> DatasetError:
                         f"(e.g. 'Save as CSV UTF-8' in a spreadsheet)")
 
 
+def non_blank_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.strip()]
+
+
 def read_lines(path: str | os.PathLike, max_chars: int = MAX_FIELD_CHARS) -> list[str]:
     """The non-blank lines of a text file, one text per line."""
-    encoding = text_encoding(path)
-    try:
-        text = Path(path).read_text(encoding=encoding)
-    except UnicodeError as err:
-        raise decode_error(path, err) from err
-    lines = [line for line in text.splitlines() if line.strip()]
+    lines = non_blank_lines(read_text_file(path))
     check_sizes(path, pd.DataFrame({"text": lines}), ["text"], max_chars)
     return lines
 
 
-def csv_delimiter(path: str | os.PathLike, columns: Sequence[str] = ()) -> str:
-    """The delimiter of a CSV/TSV file: from the extension, or for a ``.csv`` whose header lacks
-    ``columns``, the first of ``; | TAB`` whose header has them all (else still ``,``)."""
-    fmt = file_format(path)
-    if fmt == "tsv":
-        return "\t"
+def csv_dialect(path: str | os.PathLike, columns: Sequence[str] = ()) -> tuple[str, str, list[str]]:
+    """(delimiter, encoding, column names) of a CSV/TSV file, from one read of its header line. The
+    delimiter comes from the extension, or for a ``.csv`` whose header lacks ``columns``, is the
+    first of ``; | TAB`` whose header has them all (else still ``,``)."""
     encoding = text_encoding(path)
     try:
         with open(path, encoding=encoding, newline="") as f:
             header_line = f.readline()
     except UnicodeError as err:
         raise decode_error(path, err) from err
+    delimiter = "\t" if file_format(path) == "tsv" else _csv_delimiter(header_line, columns)
+    return delimiter, encoding, _split_header(header_line, delimiter)
+
+
+def _csv_delimiter(header_line: str, columns: Sequence[str]) -> str:
     wanted = set(columns)
     if not wanted or wanted <= set(_split_header(header_line, ",")):
         return ","
@@ -146,9 +148,7 @@ def _header(path: str | os.PathLike, columns: Sequence[str]) -> list[str]:
         for chunk in _jsonl_chunks(path, 1):
             return list(chunk.columns)
         raise DatasetError(f"{path} has no records")
-    delimiter = csv_delimiter(path, columns)
-    with open(path, encoding=text_encoding(path), newline="") as f:
-        return _split_header(f.readline(), delimiter)
+    return csv_dialect(path, columns)[2]
 
 
 def check_columns(path: str | os.PathLike, columns: Sequence[str]) -> None:
@@ -226,8 +226,9 @@ def _chunks(path: Path, columns: list[str], chunk_size: int | None) -> Iterator[
     if fmt == "json":
         yield _json_frame(path)
         return
-    reader = pd.read_csv(path, sep=csv_delimiter(path, columns), encoding=text_encoding(path), dtype=str,
-                         keep_default_na=False, chunksize=chunk_size, usecols=columns or None, engine="c")
+    delimiter, encoding, _ = csv_dialect(path, columns)
+    reader = pd.read_csv(path, sep=delimiter, encoding=encoding, dtype=str, keep_default_na=False,
+                         chunksize=chunk_size, usecols=columns or None, engine="c")
     if chunk_size is None:
         yield reader
         return
@@ -249,13 +250,7 @@ def _jsonl_chunks(path: Path, chunk_size: int | None) -> Iterator[pd.DataFrame]:
     """JSON Lines read line by line, so an error names its line; blank lines are skipped."""
     rows: list[dict] = []
     with open(path, encoding=text_encoding(path)) as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DatasetError(f"{path}: line {n} is not valid JSON ({err.msg}); fix or remove it") from err
+        for n, row in json_lines(f, f"{path}: "):
             if not isinstance(row, dict):
                 raise DatasetError(f"{path}: line {n} is a JSON {type(row).__name__}, not an object with named "
                                    f"fields")
@@ -265,6 +260,19 @@ def _jsonl_chunks(path: Path, chunk_size: int | None) -> Iterator[pd.DataFrame]:
                 rows = []
     if rows or not chunk_size:
         yield pd.DataFrame.from_records(rows)
+
+
+def json_lines(lines: Iterable[str], where: str = "") -> Iterator[tuple[int, object]]:
+    """(line number, value) of each non-blank line of JSON Lines; a broken line is refused naming it
+    (``where`` prefixes the message, e.g. the file)."""
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DatasetError(f"{where}line {n} is not valid JSON ({err.msg}); fix or remove it") from err
+        yield n, value
 
 
 def _json_frame(path: Path) -> pd.DataFrame:
@@ -306,7 +314,7 @@ def read_texts(path: str | os.PathLike, text_col: str = "text", max_chars: int =
 
 def read_text_stream(stream: io.TextIOBase) -> list[str]:
     """Non-blank lines of a text stream (standard input)."""
-    return [line for line in stream.read().splitlines() if line.strip()]
+    return non_blank_lines(stream.read())
 
 
 def parse_prompt_records(text: str) -> list[dict]:
@@ -318,13 +326,7 @@ def parse_prompt_records(text: str) -> list[dict]:
     [{'source': 'line 1', 'prompt': 'Hi', 'target': ' there'}]
     """
     records = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DatasetError(f"line {n} is not valid JSON: {err}") from err
+    for n, row in json_lines(text.splitlines()):
         if not isinstance(row, dict) or not isinstance(row.get("prompt"), str):
             raise DatasetError(f"line {n} needs a string field 'prompt'")
         records.append({"source": str(row.get("source") or f"line {n}"), "prompt": row["prompt"],

@@ -45,12 +45,14 @@ def _is_missing(value) -> bool:
     return isinstance(value, str) and not value.strip()
 
 
-def check_labels(y, labels: Sequence[str] | None, fitting: bool = False) -> tuple[list[str], list[str]]:
+def check_labels(y, labels: Sequence[str] | None, fitting: bool = False, row_name: str = "y[{}]"
+                 ) -> tuple[list[str], list[str]]:
     """(y as strings, the label list): labels default to the sorted distinct values of y.
 
     Refuses blank or missing (None, NaN) labels in ``y`` and ``labels``, duplicate labels, and
     fewer than two classes when ``labels`` is given or when ``fitting``; when ``fitting``, also a
-    label without a single example in ``y``.
+    label without a single example in ``y``. ``row_name`` names a row in messages (e.g. ``"row {}"``
+    for a file).
 
     Examples
     --------
@@ -66,7 +68,7 @@ def check_labels(y, labels: Sequence[str] | None, fitting: bool = False) -> tupl
     raw = y.tolist() if hasattr(y, "tolist") else list(y)
     missing = [i for i, v in enumerate(raw) if _is_missing(v)]
     if missing:
-        raise ValueError(f"y[{missing[0]}] is a blank or missing label ({raw[missing[0]]!r}), {len(missing)} such "
+        raise ValueError(f"{row_name.format(missing[0])} is a blank or missing label ({raw[missing[0]]!r}), {len(missing)} such "
                          f"row(s); label those rows or drop them")
     y_list = [str(v) for v in raw]
     explicit = labels is not None

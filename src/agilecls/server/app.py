@@ -16,7 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Optional
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
@@ -27,7 +27,7 @@ from ..readers import parse_prompt_records
 from ..salience.explanation import explain, generate
 from ..salience.methods import METHODS
 from ..salience.spans import GRANULARITIES, aggregate
-from .predict_api import add_prediction_routes
+from .predict_api import add_prediction_routes, named_classifier
 from .schemas import (
     ERROR_RESPONSES,
     MAX_BODY,
@@ -98,9 +98,7 @@ def create_app(model=None, classifiers: Optional[dict] = None, max_body: int = M
 
     def classifier(req: ClassifyRequest):
         if req.classifier:
-            if req.classifier not in trained:
-                raise HTTPException(404, f"unknown classifier {req.classifier!r}; the server has {sorted(trained)}")
-            return trained[req.classifier]
+            return named_classifier(trained, req.classifier)[1]
         labels = [x.strip() for x in (req.labels or []) if x.strip()]
         if len(labels) < 2:
             raise ValueError("give at least two labels (or pick a trained classifier)")

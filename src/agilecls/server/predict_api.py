@@ -25,6 +25,16 @@ def score_texts(clf, texts: list[str]) -> list[Prediction]:
     return predictions
 
 
+def named_classifier(classifiers: dict, name: str | None):
+    """(name, classifier) of a classifier given at start-up (default: the first); 404 otherwise."""
+    if not classifiers:
+        raise HTTPException(404, "the server has no classifier; start it with `agilecls serve --classifier DIR`")
+    name = name or next(iter(classifiers))
+    if name not in classifiers:
+        raise HTTPException(404, f"unknown classifier {name!r}; the server has {sorted(classifiers)}")
+    return name, classifiers[name]
+
+
 def add_prediction_routes(app: FastAPI, classifiers: dict, queue: WorkQueue, time_limit: float) -> None:
     """Add the prediction routes for ``classifiers`` (``{name: fitted classifier}``) to ``app``."""
 
@@ -39,11 +49,6 @@ def add_prediction_routes(app: FastAPI, classifiers: dict, queue: WorkQueue, tim
     async def predict(req: PredictRequest) -> PredictResponse:
         """Label each text: the label, the probability of every label, and how likely the text is out
         of scope. Requests that arrive together are scored as one batch."""
-        if not classifiers:
-            raise HTTPException(404, "the server has no classifier; start it with `agilecls serve --classifier DIR`")
-        name = req.classifier or next(iter(classifiers))
-        if name not in classifiers:
-            raise HTTPException(404, f"unknown classifier {name!r}; the server has {sorted(classifiers)}")
-        clf = classifiers[name]
+        name, clf = named_classifier(classifiers, req.classifier)
         future = queue.submit(lambda texts: score_texts(clf, texts), req.texts, key=("predict", name))
         return PredictResponse(classifier=name, predictions=await wait_for(future, time_limit))

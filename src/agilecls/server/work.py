@@ -152,10 +152,11 @@ class WorkQueue:
     def _run(self, batch: list[_Job]) -> None:
         self.running = True
         start = time.perf_counter()
+        items = [item for job in batch for item in job.items]
         try:
-            results = list(batch[0].run([item for job in batch for item in job.items]))
-            if len(results) != sum(len(job.items) for job in batch):
-                raise RuntimeError(f"a batch of {sum(len(j.items) for j in batch)} items gave {len(results)} results")
+            results = list(batch[0].run(items))
+            if len(results) != len(items):
+                raise RuntimeError(f"a batch of {len(items)} items gave {len(results)} results")
         except BaseException as err:  # every waiting request learns why
             for job in batch:
                 job.future.set_exception(err)
@@ -167,6 +168,6 @@ class WorkQueue:
         finally:
             seconds = time.perf_counter() - start
             self.batches += 1
-            self.items_run += sum(len(job.items) for job in batch)
+            self.items_run += len(items)
             self.seconds_per_batch += (seconds - self.seconds_per_batch) / min(self.batches, 20)
             self.running = False
