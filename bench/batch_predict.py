@@ -54,10 +54,29 @@ def run_measured(args: list[str], kill_when=None) -> dict:
             "killed": killed}
 
 
+def setfit_seconds(texts: list[str]) -> float | None:
+    """Seconds for SetFit's ``predict_proba`` on ``texts`` with the bundled MiniLM body and a logistic
+    head fitted on 64 ETHOS training rows (speed does not depend on the training); None without setfit."""
+    try:
+        from setfit import SetFitModel
+    except ImportError:
+        return None
+    from agilecls.datasets import load_ethos
+    from agilecls.encoders.sentence import minilm_path
+
+    model = SetFitModel.from_pretrained(str(minilm_path()))
+    train = load_ethos("train").head(64)
+    model.model_head.fit(model.model_body.encode(train.texts), train.y)
+    model.predict_proba(texts[:4])
+    start = time.perf_counter()
+    model.predict_proba(texts)
+    return time.perf_counter() - start
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model-dir", default="models/demo-ensemble")
-    parser.add_argument("--member", default="encoder", help="member folder used for the scale runs")
+    parser.add_argument("--member", default="encoder", help="member folder used for the scale runs (\"\": the ensemble)")
     parser.add_argument("--small", type=int, default=2000)
     parser.add_argument("--large", type=int, default=20000)
     parser.add_argument("--ensemble-texts", type=int, default=300)
@@ -65,6 +84,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     member_dir = str(Path(args.model_dir) / args.member)
+    what = args.member or "whole ensemble"
     work = Path(tempfile.mkdtemp(prefix="agilecls-batch-bench-"))
     texts = mixed_texts(args.large, args.seed)
     inputs = {}
@@ -75,12 +95,12 @@ def main(argv=None) -> dict:
     for n in (args.small, args.large):
         out = work / f"local-{n}.parquet"
         r = run_measured(CLI + [member_dir, str(inputs[n]), "--out", str(out), "--id-col", "id"])
-        rows.append({"run": f"local engine, {args.member}", "texts": n, "seconds": round(r["seconds"], 1),
+        rows.append({"run": f"local engine, {what}", "texts": n, "seconds": round(r["seconds"], 1),
                      "texts/s": round(n / r["seconds"], 1), "peak RSS MB": round(r["peak_rss_mb"])})
     ray_out = work / "ray-out"
     r = run_measured(CLI + [member_dir, str(inputs[args.small]), "--out", str(ray_out), "--id-col", "id",
                             "--engine", "ray", "--actors", "2"])
-    rows.append({"run": f"Ray engine, 2 actors, {args.member}", "texts": args.small, "seconds": round(r["seconds"], 1),
+    rows.append({"run": f"Ray engine, 2 actors, {what}", "texts": args.small, "seconds": round(r["seconds"], 1),
                  "texts/s": round(args.small / r["seconds"], 1), "peak RSS MB": round(r["peak_rss_mb"])})
     local = pd.read_parquet(work / f"local-{args.small}.parquet").sort_values("id")
     ray = pd.read_parquet(ray_out).sort_values("id")
@@ -105,6 +125,10 @@ def main(argv=None) -> dict:
                  "texts/s": round(len(sample) / direct_s, 1), "peak RSS MB": None})
     rows.append({"run": "ensemble, streaming engine (incl. load)", "texts": len(sample),
                  "seconds": round(engine_s, 1), "texts/s": round(len(sample) / engine_s, 1), "peak RSS MB": None})
+    setfit_s = setfit_seconds(sample)
+    if setfit_s is not None:
+        rows.append({"run": "SetFit predict_proba, MiniLM body", "texts": len(sample), "seconds": round(setfit_s, 1),
+                     "texts/s": round(len(sample) / setfit_s, 1), "peak RSS MB": None})
 
     # resume after SIGKILL, on the small corpus with small chunks
     out = work / "resumed.parquet"
@@ -122,7 +146,8 @@ def main(argv=None) -> dict:
     summary = {"rss_ratio_large_vs_small": round(rss[args.large] / rss[args.small], 2),
                "ray_overhead_vs_local": round(ray_overhead, 2), "ray_vs_local_max_abs_diff": ray_diff,
                "engine_vs_predict_proba_speedup": round(direct_s / engine_s, 2),
-               "engine_vs_predict_proba_max_abs_diff": ens_diff, "killed_mid_run": killed["killed"],
+               "engine_vs_predict_proba_max_abs_diff": ens_diff,
+               "setfit_vs_engine_seconds_ratio": None if setfit_s is None else round(setfit_s / engine_s, 3), "killed_mid_run": killed["killed"],
                "rows_lost": lost, "rows_duplicated": duplicated, "resumed_vs_uninterrupted_max_abs_diff": same,
                "distinct_texts_large": len(set(texts))}
     print(format_table(rows))

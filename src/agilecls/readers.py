@@ -168,11 +168,12 @@ def check_sizes(path, frame: pd.DataFrame, columns: Sequence[str], max_chars: in
                                f"limit of {max_chars:,}; split or shorten it")
 
 
-def read_table(path: str | os.PathLike, columns: Sequence[str] = (), max_chars: int = MAX_FIELD_CHARS
-               ) -> pd.DataFrame:
+def read_table(path: str | os.PathLike, columns: Sequence[str] = (), max_chars: int = MAX_FIELD_CHARS,
+               all_columns: bool = False) -> pd.DataFrame:
     """The whole file as a DataFrame (CSV/TSV cells as strings, blank cells as ``""``), after
-    checking that it has ``columns`` and that none of their fields is over ``max_chars``."""
-    chunks = list(iter_table(path, columns, chunk_size=None, max_chars=max_chars))
+    checking that it has ``columns`` and that none of their fields is over ``max_chars``; only
+    those columns unless ``all_columns``."""
+    chunks = list(iter_table(path, columns, chunk_size=None, max_chars=max_chars, all_columns=all_columns))
     frame = pd.concat(chunks, ignore_index=True) if len(chunks) > 1 else chunks[0]
     if not len(frame):
         raise DatasetError(f"{path} has a header but no rows")
@@ -180,7 +181,7 @@ def read_table(path: str | os.PathLike, columns: Sequence[str] = (), max_chars: 
 
 
 def iter_table(path: str | os.PathLike, columns: Sequence[str], chunk_size: int | None,
-               max_chars: int = MAX_FIELD_CHARS) -> Iterator[pd.DataFrame]:
+               max_chars: int = MAX_FIELD_CHARS, all_columns: bool = False) -> Iterator[pd.DataFrame]:
     """DataFrames of at most ``chunk_size`` rows (None: the whole file in one). The file, its
     encoding and its columns are checked when this is called, before any chunk is read; an error
     found later (a broken line, a long field) names the row."""
@@ -190,7 +191,7 @@ def iter_table(path: str | os.PathLike, columns: Sequence[str], chunk_size: int 
         check_columns(path, columns)
     else:
         header(path)  # format, encoding and emptiness checked now
-    return _checked(path, _chunks(path, columns, chunk_size), columns, max_chars)
+    return _checked(path, _chunks(path, columns, chunk_size, all_columns), columns, max_chars)
 
 
 def _checked(path: Path, chunks: Iterator[pd.DataFrame], columns, max_chars) -> Iterator[pd.DataFrame]:
@@ -210,11 +211,13 @@ def _checked(path: Path, chunks: Iterator[pd.DataFrame], columns, max_chars) -> 
                            f"{str(err).strip().splitlines()[-1]}") from err
 
 
-def _chunks(path: Path, columns: list[str], chunk_size: int | None) -> Iterator[pd.DataFrame]:
+def _chunks(path: Path, columns: list[str], chunk_size: int | None, all_columns: bool = False
+            ) -> Iterator[pd.DataFrame]:
     fmt = file_format(path)
+    usecols = None if all_columns else (columns or None)
     if fmt == "parquet":
         parquet = _parquet(path)
-        for batch in parquet.iter_batches(batch_size=chunk_size or 65_536, columns=columns or None):
+        for batch in parquet.iter_batches(batch_size=chunk_size or 65_536, columns=usecols):
             yield batch.to_pandas()
         return
     if fmt == "lines":
@@ -228,7 +231,7 @@ def _chunks(path: Path, columns: list[str], chunk_size: int | None) -> Iterator[
         return
     delimiter, encoding, _ = csv_dialect(path, columns)
     reader = pd.read_csv(path, sep=delimiter, encoding=encoding, dtype=str, keep_default_na=False,
-                         chunksize=chunk_size, usecols=columns or None, engine="c")
+                         chunksize=chunk_size, usecols=usecols, engine="c")
     if chunk_size is None:
         yield reader
         return

@@ -1,0 +1,245 @@
+"""``Project``: a labelling project in one folder, the agile loop's Python API.
+
+    project = Project.create("runs/support", labels=["billing", "technical", "praise"],
+                             instructions="Classify the support message")
+    project.import_texts("tickets.csv", text_col="body", id_col="ticket_id")
+    for row in project.suggest(16):           # the texts that teach the model most
+        project.label(row["id"], "billing")   # committed before it returns
+    project.train()                            # the fast model: a new version in seconds
+    project.evaluate()["cross_validated"]["macro_f1"]
+    project.export("labels.csv")
+
+The folder holds ``project.sqlite`` (every text, label, version and prediction), ``embeddings/``
+(the sentence-embedding cache) and ``versions/`` (each version a saved classifier folder, loaded
+with :func:`agilecls.load_classifier`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..validation import check_labels
+from . import fast, strategies
+from .store import ProjectError, ProjectStore
+from .transfer import export_rows, import_rows
+from .zero_shot import label_prompts, zero_shot_proba
+
+#: The strategy the queue uses unless told otherwise (bench/active_learning.py).
+DEFAULT_STRATEGY = "diverse_margin"
+#: The default pre-labeller (bench/zero_shot_scorers.py).
+DEFAULT_PRELABELLER = "similarity"
+
+
+class Project:
+    """A labelling project stored in ``folder`` (see the module docstring).
+
+    Parameters
+    ----------
+    folder : path
+        An existing project folder (use :meth:`create` for a new one).
+    """
+
+    def __init__(self, folder: str | os.PathLike):
+        self.folder = Path(folder)
+        self.store = ProjectStore(self.folder)
+        if not self.store.exists():
+            raise ProjectError(f"{self.folder} is not an agilecls project (no {self.store.path.name}); "
+                               "create one with `agilecls project new`")
+        self.meta = self.store.meta()
+        self._encoder = None
+        self._embeddings: tuple[tuple[str, ...], np.ndarray] | None = None
+
+    # -- creating and filling ---------------------------------------------------------------------
+    @classmethod
+    def create(cls, folder: str | os.PathLike, labels: Sequence[str], instructions: str = "",
+               descriptions: dict[str, str] | None = None, encoder: str = "minilm") -> "Project":
+        """A new, empty project.
+
+        Parameters
+        ----------
+        folder : path
+            Created if missing; refused if it already holds a project.
+        labels : list of str
+            At least two label names, in the order the page shows them (keys 1-9).
+        instructions : str, default=""
+            The policy text, used as the language model's instructions.
+        descriptions : dict of str to str or None, default=None
+            A sentence per label, used by the similarity pre-labeller instead of the bare name.
+        encoder : str, default="minilm"
+            The sentence encoder of the fast model and the pre-labels.
+        """
+        store = ProjectStore(folder)
+        if store.exists():
+            raise ProjectError(f"{folder} already holds a project; open it with Project({str(folder)!r})")
+        labels = check_labels([], [str(v).strip() for v in labels])[1]
+        unknown = sorted(set(descriptions or {}) - set(labels))
+        if unknown:
+            raise ProjectError(f"descriptions given for unknown label(s) {', '.join(unknown)}")
+        store.create({"labels": labels, "instructions": instructions, "descriptions": descriptions or {},
+                      "encoder": encoder, "name": Path(folder).name})
+        return cls(folder)
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.meta["labels"])
+
+    def import_texts(self, source, text_col: str = "text", id_col: str | None = None,
+                     label_col: str | None = None, annotator: str | None = None, split: str = "train") -> dict:
+        """Add rows from a CSV / TSV / JSONL / Parquet file or a reference dataset name; all or
+        nothing. Returns ``{"imported": n, "labelled": m}``."""
+        return import_rows(self.store, source, text_col, id_col, label_col, annotator, split)
+
+    # -- labelling --------------------------------------------------------------------------------
+    def label(self, text_id: str, label: str, annotator: str | None = None) -> dict:
+        """Label one text; returns once the label is committed to the database."""
+        if label not in self.labels:
+            raise ProjectError(f"unknown label {label!r}; the project's labels are {', '.join(self.labels)}")
+        return self.store.set_label(str(text_id), label, annotator)
+
+    def unlabel(self, text_id: str, annotator: str | None = None) -> dict:
+        return self.store.set_label(str(text_id), None, annotator)
+
+    def undo(self, annotator: str | None = None) -> dict | None:
+        """Take back ``annotator``'s newest label change (None: nothing to undo)."""
+        return self.store.undo(annotator)
+
+    def mark_test(self, text_id: str, is_test: bool = True) -> None:
+        """Hold a text out for testing: never trained on, scored in :meth:`evaluate`."""
+        self.store.set_test(str(text_id), is_test)
+
+    def skip(self, text_id: str) -> None:
+        self.store.skip(str(text_id))
+
+    # -- embeddings and scores --------------------------------------------------------------------
+    def encoder(self):
+        if self._encoder is None:
+            from ..encoders.sentence import SentenceEncoder
+
+            self._encoder = SentenceEncoder(self.meta["encoder"], cache_dir=self.folder / "embeddings")
+        return self._encoder
+
+    def embeddings(self, frame: pd.DataFrame, progress: bool = False) -> np.ndarray:
+        """Embeddings of ``frame``'s texts in its order, from the on-disk cache after the first time."""
+        texts = tuple(frame["text"])
+        if self._embeddings is None or self._embeddings[0] != texts:
+            self._embeddings = (texts, self.encoder().embed(list(texts), show_progress=progress))
+        return self._embeddings[1]
+
+    def prelabel(self, scorer: str = DEFAULT_PRELABELLER, progress: bool = True) -> int:
+        """Zero-shot probabilities for every text, cached in the database; returns the count."""
+        frame = self.store.frame()
+        if frame.empty:
+            raise ProjectError("the project has no texts yet; import some first")
+        label_emb = self.encoder().embed(label_prompts(self.labels, self.meta.get("descriptions")),
+                                         show_progress=False, use_cache=False)
+        proba = zero_shot_proba(scorer, frame["text"].tolist(), self.embeddings(frame, progress), label_emb,
+                                self.labels, self.meta.get("instructions", ""), progress)
+        self.store.put_prelabels(scorer, frame["id"].tolist(), proba)
+        return len(frame)
+
+    def _training_rows(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Row positions labelled and not held out, and their class indices."""
+        rows = np.flatnonzero(frame["label"].notna().to_numpy() & ~frame["is_test"].to_numpy())
+        return rows, np.array([self.labels.index(v) for v in frame["label"].iloc[rows]], dtype=int)
+
+    def scores(self, frame: pd.DataFrame | None = None) -> dict:
+        """The fast model refitted on every training label, scoring every row: ``frame``, ``proba``
+        (None until two classes have labels), ``ood`` and ``embeddings``."""
+        frame = self.store.frame() if frame is None else frame
+        emb = self.embeddings(frame)
+        rows, y_idx = self._training_rows(frame)
+        proba = ood = None
+        if len(np.unique(y_idx)) >= 2:
+            proba, ood = fast.pool_scores(emb, rows, y_idx, len(self.labels))
+        return {"frame": frame, "proba": proba, "ood": ood, "embeddings": emb}
+
+    def suggest(self, k: int = 16, strategy: str = DEFAULT_STRATEGY, client: str | None = None,
+                seed: int = 0) -> list[dict]:
+        """The next ``k`` texts to label, each with the model's (or the pre-labeller's) suggested
+        label and probability. With ``client``, they are held for that client for a while so that
+        two annotators are not shown the same texts."""
+        if strategy not in strategies.STRATEGIES:
+            raise ProjectError(f"unknown strategy {strategy!r}; choose one of {', '.join(sorted(strategies.STRATEGIES))}")
+        scored = self.scores()
+        frame, proba = scored["frame"], scored["proba"]
+        if frame.empty:
+            return []
+        blocked = self.store.unavailable(client)
+        free = frame["label"].isna().to_numpy() & ~frame["is_test"].to_numpy() & ~frame["id"].isin(blocked).to_numpy()
+        pool = strategies.PoolScores(scored["embeddings"], np.flatnonzero(free), proba, scored["ood"])
+        chosen = strategies.select(strategy, pool, k, seed)
+        if proba is None:
+            _, cached = self.store.prelabels()
+            proba = np.array([cached.get(i, [np.nan] * len(self.labels)) for i in frame["id"]])
+        if client:
+            self.store.lease(frame["id"].iloc[chosen].tolist(), client)
+        out = []
+        for row in chosen:
+            p = proba[row]
+            best = None if np.isnan(p).any() else int(np.argmax(p))
+            out.append({"id": frame["id"].iloc[row], "text": frame["text"].iloc[row],
+                        "suggested": None if best is None else self.labels[best],
+                        "probability": None if best is None else float(p[best]),
+                        "proba": None if best is None else dict(zip(self.labels, map(float, p)))})
+        return out
+
+    # -- versions ---------------------------------------------------------------------------------
+    def train(self, kind: str = "fast", progress=None) -> int:
+        """Train a new version on every training label and return its id.
+
+        ``kind="fast"``: the loop's model as a saved ``EncoderClassifier`` (seconds).
+        ``kind="full"``: the tuned language model + fine-tuned encoder ensemble (minutes; run it
+        with :func:`agilecls.loop.jobs.start_training` to keep working meanwhile).
+        """
+        from .versions import train_version
+
+        return train_version(self, kind, progress)
+
+    def versions(self) -> list[dict]:
+        return self.store.versions()
+
+    def evaluate(self) -> dict:
+        """Cross-validated metrics of the fast model on the training labels (out-of-fold), the
+        newest version's metrics on the held-out test rows, the learning curve and the confusion
+        matrix (see :func:`agilecls.loop.review.evaluate`)."""
+        from .review import evaluate
+
+        return evaluate(self)
+
+    def status(self) -> dict:
+        frame = self.store.frame()
+        labelled = frame["label"].notna()
+        return {"folder": str(self.folder), "labels": self.labels, "texts": len(frame),
+                "labelled": int(labelled.sum()), "test": int((labelled & frame["is_test"]).sum()),
+                "counts": {lab: int((frame["label"] == lab).sum()) for lab in self.labels},
+                "versions": len(self.store.versions()), "jobs": self.store.jobs()[-1:]}
+
+    def export(self, path: str | os.PathLike, what: str = "labels", version: int | None = None) -> Path:
+        """Write ``labels`` (id, text, label, is_test, extra columns) or ``predictions`` of a
+        version (default: the newest) to CSV / TSV / JSONL / Parquet."""
+        frame = self.store.frame()
+        extra = pd.DataFrame(frame.pop("extra").tolist(), index=frame.index)
+        out = pd.concat([frame, extra.drop(columns=[c for c in extra if c in frame], errors="ignore")], axis=1)
+        if what == "labels":
+            return export_rows(out[out["label"].notna()], path)
+        if what != "predictions":
+            raise ProjectError(f"export what={what!r}: choose 'labels' or 'predictions'")
+        versions = self.store.versions()
+        if not versions:
+            raise ProjectError("no model version yet; train one first")
+        chosen = versions[-1] if version is None else next((v for v in versions if v["id"] == version), None)
+        if chosen is None:
+            raise ProjectError(f"no version {version}; versions are {', '.join(str(v['id']) for v in versions)}")
+        preds = self.store.predictions(chosen["id"])
+        proba = np.array([preds[i][0] for i in out["id"]])
+        out["predicted"] = [self.labels[j] for j in proba.argmax(axis=1)]
+        for j, lab in enumerate(self.labels):
+            out[f"p_{lab}"] = proba[:, j]
+        out["ood_score"] = [preds[i][1] for i in out["id"]]
+        out["version"] = chosen["id"]
+        return export_rows(out, path)
