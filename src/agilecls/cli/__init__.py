@@ -9,7 +9,7 @@ import os
 
 import typer
 
-from . import classify, demo, explain, predict, serve, train
+from . import classify, demo, explain, predict, project, serve, train
 from .common import DEBUG_ENV, SETTINGS, guarded
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -27,3 +27,4 @@ for _module in (demo, classify, train, predict, explain, serve):
     _module.register(app)
 for _command in app.registered_commands:
     _command.callback = guarded(_command.callback)
+project.register(app)  # a command group: it guards its own commands

@@ -88,13 +88,19 @@ def run_job(folder: str, job_id: int, kind: str) -> None:
     project = Project(folder)
     store = project.store
     store.update_job(job_id, status="running", pid=os.getpid())
+    last: dict = {}
+
+    def report(info: dict) -> None:
+        last.update(info)
+        store.update_job(job_id, progress=dict(last))
+
     try:
-        version = project.train(kind, progress=lambda info: store.update_job(job_id, progress=info))
+        version = project.train(kind, progress=report)
     except BaseException as err:  # recorded for the page, then re-raised for the log
         if next(j for j in store.jobs() if j["id"] == job_id)["status"] != "cancelled":
             store.update_job(job_id, status="failed", error=f"{type(err).__name__}: {err}")
         raise
-    store.update_job(job_id, status="done", version_id=version, progress={"stage": "done"})
+    store.update_job(job_id, status="done", version_id=version, progress={**last, "stage": "done"})
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -6,7 +6,7 @@
     for row in project.suggest(16):           # the texts that teach the model most
         project.label(row["id"], "billing")   # committed before it returns
     project.train()                            # the fast model: a new version in seconds
-    project.evaluate()["cross_validated"]["macro_f1"]
+    project.evaluate()["cross_validated"]["f1_macro"]
     project.export("labels.csv")
 
 The folder holds ``project.sqlite`` (every text, label, version and prediction), ``embeddings/``
@@ -57,7 +57,8 @@ class Project:
     # -- creating and filling ---------------------------------------------------------------------
     @classmethod
     def create(cls, folder: str | os.PathLike, labels: Sequence[str], instructions: str = "",
-               descriptions: dict[str, str] | None = None, encoder: str = "minilm") -> "Project":
+               descriptions: dict[str, str] | None = None, encoder: str = "minilm",
+               model: str | None = None, llm_params: dict | None = None) -> "Project":
         """A new, empty project.
 
         Parameters
@@ -72,6 +73,10 @@ class Project:
             A sentence per label, used by the similarity pre-labeller instead of the bare name.
         encoder : str, default="minilm"
             The sentence encoder of the fast model and the pre-labels.
+        model : str or None, default=None
+            The language model the full model tunes (None: the bundled default).
+        llm_params : dict or None, default=None
+            Other ``AgileClassifier`` parameters of the full model (e.g. ``{"epochs": 3}``).
         """
         store = ProjectStore(folder)
         if store.exists():
@@ -81,7 +86,8 @@ class Project:
         if unknown:
             raise ProjectError(f"descriptions given for unknown label(s) {', '.join(unknown)}")
         store.create({"labels": labels, "instructions": instructions, "descriptions": descriptions or {},
-                      "encoder": encoder, "name": Path(folder).name})
+                      "encoder": encoder, "model": model, "llm_params": llm_params or {},
+                      "name": Path(folder).name})
         return cls(folder)
 
     @property

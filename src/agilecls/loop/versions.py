@@ -24,7 +24,7 @@ MIN_PER_CLASS = 2
 
 def headline(metrics: dict, labels) -> tuple[str, float | None]:
     """The score a learning curve plots: ROC-AUC for two classes, macro F1 otherwise."""
-    key = "roc_auc" if len(labels) == 2 else "macro_f1"
+    key = "roc_auc" if len(labels) == 2 else "f1_macro"
     value = metrics.get(key)
     return key, None if value is None or np.isnan(value) else float(value)
 
@@ -43,9 +43,9 @@ def build_full(project) -> object:
     from ..ensemble import EnsembleClassifier
     from ..lm.classifier import AgileClassifier
 
-    params = {"labels": project.labels, "tuning": "lora", "epochs": FULL_EPOCHS, "progress": False}
-    if project.meta.get("instructions"):
-        params["instructions"] = project.meta["instructions"]
+    params = {"labels": project.labels, "tuning": "lora", "epochs": FULL_EPOCHS, "progress": False,
+              **{key: project.meta[key] for key in ("instructions", "model") if project.meta.get(key)},
+              **project.meta.get("llm_params", {})}
     return EnsembleClassifier([("encoder", encoder_member(project.meta["encoder"], "finetuned")),
                                ("llm", AgileClassifier(**params))], labels=project.labels)
 
@@ -74,18 +74,19 @@ def train_version(project, kind: str = "fast", progress: Callable[[dict], None] 
                                 **fast.FAST_PARAMS).fit(texts, y)
     else:
         clf = build_full(project)
-        started = time.time()
+        started, epochs = time.time(), clf.estimators[1][1].epochs
 
         def on_epoch(info, _clf):
             per_epoch = (time.time() - started) / info.epoch
-            report({"stage": "tuning the language model", "epoch": info.epoch, "epochs": FULL_EPOCHS,
-                    "loss": round(float(info.train_loss), 4), "seconds_left": round(per_epoch * (FULL_EPOCHS - info.epoch))})
+            report({"stage": "tuning the language model", "epoch": info.epoch, "epochs": epochs,
+                    "loss": round(float(info.train_loss), 4), "seconds_left": round(per_epoch * (epochs - info.epoch))})
 
         report({"stage": "fine-tuning the encoder, then tuning the language model"})
         clf.fit(texts, y, llm={"callback": on_epoch})
     report({"stage": "scoring every text"})
     details = clf.details(frame["text"].tolist())
-    proba = np.asarray(details["proba"])
+    proba = np.asarray(details["proba"], dtype=np.float64)
+    proba /= proba.sum(axis=1, keepdims=True)
     ood = details.get("ood_score")
     test = (frame["label"].notna() & frame["is_test"]).to_numpy()
     if test.any():
