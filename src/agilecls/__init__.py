@@ -36,6 +36,7 @@ _EXPORTS = {
     "load_dataset": "agilecls.datasets",
     "TextDataset": "agilecls.datasets",
     "classification_metrics": "agilecls.evaluation.metrics",
+    "Project": "agilecls.loop.project",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
@@ -58,6 +59,7 @@ if TYPE_CHECKING:  # for IDEs and type checkers
     from .encoders.classifier import EncoderClassifier  # noqa: F401
     from .encoders.sentence import SentenceEncoder  # noqa: F401
     from .ensemble import EnsembleClassifier  # noqa: F401
+    from .loop.project import Project  # noqa: F401
     from .evaluation.metrics import classification_metrics  # noqa: F401
     from .lm.classifier import AgileClassifier  # noqa: F401
     from .lm.config import TuningConfig  # noqa: F401

@@ -1,8 +1,8 @@
 """Query strategies: which unlabelled texts to label next.
 
 A strategy is a small function in a registry (``@register_strategy``), given the pool's
-:class:`PoolScores` and returning the chosen indices. Breaking ties and entropy are small-text's
-(``small_text.query_strategies``); the rest are written here once:
+:class:`PoolScores` and returning the chosen indices. Breaking ties is small-text's
+(``small_text.query_strategies.BreakingTies``), entropy scipy's; the rest are written here once:
 
 - ``random``: the baseline every other strategy must beat.
 - ``breaking_ties`` (margin): the smallest gap between the two most probable classes.
@@ -111,9 +111,11 @@ def breaking_ties(pool, candidates, k, seed):
 
 @register_strategy("entropy")
 def entropy(pool, candidates, k, seed):
-    from small_text.query_strategies import PredictionEntropy
+    # small-text's PredictionEntropy computes it row by row: 4.3 s on a 10,000-text pool, against
+    # 0.4 s for every other strategy (bench/active_learning.py); scipy does all rows at once.
+    from scipy.stats import entropy as row_entropy
 
-    return _small_text(PredictionEntropy, pool, candidates, k)
+    return candidates[np.argsort(-row_entropy(pool.proba[candidates], axis=1), kind="stable")[:k]]
 
 
 def margin(proba: np.ndarray) -> np.ndarray:
