@@ -209,6 +209,26 @@ class Project:
     def versions(self) -> list[dict]:
         return self.store.versions()
 
+    def version(self, version: int | None = None) -> dict:
+        """One version's record (default: the newest)."""
+        versions = self.store.versions()
+        if not versions:
+            raise ProjectError("no model version yet; train one first")
+        chosen = versions[-1] if version is None else next((v for v in versions if v["id"] == version), None)
+        if chosen is None:
+            raise ProjectError(f"no version {version}; versions are {', '.join(str(v['id']) for v in versions)}")
+        return chosen
+
+    def classifier(self, version: int | None = None):
+        """A version's saved classifier (default: the newest), loaded once per Project object."""
+        from ..persistence import load_classifier
+
+        chosen = self.version(version)
+        loaded = self.__dict__.setdefault("_classifiers", {})
+        if chosen["id"] not in loaded:
+            loaded[chosen["id"]] = load_classifier(self.folder / chosen["folder"])
+        return loaded[chosen["id"]]
+
     def evaluate(self) -> dict:
         """Cross-validated metrics of the fast model on the training labels (out-of-fold), the
         newest version's metrics on the held-out test rows, the learning curve and the confusion
@@ -235,12 +255,7 @@ class Project:
             return export_rows(out[out["label"].notna()], path)
         if what != "predictions":
             raise ProjectError(f"export what={what!r}: choose 'labels' or 'predictions'")
-        versions = self.store.versions()
-        if not versions:
-            raise ProjectError("no model version yet; train one first")
-        chosen = versions[-1] if version is None else next((v for v in versions if v["id"] == version), None)
-        if chosen is None:
-            raise ProjectError(f"no version {version}; versions are {', '.join(str(v['id']) for v in versions)}")
+        chosen = self.version(version)
         preds = self.store.predictions(chosen["id"])
         proba = np.array([preds[i][0] for i in out["id"]])
         out["predicted"] = [self.labels[j] for j in proba.argmax(axis=1)]

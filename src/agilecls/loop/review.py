@@ -94,19 +94,7 @@ def _row(project, oof: dict, i: int, pred: int) -> dict:
 
 def explain_row(project, text_id: str, method: str = "grad_dot_input", version: int | None = None) -> dict:
     """Salience of the newest (or the given) version's decision on one text, as plain data."""
-    from .. import load_classifier
     from ..salience.explanation import explain
-    from .store import ProjectError
 
-    versions = project.store.versions()
-    if not versions:
-        raise ProjectError("no model version yet; train one first")
-    chosen = versions[-1] if version is None else next((v for v in versions if v["id"] == version), None)
-    if chosen is None:
-        raise ProjectError(f"no version {version}")
-    clf = project.__dict__.setdefault("_loaded", {}).get(chosen["id"])
-    if clf is None:
-        clf = load_classifier(project.folder / chosen["folder"])
-        project._loaded[chosen["id"]] = clf
     text = project.store.text(text_id)["text"]
-    return explain(clf, text, method=method).to_dict(["words", "sentences"])
+    return explain(project.classifier(version), text, method=method).to_dict(["words", "sentences"])
