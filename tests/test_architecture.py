@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "src" / "agilecls"
 ESTIMATOR_MODULES = {"agilecls.lm.classifier", "agilecls.encoders.classifier", "agilecls.encoders.members",
                      "agilecls.ensemble"}
 #: The top: commands and the web app may import anything.
-TOP = ("agilecls.cli", "agilecls.server")
+TOP = ("agilecls.cli", "agilecls.server", "agilecls.loop")
 
 
 def module_name(path: Path) -> str:

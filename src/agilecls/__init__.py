@@ -59,11 +59,11 @@ if TYPE_CHECKING:  # for IDEs and type checkers
     from .encoders.classifier import EncoderClassifier  # noqa: F401
     from .encoders.sentence import SentenceEncoder  # noqa: F401
     from .ensemble import EnsembleClassifier  # noqa: F401
-    from .loop.project import Project  # noqa: F401
     from .evaluation.metrics import classification_metrics  # noqa: F401
     from .lm.classifier import AgileClassifier  # noqa: F401
     from .lm.config import TuningConfig  # noqa: F401
     from .lm.loading import BUNDLED, DEFAULT_MODEL, LanguageModel, ModelNotFoundError, load_lm  # noqa: F401
     from .lm.prompts import PromptTemplate  # noqa: F401
+    from .loop.project import Project  # noqa: F401
     from .persistence import ModelFormatError, load_classifier  # noqa: F401
     from .salience.explanation import Explanation, explain  # noqa: F401

@@ -30,9 +30,11 @@ def register(app: typer.Typer) -> None:
               max_wait: float = typer.Option(0.02, help="Seconds to wait to fill a batch."),
               queue: int = typer.Option(64, help="Requests allowed to wait; more get 503 with Retry-After."),
               time_limit: float = typer.Option(120.0, help="Seconds a request may take before 504."),
-              max_body: int = typer.Option(1_000_000, help="Largest accepted request body in bytes.")):
-        """Serve saved classifiers at POST /v1/predict (and GET /healthz), and the salience /
-        prompt-debugging app at http://HOST:PORT."""
+              max_body: int = typer.Option(1_000_000, help="Largest accepted request body in bytes."),
+              project: Optional[Path] = typer.Option(None, "--project", help="A labelling project folder: serve "
+                                                                              "its labelling page at /label.")):
+        """Serve saved classifiers at POST /v1/predict (and GET /healthz), the salience /
+        prompt-debugging app at http://HOST:PORT and, with --project, the labelling page at /label."""
         import uvicorn  # loads torch/pandas: only when the command runs
 
         from ..server import create_app  # loads torch/pandas: only when the command runs
@@ -49,9 +51,26 @@ def register(app: typer.Typer) -> None:
         if host not in LOOPBACK:
             typer.secho(f"warning: serving on {host}: anyone who can reach it can run the model"
                         + ("" if token else f"; consider --token or ${TOKEN_ENV}"), fg=typer.colors.YELLOW, err=True)
+        if project is not None:
+            check_project(project)
         server = create_app(model, named, max_body, token=token, max_pending=queue, max_batch=max_batch,
-                            max_wait=max_wait, time_limit=time_limit)
+                            max_wait=max_wait, time_limit=time_limit, project=project)
         typer.echo(f"agilecls on http://{host}:{port}: "
                    + (f"POST /v1/predict with {', '.join(named)}; " if named else "")
+                   + (f"the labelling page of {project} at /label; " if project is not None else "")
                    + "the prompt-debugging app at / (Ctrl+C stops)")
         uvicorn.run(server, host=host, port=port, log_level="warning")
+
+
+def check_project(folder: Path) -> None:
+    """Refuse, before loading anything, a folder that holds no labelling project.
+
+    Parameters
+    ----------
+    folder : Path
+        Must hold a project database (``project.sqlite``); otherwise one line and exit code 2.
+    """
+    from ..loop.store import DB_NAME
+
+    if not (Path(folder) / DB_NAME).is_file():
+        fail(f"{folder} is not an agilecls project (no {DB_NAME}); create one with `agilecls project new`")

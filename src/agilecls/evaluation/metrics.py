@@ -34,6 +34,12 @@ def expected_calibration_error(y_true_idx: np.ndarray, proba: np.ndarray, n_bins
     return float(ece)
 
 
+def _clipped(proba: np.ndarray, eps: float = 1e-12) -> np.ndarray:
+    """Probabilities kept away from 0 for the log loss, rows summing to one again."""
+    clipped = np.clip(proba, eps, 1.0)
+    return clipped / clipped.sum(axis=1, keepdims=True)
+
+
 def classification_metrics(y_true: Sequence[str], proba: np.ndarray, labels: Sequence[str],
                            positive_label: str | None = None) -> dict[str, float]:
     """Accuracy, precision/recall/F1 (binary for two classes, macro always), ROC-AUC, PR-AUC,
@@ -69,7 +75,7 @@ def classification_metrics(y_true: Sequence[str], proba: np.ndarray, labels: Seq
         "precision_macro": skm.precision_score(y, pred, average="macro", labels=range(len(labels)), zero_division=0),
         "recall_macro": skm.recall_score(y, pred, average="macro", labels=range(len(labels)), zero_division=0),
         "f1_macro": skm.f1_score(y, pred, average="macro", labels=range(len(labels)), zero_division=0),
-        "log_loss": skm.log_loss(y, np.clip(proba, 1e-12, 1.0), labels=range(len(labels))),
+        "log_loss": skm.log_loss(y, _clipped(proba), labels=range(len(labels))),
         "brier": float(np.mean(np.sum((proba - onehot) ** 2, axis=1))),
         "ece": expected_calibration_error(y, proba),
     }

@@ -220,14 +220,17 @@ class Project:
         return chosen
 
     def classifier(self, version: int | None = None):
-        """A version's saved classifier (default: the newest), loaded once per Project object."""
+        """A version's saved classifier (default: the newest). The last one loaded is kept, so
+        explaining rows one after another loads it once, and a long-running server holds one
+        model in memory, not every version it ever explained."""
         from ..persistence import load_classifier
 
         chosen = self.version(version)
-        loaded = self.__dict__.setdefault("_classifiers", {})
-        if chosen["id"] not in loaded:
-            loaded[chosen["id"]] = load_classifier(self.folder / chosen["folder"])
-        return loaded[chosen["id"]]
+        cached = self.__dict__.get("_classifier")
+        if cached is None or cached[0] != chosen["id"]:
+            cached = (chosen["id"], load_classifier(self.folder / chosen["folder"]))
+            self._classifier = cached
+        return cached[1]
 
     def evaluate(self) -> dict:
         """Cross-validated metrics of the fast model on the training labels (out-of-fold), the

@@ -92,9 +92,30 @@ def _row(project, oof: dict, i: int, pred: int) -> dict:
             "label_probability": float(oof["proba"][i, oof["y_idx"][i]])}
 
 
-def explain_row(project, text_id: str, method: str = "grad_dot_input", version: int | None = None) -> dict:
-    """Salience of the newest (or the given) version's decision on one text, as plain data."""
+def explain_row(project, text_id: str, method: str = "grad_dot_input", version: int | None = None,
+                label: str | None = None, member: str | None = None,
+                granularities=("words", "sentences")) -> dict:
+    """Salience of a version's decision on one text, as plain data (``Explanation.to_dict``).
+
+    Parameters
+    ----------
+    project : Project
+    text_id : str
+    method : str, default="grad_dot_input"
+        A salience method (``grad_l2``, ``grad_dot_input``, ``integrated_gradients``).
+    version : int or None, default=None
+        The version (None: the newest).
+    label : str or None, default=None
+        The label whose log-probability is explained (None: the version's prediction), e.g. the
+        label a person gave, to see which words argue for it.
+    member : str or None, default=None
+        For a full version (an ensemble, whose soft vote has no single gradient), the member to
+        explain: ``"encoder"`` (default) or ``"llm"``.
+    """
     from ..salience.explanation import explain
 
+    clf = project.classifier(version)
+    if member is None and hasattr(clf, "estimators_"):
+        member = "encoder"
     text = project.store.text(text_id)["text"]
-    return explain(project.classifier(version), text, method=method).to_dict(["words", "sentences"])
+    return explain(clf, text, method=method, label=label, member=member).to_dict(list(granularities))

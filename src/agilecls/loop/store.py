@@ -195,6 +195,8 @@ class ProjectStore:
 
     def skip(self, text_id: str) -> None:
         with self.transaction() as con:
+            if con.execute("SELECT 1 FROM texts WHERE id = ?", (text_id,)).fetchone() is None:
+                raise ProjectError(f"no text with id {text_id!r} in this project")
             con.execute("INSERT OR REPLACE INTO skipped VALUES (?, ?)", (text_id, time.time()))
 
     def unavailable(self, client: str | None) -> set[str]:

@@ -1,9 +1,10 @@
 """Gradient salience over a prompt: which input tokens made the model write (or choose) its answer.
 
 ``explain(model, prompt, target)`` scores the summed log-probability of a span of the target
-continuation (a language model) or of a label (an :class:`AgileClassifier`, through the
-classifier's own prompts, label ids and :class:`LabelScorer`), and attributes it to the prompt's
-input embeddings with a method from one registry:
+continuation (a language model), of a label of an :class:`AgileClassifier` (through the
+classifier's own prompts, label ids and :class:`LabelScorer`) or of a class of an
+:class:`EncoderClassifier` (through its own encoder, head and temperature; an ensemble's member is
+chosen with ``member``), and attributes it to the input embeddings with a method from one registry:
 
 - ``grad_l2``: L2 norm of the gradient at each token's embedding (how sensitive, unsigned);
 - ``grad_dot_input``: gradient · embedding (first-order contribution, signed);
@@ -25,7 +26,8 @@ import numpy as np
 import torch
 
 from ..lm.loading import LanguageModel, load_lm
-from .methods import METHODS, check_method, run_method
+from .encoder_objective import EncoderLogProb
+from .methods import METHODS, check_method, completeness_warnings, run_method
 from .objectives import ClassifierLogProb, TargetLogProb
 from .render import render_console, render_html
 from .spans import aggregate
@@ -39,7 +41,9 @@ class Explanation:
     ``tokens``: dicts ``text``, ``start``, ``end`` (character offsets in ``prompt``), ``score`` and
     ``special`` (True for tokens not in the text, e.g. BOS or a chat template's markers when
     ``prompt`` is only the user text). ``target_tokens``: the target's tokens with offsets in
-    ``target``; ``target_span``: the scored token range [start, end).
+    ``target``; ``target_span``: the scored token range [start, end). ``warnings``: what makes the
+    scores doubtful, e.g. Integrated Gradients whose attributions miss f(input) − f(baseline) by
+    more than 10% (``info["completeness_error"]``, ``info["score_difference"]``).
 
     Examples
     --------
@@ -58,6 +62,7 @@ class Explanation:
     model: str = ""
     seconds: float = 0.0
     info: dict = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     def spans(self, granularity: str = "words", pattern: str | None = None) -> list[dict]:
         """Token scores summed into spans of the prompt (see :func:`agilecls.spans.aggregate`)."""
@@ -73,7 +78,7 @@ class Explanation:
         data = {"prompt": self.prompt, "target": self.target, "method": self.method, "signed": self.signed,
                 "score": self.score, "target_span": list(self.target_span), "model": self.model,
                 "seconds": round(self.seconds, 4), "info": self.info, "tokens": self.tokens,
-                "target_tokens": self.target_tokens}
+                "target_tokens": self.target_tokens, "warnings": list(self.warnings)}
         if granularities:
             data["spans"] = {g: self.spans(g, pattern) for g in granularities}
         return data
@@ -107,11 +112,14 @@ class Explanation:
 
 
 # ---- building explanations -------------------------------------------------------------------
-def _offsets(tokenizer, text: str, ids: Sequence[int], add_special: bool) -> list[tuple[int, int, bool]]:
-    """(start, end, special) per id: the tokenizer's offset mapping when it reproduces ``ids``,
-    else offsets found by decoding each token and locating it in ``text``."""
+def _offsets(tokenizer, text: str, ids: Sequence[int], add_special: bool,
+             max_length: int | None = None) -> list[tuple[int, int, bool]]:
+    """(start, end, special) per id: the tokenizer's offset mapping (of ``text`` truncated to
+    ``max_length`` tokens, if given) when it reproduces ``ids``, else offsets found by decoding
+    each token and locating it in ``text``."""
+    cut = {"truncation": True, "max_length": int(max_length)} if max_length else {}
     enc = tokenizer(text, add_special_tokens=add_special, return_offsets_mapping=True,
-                    return_special_tokens_mask=True)
+                    return_special_tokens_mask=True, **cut)
     if list(enc["input_ids"]) == list(ids):
         return [(int(a), int(b), bool(s)) for (a, b), s in zip(enc["offset_mapping"], enc["special_tokens_mask"])]
     out, cursor = [], 0
@@ -169,20 +177,22 @@ def generate(lm: LanguageModel, prompt: str, max_new_tokens: int = 32) -> str:
 
 
 def explain(model, prompt: str, target: str | None = None, method: str = "grad_l2", target_span=None,
-            max_new_tokens: int = 32, steps: int = 16, batch_size: int = 8, label: str | None = None) -> Explanation:
+            max_new_tokens: int = 32, steps: int = 16, batch_size: int = 8, label: str | None = None,
+            member: str | None = None) -> Explanation:
     """Salience of each token of ``prompt`` for ``target``.
 
     Parameters
     ----------
-    model : LanguageModel, str or AgileClassifier
-        A loaded model, a model spec (bundled name, folder, hub id) or a fitted AgileClassifier.
+    model : LanguageModel, str, AgileClassifier, EncoderClassifier or EnsembleClassifier
+        A loaded model, a model spec (bundled name, folder, hub id) or a fitted classifier.
     prompt : str
-        For a language model, the prompt; for a classifier, the text to classify (its whole
-        prompt, instructions and examples included, is explained).
+        For a language model, the prompt; for an AgileClassifier, the text to classify (its whole
+        prompt, instructions and examples included, is explained); for an EncoderClassifier, the
+        text (its tokens, [CLS]/[SEP] marked special, up to the encoder's ``max_seq_length``).
     target : str or None, default=None
         For a language model, the continuation whose summed log-probability is explained (None:
         the model's own greedy continuation of up to ``max_new_tokens`` tokens); for a classifier,
-        the label (None: the predicted one).
+        the label (None: the predicted one; for an ensemble's member, the ensemble's prediction).
     method : {"grad_l2", "grad_dot_input", "integrated_gradients"}, default="grad_l2"
         A method of :data:`agilecls.salience.methods.METHODS`.
     target_span : tuple of int, str or None, default=None
@@ -192,22 +202,46 @@ def explain(model, prompt: str, target: str | None = None, method: str = "grad_l
         Integrated-gradients interpolation points, and how many run at once.
     label : str or None, default=None
         Alias of ``target`` for a classifier.
+    member : str or None, default=None
+        For an EnsembleClassifier, the name of the member to explain (the members read different
+        inputs, so the ensemble's vote has no single gradient); refused for any other model.
 
     Returns
     -------
     Explanation
         Token scores with character offsets; ``spans(granularity)`` sums them into words,
         sentences, lines, paragraphs or regex spans; JSON, HTML and console renderers.
+        ``warnings`` lists doubts (Integrated Gradients far from completeness: raise ``steps``).
 
     Examples
     --------
     >>> from agilecls import explain
     >>> exp = explain("smollm2-135m-instruct", "Is the soup good? Answer:", " No")  # doctest: +SKIP
     >>> exp.top(3, "words")  # doctest: +SKIP
+    >>> explain(encoder_clf, "where is my parcel", method="integrated_gradients", steps=64)  # doctest: +SKIP
     """
     options = {"steps": steps, "batch_size": batch_size}
+    label = label if label is not None else target
+    context: dict = {}
+    if hasattr(model, "estimators_") and hasattr(model, "member_probas"):  # a fitted EnsembleClassifier
+        model, label, context = _ensemble_member(model, member, prompt, label)
+    elif member is not None:
+        raise ValueError(f"member={member!r} picks a member of an EnsembleClassifier; this model has no members")
     if hasattr(model, "scorer_") and hasattr(model, "template_"):  # a fitted AgileClassifier
-        return _explain_classifier(model, prompt, label or target, method, options)
+        exp = _explain_classifier(model, prompt, label, method, options)
+    elif hasattr(model, "encoder_") and hasattr(model, "classes_"):  # a fitted EncoderClassifier
+        exp = _explain_encoder(model, prompt, label, method, options)
+    elif hasattr(model, "predict_proba") and hasattr(model, "fit"):
+        raise ValueError(f"explain needs a fitted classifier; fit {type(model).__name__} first")
+    else:
+        return _explain_lm(model, prompt, target, method, target_span, max_new_tokens, options)
+    exp.info.update(context)
+    return exp
+
+
+def _explain_lm(model, prompt: str, target, method: str, target_span, max_new_tokens: int,
+                options: dict) -> Explanation:
+    """A language model's (given or greedy) continuation attributed over the prompt."""
     lm = load_lm(model)
     start = time.perf_counter()
     tok = lm.tokenizer
@@ -241,7 +275,7 @@ def explain(model, prompt: str, target: str | None = None, method: str = "grad_l
     return Explanation(prompt, target, method, METHODS[method].signed,
                        _token_dicts(tok, prompt, prompt_ids, offsets, scores.detach().double().cpu().numpy()),
                        _token_dicts(tok, target, target_ids, target_offsets), span, extra["score"],
-                       lm.spec, time.perf_counter() - start, info)
+                       lm.spec, time.perf_counter() - start, info, completeness_warnings(extra))
 
 
 def _explain_classifier(clf, text: str, label, method: str, options: dict) -> Explanation:
@@ -253,12 +287,7 @@ def _explain_classifier(clf, text: str, label, method: str, options: dict) -> Ex
     (prompt,) = clf.prompts([text])
     proba = clf.predict_proba([text])[0]
     classes = [str(c) for c in clf.classes_]
-    if label is None:
-        k = int(np.argmax(proba))
-    elif str(label) in classes:
-        k = classes.index(str(label))
-    else:
-        raise ValueError(f"label {label!r} is not one of the classifier's classes {classes}")
+    k = _class_index(classes, proba, label)
     parts = clf.template_.render([text], classes, tok)[0]
     objective = ClassifierLogProb(clf, prompt, k)
     ids = list(prompt.prefix) + list(prompt.body)
@@ -287,6 +316,63 @@ def _explain_classifier(clf, text: str, label, method: str, options: dict) -> Ex
     info = {**extra, "label": classes[k], "probabilities": dict(zip(classes, map(float, proba))),
             "text_range": list(text_range)}
     return Explanation(full, classes[k], method, METHODS[method].signed, tokens, label_tokens,
-                       (0, len(label_tokens)), extra["score"], lm.spec, time.perf_counter() - start, info)
+                       (0, len(label_tokens)), extra["score"], lm.spec, time.perf_counter() - start, info,
+                       completeness_warnings(extra))
 
 
+
+
+def _class_index(classes: list[str], proba, label) -> int:
+    """Index of ``label`` in ``classes`` (None: the most probable class)."""
+    if label is None:
+        return int(np.argmax(proba))
+    if str(label) in classes:
+        return classes.index(str(label))
+    raise ValueError(f"label {label!r} is not one of the classifier's classes {classes}")
+
+
+def _ensemble_member(ens, member: str | None, text: str, label) -> tuple[object, object, dict]:
+    """(the member named ``member``, the label to explain, what the explanation's info records):
+    the label defaults to the ensemble's own prediction for ``text``."""
+    names = [name for name, _ in ens.estimators_]
+    if member is None or member not in names:
+        raise ValueError(f"explain one member of the ensemble: pass member= one of {names}"
+                         + ("" if member is None else f" (not {member!r})"))
+    proba = ens.predict_proba([text])[0]
+    classes = [str(c) for c in ens.classes_]
+    label = classes[_class_index(classes, proba, label)]
+    return (dict(ens.estimators_)[member], label,
+            {"member": member, "ensemble_label": classes[int(np.argmax(proba))],
+             "ensemble_probabilities": dict(zip(classes, map(float, proba)))})
+
+
+def _explain_encoder(clf, text: str, label, method: str, options: dict) -> Explanation:
+    """The decision of an EncoderClassifier for one text, attributed over the encoder's input
+    word embeddings of its tokens ([CLS]/[SEP] and other special tokens are marked special)."""
+    start = time.perf_counter()
+    if not text:
+        raise ValueError("the text is empty")
+    check_method(method)
+    proba = clf.predict_proba([text])[0]
+    classes = [str(c) for c in clf.classes_]
+    k = _class_index(classes, proba, label)
+    objective = EncoderLogProb(clf, text, k)
+    scores, extra = run_method(method, objective, objective.embeds, options)
+    tok = clf.encoder_.model.tokenizer
+    max_length = getattr(clf.encoder_.model, "max_seq_length", None)
+    offsets = _offsets(tok, text, objective.ids, True, max_length)
+    tokens = _token_dicts(tok, text, objective.ids, offsets, scores.detach().double().cpu().numpy())
+    for t in tokens:
+        t["in_text"] = not t["special"]
+    warnings = completeness_warnings(extra)
+    seen = max((t["end"] for t in tokens if not t["special"]), default=0)
+    if text[seen:].strip():
+        warnings.append(f"the text was cut to the encoder's {max_length} tokens: the words after character "
+                        f"{seen} were not read and have no score")
+    info = {**extra, "label": classes[k], "probabilities": dict(zip(classes, map(float, proba))),
+            "text_range": [0, len(text)], "truncated": bool(text[seen:].strip())}
+    describe = getattr(clf, "describe", None)
+    return Explanation(text, classes[k], method, METHODS[method].signed, tokens,
+                       [{"id": k, "text": classes[k], "start": 0, "end": 0, "special": False}], (0, 1),
+                       extra["score"], describe() if callable(describe) else type(clf).__name__,
+                       time.perf_counter() - start, info, warnings)

@@ -19,6 +19,12 @@ from .objectives import _Objective
 
 METHODS: dict[str, Callable] = {}
 
+#: Integrated Gradients is flagged when its completeness error exceeds this share of
+#: |f(input) - f(baseline)| (and :data:`COMPLETENESS_FLOOR` in absolute terms).
+COMPLETENESS_TOLERANCE = 0.1
+#: Errors below this many nats are never flagged (float rounding when f(input) ~ f(baseline)).
+COMPLETENESS_FLOOR = 1e-4
+
 
 def register_method(name: str, signed: bool):
     """Add a salience method to the registry: ``fn(objective, embeds, **options) -> (scores, info)``."""
@@ -83,6 +89,40 @@ def integrated_gradients(objective, embeds, steps: int = 16, batch_size: int = 8
         ends = objective(torch.stack([embeds, baseline]))
     delta = float(ends[0] - ends[1])
     return scores, {"score": float(ends[0]), "baseline_score": float(ends[1]), "steps": steps,
-                    "completeness_error": float(scores.sum()) - delta}
+                    "score_difference": delta, "completeness_error": float(scores.sum(dtype=torch.float64)) - delta}
+
+
+def completeness_warnings(info: dict) -> list[str]:
+    """Warnings about a method's result from its ``info``: Integrated Gradients whose attributions
+    miss f(input) − f(baseline) by more than :data:`COMPLETENESS_TOLERANCE` of it.
+
+    Parameters
+    ----------
+    info : dict
+        What a method returned beside the scores (``completeness_error``, ``score_difference`` and
+        ``steps`` when Integrated Gradients ran).
+
+    Returns
+    -------
+    list of str
+        Empty when nothing is wrong (or the method reports no completeness error).
+
+    Examples
+    --------
+    >>> completeness_warnings({"completeness_error": 0.5, "score_difference": 2.0, "steps": 4})[0][:45]
+    'Integrated Gradients is incomplete: the token'
+    >>> completeness_warnings({"completeness_error": 0.01, "score_difference": 2.0, "steps": 64})
+    []
+    """
+    if "completeness_error" not in info or "score_difference" not in info:
+        return []
+    error, delta = float(info["completeness_error"]), float(info["score_difference"])
+    if abs(error) <= max(COMPLETENESS_TOLERANCE * abs(delta), COMPLETENESS_FLOOR):
+        return []
+    share = f"{abs(error) / abs(delta):.0%} of it" if delta else "with f(input) = f(baseline)"
+    steps = info.get("steps")
+    return [f"Integrated Gradients is incomplete: the token scores sum to {error + delta:.4g}, but f(input) − "
+            f"f(baseline) is {delta:.4g} (error {error:+.3g}, {share}); raise steps"
+            + (f" (now {steps}, try {4 * int(steps)})" if steps else "") + " for faithful attributions."]
 
 

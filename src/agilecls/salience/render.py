@@ -44,7 +44,11 @@ def render_html(exp: Explanation, granularity: str = "words", pattern: str | Non
                   for s in exp.top(5, "sentences"))
     legend = ("orange: pushes the target up, blue: pushes it down" if exp.signed
               else "darker: the score is more sensitive to it")
-    inner = (f'<div class="agilecls-salience"><p class="meta">{html.escape(exp.method)} · {html.escape(granularity)}'
+    warned = "".join(f'<p class="warn" role="alert" style="color:#92400e;background:#fef3c7;border:1px solid #fcd34d;'
+                     f'border-radius:6px;padding:.4rem .7rem">&#9888; {html.escape(w)}</p>'
+                     for w in getattr(exp, "warnings", []))
+    inner = (f'<div class="agilecls-salience">{warned}'
+             f'<p class="meta">{html.escape(exp.method)} · {html.escape(granularity)}'
              f' · model {html.escape(exp.model)} · log p(target span) = {exp.score:.4f} · {legend}</p>'
              f'<pre class="text">{body}</pre><p class="meta">Target: <code>{html.escape(exp.target)}</code></p>'
              f'<p class="meta">Top sentences</p><ol>{top}</ol></div>')
@@ -79,8 +83,10 @@ def render_console(exp: Explanation, granularity: str = "words", pattern: str | 
         cursor = s["end"]
     out.append(exp.prompt[cursor:])
     lines = ["".join(out), "",
-             f"method {exp.method}, log p(target span) = {exp.score:.4f}, target: {exp.target!r}",
-             f"top {granularity}:"]
+             f"method {exp.method}, log p(target span) = {exp.score:.4f}, target: {exp.target!r}"]
+    for w in getattr(exp, "warnings", []):
+        lines.append(f"\x1b[1;33mwarning: {w}\x1b[0m" if color else f"warning: {w}")
+    lines.append(f"top {granularity}:")
     for s in exp.top(top, granularity, pattern):
         lines.append(f"  {s['score']:+.4g}  {s['text'][:100]!r}")
     return "\n".join(lines)

@@ -5,12 +5,15 @@ Model work never runs on the event loop: it goes through one :class:`~agilecls.s
 (one computation at a time, a bounded queue answered with 503 when full, a time limit per request
 answered with 504), and prediction requests that wait together are scored as one batch. Bound to
 127.0.0.1 by default; request bodies are capped; an optional bearer token guards ``/api`` and
-``/v1``; classifiers are the ones named at start-up, never paths sent by a client.
+``/v1``; classifiers are the ones named at start-up, never paths sent by a client. With a project
+folder, the labelling page is served at ``/label`` and its API under ``/api/project``
+(:mod:`agilecls.server.label_api`).
 """
 
 from __future__ import annotations
 
 import hmac
+import os
 import time
 from importlib import resources
 from pathlib import Path
@@ -27,6 +30,7 @@ from ..readers import parse_prompt_records
 from ..salience.explanation import explain, generate
 from ..salience.methods import METHODS
 from ..salience.spans import GRANULARITIES, aggregate
+from .label_api import add_label_routes
 from .predict_api import add_prediction_routes, named_classifier
 from .schemas import (
     ERROR_RESPONSES,
@@ -57,7 +61,7 @@ def _view(exp, pattern: Optional[str]) -> dict:
 
 def create_app(model=None, classifiers: Optional[dict] = None, max_body: int = MAX_BODY, token: str | None = None,
                max_pending: int = 64, max_batch: int = 64, max_wait: float = 0.02,
-               time_limit: float = 120.0) -> FastAPI:
+               time_limit: float = 120.0, project: str | os.PathLike | None = None) -> FastAPI:
     """The app.
 
     Parameters
@@ -75,6 +79,9 @@ def create_app(model=None, classifiers: Optional[dict] = None, max_body: int = M
         micro-batching), seconds waited to fill a batch.
     time_limit : float, default=120.0
         Seconds a request may wait and run before 504.
+    project : path or None, default=None
+        A labelling project folder (:class:`agilecls.loop.Project`): adds the labelling page at
+        ``/label`` and its API under ``/api/project`` (guarded by the token like all of ``/api``).
     """
     app = FastAPI(title="agilecls", version="1",
                   description="Predictions from saved classifiers; salience of prompt tokens, generation and "
@@ -144,13 +151,20 @@ def create_app(model=None, classifiers: Optional[dict] = None, max_body: int = M
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     add_prediction_routes(app, trained, queue, time_limit)
+    app.state.project = None if project is None else add_label_routes(app, project, queue, time_limit)
+    project_name = None if app.state.project is None else app.state.project.meta.get("name") or str(project)
+
+    if app.state.project is not None:
+        @app.get("/label", include_in_schema=False)
+        def label_page():
+            return FileResponse(STATIC / "label.html")
 
     @app.get("/api/info", responses=ERROR_RESPONSES)
     async def info() -> dict:
         """The model, the salience methods and granularities, the trained classifiers."""
         return {"model": spec, "loaded": state["lm"] is not None, "methods": list(METHODS),
                 "signed": {k: fn.signed for k, fn in METHODS.items()}, "granularities": list(GRANULARITIES),
-                "classifiers": sorted(trained), "max_body": max_body}
+                "classifiers": sorted(trained), "max_body": max_body, "project": project_name}
 
     @app.get("/api/examples", responses=ERROR_RESPONSES)
     def examples() -> list[dict]:
@@ -194,7 +208,7 @@ def create_app(model=None, classifiers: Optional[dict] = None, max_body: int = M
 
 def _classify(clf, req: ClassifyRequest) -> dict:
     name = req.classifier or f"zero-shot: {', '.join(map(str, clf.classes_))}"
-    if not isinstance(clf, AgileClassifier):  # e.g. a sentence-encoder classifier: no prompt to explain
+    if hasattr(clf, "estimators_"):  # an ensemble: its soft vote has no single gradient to show
         proba = clf.predict_proba([req.text])[0]
         probs = {str(c): float(p) for c, p in zip(clf.classes_, proba)}
         return {"text": req.text, "probabilities": probs, "label": max(probs, key=probs.get), "classifier": name,

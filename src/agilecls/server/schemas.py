@@ -147,3 +147,55 @@ class Health(BaseModel):
     batches: int = Field(..., description="model calls so far")
     items_per_batch: float = Field(..., description="mean texts (or jobs) per model call")
     classifiers: list[str]
+
+
+# ---- the labelling page (/api/project) ---------------------------------------------------------
+#: A browser tab's random id: the annotator of its labels and the holder of its queue's texts.
+ClientId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+TextId = Annotated[str, StringConstraints(min_length=1, max_length=1000)]
+
+
+class NextRequest(BaseModel):
+    k: int = Field(8, ge=1, le=100, description="how many texts")
+    strategy: Optional[str] = Field(None, max_length=64, description="a query strategy (default: the project's)")
+    client: Optional[ClientId] = Field(None, description="the tab asking: its texts are kept from other tabs")
+
+
+class LabelRequest(BaseModel):
+    id: TextId
+    label: str = Field(..., min_length=1, max_length=200)
+    client: Optional[ClientId] = Field(None, description="recorded as the annotator")
+
+
+class UndoRequest(BaseModel):
+    client: ClientId = Field(..., description="undo this tab's newest label")
+
+
+class HoldOutRequest(BaseModel):
+    id: TextId
+    is_test: bool = True
+
+
+class SkipRequest(BaseModel):
+    id: TextId
+
+
+class TrainRequest(BaseModel):
+    kind: Literal["fast", "full"] = Field("fast", description="fast: seconds, answered when done; full: a "
+                                                              "background job, followed with GET status")
+
+
+class CancelRequest(BaseModel):
+    job: int = Field(..., ge=1, le=2**62)
+
+
+class ExplainRequest(BaseModel):
+    id: TextId
+    method: Method = "grad_dot_input"
+    label: Optional[str] = Field(None, min_length=1, max_length=200,
+                                 description="explain this label (default: the newest version's prediction)")
+
+
+#: The error answers of the labelling routes.
+LABEL_RESPONSES = {**ERROR_RESPONSES, 404: _error("no text (or training job) with that id in the project"),
+                   409: _error("a training job is already running: wait for it or cancel it")}

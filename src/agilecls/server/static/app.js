@@ -180,10 +180,30 @@ function legend(signed) {
     : `<i class="sw uns"></i> darker = the target is more sensitive to it`;
 }
 
+/** One visible warning line per message of an explanation (e.g. Integrated Gradients far from
+ *  completeness: raise steps), in a box under the card head holding `metaEl`; hidden when none. */
+function showWarnings(metaEl, warnings) {
+  const id = metaEl.id + "-warnings";
+  let box = $(id);
+  if (!box) {
+    box = document.createElement("div");
+    box.id = id;
+    box.className = "salience-warnings";
+    box.setAttribute("role", "alert");
+    box.style.cssText = "color:#92400e;background:#fef3c7;border:1px solid #fcd34d;border-radius:6px;" +
+      "padding:.35rem .6rem;margin:0 0 .6rem;font-size:13px;white-space:pre-line";
+    (metaEl.closest(".card-head") || metaEl).after(box);
+  }
+  const list = Array.isArray(warnings) ? warnings : [];
+  box.textContent = list.map((w) => "⚠ " + w).join("\n");
+  box.classList.toggle("hidden", list.length === 0);
+}
+
 async function renderResult() {
   const d = currentDp();
   const g = $("granularity").value;
   const r = d && d.result;
+  showWarnings($("result-meta"), r && r.warnings);
   if (!r) {
     $("heatmap").className = "heatmap empty";
     $("heatmap").textContent = "Run “Explain” to see which parts of the prompt drive the target.";
@@ -323,6 +343,7 @@ function renderClassify() {
       `<span class="pval">${(100 * p).toFixed(1)}%</span>`;
     box.appendChild(row);
   }
+  showWarnings($("clf-meta"), r.warnings);
   if (!r.explanation) {
     $("clf-meta").textContent = `${r.classifier} · no prompt to explain (not a language-model classifier)`;
     $("clf-heatmap").className = "heatmap empty";
@@ -378,6 +399,10 @@ async function init() {
   });
   state.info = await api("/api/info");
   $("model-name").textContent = state.info.model;
+  if (state.info.project) {  // started with --project: link its labelling page
+    $("label-link").href = "/label" + (TOKEN ? "#token=" + encodeURIComponent(TOKEN) : "");
+    $("label-link").classList.remove("hidden");
+  }
   for (const select of [$("method"), $("clf-method")]) {  // one list: the server's method registry
     for (const name of state.info.methods) {
       const opt = document.createElement("option");

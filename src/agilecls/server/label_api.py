@@ -1,0 +1,256 @@
+"""``/api/project/...``: the labelling page's JSON API for one project (``agilecls label DIR`` or
+``agilecls serve --project DIR``).
+
+Labels, undo, test flags and skips are SQLite writes: they run on the server's thread pool, never
+behind model work, and a label is answered 200 only once :meth:`Project.label` has committed it.
+Everything that runs the sentence encoder or fits a model (the queue, fast training, evaluation,
+error review, salience) goes through the server's one model worker (:class:`WorkQueue`), so it
+neither blocks the event loop nor competes with another model computation for the cores. The full
+model trains in a background process (:mod:`agilecls.loop.jobs`); its progress is read from the
+project database by ``GET /api/project/status``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+from fastapi import FastAPI, HTTPException, Query
+from starlette.concurrency import run_in_threadpool
+
+from ..loop import Project, ProjectError, review
+from ..loop import jobs as loop_jobs
+from ..loop.project import DEFAULT_STRATEGY
+from ..loop.strategies import STRATEGIES
+from ..salience.methods import METHODS
+from ..salience.spans import aggregate
+from .schemas import (
+    LABEL_RESPONSES,
+    CancelRequest,
+    ExplainRequest,
+    HoldOutRequest,
+    LabelRequest,
+    NextRequest,
+    SkipRequest,
+    TrainRequest,
+    UndoRequest,
+)
+from .work import WorkQueue, wait_for
+
+PREFIX = "/api/project"
+#: Granularities of the text-only spans sent with an explanation.
+TEXT_GRANULARITIES = ("words", "sentences")
+
+
+def plain(value):
+    """A JSON-safe copy of ``value``: numpy scalars as Python numbers, NaN and infinities as None.
+
+    Parameters
+    ----------
+    value : object
+        Dicts, lists, tuples, numbers and strings, nested.
+
+    Returns
+    -------
+    object
+
+    Examples
+    --------
+    >>> plain({"auc": float("nan"), "n": np.int64(3), "p": [np.float32(0.5)]})
+    {'auc': None, 'n': 3, 'p': [0.5]}
+    """
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def text_view(data: dict, text: str) -> dict:
+    """An explanation dict with the text's own tokens and spans added.
+
+    Parameters
+    ----------
+    data : dict
+        ``Explanation.to_dict()`` of a classifier's decision (its ``info["text_range"]`` locates the
+        text in the prompt; tokens outside the text are marked ``in_text=False`` or ``special``).
+    text : str
+        The text that was classified.
+
+    Returns
+    -------
+    dict
+        ``data`` plus ``text``, ``text_tokens`` and ``text_spans`` (words and sentences), with
+        offsets in the text, whatever prompt the model wrapped it in.
+    """
+    start = (data.get("info") or {}).get("text_range", [0, len(text)])[0]
+    tokens = [{**t, "start": t["start"] - start, "end": t["end"] - start} for t in data["tokens"]
+              if t.get("in_text", not t.get("special"))]
+    return {**data, "text": text, "text_tokens": tokens,
+            "text_spans": {g: aggregate(text, tokens, g) for g in TEXT_GRANULARITIES}}
+
+
+def explain_text(project: Project, text_id: str, method: str, label: str | None = None) -> dict:
+    """Salience of the newest version's decision on one text, for ``label`` (None: its prediction).
+
+    :func:`agilecls.loop.review.explain_row` on the newest version (a full version through its
+    encoder member), made JSON-safe for the page.
+
+    Parameters
+    ----------
+    project : Project
+    text_id : str
+        A text of the project.
+    method : str
+        A salience method of :data:`agilecls.salience.methods.METHODS`.
+    label : str or None, default=None
+        The label whose salience to explain (None: the version's prediction).
+
+    Returns
+    -------
+    dict
+        JSON-safe :func:`text_view` of the explanation, with ``version``: the version explained.
+    """
+    newest = project.version()
+    text = project.store.text(text_id)["text"]
+    data = review.explain_row(project, text_id, method, version=newest["id"], label=label,
+                              granularities=TEXT_GRANULARITIES)
+    data = text_view(data, text)
+    data["version"] = newest["id"]
+    return plain(data)
+
+
+def add_label_routes(app: FastAPI, folder: str | os.PathLike, queue: WorkQueue, time_limit: float) -> Project:
+    """Add the labelling routes for the project in ``folder`` to ``app``; returns the opened project.
+
+    Parameters
+    ----------
+    app : FastAPI
+    folder : path
+        A project folder (:class:`agilecls.loop.ProjectError` if it holds none).
+    queue : WorkQueue
+        The server's model worker: model work runs there, one computation at a time.
+    time_limit : float
+        Seconds a model request may wait and run before 504.
+
+    Returns
+    -------
+    Project
+    """
+    project = Project(folder)
+
+    async def run(fn):
+        """``fn()`` on the model worker, alone."""
+        return (await wait_for(queue.submit(lambda _: [fn()], [None]), time_limit))[0]
+
+    def known(text_id: str) -> dict:
+        try:
+            return project.store.text(text_id)
+        except ProjectError as err:
+            raise HTTPException(404, str(err)) from None
+
+    def current_job() -> dict | None:
+        jobs = loop_jobs.refresh(project.store)
+        return jobs[-1] if jobs else None
+
+    @app.get(PREFIX + "/status", responses=LABEL_RESPONSES)
+    def status() -> dict:
+        """Texts, labels per class, versions, the strategies and the newest training job."""
+        job = current_job()
+        info = project.status()
+        info.pop("jobs", None)
+        return plain({**info, "name": project.meta.get("name") or project.folder.name,
+                      "instructions": project.meta.get("instructions", ""), "strategies": sorted(STRATEGIES),
+                      "default_strategy": DEFAULT_STRATEGY, "methods": list(METHODS), "job": job,
+                      "training": bool(job and job["status"] in loop_jobs.ACTIVE)})
+
+    @app.post(PREFIX + "/next", responses=LABEL_RESPONSES)
+    async def next_texts(req: NextRequest) -> list[dict]:
+        """The next texts to label, with the suggested label and its probability; they are kept
+        from other clients' queues for a while."""
+        strategy = req.strategy or DEFAULT_STRATEGY
+        return plain(await run(lambda: project.suggest(req.k, strategy, client=req.client)))
+
+    @app.post(PREFIX + "/label", responses=LABEL_RESPONSES)
+    def label(req: LabelRequest) -> dict:
+        """Label one text; answered once the label is committed."""
+        known(req.id)
+        entry = project.label(req.id, req.label, annotator=req.client)
+        return {**entry, "counts": project.store.label_counts()}
+
+    @app.post(PREFIX + "/undo", responses=LABEL_RESPONSES)
+    def undo(req: UndoRequest) -> dict:
+        """Take back this client's newest label; ``text`` is that text again (null: nothing to undo)."""
+        entry = project.undo(annotator=req.client)
+        return {"undone": entry, "text": None if entry is None else project.store.text(entry["id"]),
+                "counts": project.store.label_counts()}
+
+    @app.post(PREFIX + "/test", responses=LABEL_RESPONSES)
+    def hold_out(req: HoldOutRequest) -> dict:
+        """Hold a text out for testing (never trained on), or put it back."""
+        known(req.id)
+        project.mark_test(req.id, req.is_test)
+        return project.store.text(req.id)
+
+    @app.post(PREFIX + "/skip", responses=LABEL_RESPONSES)
+    def skip(req: SkipRequest) -> dict:
+        """Leave a text out of the queue."""
+        known(req.id)  # the store would answer an unknown id with an IntegrityError
+        project.skip(req.id)
+        return {"id": req.id, "skipped": True}
+
+    @app.post(PREFIX + "/train", responses=LABEL_RESPONSES)
+    async def train(req: TrainRequest) -> dict:
+        """``fast``: train a version now and answer with it; ``full``: start the background job."""
+        if req.kind == "fast":
+            version = await run(lambda: project.train("fast"))
+            newest = next(v for v in project.versions() if v["id"] == version)
+            return plain({"kind": "fast", "version": newest})
+        job = await run_in_threadpool(current_job)
+        if job and job["status"] in loop_jobs.ACTIVE:
+            raise HTTPException(409, f"training job {job['id']} is still running; wait for it or cancel it")
+        try:
+            job_id = await run_in_threadpool(loop_jobs.start_training, project.folder, "full")
+        except ProjectError as err:  # another request started one meanwhile
+            raise HTTPException(409, str(err)) from None
+        return {"kind": "full", "job": job_id}
+
+    @app.post(PREFIX + "/cancel", responses=LABEL_RESPONSES)
+    def cancel(req: CancelRequest) -> dict:
+        """Stop a running training job."""
+        if not any(j["id"] == req.job for j in project.store.jobs()):
+            raise HTTPException(404, f"no training job {req.job}")
+        return plain(loop_jobs.cancel(project.folder, req.job))
+
+    @app.get(PREFIX + "/versions", responses=LABEL_RESPONSES)
+    def versions() -> list[dict]:
+        """Every trained version with its metrics (cross-validated, and on the test rows)."""
+        return plain(project.versions())
+
+    @app.get(PREFIX + "/evaluate", responses=LABEL_RESPONSES)
+    async def evaluate() -> dict:
+        """Cross-validated metrics, confusion matrix, reliability, test metrics, learning curve."""
+        return plain(await run(project.evaluate))
+
+    @app.get(PREFIX + "/errors", responses=LABEL_RESPONSES)
+    async def errors(limit: int = Query(50, ge=1, le=1000)) -> list[dict]:
+        """Training rows whose out-of-fold prediction disagrees with their label."""
+        return plain(await run(lambda: review.errors(project, limit)))
+
+    @app.get(PREFIX + "/issues", responses=LABEL_RESPONSES)
+    async def issues(limit: int = Query(50, ge=1, le=1000)) -> list[dict]:
+        """Rows whose label may be wrong (cleanlab), the likeliest first."""
+        return plain(await run(lambda: review.label_issues(project, limit)))
+
+    @app.post(PREFIX + "/explain", responses=LABEL_RESPONSES)
+    async def explain_route(req: ExplainRequest) -> dict:
+        """Salience of the newest version's decision (or of ``label``) over one text's words."""
+        known(req.id)
+        return await run(lambda: explain_text(project, req.id, req.method, req.label))
+
+    return project

@@ -1,0 +1,201 @@
+"""End to end in Debian's Chromium: the labelling page on a project created from a file, with the
+real bundled MiniLM encoder. Labels 20 texts with the keyboard (undo and a held-out text included),
+trains the fast model twice, reads the metrics, learning curve and confusion matrix, opens a
+mislabelled text's salience and fixes its label in place; saves screenshots."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from agilecls.loop import Project
+from test_label_api import LABELS, TRUTH, make_project
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).parent / "artifacts"
+DOCS_IMG = Path(__file__).parent.parent / "docs" / "img"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run", "--disable-quic"]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not os.path.exists(CHROMIUM),
+                       reason=f"{CHROMIUM} not found: install Debian's chromium (apt-get install -y chromium)"),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """A project of 40 texts from a CSV file, its labelling app served by uvicorn in a thread."""
+    import uvicorn
+
+    from agilecls.server import create_app
+
+    project = make_project(tmp_path_factory.mktemp("label-browser") / "topics")
+    port = _free_port()
+    srv = uvicorn.Server(uvicorn.Config(create_app(project=project.folder, token="tok"), host="127.0.0.1",
+                                        port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 30
+    while not srv.started and time.time() < deadline:
+        time.sleep(0.05)
+    assert srv.started, "the server did not start"
+    yield f"http://127.0.0.1:{port}", project.folder
+    srv.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def page(served):
+    playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the test extra)")
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1440, "height": 1000})
+        errors: list[str] = []
+        page.on("pageerror", lambda err: errors.append(str(err)))
+        page.on("requestfailed", lambda req: errors.append(f"request failed: {req.url}"))
+        page.errors = errors
+        yield page
+        browser.close()
+
+
+def current(page) -> str:
+    return page.evaluate("document.body.dataset.current")
+
+
+def press_label(page, key: str, labelled: int) -> None:
+    page.keyboard.press(key)  # answered once the label is committed and the next text shows
+    page.wait_for_function(f"document.body.dataset.labelled === '{labelled}'")
+
+
+def key_for(text_id: str, wrong: bool = False) -> str:
+    label = TRUTH[text_id]
+    if wrong:
+        label = next(lab for lab in LABELS if lab != label)
+    return str(LABELS.index(label) + 1)
+
+
+def train(page, versions: int) -> None:
+    page.click("#train-fast")
+    page.wait_for_function(f"document.querySelectorAll('#versions tr').length === {versions + 1}", timeout=120_000)
+    page.wait_for_function(f"document.querySelectorAll('#curve circle.pt-cross_validated').length === {versions}",
+                           timeout=120_000)
+
+
+def test_labelling_in_chromium(page, served):
+    url, folder = served
+    requests: list[str] = []
+    page.on("request", lambda req: requests.append(req.url))
+    page.goto(url + "/#token=tok")  # the prompt-debugging page links the labelling page, token and all
+    page.wait_for_selector("#label-link:not(.hidden)")
+    page.click("#label-link")
+    page.wait_for_selector("body[data-ready='1']")
+    assert page.locator("#project-name").inner_text() == "topics"
+    assert page.locator(".lbtn").all_inner_texts()[0].startswith("1")
+    assert "Suggested:" in page.locator("#suggestion").inner_text()  # the zero-shot pre-label
+
+    # 20 texts with the keyboard: two deliberately wrong, one undone and relabelled, one held out.
+    wrong, labelled, held = set(), 0, None
+    while labelled < 20:
+        text_id = current(page)
+        assert text_id and page.locator("#text").inner_text() == Project(folder).store.text(text_id)["text"]
+        if labelled == 4:  # label, undo (the same text comes back), then label again
+            press_label(page, key_for(text_id), labelled + 1)
+            page.keyboard.press("u")
+            page.wait_for_function(f"document.body.dataset.labelled === '{labelled}'")
+            assert current(page) == text_id
+        if labelled == 8 and held is None:
+            page.keyboard.press("t")
+            page.wait_for_selector("#test-badge:not(.hidden)")
+            held = text_id
+        if labelled in (6, 13):
+            wrong.add(text_id)
+        press_label(page, key_for(text_id, text_id in wrong), labelled + 1)
+        labelled += 1
+    counts = [int(n) for n in page.locator("#counts .n").all_inner_texts()]
+    assert sum(counts) == 20 and min(counts) >= 2
+    stored = Project(folder).store.frame().set_index("id")
+    assert stored["label"].notna().sum() == 20 and bool(stored.loc[held, "is_test"])
+    assert all(stored.loc[i, "label"] != TRUTH[i] for i in wrong)
+
+    # Train, label four more, train again: metrics, a two-point learning curve, the confusion matrix.
+    train(page, 1)
+    for _ in range(4):
+        press_label(page, key_for(current(page)), labelled + 1)
+        labelled += 1
+    train(page, 2)
+    tiles = [t.lower() for t in page.locator("#metrics .tile .k").all_inner_texts()]  # CSS upper-cases them
+    assert tiles[:3] == ["accuracy", "macro f1", "roc-auc"]
+    assert float(page.locator("#metrics .tile .v").first.inner_text()) >= 0.7
+    assert page.locator("#confusion tr").count() == 3
+    assert sum(int(x) for x in page.locator("#confusion td").all_inner_texts()) == 23  # the held-out one is out
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "label_page.png"), full_page=True)
+
+    # The review: a mislabelled text is among the disagreements; its salience; fix its label in place.
+    page.wait_for_selector("#errors .review-row")
+    listed = page.locator("#errors .review-row").evaluate_all("rows => rows.map(r => r.dataset.id)")
+    text_id = next(i for i in listed if i in wrong)  # the model disagrees with a deliberate mistake
+    row = page.locator(f"#errors .review-row[data-id='{text_id}']")
+    row.locator(".review-text").click()
+    page.wait_for_function(f"document.body.dataset.explained === '{text_id}'", timeout=120_000)
+    assert page.locator("#explain-heatmap").inner_text() == stored.loc[text_id, "text"]
+    assert page.locator("#explain-heatmap .hl").count() == len(stored.loc[text_id, "text"].split())
+    assert "Grad · Input" in page.locator("#explain-meta").inner_text()
+    predicted = row.locator(".review-meta b").nth(1).inner_text()
+    assert page.locator("#explain-label").inner_text() == f"“{predicted}”"  # the words behind the disagreement
+    with page.expect_response("**/api/project/explain") as answer:
+        page.select_option("#method", "integrated_gradients")
+    page.wait_for_function("document.querySelector('#explain-meta').textContent.includes('Integrated')")
+    warnings = answer.value.json()["warnings"]
+    assert page.locator("#explain-warnings").is_visible() == bool(warnings)
+    page.locator("#explain-card").screenshot(path=str(ARTIFACTS / "label_salience.png"))
+
+    row.locator("select.fix").select_option(TRUTH[text_id])
+    page.wait_for_selector(f"#errors .review-row.fixed[data-id='{text_id}']")
+    assert Project(folder).store.text(text_id)["label"] == TRUTH[text_id]
+    page.click("#show-issues")
+    page.wait_for_selector("#issues:not(.hidden)")
+    page.screenshot(path=str(ARTIFACTS / "label_review.png"), full_page=True)
+
+    # A full training job in progress (a stand-in process, so Cancel has something to stop): the page
+    # polls its stage, epoch, loss and time left every second; Cancel ends it.
+    sleeper = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    try:
+        store = Project(folder).store
+        job = store.start_job("full")
+        store.update_job(job, status="running", pid=sleeper.pid, progress={"stage": "tuning the language model"})
+        page.goto(url + "/label")  # the token stays in the tab's sessionStorage
+        page.wait_for_selector("#job:not(.hidden)")
+        store.update_job(job, progress={"stage": "tuning the language model", "epoch": 2, "epochs": 6,
+                                        "loss": 0.41, "seconds_left": 95})
+        page.wait_for_function("document.querySelector('#job-detail').textContent.includes('epoch 2/6')")
+        assert "loss 0.410 · about 1 min 35 s left" in page.locator("#job-detail").inner_text()
+        assert page.locator("#train-full").is_disabled()
+        page.locator("#model-card").screenshot(path=str(ARTIFACTS / "label_job.png"))
+        page.click("#cancel")
+        page.wait_for_function("document.querySelector('#job-title').textContent.endsWith('cancelled')")
+        assert sleeper.wait(10) != 0 and store.jobs()[-1]["status"] == "cancelled"
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+    DOCS_IMG.mkdir(exist_ok=True)
+    for name in ("label_page.png", "label_salience.png", "label_job.png"):
+        shutil.copy(ARTIFACTS / name, DOCS_IMG / name)
+    assert requests and all(u.startswith(url) for u in requests)  # nothing from the network
+    assert page.errors == []

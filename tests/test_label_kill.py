@@ -1,0 +1,121 @@
+"""The labelling server killed with SIGKILL while it labels and trains: every label it acknowledged
+is in the reopened project, and every version it registered still loads and predicts as before."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
+import numpy as np
+import pytest
+
+from agilecls import load_classifier
+from agilecls.loop import Project
+from test_label_api import TRUTH, make_project
+
+P = "/api/project/"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(folder):
+    """``agilecls label FOLDER --no-browser`` on a free port; returns (process, base url)."""
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "agilecls.cli", "label", str(folder), "--no-browser",
+                             "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if httpx.get(url + P + "status", timeout=5).status_code == 200:
+                return proc, url
+        except httpx.TransportError:
+            time.sleep(0.3)
+    proc.kill()
+    raise AssertionError("the labelling server did not start")
+
+
+def label_until_killed(url: str, client: str, acked: list, stop: threading.Event) -> None:
+    """Ask for texts and label them until the server dies; record each label answered 200."""
+    with httpx.Client(base_url=url, timeout=30) as http:
+        while not stop.is_set():
+            try:
+                rows = http.post(P + "next", json={"k": 2, "client": client, "strategy": "random"}).json()
+                if not rows:
+                    return
+                for row in rows:
+                    r = http.post(P + "label", json={"id": row["id"], "label": TRUTH[row["id"]], "client": client})
+                    if r.status_code == 200:
+                        acked.append((row["id"], TRUTH[row["id"]]))
+            except (httpx.TransportError, ValueError):
+                return
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("delay", [0.3, 1.5])
+def test_sigkill_while_labelling_and_training_loses_no_acknowledged_label(tmp_path, delay):
+    project = make_project(tmp_path / "killed", prelabel=False)
+    seed = [i for i in TRUTH if i.startswith("s")][:3] + [i for i in TRUTH if i.startswith("c")][:3]
+    for text_id in seed:
+        project.label(text_id, TRUTH[text_id], "seed")
+    texts = project.store.frame()["text"].tolist()
+
+    proc, url = start_server(project.folder)
+    try:
+        first = httpx.post(url + P + "train", json={"kind": "fast"}, timeout=120).json()["version"]
+        before = load_classifier(project.folder / first["folder"]).predict_proba(texts)
+
+        acked: list[tuple[str, str]] = []
+        stop = threading.Event()
+        labeller = threading.Thread(target=label_until_killed, args=(url, "tab-k", acked, stop))
+        labeller.start()
+        while len(acked) < 6 and labeller.is_alive():
+            time.sleep(0.05)
+        trainer = threading.Thread(target=lambda: httpx.post(url + P + "train", json={"kind": "fast"}, timeout=120),
+                                   daemon=True)
+        trainer.start()
+        time.sleep(delay)  # the kill lands while texts are labelled and a version trains
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+        stop.set()
+        labeller.join(60)
+        trainer.join(60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(30)
+
+    assert len(acked) >= 6
+    reopened = Project(project.folder)
+    labels = reopened.store.frame().set_index("id")["label"]
+    assert all(labels[i] == lab for i, lab in acked), "an acknowledged label was lost"
+    assert labels.notna().sum() >= len(seed) + len(acked)
+    with reopened.store.connect() as con:
+        assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    versions = reopened.versions()
+    assert versions[0]["id"] == first["id"]
+    np.testing.assert_allclose(load_classifier(reopened.folder / first["folder"]).predict_proba(texts), before,
+                               atol=1e-6)
+    last = versions[-1]  # the first version, or the one trained during the kill if its row committed
+    stored = reopened.store.predictions(last["id"])
+    proba = load_classifier(reopened.folder / last["folder"]).predict_proba(texts)
+    ids = reopened.store.frame()["id"].tolist()
+    np.testing.assert_allclose(proba, [stored[i][0] for i in ids], atol=1e-5)
+    # the project keeps working: a new server trains a new version on every label
+    proc, url = start_server(project.folder)
+    try:
+        version = httpx.post(url + P + "train", json={"kind": "fast"}, timeout=120).json()["version"]
+        assert version["id"] > last["id"] and version["n_labels"] == labels.notna().sum()
+    finally:
+        proc.kill()
+        proc.wait(30)
