@@ -6,67 +6,28 @@ the mistaken and the fixed prompt side by side, classifies a text, and saves a s
 
 from __future__ import annotations
 
-import os
-import socket
-import threading
-import time
-from pathlib import Path
-
 import pytest
 
-CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).parent / "artifacts"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run", "--disable-quic"]
+from conftest import ARTIFACTS, NEEDS_CHROMIUM, chromium_page, serve_in_thread
+
 SUFFIX = " Contains eggs.\nRecommendation:"
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not os.path.exists(CHROMIUM),
-                       reason=f"{CHROMIUM} not found: install Debian's chromium (apt-get install -y chromium)"),
-]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+pytestmark = NEEDS_CHROMIUM
 
 
 @pytest.fixture(scope="module")
 def server():
     """The app with the bundled default model, served by uvicorn in a thread on a free port."""
-    import uvicorn
-
     from agilecls.lm.loading import DEFAULT_MODEL, load_lm
     from agilecls.server import create_app
 
-    lm = load_lm(DEFAULT_MODEL)
-    port = _free_port()
-    srv = uvicorn.Server(uvicorn.Config(create_app(lm), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 30
-    while not srv.started and time.time() < deadline:
-        time.sleep(0.05)
-    assert srv.started, "the server did not start"
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(10)
+    with serve_in_thread(create_app(load_lm(DEFAULT_MODEL))) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def page(server):
-    playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the test extra)")
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page(viewport={"width": 1440, "height": 1000})
-        errors: list[str] = []
-        page.on("pageerror", lambda err: errors.append(str(err)))
-        page.on("requestfailed", lambda req: errors.append(f"request failed: {req.url}"))
-        page.errors = errors
+    with chromium_page() as page:
         yield page
-        browser.close()
 
 
 def _explain(page, timeout=240_000):

@@ -16,6 +16,8 @@ from agilecls.salience.encoder_objective import EncoderLogProb
 from agilecls.salience.explanation import Explanation
 from agilecls.salience.methods import _gradients, completeness_warnings
 
+from conftest import build_tiny_sentence_encoder
+
 TOPICS = {
     "balance": "bank account balance money checking savings much have left",
     "weather": "weather rain sunny forecast cold hot tomorrow today outside",
@@ -48,34 +50,7 @@ def one_thread():
 def tiny_encoder_dir(tmp_path_factory):
     """A 2-layer random BERT (word-level tokenizer; words outside it are [UNK]) + mean pooling +
     normalisation, saved as a sentence-transformers folder."""
-    from sentence_transformers import SentenceTransformer
-    try:  # sentence-transformers >= 6 moved the modules
-        from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
-    except ImportError:
-        from sentence_transformers.models import Normalize, Pooling, Transformer
-    from tokenizers import Tokenizer, pre_tokenizers, processors
-    from tokenizers import models as tok_models
-    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
-
-    words = sorted(set(" ".join(TOPICS.values()).split()) | {"how", "is", "in", "my", "and", "will", "it", ",", "?"})
-    vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]"] + words)}
-    tok = Tokenizer(tok_models.WordLevel(vocab, unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]",
-                                                       special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]",
-                                   cls_token="[CLS]", sep_token="[SEP]")
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                        intermediate_size=64, max_position_embeddings=64)
-    hf_dir = tmp_path_factory.mktemp("tiny_bert_salience")
-    BertModel(config).save_pretrained(hf_dir)
-    fast.save_pretrained(hf_dir)
-    st = SentenceTransformer(modules=[Transformer(str(hf_dir), max_seq_length=32), Pooling(32, "mean"), Normalize()],
-                             device="cpu")
-    out = tmp_path_factory.mktemp("tiny_st_salience")
-    st.save(str(out))
-    return str(out)
+    return build_tiny_sentence_encoder(tmp_path_factory.mktemp("tiny_encoder"), set(" ".join(TOPICS.values()).split()) | {"how", "is", "in", "my", "and", "will", "it", ",", "?"})
 
 
 _FITTED: dict = {}

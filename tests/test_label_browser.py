@@ -5,12 +5,8 @@ mislabelled text's salience and fixes its label in place; saves screenshots."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
 import subprocess
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -18,59 +14,27 @@ import pytest
 from agilecls.loop import Project
 from test_label_api import LABELS, TRUTH, make_project
 
-CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).parent / "artifacts"
+from conftest import ARTIFACTS, NEEDS_CHROMIUM, chromium_page, serve_in_thread
+
 DOCS_IMG = Path(__file__).parent.parent / "docs" / "img"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run", "--disable-quic"]
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not os.path.exists(CHROMIUM),
-                       reason=f"{CHROMIUM} not found: install Debian's chromium (apt-get install -y chromium)"),
-]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+pytestmark = NEEDS_CHROMIUM
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """A project of 40 texts from a CSV file, its labelling app served by uvicorn in a thread."""
-    import uvicorn
-
     from agilecls.server import create_app
 
     project = make_project(tmp_path_factory.mktemp("label-browser") / "topics")
-    port = _free_port()
-    srv = uvicorn.Server(uvicorn.Config(create_app(project=project.folder, token="tok"), host="127.0.0.1",
-                                        port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 30
-    while not srv.started and time.time() < deadline:
-        time.sleep(0.05)
-    assert srv.started, "the server did not start"
-    yield f"http://127.0.0.1:{port}", project.folder
-    srv.should_exit = True
-    thread.join(10)
+    with serve_in_thread(create_app(project=project.folder, token="tok")) as url:
+        yield url, project.folder
 
 
 @pytest.fixture(scope="module")
 def page(served):
-    playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the test extra)")
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page(viewport={"width": 1440, "height": 1000})
-        errors: list[str] = []
-        page.on("pageerror", lambda err: errors.append(str(err)))
-        page.on("requestfailed", lambda req: errors.append(f"request failed: {req.url}"))
-        page.errors = errors
+    with chromium_page() as page:
         yield page
-        browser.close()
 
 
 def current(page) -> str:

@@ -28,6 +28,8 @@ from agilecls.encoders.sentence import EmbeddingCache, EncoderError, SentenceEnc
 from agilecls.evaluation.metrics import abstention_metrics, ood_metrics
 from agilecls.uncertainty import choose_reject_threshold, fit_temperature, label_ood_scores
 
+from conftest import build_tiny_sentence_encoder
+
 # ------------------------------------------------------------------------------------------------
 # a tiny sentence encoder over a word-level vocabulary, and toy intent data
 # ------------------------------------------------------------------------------------------------
@@ -68,33 +70,7 @@ def one_thread():
 @pytest.fixture(scope="session")
 def tiny_encoder_dir(tmp_path_factory):
     """A 2-layer random BERT + mean pooling + normalisation saved as a sentence-transformers folder."""
-    from sentence_transformers import SentenceTransformer
-    try:  # sentence-transformers >= 6 moved the modules
-        from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
-    except ImportError:
-        from sentence_transformers.models import Normalize, Pooling, Transformer
-    from tokenizers import Tokenizer, pre_tokenizers, processors
-    from tokenizers import models as tok_models
-    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
-
-    words = sorted(set(" ".join(TOPICS.values()).split()) | set(FAR_WORDS.split()))
-    vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]"] + words)}
-    tok = Tokenizer(tok_models.WordLevel(vocab, unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]",
-                                   cls_token="[CLS]", sep_token="[SEP]")
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                        intermediate_size=64, max_position_embeddings=64)
-    hf_dir = tmp_path_factory.mktemp("tiny_bert")
-    BertModel(config).save_pretrained(hf_dir)
-    fast.save_pretrained(hf_dir)
-    st = SentenceTransformer(modules=[Transformer(str(hf_dir), max_seq_length=32), Pooling(32, "mean"), Normalize()],
-                             device="cpu")
-    out = tmp_path_factory.mktemp("tiny_st")
-    st.save(str(out))
-    return str(out)
+    return build_tiny_sentence_encoder(tmp_path_factory.mktemp("tiny_encoder"), set(" ".join(TOPICS.values()).split()) | set(FAR_WORDS.split()))
 
 
 @pytest.fixture(scope="session")
