@@ -79,8 +79,8 @@ def test_missing_column_and_unfinished_runs_are_clear_errors(model_dir, tmp_path
 
 
 def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(model_dir, tmp_path):
-    rows = toy_rows(3000, seed=2)
-    rows.loc[[10, 2500], "text"] = ""
+    rows = toy_rows(1000, seed=2)
+    rows.loc[[10, 900], "text"] = ""
     source = tmp_path / "big.csv"
     rows.to_csv(source, index=False)
     command = [sys.executable, "-m", "agilecls.cli", "predict", str(model_dir), str(source), "--id-col", "doc",
@@ -96,12 +96,12 @@ def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(model_dir, tmp_
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     done = len(list(parts.glob("part-*")))
-    assert 5 <= done < 150 and not out.exists()  # killed mid-run: some chunks written, no output yet
+    assert 5 <= done < 50 and not out.exists()  # killed mid-run: some chunks written, no output yet
     resumed = subprocess.run(command + ["--out", str(out), "--resume"], capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     assert "chunk(s) resumed" in resumed.stdout
     pd.testing.assert_frame_equal(pd.read_parquet(out), pd.read_parquet(reference))
-    assert len(pd.read_parquet(out)) == 3000 and not parts.exists()
+    assert len(pd.read_parquet(out)) == 1000 and not parts.exists()
 
 
 @pytest.fixture(scope="module")

@@ -134,7 +134,8 @@ def load_ethos(split: str = "test", root=None) -> TextDataset:
     part = parts[split]
     y = ["Negative" if h else "Positive" for h in part["hateful"]]
     return TextDataset(part["comment"].astype(str).tolist(), y, list(ETHOS_LABELS), f"ethos-{split}",
-                       {"positive_label": "Negative", "instructions": ETHOS_INSTRUCTIONS})
+                       {"positive_label": "Negative", "instructions": ETHOS_INSTRUCTIONS,
+                        "label_meanings": {"Negative": "hateful", "Positive": "not hateful"}})
 
 
 def load_clinc150(split: str = "test", root=None, include_oos: bool = True) -> TextDataset:

@@ -39,8 +39,15 @@ def evaluate(clf, data, report: Path, title: str, info: dict, proba=None, second
     elif len(in_scope) < len(data):
         unknown = sorted({y for y in data.y if y not in known})
         raise ValueError(f"labels {unknown[:10]} in the data are not among the classifier's {sorted(known)}")
+    meanings, positive = data.meta.get("label_meanings", {}), data.meta.get("positive_label")
+    named = [f"{c} ({meanings[c]})" if c in meanings else str(c) for c in clf.classes_]
+    info = {"classes": ", ".join(named), **info}
+    if len(named) == 2:  # binary precision, recall and F1 are of one class: say which, and what it means
+        positive = positive or str(clf.classes_[1])
+        info["precision, recall, F1 of"] = named[list(map(str, clf.classes_)).index(positive)]
+        typer.echo(f"classes: {info['classes']}; precision, recall and F1 are of {info['precision, recall, F1 of']}")
     metrics = write_report(report, [data.y[i] for i in in_scope], proba[in_scope], list(clf.classes_), title=title,
-                           positive_label=data.meta.get("positive_label"), info=info, extra_figures=figures)
+                           positive_label=positive, info=info, extra_figures=figures)
     shown = {k: v for k, v in metrics.items() if k != "n"}
     typer.echo(format_table([shown]))
     if uncertainty:

@@ -152,7 +152,8 @@ gp_likelihood, gp_normalize_input : SNGP settings
         self.encoder_ = self.make_encoder()
         start = time.time()
         schedule = Schedule(int(self.epochs or (3 if self.fine_tune else 40)), self.batch_size, self.learning_rate,
-                            self.encoder_learning_rate, self.weight_decay, self.random_state, self.verbose)
+                            self.encoder_learning_rate, self.weight_decay, self.random_state,
+                            self.verbose or self.fine_tune)  # fine-tuning takes minutes: always a progress bar
         self.head_ = build_head(self.get_params(), self.encoder_.dim, len(self.classes_))
         if self.fine_tune:
             emb = fine_tune(self.encoder_, self.head_, texts, y_idx, schedule, self.fine_tune_layers, self.device_)

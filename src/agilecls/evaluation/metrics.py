@@ -94,7 +94,7 @@ def classification_metrics(y_true: Sequence[str], proba: np.ndarray, labels: Seq
         renorm = proba[:, cols] / np.clip(proba[:, cols].sum(axis=1, keepdims=True), 1e-12, None)
         out["roc_auc"] = skm.roc_auc_score(y, renorm, multi_class="ovr", labels=cols)
         out["pr_auc"] = skm.average_precision_score(onehot[:, cols], proba[:, cols], average="macro")
-    return {k: float(v) for k, v in out.items()}
+    return {k: int(v) if k == "n" else float(v) for k, v in out.items()}  # a count prints as one
 
 
 def ood_metrics(is_ood: Sequence[bool], score: Sequence[float]) -> dict[str, float]:
