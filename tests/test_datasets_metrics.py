@@ -85,3 +85,13 @@ def test_report_is_self_contained_html():
     page, metrics = build_report(y, proba, ["a", "b", "c"], title="t")
     assert page.count("data:image/png;base64,") == 4 and "<script" not in page
     assert metrics["accuracy"] == pytest.approx(4 / 6)
+
+
+def test_report_prints_counts_as_integers_and_names_what_classes_mean():
+    from agilecls.evaluation.report import build_report
+
+    page, metrics = build_report(["a", "b", "b"], np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]]), ["a", "b"],
+                                 info={"classes": "a (spam), b (ham)"})
+    assert metrics["n"] == 3 and isinstance(metrics["n"], int)
+    assert "<th>n</th><td>3</td>" in page and "a (spam), b (ham)" in page
+    assert load_ethos("test").meta["label_meanings"] == {"Negative": "hateful", "Positive": "not hateful"}
