@@ -90,7 +90,8 @@ def suggest(folder: Path = FOLDER, k: int = typer.Option(16, "-k", help="How man
     rows = _open(folder).suggest(k, strategy or DEFAULT_STRATEGY)
     if out is not None:
         export_rows(pd.DataFrame(rows).drop(columns=["proba"]), out)
-        typer.echo(f"wrote {len(rows)} texts to {out}; label them and run agilecls project import --label-col")
+        typer.echo(f"wrote {len(rows)} texts to {out}; label them with `agilecls project label {folder} ID LABEL` "
+                   f"or on the Label page (`agilecls label {folder}`)")
         return
     for row in rows:
         hint = f"{row['suggested']} {row['probability']:.2f}" if row["suggested"] else "-"
