@@ -49,6 +49,15 @@ def build_tiny_lm(arch: str = "llama", seed: int = 0, layers: int = 2):
     return LanguageModel(model, tok, f"tiny-{arch}", "test")
 
 
+@pytest.fixture
+def one_thread():
+    """Tiny tensors run fastest on one thread (and leave the other core to whatever else runs)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tiny_lm():
     return build_tiny_lm("llama")
@@ -85,6 +94,20 @@ def tiny_lm_folder(tiny_lm, tmp_path_factory):
     tiny_lm.model.save_pretrained(folder)
     tiny_lm.tokenizer.save_pretrained(folder)
     return folder
+
+
+def topic_texts(topics: dict[str, str], seed: int, n_per_class: int) -> tuple[list[str], list[str]]:
+    """``n_per_class`` texts of 3-6 words drawn (seeded) from each topic's words, and their labels."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    texts, y = [], []
+    for label, words in topics.items():
+        vocab = words.split()
+        for _ in range(n_per_class):
+            texts.append(" ".join(rng.choice(vocab, size=rng.integers(3, 7))))
+            y.append(label)
+    return texts, y
 
 
 def build_tiny_sentence_encoder(folder: Path, words) -> str:

@@ -16,7 +16,7 @@ from agilecls.salience.encoder_objective import EncoderLogProb
 from agilecls.salience.explanation import Explanation
 from agilecls.salience.methods import _gradients, completeness_warnings
 
-from conftest import build_tiny_sentence_encoder
+from conftest import build_tiny_sentence_encoder, topic_texts
 
 TOPICS = {
     "balance": "bank account balance money checking savings much have left",
@@ -27,23 +27,10 @@ TEXT = "how much money is left in my bank account, and will it rain tomorrow?"
 
 
 def _toy_texts(seed: int, n_per_class: int) -> tuple[list[str], list[str]]:
-    rng = np.random.default_rng(seed)
-    texts, y = [], []
-    for label, words in TOPICS.items():
-        vocab = words.split()
-        for _ in range(n_per_class):
-            texts.append(" ".join(rng.choice(vocab, size=rng.integers(3, 7))))
-            y.append(label)
-    return texts, y
+    return topic_texts(TOPICS, seed, n_per_class)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors run fastest on one thread (and leave the other core to whatever else runs)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,7 @@ from agilecls.encoders.sentence import EmbeddingCache, EncoderError, SentenceEnc
 from agilecls.evaluation.metrics import abstention_metrics, ood_metrics
 from agilecls.uncertainty import choose_reject_threshold, fit_temperature, label_ood_scores
 
-from conftest import build_tiny_sentence_encoder
+from conftest import build_tiny_sentence_encoder, topic_texts
 
 # ------------------------------------------------------------------------------------------------
 # a tiny sentence encoder over a word-level vocabulary, and toy intent data
@@ -42,14 +42,7 @@ FAR_WORDS = "volcano penguin algebra castle violin glacier pyramid saxophone met
 
 
 def _toy_texts(seed: int, n_per_class: int):
-    rng = np.random.default_rng(seed)
-    texts, y = [], []
-    for label, words in TOPICS.items():
-        vocab = words.split()
-        for _ in range(n_per_class):
-            texts.append(" ".join(rng.choice(vocab, size=rng.integers(3, 7))))
-            y.append(label)
-    return texts, y
+    return topic_texts(TOPICS, seed, n_per_class)
 
 
 def _far_texts(seed: int, n: int):
@@ -58,13 +51,7 @@ def _far_texts(seed: int, n: int):
     return [" ".join(rng.choice(vocab, size=rng.integers(3, 7))) for _ in range(n)]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors run fastest on one thread (and do not fight other processes for cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="session")

@@ -47,10 +47,11 @@ def cancel(folder: str | os.PathLike, job_id: int) -> dict:
         raise ProjectError(f"no training job {job_id}")
     if job["status"] in ACTIVE:
         store.update_job(job_id, status="cancelled")  # first, so the dying job does not record a failure
-        try:
-            os.killpg(job["pid"], signal.SIGTERM) if job["pid"] else None
-        except ProcessLookupError:
-            pass
+        if job["pid"]:
+            try:
+                os.killpg(job["pid"], signal.SIGTERM)
+            except ProcessLookupError:
+                pass
     return next(j for j in store.jobs() if j["id"] == job_id)
 
 
