@@ -19,11 +19,18 @@ RELIABILITY_BINS = 10
 
 
 def out_of_fold(project) -> dict:
-    """``frame`` (training rows only), ``y_idx`` and ``proba`` out of fold."""
+    """``frame`` (training rows only), ``y_idx`` and ``proba`` out of fold. Kept on the project
+    until a training label changes: the page asks for the evaluation, the errors and the label
+    issues together, and all three read the same out-of-fold probabilities."""
     frame = project.store.frame()
     rows, y_idx = training_data(project, frame)
-    proba = fast.out_of_fold(project.embeddings(frame)[rows], y_idx, len(project.labels))
-    return {"frame": frame.iloc[rows].reset_index(drop=True), "y_idx": y_idx, "proba": proba}
+    key = (tuple(frame["id"].iloc[rows]), tuple(y_idx.tolist()))
+    cached = project.__dict__.get("_out_of_fold")
+    if cached is None or cached[0] != key:
+        proba = fast.out_of_fold(project.embeddings(frame)[rows], y_idx, len(project.labels))
+        cached = (key, {"frame": frame.iloc[rows].reset_index(drop=True), "y_idx": y_idx, "proba": proba})
+        project._out_of_fold = cached
+    return cached[1]
 
 
 def reliability(y_idx: np.ndarray, proba: np.ndarray, bins: int = RELIABILITY_BINS) -> list[dict]:

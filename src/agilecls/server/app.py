@@ -30,7 +30,7 @@ from ..readers import parse_prompt_records
 from ..salience.explanation import explain, generate
 from ..salience.methods import METHODS
 from ..salience.spans import GRANULARITIES, aggregate
-from .label_api import add_label_routes
+from .label_api import add_label_routes, text_view
 from .predict_api import add_prediction_routes, named_classifier
 from .schemas import (
     ERROR_RESPONSES,
@@ -214,10 +214,6 @@ def _classify(clf, req: ClassifyRequest) -> dict:
         return {"text": req.text, "probabilities": probs, "label": max(probs, key=probs.get), "classifier": name,
                 "explanation": None}
     exp = explain(clf, req.text, method=req.method, label=req.label, steps=req.steps)
-    data = _view(exp, None)
-    a, _ = exp.info["text_range"]
-    text_tokens = [{**t, "start": t["start"] - a, "end": t["end"] - a} for t in exp.tokens if t.get("in_text")]
-    data.update(explanation=True, text=req.text, text_tokens=text_tokens, probabilities=exp.info["probabilities"],
-                label=exp.info["label"], classifier=name,
-                text_spans={g: aggregate(req.text, text_tokens, g) for g in VIEW_GRANULARITIES})
+    data = text_view(_view(exp, None), req.text, VIEW_GRANULARITIES)
+    data.update(explanation=True, probabilities=exp.info["probabilities"], label=exp.info["label"], classifier=name)
     return data

@@ -71,7 +71,7 @@ def plain(value):
     return value
 
 
-def text_view(data: dict, text: str) -> dict:
+def text_view(data: dict, text: str, granularities=TEXT_GRANULARITIES) -> dict:
     """An explanation dict with the text's own tokens and spans added.
 
     Parameters
@@ -81,18 +81,20 @@ def text_view(data: dict, text: str) -> dict:
         text in the prompt; tokens outside the text are marked ``in_text=False`` or ``special``).
     text : str
         The text that was classified.
+    granularities : sequence of str, default=("words", "sentences")
+        The spans to add.
 
     Returns
     -------
     dict
-        ``data`` plus ``text``, ``text_tokens`` and ``text_spans`` (words and sentences), with
-        offsets in the text, whatever prompt the model wrapped it in.
+        ``data`` plus ``text``, ``text_tokens`` and ``text_spans`` (one list per granularity),
+        with offsets in the text, whatever prompt the model wrapped it in.
     """
     start = (data.get("info") or {}).get("text_range", [0, len(text)])[0]
     tokens = [{**t, "start": t["start"] - start, "end": t["end"] - start} for t in data["tokens"]
               if t.get("in_text", not t.get("special"))]
     return {**data, "text": text, "text_tokens": tokens,
-            "text_spans": {g: aggregate(text, tokens, g) for g in TEXT_GRANULARITIES}}
+            "text_spans": {g: aggregate(text, tokens, g) for g in granularities}}
 
 
 def explain_text(project: Project, text_id: str, method: str, label: str | None = None) -> dict:
