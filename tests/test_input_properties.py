@@ -152,13 +152,14 @@ def saved_zero_shot(tiny_lm_folder, tmp_path_factory):
 @settings(SETTINGS, max_examples=40)
 @given(content=file_bytes(), ext=st.sampled_from(EXTENSIONS))
 @example(content=b"text,label\ngood movie,a\nbad food,b\n", ext=".csv")
+@example(content="text\nab\x85cd\u2028ef\n".encode(), ext=".csv")  # separators str.splitlines() also splits on
 def test_cli_classify_any_file(tmp_path, saved_zero_shot, content, ext):
     path = tmp_path / f"input{ext}"
     path.write_bytes(content)
     result = CliRunner().invoke(app, ["classify", "--file", str(path), "--model", str(saved_zero_shot), "--json"])
     check_cli(result)
     if result.exit_code == 0:
-        lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+        lines = [json.loads(line) for line in result.stdout.split("\n") if line.startswith("{")]  # JSON Lines: "\n" only
         assert lines and all(set(x["probabilities"]) == {"good", "bad"} for x in lines)
     if content.startswith(b"text,label\ngood movie"):
         assert [x["text"] for x in lines] == ["good movie", "bad food"]
