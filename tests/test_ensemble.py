@@ -85,7 +85,7 @@ def test_train_predict_eval_commands_with_an_ensemble(learnable_lm, tmp_path):
                                   "--ensemble-finetuned-encoder", "minilm", "--out", str(tmp_path / "ens")])
     assert trained.exit_code == 0, trained.output
     assert "EnsembleClassifier(minilm + logistic head + minilm fine-tuned + softmax head + " in trained.output
-    assert "(LoRA rank 4, 6 epochs))" in trained.output
+    assert "(LoRA rank 4, 6 epochs), soft-voted)" in trained.output
     manifest = json.loads((tmp_path / "ens" / MANIFEST).read_text())
     assert manifest["members"] == ["enc_minilm", "encft_minilm", "llm_tiny_lm"]
     assert any((tmp_path / "ens" / "encft_minilm" / "encoder").glob("*.safetensors"))  # its own encoder weights

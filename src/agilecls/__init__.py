@@ -21,6 +21,7 @@ _EXPORTS = {
     "AgileClassifier": "agilecls.lm.classifier",
     "EncoderClassifier": "agilecls.encoders.classifier",
     "EnsembleClassifier": "agilecls.ensemble",
+    "CalibratedClassifier": "agilecls.calibration.classifier",
     "load_classifier": "agilecls.persistence",
     "ModelFormatError": "agilecls.persistence",
     "explain": "agilecls.salience.explanation",
@@ -55,6 +56,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for IDEs and type checkers
+    from .calibration.classifier import CalibratedClassifier  # noqa: F401
     from .datasets import TextDataset, load_dataset  # noqa: F401
     from .encoders.classifier import EncoderClassifier  # noqa: F401
     from .encoders.sentence import SentenceEncoder  # noqa: F401

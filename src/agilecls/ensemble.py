@@ -1,25 +1,33 @@
-"""EnsembleClassifier: soft voting over agilecls classifiers, e.g. a LoRA-tuned language model and a
-sentence-encoder head.
+"""EnsembleClassifier: soft voting or stacking over agilecls classifiers, e.g. a LoRA-tuned language
+model and a sentence-encoder head.
 
 The two see a text differently (next-token scores of a prompted LLM vs. a sentence embedding), so
 their errors differ and the mean of their probabilities ranks texts better than either alone
-(bench/ethos_learning_curve.py reports each member and the ensemble). Members keep their own
-prompts, tokens and scores; only their probabilities meet here. Saved as one folder holding each
-member's own saved folder, plus ``agilecls.json`` naming them.
+(bench/ethos_learning_curve.py reports each member and the ensemble). The mean is not calibrated,
+though (ETHOS test ECE 0.10 for the demo's pair): ``combine="stack"`` learns a logistic regression
+over the members' log-odds on out-of-fold predictions instead, which weighs the members and
+calibrates their combination in one step. Members keep their own prompts, tokens and scores; only
+their probabilities meet here. Saved as one folder holding each member's own saved folder, plus
+``agilecls.json`` naming them and holding the stacker's coefficients and the decision threshold.
 """
 
 from __future__ import annotations
 
 import os
+from numbers import Integral, Real
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sklearn.base import ClassifierMixin, clone
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.metaestimators import _BaseComposition
 from sklearn.utils.validation import check_is_fitted
 
+from .calibration.crossfit import columns_in, out_of_fold
+from .calibration.stacking import Stacker
+from .calibration.thresholds import DecisionThreshold, check_rule, fit_threshold
 from .persistence import load_as, load_classifier, register_estimator, save_estimator, validate_manifest
 from .validation import TextInputTags, check_texts, check_xy
 
@@ -40,6 +48,8 @@ class EnsembleManifest(BaseModel):
     members: list[str] = Field(min_length=2)
     weights: list[float] | None = None
     classes: list[str] = Field(min_length=2)
+    stacker: dict | None = None
+    threshold: dict | None = None
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -52,8 +62,8 @@ class EnsembleManifest(BaseModel):
 
 @register_estimator("EnsembleClassifier")
 class EnsembleClassifier(TextInputTags, ClassifierMixin, _BaseComposition):
-    """Soft-voting ensemble of agilecls classifiers (any estimator with ``fit`` / ``predict_proba`` /
-    ``classes_`` / ``save``, loadable by :func:`agilecls.persistence.load_classifier`).
+    """Soft-voting or stacked ensemble of agilecls classifiers (any estimator with ``fit`` /
+    ``predict_proba`` / ``classes_`` / ``save``, loadable by :func:`agilecls.persistence.load_classifier`).
 
     Parameters
     ----------
@@ -61,9 +71,24 @@ class EnsembleClassifier(TextInputTags, ClassifierMixin, _BaseComposition):
         ``(name, estimator)`` pairs, as in scikit-learn's ``VotingClassifier``; each is cloned and
         fitted on the same (X, y).
     weights : list of float or None, default=None
-        One weight per member (None: equal).
+        One weight per member for soft voting (None: equal).
     labels : list of str or None, default=None
         The class order (default: sorted labels of ``y``); passed to members that take ``labels``.
+    combine : {"vote", "stack"}, default="vote"
+        "vote": the weighted mean of the members' probabilities. "stack": a logistic regression over
+        the members' log-odds (log-probabilities for more than two classes), fitted on their
+        out-of-fold probabilities (:class:`agilecls.calibration.stacking.Stacker`).
+    cv : int or float, default=5
+        How the out-of-fold probabilities for "stack" or ``threshold`` are made. k >= 2: k-fold
+        cross-fitting of every member, then a refit on all rows (k + 1 fits per member). A float in
+        (0, 1): one stratified hold-out of that share; the members fitted on the rest are kept
+        (one fit each; for costly members such as a tuned language model).
+    threshold : {"f1", "precision:<t>", "recall:<t>"}, float or None, default=None
+        Binary only: choose the decision threshold on the combined out-of-fold probabilities.
+    pos_label : str or None, default=None
+        The positive class of the threshold (default: the second class).
+    random_state : int, default=0
+        Seed of the cross-fitting splits.
 
     Examples
     --------
@@ -74,13 +99,25 @@ class EnsembleClassifier(TextInputTags, ClassifierMixin, _BaseComposition):
     >>> clf.fit(texts, labels).predict_proba(["a new text"])  # doctest: +SKIP
     """
 
-    _parameter_constraints = {"estimators": [list], "weights": ["array-like", None], "labels": ["array-like", None]}
+    _parameter_constraints = {
+        "estimators": [list], "weights": ["array-like", None], "labels": ["array-like", None],
+        "combine": [StrOptions({"vote", "stack"})],
+        "cv": [Interval(Integral, 2, None, closed="left"), Interval(Real, 0, 1, closed="neither")],
+        "threshold": [str, Interval(Real, 0, 1, closed="neither"), None], "pos_label": [str, None],
+        "random_state": [Interval(Integral, 0, None, closed="left")],
+    }
 
     def __init__(self, estimators: Sequence[tuple[str, object]], weights: Sequence[float] | None = None,
-                 labels: Sequence[str] | None = None):
+                 labels: Sequence[str] | None = None, combine: str = "vote", cv: int | float = 5,
+                 threshold=None, pos_label: str | None = None, random_state: int = 0):
         self.estimators = estimators
         self.weights = weights
         self.labels = labels
+        self.combine = combine
+        self.cv = cv
+        self.threshold = threshold
+        self.pos_label = pos_label
+        self.random_state = random_state
 
     def get_params(self, deep: bool = True) -> dict:
         """Parameters, with each member's as ``<name>__<param>`` when ``deep`` (as VotingClassifier)."""
@@ -103,24 +140,54 @@ class EnsembleClassifier(TextInputTags, ClassifierMixin, _BaseComposition):
         return pairs
 
     def fit(self, X, y, **fit_params_by_member):
-        """Fit a clone of every member on (X, y). ``fit_params_by_member`` maps a member's name to
-        keyword arguments of its ``fit`` (e.g. ``llm={"callback": fn}``)."""
+        """Fit the members on (X, y); for "stack" or a threshold, first cross-fit them (see ``cv``).
+        ``fit_params_by_member`` maps a member's name to keyword arguments of its ``fit`` (e.g.
+        ``llm={"callback": fn}``)."""
         self._validate_params()
         pairs = self._check_estimators()
         texts, y_list, labels = check_xy(X, y, self.labels, fitting=True)
         unknown = sorted(set(fit_params_by_member) - {name for name, _ in pairs})
         if unknown:
             raise ValueError(f"fit parameters for unknown members {unknown}")
+        rule = None if self.threshold is None else check_rule(self.threshold)
+        positive = self.pos_label if self.pos_label is not None else labels[-1]
+        if rule is not None and (len(labels) != 2 or positive not in labels):
+            raise ValueError(f"a decision threshold needs two classes and pos_label among them; got classes "
+                             f"{labels}, pos_label {positive!r}")
         self.classes_ = np.array(labels, dtype=object)
+        self.stacker_, self.threshold_, kept = None, None, {}
+        if self.combine == "stack" or rule is not None:
+            kept = self._fit_on_out_of_fold(texts, y_list, labels, pairs, rule, positive, fit_params_by_member)
         self.estimators_ = []
         for name, estimator in pairs:
-            member = clone(estimator)
-            if "labels" in member.get_params():
-                member.set_params(labels=labels)
-            member.fit(texts, y_list, **fit_params_by_member.get(name, {}))
+            member = kept.get(name)
+            if member is None:
+                member = clone(estimator)
+                if "labels" in member.get_params():
+                    member.set_params(labels=labels)
+                member.fit(texts, y_list, **fit_params_by_member.get(name, {}))
             self.estimators_.append((name, member))
         self._check_members()
         return self
+
+    def _fit_on_out_of_fold(self, texts, y_list, labels, pairs, rule, positive, fit_params_by_member) -> dict:
+        """Cross-fit every member, fit the stacker and the threshold on their out-of-fold
+        probabilities; returns the members a hold-out split already fitted (kept as final)."""
+        folds = {name: out_of_fold(estimator, texts, y_list, labels, self.cv, self.random_state,
+                                   fit_params_by_member.get(name, {}), desc=f"cross-fitting {name}")
+                 for name, estimator in pairs}
+        rows = next(iter(folds.values())).rows
+        probas = [fold.proba for fold in folds.values()]
+        y_rows = [y_list[i] for i in rows]
+        if self.combine == "stack":
+            self.stacker_ = Stacker(labels).fit(probas, y_rows)
+            combined = self.stacker_.out_of_fold(probas, y_rows, random_state=self.random_state)
+        else:
+            combined = soft_vote(probas, self.weights)
+        if rule is not None:
+            pos = labels.index(positive)
+            self.threshold_ = fit_threshold(combined[:, pos], np.array(y_rows, dtype=object) == positive, rule, positive)
+        return {name: fold.fitted for name, fold in folds.items() if fold.fitted is not None}
 
     def _check_members(self) -> None:
         for name, member in self.estimators_:
@@ -140,20 +207,28 @@ class EnsembleClassifier(TextInputTags, ClassifierMixin, _BaseComposition):
         order = [str(c) for c in self.classes_]
         out = {}
         for name, member in self.estimators_:
-            columns = [list(map(str, member.classes_)).index(c) for c in order]
-            out[name] = np.asarray(member.predict_proba(texts))[:, columns]
+            out[name] = np.asarray(member.predict_proba(texts))[:, columns_in(member, order)]
         return out
 
+    def combine_probas(self, probas: Sequence[np.ndarray]) -> np.ndarray:
+        """The ensemble's probabilities from its members' (in ``estimators_`` order)."""
+        if getattr(self, "stacker_", None) is not None:
+            return self.stacker_.predict_proba(probas)
+        return soft_vote(probas, self.weights)
+
     def predict_proba(self, X) -> np.ndarray:
-        return soft_vote(list(self.member_probas(X).values()), self.weights)
+        return self.combine_probas(list(self.member_probas(X).values()))
 
     def details(self, X) -> dict[str, np.ndarray]:
-        """``proba`` (soft vote), ``ood_score`` (1 - max probability) and ``pred`` from one pass over ``X``."""
+        """``proba`` (voted or stacked), ``ood_score`` (1 - max probability) and ``pred`` (by the
+        threshold when there is one) from one pass over ``X``."""
         proba = self.predict_proba(X)
-        return {"proba": proba, "ood_score": 1.0 - proba.max(axis=1), "pred": self.classes_[proba.argmax(axis=1)]}
+        threshold = getattr(self, "threshold_", None)
+        pred = threshold.decide(proba, self.classes_) if threshold is not None else self.classes_[proba.argmax(axis=1)]
+        return {"proba": proba, "ood_score": 1.0 - proba.max(axis=1), "pred": pred}
 
     def predict(self, X) -> np.ndarray:
-        """The label with the highest voted probability."""
+        """The label with the highest combined probability (or over the threshold)."""
         return self.details(X)["pred"]
 
     def ood_score(self, X) -> np.ndarray:
@@ -161,9 +236,13 @@ class EnsembleClassifier(TextInputTags, ClassifierMixin, _BaseComposition):
         return self.details(X)["ood_score"]
 
     def describe(self) -> str:
-        """One line naming the members, for the CLI and reports."""
+        """One line naming the members and how they are combined, for the CLI and reports."""
         members = self.estimators_ if hasattr(self, "estimators_") else list(self.estimators)
-        return " + ".join(member.describe() for _, member in members)
+        text = " + ".join(member.describe() for _, member in members)
+        text += ", stacked" if self.combine == "stack" else ", soft-voted"
+        if getattr(self, "threshold_", None) is not None:
+            text += f", threshold {self.threshold_.threshold:.3f} ({self.threshold_.rule})"
+        return text
 
     # ---- persistence -------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> Path:
@@ -183,20 +262,29 @@ class EnsembleClassifier(TextInputTags, ClassifierMixin, _BaseComposition):
         for name, member in self.estimators_:
             member.save(folder / name)
         return {"members": [name for name, _ in self.estimators_], "weights": self.weights,
-                "classes": [str(c) for c in self.classes_]}
+                "classes": [str(c) for c in self.classes_], "combine": self.combine, "cv": self.cv,
+                "stacker": None if self.stacker_ is None else self.stacker_.state(),
+                "threshold": None if self.threshold_ is None else self.threshold_.to_dict()}
 
     @classmethod
     def _from_state(cls, folder: Path, manifest: dict, device: str | None = None,
                     members: dict[str, dict] | None = None) -> "EnsembleClassifier":
-        validate_manifest(EnsembleManifest, manifest, folder)
+        checked = validate_manifest(EnsembleManifest, manifest, folder)
         unknown = sorted(set(members or {}) - set(manifest["members"]))
         if unknown:
             raise ValueError(f"{folder} has no members {unknown}; it holds {manifest['members']}")
         base = {} if device is None else {"device": device}
         loaded = [(name, load_classifier(folder / name, **{**base, **(members or {}).get(name, {})}))
                   for name in manifest["members"]]
-        obj = cls(estimators=loaded, weights=manifest.get("weights"), labels=manifest["classes"])
+        obj = cls(estimators=loaded, weights=manifest.get("weights"), labels=manifest["classes"],
+                  combine=manifest.get("combine", "vote"), cv=manifest.get("cv", 5))
         obj.classes_ = np.array(manifest["classes"], dtype=object)
         obj.estimators_ = loaded
+        obj.stacker_ = None if checked.stacker is None else Stacker.from_state(checked.stacker)
+        obj.threshold_ = None if checked.threshold is None else DecisionThreshold.from_dict(checked.threshold)
+        if obj.threshold_ is not None:
+            rule = obj.threshold_.rule
+            obj.threshold = obj.threshold_.threshold if rule == "fixed" else rule
+            obj.pos_label = obj.threshold_.positive
         obj._check_members()
         return obj

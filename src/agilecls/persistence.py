@@ -37,7 +37,8 @@ ESTIMATORS: dict[str, type] = {}
 #: Where the built-in estimators live (imported on first load of a folder that holds one).
 BUILTIN_MODULES = {"AgileClassifier": "agilecls.lm.classifier",
                    "EncoderClassifier": "agilecls.encoders.classifier",
-                   "EnsembleClassifier": "agilecls.ensemble"}
+                   "EnsembleClassifier": "agilecls.ensemble",
+                   "CalibratedClassifier": "agilecls.calibration.classifier"}
 
 
 class ModelFormatError(ValueError):

@@ -46,8 +46,13 @@ def evaluate(clf, data, report: Path, title: str, info: dict, proba=None, second
         positive = positive or str(clf.classes_[1])
         info["precision, recall, F1 of"] = named[list(map(str, clf.classes_)).index(positive)]
         typer.echo(f"classes: {info['classes']}; precision, recall and F1 are of {info['precision, recall, F1 of']}")
+    threshold = getattr(clf, "threshold_", None)  # a tuned decision threshold decides, not the argmax
+    y_pred = None if threshold is None else threshold.decide(proba[in_scope], clf.classes_)
+    if threshold is not None:
+        info["decision"] = threshold.describe()
+        typer.echo(f"decision: {threshold.describe()}")
     metrics = write_report(report, [data.y[i] for i in in_scope], proba[in_scope], list(clf.classes_), title=title,
-                           positive_label=positive, info=info, extra_figures=figures)
+                           positive_label=positive, info=info, extra_figures=figures, y_pred=y_pred)
     shown = {k: v for k, v in metrics.items() if k != "n"}
     typer.echo(format_table([shown]))
     if uncertainty:

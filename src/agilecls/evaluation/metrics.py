@@ -41,7 +41,8 @@ def _clipped(proba: np.ndarray, eps: float = 1e-12) -> np.ndarray:
 
 
 def classification_metrics(y_true: Sequence[str], proba: np.ndarray, labels: Sequence[str],
-                           positive_label: str | None = None) -> dict[str, float]:
+                           positive_label: str | None = None, y_pred: Sequence[str] | None = None
+                           ) -> dict[str, float]:
     """Accuracy, precision/recall/F1 (binary for two classes, macro always), ROC-AUC, PR-AUC,
     log loss, Brier score and ECE.
 
@@ -53,6 +54,9 @@ def classification_metrics(y_true: Sequence[str], proba: np.ndarray, labels: Seq
     labels : list of str
     positive_label : str or None, default=None
         The positive class of a binary task (default: the second label).
+    y_pred : list of str or None, default=None
+        The classifier's decisions when they are not the most probable class (a tuned decision
+        threshold); accuracy, precision, recall and F1 are of these. ECE stays of the probabilities.
 
     Returns
     -------
@@ -67,7 +71,7 @@ def classification_metrics(y_true: Sequence[str], proba: np.ndarray, labels: Seq
     labels = list(labels)
     proba = np.asarray(proba, dtype=np.float64)
     y = encode_labels(y_true, labels)
-    pred = proba.argmax(axis=1)
+    pred = proba.argmax(axis=1) if y_pred is None else encode_labels([str(v) for v in y_pred], labels)
     onehot = np.eye(len(labels))[y]
     out: dict[str, float] = {
         "n": len(y),

@@ -37,12 +37,13 @@ def _curve_classes(labels: Sequence[str], positive_label: str | None) -> list[in
     return list(range(min(len(labels), MAX_CURVES)))
 
 
-def confusion_matrix_figure(y_true, proba, labels):
-    """Counts of true (rows) against predicted (columns) labels."""
+def confusion_matrix_figure(y_true, proba, labels, y_pred=None):
+    """Counts of true (rows) against predicted (columns) labels (the most probable, or ``y_pred``)."""
     y = encode_labels(y_true, labels)
+    pred = np.asarray(proba).argmax(1) if y_pred is None else encode_labels([str(v) for v in y_pred], labels)
     size = max(4.0, 0.45 * len(labels) + 2)
     fig, ax = new_figure((size, size))
-    ConfusionMatrixDisplay.from_predictions(y, np.asarray(proba).argmax(1), labels=range(len(labels)),
+    ConfusionMatrixDisplay.from_predictions(y, pred, labels=range(len(labels)),
                                             display_labels=labels, ax=ax, colorbar=False,
                                             xticks_rotation=45 if len(labels) > 3 else 0)
     ax.set_title("Confusion matrix")

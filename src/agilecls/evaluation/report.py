@@ -19,11 +19,12 @@ def figure_data_uri(fig) -> str:
 
 def build_report(y_true, proba, labels, title: str = "agilecls report", positive_label=None,
                  info: dict | None = None, extra_figures: list | None = None,
-                 extra_metrics: dict | None = None) -> tuple[str, dict]:
-    """(HTML text, metrics dict) for predictions ``proba`` [texts, labels] against ``y_true``."""
-    metrics = classification_metrics(y_true, proba, labels, positive_label)
+                 extra_metrics: dict | None = None, y_pred=None) -> tuple[str, dict]:
+    """(HTML text, metrics dict) for predictions ``proba`` [texts, labels] against ``y_true``;
+    ``y_pred``: the decisions when a tuned threshold, not the most probable label, makes them."""
+    metrics = classification_metrics(y_true, proba, labels, positive_label, y_pred)
     metrics.update(extra_metrics or {})
-    figures = [plots.confusion_matrix_figure(y_true, proba, labels),
+    figures = [plots.confusion_matrix_figure(y_true, proba, labels, y_pred),
                plots.roc_figure(y_true, proba, labels, positive_label),
                plots.pr_figure(y_true, proba, labels, positive_label),
                plots.reliability_diagram(encode_labels(y_true, labels), proba)] + list(extra_figures or [])

@@ -1,0 +1,112 @@
+"""Out-of-fold probabilities of any agilecls classifier: k-fold cross-fitting or one hold-out split.
+
+scikit-learn's ``cross_val_predict`` re-encodes string labels as integers before fitting each fold.
+An :class:`~agilecls.AgileClassifier`'s labels are the words its language model answers with, so
+its folds must see the real label strings: the fold loop here keeps them, and reorders every fold's
+columns to one class order. The splitters are scikit-learn's (stratified, seeded).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from numbers import Integral, Real
+from typing import Sequence
+
+import numpy as np
+from sklearn.base import clone
+from sklearn.model_selection import StratifiedKFold, StratifiedShuffleSplit
+from tqdm.auto import tqdm
+
+
+@dataclass
+class CrossFit:
+    """Out-of-fold probabilities and what the cross-fitting left behind.
+
+    Attributes
+    ----------
+    proba : ndarray of shape (n_rows, n_classes)
+        Each row's probabilities from a model that did not see it, columns in ``classes`` order.
+    rows : ndarray of int
+        Which of the input rows ``proba`` belongs to (all rows for k-fold, the hold-out for a split).
+    fitted : estimator or None
+        For a hold-out split, the clone fitted on the other rows (it is the final model: refitting
+        on every row would change the scores the calibration was fitted to); None for k-fold.
+    """
+
+    proba: np.ndarray
+    rows: np.ndarray
+    fitted: object | None
+
+
+def check_cv(cv, y: Sequence[str]):
+    """A scikit-learn splitter for ``cv``: an int k >= 2 (stratified k-fold, k lowered to the smallest
+    class's count) or a float in (0, 1) (one stratified hold-out of that share)."""
+    counts = np.unique(np.asarray(y, dtype=object), return_counts=True)[1]
+    if isinstance(cv, Integral) and not isinstance(cv, bool):
+        if cv < 2:
+            raise ValueError(f"cv={cv}: use k >= 2 folds, or a float in (0, 1) for one hold-out share")
+        k = int(min(cv, counts.min()))
+        if k < 2:
+            raise ValueError("cross-fitting needs at least two examples of every class; label more texts")
+        return StratifiedKFold(n_splits=k, shuffle=True, random_state=0), k
+    if isinstance(cv, Real) and 0 < cv < 1:
+        if counts.min() < 2:
+            raise ValueError("a hold-out split needs at least two examples of every class; label more texts")
+        n_test = max(int(round(cv * len(y))), len(counts))
+        if len(y) - n_test < len(counts):
+            raise ValueError(f"cv={cv} leaves fewer training rows than classes; use a smaller share")
+        return StratifiedShuffleSplit(n_splits=1, test_size=n_test, random_state=0), 1
+    raise ValueError(f"cv={cv!r}: use an int k >= 2 (k-fold) or a float in (0, 1) (hold-out share)")
+
+
+def columns_in(estimator, classes: Sequence[str]) -> list[int]:
+    """Indices of ``classes`` among a fitted estimator's ``classes_``."""
+    own = [str(c) for c in estimator.classes_]
+    return [own.index(str(c)) for c in classes]
+
+
+def out_of_fold(estimator, X, y: Sequence[str], classes: Sequence[str], cv=5, random_state: int = 0,
+                fit_params: dict | None = None, desc: str = "cross-fitting", progress: bool = True) -> CrossFit:
+    """Out-of-fold probabilities of ``estimator`` on (``X``, ``y``).
+
+    Parameters
+    ----------
+    estimator : classifier
+        Cloned for every fold; fitted with ``fit(X_part, y_part, **fit_params)``.
+    X : list of str or ndarray
+        Texts (or a feature matrix).
+    y : list of str
+    classes : list of str
+        The column order of the result.
+    cv : int or float, default=5
+        k >= 2 folds, or a float in (0, 1): one stratified hold-out of that share.
+    random_state : int, default=0
+        Seed of the split.
+    fit_params : dict or None, default=None
+    desc : str, default="cross-fitting"
+    progress : bool, default=True
+        A progress bar over the folds.
+
+    Returns
+    -------
+    CrossFit
+    """
+    splitter, n_fits = check_cv(cv, y)
+    splitter.random_state = random_state
+    y_arr = np.asarray([str(v) for v in y], dtype=object)
+    x_arr = X if isinstance(X, np.ndarray) else np.asarray(list(X), dtype=object)
+    proba = np.full((len(y_arr), len(classes)), np.nan)
+    fitted = None
+    for train, test in tqdm(list(splitter.split(np.zeros(len(y_arr)), y_arr)), desc=desc, unit="fit",
+                            disable=n_fits < 2 or not progress):
+        model = clone(estimator)
+        if "labels" in model.get_params(deep=False):
+            model.set_params(labels=list(classes))
+        x_train, x_test = x_arr[train], x_arr[test]
+        if x_arr.dtype == object:
+            x_train, x_test = x_train.tolist(), x_test.tolist()
+        model.fit(x_train, y_arr[train].tolist(), **(fit_params or {}))
+        proba[test] = np.asarray(model.predict_proba(x_test))[:, columns_in(model, classes)]
+        fitted = model
+    rows = np.flatnonzero(~np.isnan(proba[:, 0]))
+    return CrossFit(proba=proba[rows], rows=rows, fitted=None if n_fits > 1 else fitted)
