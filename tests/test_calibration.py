@@ -175,3 +175,29 @@ def test_bad_settings_say_what_to_do(tiny_encoder_dir):
         CalibratedClassifier(_encoder(tiny_encoder_dir), threshold="f2").fit(*_noisy_toy(0, 6))
     with pytest.raises(ValueError, match="at least two examples of every class"):
         CalibratedClassifier(_encoder(tiny_encoder_dir)).fit(["refund money", "parcel late"], ["refund", "delivery"])
+
+
+def test_train_and_eval_commands_calibrate_and_choose_a_threshold(tiny_encoder_dir, tmp_path):
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from agilecls.cli import app
+
+    texts, y = _noisy_toy(10, 20)
+    pd.DataFrame({"text": texts, "label": y}).to_csv(tmp_path / "train.csv", index=False)
+    test_x, test_y = topic_texts(TOPICS, 11, 8)
+    pd.DataFrame({"text": test_x, "label": test_y}).to_csv(tmp_path / "test.csv", index=False)
+    runner = CliRunner()
+    base = ["train", str(tmp_path / "train.csv"), "--encoder", str(tiny_encoder_dir), "--head", "logistic"]
+    trained = runner.invoke(app, base + ["--calibrate", "--threshold", "recall:0.8", "--pos-label", "refund",
+                                         "--cv", "3", "--out", str(tmp_path / "model")])
+    assert trained.exit_code == 0, trained.output
+    clf = load_classifier(tmp_path / "model")
+    assert isinstance(clf, CalibratedClassifier) and clf.threshold_.recall >= 0.8
+    evaluated = runner.invoke(app, ["eval", str(tmp_path / "test.csv"), "--model", str(tmp_path / "model"),
+                                    "--report", str(tmp_path / "r.html")])
+    assert evaluated.exit_code == 0, evaluated.output
+    assert "decision: 'refund' when p >= " in evaluated.output and "ece" in evaluated.output
+    for bad, message in ((["--cv", "1"], "--cv '1'"), (["--threshold", "f2"], "threshold='f2'")):
+        refused = runner.invoke(app, base + bad + ["--out", str(tmp_path / "x")])
+        assert refused.exit_code == 2 and message in refused.output and not (tmp_path / "x").exists()

