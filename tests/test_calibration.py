@@ -201,3 +201,17 @@ def test_train_and_eval_commands_calibrate_and_choose_a_threshold(tiny_encoder_d
     for bad, message in ((["--cv", "1"], "--cv '1'"), (["--threshold", "f2"], "threshold='f2'")):
         refused = runner.invoke(app, base + bad + ["--out", str(tmp_path / "x")])
         assert refused.exit_code == 2 and message in refused.output and not (tmp_path / "x").exists()
+
+
+def test_explain_a_calibrated_classifier_explains_its_base_for_its_decision(tiny_encoder_dir):
+    from agilecls import explain
+
+    texts, y = _noisy_toy(12, 16)
+    clf = CalibratedClassifier(_encoder(tiny_encoder_dir), cv=0.25, threshold="recall:0.9").fit(texts, y)
+    text = "refund the parcel money"
+    exp = explain(clf, text, method="grad_l2")
+    decided = str(clf.predict([text])[0])
+    assert exp.info["calibrated_label"] == decided
+    base = explain(clf.estimator_, text, label=decided, method="grad_l2")
+    assert exp.target == base.target == decided
+    np.testing.assert_allclose([t["score"] for t in exp.tokens], [t["score"] for t in base.tokens])

@@ -183,7 +183,7 @@ def explain(model, prompt: str, target: str | None = None, method: str = "grad_l
 
     Parameters
     ----------
-    model : LanguageModel, str, AgileClassifier, EncoderClassifier or EnsembleClassifier
+    model : LanguageModel, str, AgileClassifier, EncoderClassifier, EnsembleClassifier or CalibratedClassifier
         A loaded model, a model spec (bundled name, folder, hub id) or a fitted classifier.
     prompt : str
         For a language model, the prompt; for an AgileClassifier, the text to classify (its whole
@@ -223,6 +223,12 @@ def explain(model, prompt: str, target: str | None = None, method: str = "grad_l
     options = {"steps": steps, "batch_size": batch_size}
     label = label if label is not None else target
     context: dict = {}
+    if hasattr(model, "calibrator_") and hasattr(model, "estimator_"):  # a fitted CalibratedClassifier
+        # calibration maps the base's scores monotonically: the base's score is what is explained
+        decided = str(model.predict([prompt])[0])
+        label = decided if label is None else label
+        context["calibrated_label"] = decided
+        model = model.estimator_
     if hasattr(model, "estimators_") and hasattr(model, "member_probas"):  # a fitted EnsembleClassifier
         model, label, context = _ensemble_member(model, member, prompt, label)
     elif member is not None:
@@ -338,11 +344,12 @@ def _ensemble_member(ens, member: str | None, text: str, label) -> tuple[object,
     if member is None or member not in names:
         raise ValueError(f"explain one member of the ensemble: pass member= one of {names}"
                          + ("" if member is None else f" (not {member!r})"))
-    proba = ens.predict_proba([text])[0]
+    details = ens.details([text])
+    proba, decided = details["proba"][0], str(details["pred"][0])  # the decision may follow a threshold
     classes = [str(c) for c in ens.classes_]
-    label = classes[_class_index(classes, proba, label)]
+    label = classes[_class_index(classes, proba, decided if label is None else label)]
     return (dict(ens.estimators_)[member], label,
-            {"member": member, "ensemble_label": classes[int(np.argmax(proba))],
+            {"member": member, "ensemble_label": decided,
              "ensemble_probabilities": dict(zip(classes, map(float, proba)))})
 
 
