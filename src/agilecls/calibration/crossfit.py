@@ -38,7 +38,7 @@ class CrossFit:
     fitted: object | None
 
 
-def check_cv(cv, y: Sequence[str]):
+def check_cv(cv, y: Sequence[str], random_state: int = 0):
     """A scikit-learn splitter for ``cv``: an int k >= 2 (stratified k-fold, k lowered to the smallest
     class's count) or a float in (0, 1) (one stratified hold-out of that share)."""
     counts = np.unique(np.asarray(y, dtype=object), return_counts=True)[1]
@@ -48,14 +48,14 @@ def check_cv(cv, y: Sequence[str]):
         k = int(min(cv, counts.min()))
         if k < 2:
             raise ValueError("cross-fitting needs at least two examples of every class; label more texts")
-        return StratifiedKFold(n_splits=k, shuffle=True, random_state=0), k
+        return StratifiedKFold(n_splits=k, shuffle=True, random_state=random_state), k
     if isinstance(cv, Real) and 0 < cv < 1:
         if counts.min() < 2:
             raise ValueError("a hold-out split needs at least two examples of every class; label more texts")
         n_test = max(int(round(cv * len(y))), len(counts))
         if len(y) - n_test < len(counts):
             raise ValueError(f"cv={cv} leaves fewer training rows than classes; use a smaller share")
-        return StratifiedShuffleSplit(n_splits=1, test_size=n_test, random_state=0), 1
+        return StratifiedShuffleSplit(n_splits=1, test_size=n_test, random_state=random_state), 1
     raise ValueError(f"cv={cv!r}: use an int k >= 2 (k-fold) or a float in (0, 1) (hold-out share)")
 
 
@@ -91,8 +91,7 @@ def out_of_fold(estimator, X, y: Sequence[str], classes: Sequence[str], cv=5, ra
     -------
     CrossFit
     """
-    splitter, n_fits = check_cv(cv, y)
-    splitter.random_state = random_state
+    splitter, n_fits = check_cv(cv, y, random_state)
     y_arr = np.asarray([str(v) for v in y], dtype=object)
     x_arr = X if isinstance(X, np.ndarray) else np.asarray(list(X), dtype=object)
     proba = np.full((len(y_arr), len(classes)), np.nan)
