@@ -16,8 +16,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
-def build_tiny_lm(arch: str = "llama", seed: int = 0, layers: int = 2):
-    """A 2-layer random model over a word-level tokenizer trained here: no download, real computation."""
+def build_tiny_lm(arch: str = "llama", seed: int = 0, layers: int = 2, extra_words: str = ""):
+    """A 2-layer random model over a word-level tokenizer trained here: no download, real computation.
+    ``extra_words`` adds words to the vocabulary (e.g. the multi-label answers)."""
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
     from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
@@ -25,7 +26,7 @@ def build_tiny_lm(arch: str = "llama", seed: int = 0, layers: int = 2):
 
     corpus = ["Classify the following text into one of the following classes : [ Positive , Negative ] "
               "<separator> Text : Prediction : supermercados bancos good bad great awful movie food "
-              "this was a the really very not is I love hate it . ! ? <eos> <pad> <bos>"]
+              "this was a the really very not is I love hate it . ! ? <eos> <pad> <bos> " + extra_words]
     tokenizer = Tokenizer(models.WordLevel(unk_token="<unk>"))
     tokenizer.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
     tokenizer.train_from_iterator(corpus, trainers.WordLevelTrainer(special_tokens=["<unk>", "<pad>", "<eos>", "<bos>"]))
