@@ -21,7 +21,7 @@ from sklearn.utils.metaestimators import _BaseComposition
 from sklearn.utils.validation import check_is_fitted
 
 from .persistence import load_as, load_classifier, register_estimator, save_estimator, validate_manifest
-from .validation import TextInputTags, check_texts, check_xy
+from .validation import TextInputTags, check_multilabel_xy, check_texts, check_xy
 
 
 def soft_vote(probas: Sequence[np.ndarray], weights: Sequence[float] | None = None) -> np.ndarray:
@@ -107,7 +107,8 @@ class EnsembleClassifier(TextInputTags, ClassifierMixin, _BaseComposition):
         keyword arguments of its ``fit`` (e.g. ``llm={"callback": fn}``)."""
         self._validate_params()
         pairs = self._check_estimators()
-        texts, y_list, labels = check_xy(X, y, self.labels, fitting=True)
+        multilabel = any(getattr(estimator, "multilabel", False) for _, estimator in pairs)
+        texts, y_list, labels = (check_multilabel_xy if multilabel else check_xy)(X, y, self.labels, fitting=True)
         unknown = sorted(set(fit_params_by_member) - {name for name, _ in pairs})
         if unknown:
             raise ValueError(f"fit parameters for unknown members {unknown}")
@@ -150,6 +151,8 @@ class EnsembleClassifier(TextInputTags, ClassifierMixin, _BaseComposition):
     def details(self, X) -> dict[str, np.ndarray]:
         """``proba`` (soft vote), ``ood_score`` (1 - max probability) and ``pred`` from one pass over ``X``."""
         proba = self.predict_proba(X)
+        if any(getattr(member, "multilabel", False) for _, member in self.estimators_):  # 0/1 rows per label
+            return {"proba": proba, "pred": (proba >= 0.5).astype(int)}
         return {"proba": proba, "ood_score": 1.0 - proba.max(axis=1), "pred": self.classes_[proba.argmax(axis=1)]}
 
     def predict(self, X) -> np.ndarray:
