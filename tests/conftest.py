@@ -111,6 +111,31 @@ def topic_texts(topics: dict[str, str], seed: int, n_per_class: int) -> tuple[li
     return texts, y
 
 
+#: A toy multi-label task: texts made of the words of 0-2 topics.
+ML_TOPICS = {"sports": "goal match team score player ball coach league",
+             "food": "pizza pasta bread cheese soup salad recipe dinner",
+             "music": "song guitar album concert band drum melody singer"}
+ML_FILLER = "the a today really very some".split()
+ML_LABELS = sorted(ML_TOPICS)
+
+
+def multilabel_texts(n: int, seed: int) -> tuple[list[str], list[list[str]]]:
+    """``n`` texts of three words from each of 0-2 topics of ``ML_TOPICS`` plus two filler words
+    (seeded), and their topic lists."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    texts, y = [], []
+    for _ in range(n):
+        chosen = sorted(rng.choice(ML_LABELS, size=rng.integers(0, 3), replace=False).tolist())
+        words = [w for t in chosen for w in rng.choice(ML_TOPICS[t].split(), size=3).tolist()]
+        words += rng.choice(ML_FILLER, size=2).tolist()
+        rng.shuffle(words)
+        texts.append(" ".join(words))
+        y.append(chosen)
+    return texts, y
+
+
 def build_tiny_sentence_encoder(folder: Path, words) -> str:
     """A 2-layer random BERT over a word-level tokenizer of ``words`` (others are [UNK]) + mean
     pooling + normalisation, saved as a sentence-transformers folder in ``folder``."""

@@ -13,34 +13,15 @@ from agilecls.evaluation.metrics import multilabel_metrics
 from agilecls.persistence import load_classifier
 from agilecls.validation import check_multilabel_y
 
-from conftest import build_tiny_sentence_encoder
+from conftest import ML_FILLER, ML_LABELS, ML_TOPICS, build_tiny_sentence_encoder, multilabel_texts
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-TOPICS = {"sports": "goal match team score player ball coach league",
-          "food": "pizza pasta bread cheese soup salad recipe dinner",
-          "music": "song guitar album concert band drum melody singer"}
-FILLER = "the a today really very some".split()
-LABELS = sorted(TOPICS)
-
-
-def multilabel_texts(n: int, seed: int) -> tuple[list[str], list[list[str]]]:
-    """Texts made of the words of 0-2 topics (seeded), and their topic lists."""
-    rng = np.random.default_rng(seed)
-    texts, y = [], []
-    for _ in range(n):
-        chosen = sorted(rng.choice(LABELS, size=rng.integers(0, 3), replace=False).tolist())
-        words = [w for t in chosen for w in rng.choice(TOPICS[t].split(), size=3).tolist()]
-        words += rng.choice(FILLER, size=2).tolist()
-        rng.shuffle(words)
-        texts.append(" ".join(words))
-        y.append(chosen)
-    return texts, y
+LABELS = ML_LABELS
 
 
 @pytest.fixture(scope="module")
 def encoder_dir(tmp_path_factory):
-    words = set(" ".join(TOPICS.values()).split()) | set(FILLER)
+    words = set(" ".join(ML_TOPICS.values()).split()) | set(ML_FILLER)
     return build_tiny_sentence_encoder(tmp_path_factory.mktemp("ml_encoder"), words)
 
 

@@ -11,6 +11,7 @@ import typer
 
 from ..lm.config import TuningConfig
 from .common import check_output_folder, parse_labels
+from .multilabel import LABEL_COLUMNS_HELP, MULTILABEL_HELP
 
 #: Ensemble encoder members by kind (see ``agilecls.encoders.members.ENCODER_MEMBERS``): name prefix.
 MEMBER_PREFIX = {"logistic": "enc", "finetuned": "encft"}
@@ -61,7 +62,9 @@ def register(app: typer.Typer) -> None:
               seed: int = typer.Option(0),
               encoder: Optional[str] = typer.Option(None, help="Fit an EncoderClassifier on this sentence "
                                                                "encoder (minilm, mpnet, folder) instead."),
-              head: str = typer.Option("sngp", help="Head of --encoder: sngp, softmax, logistic or mahalanobis."),
+              head: Optional[str] = typer.Option(None, help="Head of --encoder: sngp (default), softmax, logistic "
+                                                            "or mahalanobis; multi-label: logistic (default) or "
+                                                            "softmax."),
               fine_tune: bool = typer.Option(False, "--fine-tune", help="With --encoder: train the encoder's "
                                                                         "layers with the head (slower, better)."),
               encoder_epochs: Optional[int] = typer.Option(None, help="Epochs of --encoder (default 40 on frozen "
@@ -71,14 +74,18 @@ def register(app: typer.Typer) -> None:
                              "soft-vote it with the tuned model(s) (an EnsembleClassifier); repeatable."),
               ensemble_finetuned_encoder: Optional[List[str]] = typer.Option(
                   None, help="Also fine-tune this sentence encoder with a softmax head and soft-vote it with "
-                             "the tuned model(s); repeatable.")):
+                             "the tuned model(s); repeatable."),
+              multilabel: bool = typer.Option(False, "--multilabel", help=MULTILABEL_HELP),
+              label_columns: Optional[str] = typer.Option(None, help=LABEL_COLUMNS_HELP)):
         """Tune a classifier (LoRA on a small LM, or a sentence-encoder head) and save it to --out."""
         from ..datasets import load_dataset  # loads torch/pandas: only when the command runs
 
         check_output_folder(out)
 
         def run():
-            dataset = load_dataset(data, split, text_col, label_col, parse_labels(labels))
+            dataset = load_dataset(data, split, text_col, label_col, parse_labels(labels), multilabel=multilabel,
+                                   label_columns=parse_labels(label_columns))
+            many = bool(dataset.meta.get("multilabel"))
             dataset = dataset.head(limit) if limit else dataset
             if len(dataset) == 0:
                 raise ValueError(f"{data} has no rows to train on")
@@ -87,8 +94,9 @@ def register(app: typer.Typer) -> None:
             if (fine_tune or encoder_epochs) and not encoder:
                 raise ValueError("--fine-tune and --encoder-epochs apply to an --encoder classifier")
             if encoder:
-                clf = EncoderClassifier(encoder=encoder, head=head, labels=dataset.labels, random_state=seed,
-                                        fine_tune=fine_tune, epochs=encoder_epochs)
+                clf = EncoderClassifier(encoder=encoder, head=head or ("logistic" if many else "sngp"),
+                                        labels=dataset.labels, random_state=seed, fine_tune=fine_tune,
+                                        epochs=encoder_epochs, multilabel=many)
             else:
                 from ..encoders.members import encoder_member  # loads torch/pandas: only when the command runs
                 from ..ensemble import EnsembleClassifier  # loads torch/pandas: only when the command runs
@@ -101,12 +109,13 @@ def register(app: typer.Typer) -> None:
                                            epochs=epochs, rank=rank, learning_rate=learning_rate,
                                            train_batch_size=train_batch_size, top_layers=parse_top_layers(top_layers),
                                            target_modules=target_modules, loss=loss,
-                                           validation_fraction=validation_fraction, max_length=max_length, seed=seed)
+                                           validation_fraction=validation_fraction, max_length=max_length, seed=seed,
+                                           multilabel=many)
 
                 specs = list(model or [DEFAULT_MODEL])
                 encoders = [(e, "logistic") for e in ensemble_encoder or []] + \
                            [(e, "finetuned") for e in ensemble_finetuned_encoder or []]
-                members = [(member_name(MEMBER_PREFIX[how], e), encoder_member(e, how, seed))
+                members = [(member_name(MEMBER_PREFIX[how], e), encoder_member(e, how, seed).set_params(multilabel=many))
                            for e, how in encoders] + [(member_name("llm", m), tuned(m)) for m in specs]
                 if len(members) == 1:
                     clf = members[0][1]
