@@ -54,9 +54,9 @@ ETHOS_MULTILABEL_LABELS = ["violence", "directed_vs_generalized", "gender", "rac
 ETHOS_MULTILABEL_THRESHOLD = 0.5
 ETHOS_MULTILABEL_SEED = 42
 
-ETHOS_MULTILABEL_INSTRUCTIONS = ("The text is a hateful comment. Does it fit the label (violence: it incites "
-                                 "violence; directed_vs_generalized: it targets one person; the others: the group it "
-                                 "attacks)? Answer with one of the following words")
+#: Short on purpose: with multi-label prompts every label's prompt repeats it (the tuned layers run
+#: over it once per text and label).
+ETHOS_MULTILABEL_INSTRUCTIONS = "Does this hateful comment fit the label? Answer with one of the following words"
 
 #: Separates label names in one cell of a multi-label label column (a JSON list also works).
 MULTILABEL_SEPARATOR = "|"

@@ -51,6 +51,26 @@ def class_indices(y_list: list[str], classes) -> np.ndarray:
     if unknown:
         raise ValueError(f"y contains labels {unknown[:10]} the classifier was not trained on")
     return np.array([index[v] for v in y_list], dtype=np.int64)
+def multilabel_targets(clf, X, y) -> tuple[list[str], np.ndarray]:
+    """Texts and their 0/1 label matrix for a multi-label fit (sets ``clf.classes_``); refuses heads
+    without a sigmoid output and a reject threshold."""
+    if clf.head not in MULTILABEL_HEADS:
+        raise ValueError(f"head={clf.head!r} does not support multilabel=True; use head='logistic' (binary "
+                         f"relevance, or a sigmoid output when fine-tuned) or head='softmax' (an MLP with a "
+                         f"sigmoid output)")
+    if clf.reject_threshold is not None:
+        raise ValueError("reject_threshold does not apply to multilabel=True (a text may have no label); leave it None")
+    texts, Y, labels = check_multilabel_xy(X, y, clf.labels, fitting=True)
+    clf.classes_ = np.array(labels, dtype=object)
+    return texts, Y
+
+
+def refuse_multilabel(clf, what: str) -> None:
+    if clf.multilabel:
+        raise ValueError(f"{what} is not available with multilabel=True (out-of-scope scores and abstention "
+                         f"need one label per text)")
+
+
 _positive = Interval(Real, 0, None, closed="neither")
 _count = Interval(Integral, 1, None, closed="left")
 
@@ -155,7 +175,7 @@ gp_likelihood, gp_normalize_input : SNGP settings
         """Embed ``X`` and train the head (and, with ``fine_tune``, the encoder). Rows labelled
         ``oos_label`` are left out of training (they are for :meth:`calibrate`)."""
         self._validate_params()
-        texts, y_idx = self._multilabel_targets(X, y) if self.multilabel else self._in_scope(X, y, fitting=True)
+        texts, y_idx = multilabel_targets(self, X, y) if self.multilabel else self._in_scope(X, y, fitting=True)
         torch.manual_seed(self.random_state)
         np.random.seed(self.random_state)
         self.device_ = pick_device(self.device)
@@ -194,19 +214,6 @@ gp_likelihood, gp_normalize_input : SNGP settings
             self.classes_ = np.array(labels, dtype=object)
         return texts, class_indices(y_list, self.classes_)
 
-    def _multilabel_targets(self, X, y) -> tuple[list[str], np.ndarray]:
-        """Texts and their 0/1 label matrix (sets ``classes_``); refuses heads without a sigmoid output."""
-        if self.head not in MULTILABEL_HEADS:
-            raise ValueError(f"head={self.head!r} does not support multilabel=True; use head='logistic' (binary "
-                             f"relevance, or a sigmoid output when fine-tuned) or head='softmax' (an MLP with a "
-                             f"sigmoid output)")
-        if self.reject_threshold is not None:
-            raise ValueError("reject_threshold does not apply to multilabel=True (a text may have no label); "
-                             "leave it None")
-        texts, Y, labels = check_multilabel_xy(X, y, self.labels, fitting=True)
-        self.classes_ = np.array(labels, dtype=object)
-        return texts, Y
-
     def make_encoder(self, name: str | None = None) -> SentenceEncoder:
         """The sentence encoder these parameters describe (``name`` overrides ``encoder``)."""
         folder = None if self.fine_tune or self.cache_dir is None else (
@@ -240,7 +247,7 @@ gp_likelihood, gp_normalize_input : SNGP settings
         setting can be compared on validation data without training again. Returns self."""
         check_is_fitted(self, "classes_")
         self._validate_params()
-        self._refuse_multilabel("refit_ood")
+        refuse_multilabel(self, "refit_ood")
         texts, y_idx = self._in_scope(X, y)
         self._fit_ood(self.embed(texts), y_idx)
         return self
@@ -292,7 +299,7 @@ gp_likelihood, gp_normalize_input : SNGP settings
 
     def ood_score(self, X) -> np.ndarray:
         """How likely each text is out of scope (higher = more likely); see ``ood_method``."""
-        self._refuse_multilabel("ood_score")
+        refuse_multilabel(self, "ood_score")
         return self.details(X)["ood_score"]
 
     # ---- calibration and evaluation --------------------------------------------------------------
@@ -301,7 +308,7 @@ gp_likelihood, gp_normalize_input : SNGP settings
         ``reject_threshold="auto"`` and ``y`` has ``oos_label`` rows, the reject threshold that
         maximises combined accuracy. Returns self."""
         check_is_fitted(self, "classes_")
-        self._refuse_multilabel("calibrate")
+        refuse_multilabel(self, "calibrate")
         texts = check_texts(X)
         y_arr = np.array(check_labels(y, None)[0], dtype=object)
         ood = y_arr == self.oos_label
@@ -340,10 +347,7 @@ gp_likelihood, gp_normalize_input : SNGP settings
         kind = " (multi-label)" if self.multilabel else ""
         return f"{self.encoder}{' fine-tuned' if self.fine_tune else ''} + {self.head} head{kind}"
 
-    def _refuse_multilabel(self, what: str) -> None:
-        if self.multilabel:
-            raise ValueError(f"{what} is not available with multilabel=True (out-of-scope scores and abstention "
-                             f"need one label per text)")
+
 
     # ---- persistence -----------------------------------------------------------------------------
     def save(self, path):

@@ -258,8 +258,9 @@ patience, gradient_checkpointing
     def prompts(self, X) -> list:
         """The encoded prompts for X (text → prompt → tokens); with ``multilabel``, one per (text,
         label) pair, text-major."""
-        render = ml.render_pairs if self.multilabel else PromptTemplate.render
-        parts = render(self.template_, X, list(self.classes_), self.lm_.tokenizer)
+        if self.multilabel:
+            return ml.encode_pairs(self.encoder_, self.template_, X, list(self.classes_))
+        parts = self.template_.render(X, list(self.classes_), self.lm_.tokenizer)
         return self.encoder_.encode(parts)
 
     def raw_scores(self, texts: Sequence[str]) -> np.ndarray:

@@ -4,8 +4,9 @@ For a text and a label the prompt asks whether the text belongs to that label, a
 answer is read from the probabilities of the answer words " yes" and " no" at the answer position
 by the one scoring engine (:class:`agilecls.lm.scoring.LabelScorer`, with the two answer words as
 its "labels"): p(label) = softmax over {yes, no}, i.e. the sigmoid of the log-odds
-``score(yes) - score(no)``. The text comes before the label's question, so every (text, label)
-pair shares the instructions prefix (computed once) and pairs batch together when tuning. The
+``score(yes) - score(no)``. The text comes before the label's question, so the instructions and
+the text form the prefix that the engine computes once per text, and each label adds only its
+short tail (:func:`encode_pairs`). The
 two-way cross-entropy over {yes, no} that :class:`agilecls.lm.tuning.LoraTrainer` minimises on
 (text, label) pairs is exactly the per-label binary cross-entropy, averaged over the pairs.
 
@@ -22,7 +23,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .prompts import PromptParts, PromptTemplate
+from .prompts import EncodedPrompt, PromptEncoder, PromptParts, PromptTemplate
 
 #: The answer words; index 0 means "the text has the label".
 ANSWERS = ("yes", "no")
@@ -60,6 +61,27 @@ def render_pairs(template: PromptTemplate, texts: Sequence[str], labels: Sequenc
     text ``i`` has label ``k``."""
     frames = [frame(template, str(label), tokenizer) for label in labels]
     return [PromptParts(prefix, text, tail) for text in texts for prefix, tail in frames]
+
+
+def encode_pairs(encoder: PromptEncoder, template: PromptTemplate, texts: Sequence[str], labels: Sequence[str],
+                 ) -> list[EncodedPrompt]:
+    """The (text, label) prompts as token ids, text-major, split so that a text is computed once:
+    the shared prefix is the instructions and the text, the body only the label's tail.
+
+    Tokens are the same as :class:`PromptEncoder` gives the prompt of :func:`render_pairs`
+    (instructions, text and tail tokenized apart); a text too long for the context is cut to fit
+    next to the longest tail, so every label sees the same text tokens. The scoring engine then
+    runs each text's prefix once and its labels' tails as a batch on the prefix's key/value cache,
+    and tuning caches the frozen lower layers of each text once instead of once per label."""
+    tokenizer = encoder.lm.tokenizer
+    frames = [frame(template, str(label), tokenizer) for label in labels]
+    tails = [tokenizer(tail, add_special_tokens=False)["input_ids"] for _, tail in frames]
+    longest = max(range(len(frames)), key=lambda k: len(tails[k]))
+    prefix = frames[0][0]
+    encoded = encoder.encode([PromptParts(prefix, text, frames[longest][1]) for text in texts])
+    n_tail = len(tails[longest])
+    return [EncodedPrompt(e.prefix + tuple(e.body[:len(e.body) - n_tail]), list(tail), e.truncated)
+            for e in encoded for tail in tails]
 
 
 def pair_targets(Y: np.ndarray) -> list[int]:
