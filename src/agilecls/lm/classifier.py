@@ -22,7 +22,7 @@ from . import multilabel as ml
 from . import saving
 from .config import LOSSES, LR_SCHEDULES, TARGET_MODULES, TuningConfig
 from .loading import DEFAULT_MODEL, LanguageModel, load_lm, private_copy
-from .prompts import PromptEncoder, PromptTemplate, label_token_ids, select_examples
+from .prompts import DEFAULT_INSTRUCTIONS, PromptEncoder, PromptTemplate, label_token_ids, select_examples
 from .scoring import LabelScorer
 from .tuning import LoraTrainer, add_lora
 
@@ -192,8 +192,10 @@ patience, gradient_checkpointing
     def _build_template(self, style, texts, y_list, labels) -> PromptTemplate:
         """The template of ``style`` with the instructions and the few-shot examples picked from (X, y)."""
         template = PromptTemplate.coerce(style, self.lm_.has_chat_template)
-        if self.instructions or self.multilabel:
-            template.instructions = ml.instructions_of(self.instructions) if self.multilabel else self.instructions
+        if self.instructions:
+            template.instructions = self.instructions
+        elif self.multilabel and template.instructions == DEFAULT_INSTRUCTIONS:  # that one asks for a class
+            template.instructions = ml.DEFAULT_MULTILABEL_INSTRUCTIONS
         if self.shots:
             template = template.with_examples(select_examples(texts, y_list, labels, self.shots, self.seed,
                                                               self.shot_selection))

@@ -33,12 +33,6 @@ DEFAULT_MULTILABEL_INSTRUCTIONS = "Does the text belong to the label? Answer wit
 _SLOT = "\x00AGILECLS_TEXT\x00"
 
 
-def instructions_of(instructions: str | None) -> str:
-    """The instruction sentence of a multi-label prompt: the user's, else the multi-label default
-    (the single-label default asks for a class, which is the wrong question here)."""
-    return instructions or DEFAULT_MULTILABEL_INSTRUCTIONS
-
-
 def frame(template: PromptTemplate, label: str, tokenizer=None) -> tuple[str, str]:
     """The (prefix, tail) around the text slot of the question about ``label``; the prefix is the
     same for every label."""
