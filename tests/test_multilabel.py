@@ -133,3 +133,14 @@ def test_tuning_batches_keep_one_texts_labels_together():
     one_key = prefix_grouped_batches([0] * 40, lengths, 4, np.random.default_rng(1))  # single-label: unchanged
     expected = length_grouped_batches(lengths, 4, np.random.default_rng(1))
     assert [b.tolist() for b in one_key] == [b.tolist() for b in expected]
+
+
+def test_ethos_multilabel_split_and_binarisation():
+    from agilecls.datasets import load_dataset, load_ethos_multilabel
+
+    train, test = load_ethos_multilabel("train"), load_ethos_multilabel("test")
+    assert (len(train), len(test)) == (346, 87)
+    Y_train = check_multilabel_y(train.y, train.labels)[0]
+    assert train.labels[0] == "violence" and Y_train.sum(axis=0).tolist() == [115, 102, 68, 58, 62, 40, 70, 55]
+    assert sum(1 for row in train.y if not row) == 4 and train.meta["multilabel"]
+    assert load_dataset("ethos_multilabel:test").y == test.y

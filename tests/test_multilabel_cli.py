@@ -46,6 +46,9 @@ def test_train_and_eval_with_a_list_column_and_with_label_columns(encoder_dir, t
         assert "f1_macro" in out.output and "hamming_loss" in out.output and report.exists()
         assert "Per label" in report.read_text(encoding="utf-8")
 
+    said = run("classify", "--model", tmp_path / "model", "--json", texts[0])
+    assert said.exit_code == 0 and set(json.loads(said.output)["probabilities"]) == set(ML_LABELS)
+
     trained = run("train", tmp_path / "columns.csv", "--label-columns", ",".join(ML_LABELS), "--encoder", encoder_dir,
                   "--out", tmp_path / "model2")
     assert trained.exit_code == 0, trained.output
