@@ -16,8 +16,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
-def build_tiny_lm(arch: str = "llama", seed: int = 0, layers: int = 2):
-    """A 2-layer random model over a word-level tokenizer trained here: no download, real computation."""
+def build_tiny_lm(arch: str = "llama", seed: int = 0, layers: int = 2, extra_words: str = ""):
+    """A 2-layer random model over a word-level tokenizer trained here: no download, real computation.
+    ``extra_words`` adds words to the vocabulary (e.g. the multi-label answers)."""
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
     from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
@@ -25,7 +26,7 @@ def build_tiny_lm(arch: str = "llama", seed: int = 0, layers: int = 2):
 
     corpus = ["Classify the following text into one of the following classes : [ Positive , Negative ] "
               "<separator> Text : Prediction : supermercados bancos good bad great awful movie food "
-              "this was a the really very not is I love hate it . ! ? <eos> <pad> <bos>"]
+              "this was a the really very not is I love hate it . ! ? <eos> <pad> <bos> " + extra_words]
     tokenizer = Tokenizer(models.WordLevel(unk_token="<unk>"))
     tokenizer.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
     tokenizer.train_from_iterator(corpus, trainers.WordLevelTrainer(special_tokens=["<unk>", "<pad>", "<eos>", "<bos>"]))
@@ -107,6 +108,31 @@ def topic_texts(topics: dict[str, str], seed: int, n_per_class: int) -> tuple[li
         for _ in range(n_per_class):
             texts.append(" ".join(rng.choice(vocab, size=rng.integers(3, 7))))
             y.append(label)
+    return texts, y
+
+
+#: A toy multi-label task: texts made of the words of 0-2 topics.
+ML_TOPICS = {"sports": "goal match team score player ball coach league",
+             "food": "pizza pasta bread cheese soup salad recipe dinner",
+             "music": "song guitar album concert band drum melody singer"}
+ML_FILLER = "the a today really very some".split()
+ML_LABELS = sorted(ML_TOPICS)
+
+
+def multilabel_texts(n: int, seed: int) -> tuple[list[str], list[list[str]]]:
+    """``n`` texts of three words from each of 0-2 topics of ``ML_TOPICS`` plus two filler words
+    (seeded), and their topic lists."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    texts, y = [], []
+    for _ in range(n):
+        chosen = sorted(rng.choice(ML_LABELS, size=rng.integers(0, 3), replace=False).tolist())
+        words = [w for t in chosen for w in rng.choice(ML_TOPICS[t].split(), size=3).tolist()]
+        words += rng.choice(ML_FILLER, size=2).tolist()
+        rng.shuffle(words)
+        texts.append(" ".join(words))
+        y.append(chosen)
     return texts, y
 
 

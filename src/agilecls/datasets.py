@@ -18,7 +18,7 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from .readers import read_table
-from .validation import DatasetError, check_labels
+from .validation import DatasetError, check_labels, check_multilabel_y
 
 DATA_DIR_ENV = "AGILECLS_DATA_DIR"
 
@@ -28,6 +28,9 @@ REFERENCE_FILES = {
     "ethos": ("ethos/Ethos_Dataset_Binary.csv",
               "https://raw.githubusercontent.com/intelligence-csd-auth-gr/Ethos-Hate-Speech-Dataset/"
               "master/ethos/ethos_data/Ethos_Dataset_Binary.csv"),
+    "ethos_multilabel": ("ethos/Ethos_Dataset_Multi_Label.csv",
+                         "https://raw.githubusercontent.com/intelligence-csd-auth-gr/Ethos-Hate-Speech-Dataset/"
+                         "master/ethos/ethos_data/Ethos_Dataset_Multi_Label.csv"),
     "clinc150": ("clinc150/data_full.json",
                  "https://raw.githubusercontent.com/clinc/oos-eval/master/data/data_full.json"),
     "tweets": ("mascorpus_tweets_marketing/tweets_marketing.csv",
@@ -43,6 +46,20 @@ ETHOS_LABELS = ["Negative", "Positive"]
 
 ETHOS_INSTRUCTIONS = ("Classify the following comment as Negative if it is hate speech and Positive if it is not, "
                       "into one of the following classes")
+
+#: ETHOS multi-label: the file's eight label columns (annotator-agreement fractions), binarised at
+#: this threshold, and the seed of its 80/20 split.
+ETHOS_MULTILABEL_LABELS = ["violence", "directed_vs_generalized", "gender", "race", "national_origin",
+                           "disability", "religion", "sexual_orientation"]
+ETHOS_MULTILABEL_THRESHOLD = 0.5
+ETHOS_MULTILABEL_SEED = 42
+
+#: Short on purpose: with multi-label prompts every label's prompt repeats it (the tuned layers run
+#: over it once per text and label).
+ETHOS_MULTILABEL_INSTRUCTIONS = "Does this hateful comment fit the label? Answer with one of the following words"
+
+#: Separates label names in one cell of a multi-label label column (a JSON list also works).
+MULTILABEL_SEPARATOR = "|"
 
 #: The tutorial's names for the seven SECTOR classes of the marketing tweets.
 TWEET_SECTOR_NAMES = {
@@ -173,7 +190,77 @@ def load_lit_prompts(root=None) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-REFERENCE_LOADERS = {"ethos": load_ethos, "clinc150": load_clinc150, "tweets": load_tweets}
+def load_ethos_multilabel(split: str = "test", root=None) -> TextDataset:
+    """ETHOS multi-label: 433 hateful comments, 8 labels, as a multi-label :class:`TextDataset`.
+
+    Each label column of ``Ethos_Dataset_Multi_Label.csv`` holds the fraction of annotators who gave
+    the label; a comment has the label when the fraction is at least 0.5
+    (``ETHOS_MULTILABEL_THRESHOLD``). ``directed_vs_generalized`` = 1 means the comment targets one
+    person, 0 that it attacks a group. Split: ``sklearn.model_selection.train_test_split(rows,
+    test_size=0.2, random_state=42)`` (``ETHOS_MULTILABEL_SEED``; shuffled, not stratified) gives 346
+    training and 87 test comments. ``y`` holds each comment's tuple of label names (some have none);
+    ``meta["multilabel"]`` is True.
+    """
+    df = pd.read_csv(reference_path("ethos_multilabel", root), delimiter=";")
+    Y = (df[ETHOS_MULTILABEL_LABELS].to_numpy(dtype=np.float64) >= ETHOS_MULTILABEL_THRESHOLD).astype(int)
+    train, test = train_test_split(np.arange(len(df)), test_size=0.2, random_state=ETHOS_MULTILABEL_SEED)
+    parts = {"train": train, "test": test, "all": np.arange(len(df))}
+    if split not in parts:
+        raise DatasetError(f"unknown ETHOS multi-label split {split!r}; use one of {sorted(parts)}")
+    rows = parts[split]
+    return TextDataset(df["comment"].astype(str).iloc[rows].tolist(), indicator_to_lists(Y[rows], ETHOS_MULTILABEL_LABELS),
+                       list(ETHOS_MULTILABEL_LABELS), f"ethos_multilabel-{split}",
+                       {"multilabel": True, "instructions": ETHOS_MULTILABEL_INSTRUCTIONS,
+                        "label_meanings": {"directed_vs_generalized": "targets one person"}})
+
+
+def indicator_to_lists(Y, labels: Sequence[str]) -> list[tuple[str, ...]]:
+    """Each row of a 0/1 matrix as the tuple of its label names."""
+    return [tuple(label for label, v in zip(labels, row) if v) for row in np.asarray(Y)]
+
+
+def parse_label_cell(value, row: int) -> list[str]:
+    """One cell of a multi-label column: a JSON list, names joined by ``|``, a list (JSONL, Parquet),
+    or blank for no label."""
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [str(v).strip() for v in value if str(v).strip()]
+    if value is None or (isinstance(value, float) and value != value) or not str(value).strip():
+        return []
+    text = str(value).strip()
+    if text.startswith("["):
+        try:
+            parsed = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise DatasetError(f"row {row}: {text[:60]!r} is not a valid JSON list ({err.msg}); write it as "
+                               f"[\"a\", \"b\"] or as a|b") from None
+        if not isinstance(parsed, list) or not all(isinstance(v, str) for v in parsed):
+            raise DatasetError(f"row {row}: {text[:60]!r} must be a JSON list of label names")
+        return [v.strip() for v in parsed if v.strip()]
+    return [part.strip() for part in text.split(MULTILABEL_SEPARATOR) if part.strip()]
+
+
+def multilabel_from_frame(df: pd.DataFrame, text_col: str = "text", label_col: str | None = "labels",
+                          label_columns: Sequence[str] | None = None, labels: Sequence[str] | None = None,
+                          name: str = "data") -> TextDataset:
+    """A multi-label dataset from a DataFrame: one label column of label lists (a JSON list such
+    as ``["a", "b"]``, or ``a|b``; blank for none), or ``label_columns``, one 0/1 column per label."""
+    columns = [text_col] + (list(label_columns) if label_columns else [label_col])
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise DatasetError(f"column(s) {missing} not found; the columns are {list(df.columns)}")
+    try:
+        if label_columns:
+            values = df[list(label_columns)].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+            Y, labels = check_multilabel_y(values, list(label_columns))
+        else:
+            Y, labels = check_multilabel_y([parse_label_cell(v, i) for i, v in enumerate(df[label_col].tolist())],
+                                           labels)
+    except ValueError as err:
+        raise DatasetError(f"{name}: {err}") from None
+    return TextDataset(df[text_col].tolist(), indicator_to_lists(Y, labels), labels, name, {"multilabel": True})
+
+
+REFERENCE_LOADERS = {"ethos": load_ethos, "ethos_multilabel": load_ethos_multilabel, "clinc150": load_clinc150, "tweets": load_tweets}
 
 
 def from_frame(df: pd.DataFrame, text_col: str = "text", label_col: str | None = "label",
@@ -208,7 +295,8 @@ def load_file(path: str | os.PathLike, text_col: str = "text", label_col: str | 
 
 
 def load_dataset(source: str, split: str = "test", text_col: str = "text", label_col: str | None = "label",
-                 labels: Sequence[str] | None = None, root=None) -> TextDataset:
+                 labels: Sequence[str] | None = None, root=None, multilabel: bool = False,
+                 label_columns: Sequence[str] | None = None) -> TextDataset:
     """A reference dataset by name, or a labelled file.
 
     Parameters
@@ -224,6 +312,11 @@ def load_dataset(source: str, split: str = "test", text_col: str = "text", label
         The class order (default: sorted labels found).
     root : str or None, default=None
         Folder of the reference datasets.
+    multilabel : bool, default=False
+        Read a file's ``label_col`` as label lists (see :func:`multilabel_from_frame`);
+        ``"ethos_multilabel"`` is always multi-label.
+    label_columns : list of str or None, default=None
+        Multi-label file with one 0/1 column per label (implies ``multilabel``).
 
     Returns
     -------
@@ -240,6 +333,10 @@ def load_dataset(source: str, split: str = "test", text_col: str = "text", label
     name, _, named_split = source.partition(":")
     if name in REFERENCE_LOADERS and not Path(source).exists():
         return REFERENCE_LOADERS[name](split=named_split or split, root=root)
+    if multilabel or label_columns:
+        path = Path(source)
+        frame = read_table(path, [text_col] + (list(label_columns) if label_columns else [label_col]))
+        return multilabel_from_frame(frame, text_col, label_col, label_columns, labels, name=path.stem)
     return load_file(source, text_col, label_col, labels)
 
 

@@ -29,7 +29,7 @@ from .calibration.crossfit import columns_in, out_of_fold
 from .calibration.stacking import Stacker
 from .calibration.thresholds import DecisionThreshold, check_rule, fit_threshold
 from .persistence import load_as, load_classifier, register_estimator, save_estimator, validate_manifest
-from .validation import TextInputTags, check_texts, check_xy
+from .validation import TextInputTags, check_multilabel_xy, check_texts, check_xy
 
 
 def soft_vote(probas: Sequence[np.ndarray], weights: Sequence[float] | None = None) -> np.ndarray:
@@ -145,11 +145,15 @@ class EnsembleClassifier(TextInputTags, ClassifierMixin, _BaseComposition):
         ``llm={"callback": fn}``)."""
         self._validate_params()
         pairs = self._check_estimators()
-        texts, y_list, labels = check_xy(X, y, self.labels, fitting=True)
+        multilabel = any(getattr(estimator, "multilabel", False) for _, estimator in pairs)
+        texts, y_list, labels = (check_multilabel_xy if multilabel else check_xy)(X, y, self.labels, fitting=True)
         unknown = sorted(set(fit_params_by_member) - {name for name, _ in pairs})
         if unknown:
             raise ValueError(f"fit parameters for unknown members {unknown}")
         rule = None if self.threshold is None else check_rule(self.threshold)
+        if multilabel and (self.combine == "stack" or rule is not None):
+            raise ValueError("stacking and decision thresholds are for single-label ensembles; use combine='vote' "
+                             "and threshold=None with multi-label members")
         positive = self.pos_label if self.pos_label is not None else labels[-1]
         if rule is not None and (len(labels) != 2 or positive not in labels):
             raise ValueError(f"a decision threshold needs two classes and pos_label among them; got classes "
@@ -223,6 +227,8 @@ class EnsembleClassifier(TextInputTags, ClassifierMixin, _BaseComposition):
         """``proba`` (voted or stacked), ``ood_score`` (1 - max probability) and ``pred`` (by the
         threshold when there is one) from one pass over ``X``."""
         proba = self.predict_proba(X)
+        if any(getattr(member, "multilabel", False) for _, member in self.estimators_):  # 0/1 rows per label
+            return {"proba": proba, "pred": (proba >= 0.5).astype(int)}
         threshold = getattr(self, "threshold_", None)
         pred = threshold.decide(proba, self.classes_) if threshold is not None else self.classes_[proba.argmax(axis=1)]
         return {"proba": proba, "ood_score": 1.0 - proba.max(axis=1), "pred": pred}

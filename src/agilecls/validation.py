@@ -124,3 +124,97 @@ class TextInputTags:
         tags.input_tags.string = True
         tags.input_tags.two_d_array = False
         return tags
+
+
+def check_multilabel_y(y, labels: Sequence[str] | None = None, fitting: bool = False
+                       ) -> tuple[np.ndarray, list[str]]:
+    """(0/1 indicator matrix [n, L] of int, the label list) from multi-label targets, as scikit-learn
+    takes them: a list of label lists/tuples/sets (a text may have none), or a 0/1 indicator matrix
+    whose columns ``labels`` names.
+
+    Label lists default ``labels`` to the sorted distinct names. When ``fitting``, every label needs
+    at least one text with it and one without (a label always or never given cannot be learnt).
+
+    Examples
+    --------
+    >>> Y, labels = check_multilabel_y([["sports"], [], ["sports", "politics"]])
+    >>> Y.tolist(), labels
+    ([[0, 1], [0, 0], [1, 1]], ['politics', 'sports'])
+    """
+    if y is None:
+        raise ValueError("y is None; pass one list of labels per text (or a 0/1 matrix with labels=[...])")
+    if isinstance(y, str):
+        raise TypeError("y is a single string; pass one list of labels per text, e.g. [['sports'], []]")
+    rows = None if getattr(y, "ndim", 1) == 2 else (y.tolist() if hasattr(y, "tolist") else list(y))
+    if rows is None or (rows and all(isinstance(r, (list, tuple)) and r and all(_is_number(v) for v in r)
+                                     for r in rows)):  # a 0/1 matrix (numpy, pandas or nested lists of numbers)
+        try:
+            matrix = np.asarray(y)
+        except ValueError:
+            raise ValueError("y is a list of 0/1 rows of unequal length; give every row one entry per label") from None
+        Y, labels = _indicator(matrix, labels if labels is not None else
+                               (list(map(str, y.columns)) if hasattr(y, "columns") else None))
+    else:
+        bad = [i for i, row in enumerate(rows) if isinstance(row, str) or not isinstance(row, (list, tuple, set,
+                                                                                          frozenset, np.ndarray))]
+        if bad:
+            raise TypeError(f"y[{bad[0]}] is {rows[bad[0]]!r}, not a list of labels; multi-label y is one list "
+                            f"(or tuple, set) of label names per text, or a 0/1 matrix with labels=[...]")
+        rows = [[str(v) for v in row] for row in rows]
+        found = sorted({v for row in rows for v in row})
+        labels = found if labels is None else [str(label) for label in labels]
+        unknown = sorted(set(found) - set(labels))
+        if unknown:
+            raise ValueError(f"y contains labels {unknown[:10]} that are not in labels={labels}")
+        index = {label: k for k, label in enumerate(labels)}
+        Y = np.zeros((len(rows), len(labels)), dtype=int)
+        for i, row in enumerate(rows):
+            Y[i, [index[v] for v in row]] = 1
+    if any(_is_missing(label) for label in labels) or len(set(labels)) != len(labels):
+        raise ValueError(f"labels {labels} must be distinct, non-blank names")
+    if len(labels) < 2:
+        raise ValueError(f"multi-label needs at least two labels, got {labels}; for one label use a binary classifier")
+    if fitting:
+        constant = [label for k, label in enumerate(labels) if Y[:, k].min() == Y[:, k].max()]
+        if constant:
+            raise ValueError(f"label(s) {constant[:10]} are given to every training text or to none; give each "
+                             f"label at least one text with it and one without, or drop it")
+    return Y, list(labels)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float, np.number)) and not isinstance(value, str)
+
+
+def _indicator(Y: np.ndarray, labels) -> tuple[np.ndarray, list[str]]:
+    """A checked 0/1 int matrix and its column names."""
+    if labels is None:
+        raise ValueError("y is a 0/1 matrix; pass labels=[...] naming its columns")
+    labels = [str(label) for label in labels]
+    if Y.ndim != 2 or Y.shape[1] != len(labels):
+        raise ValueError(f"y has rows of {Y.shape[1:] or 'unequal length'} but labels names {len(labels)} columns; "
+                         f"give every row one 0/1 entry per label")
+    try:
+        values = Y.astype(np.float64)
+    except (TypeError, ValueError):
+        raise ValueError("y is a matrix with non-numeric entries; a multi-label matrix holds only 0 and 1") from None
+    if not np.isin(values, (0, 1)).all():
+        raise ValueError("y is a matrix with entries other than 0 and 1 (or missing ones); a multi-label matrix "
+                         "holds only 0 and 1 (binarise scores first, e.g. y >= 0.5)")
+    return values.astype(int), labels
+
+
+def check_multilabel_xy(X, y, labels: Sequence[str] | None = None, fitting: bool = False
+                        ) -> tuple[list[str], np.ndarray, list[str]]:
+    """(texts, 0/1 indicator matrix [n, L], the label list) after checking that ``X`` and ``y``
+    are the same length (see :func:`check_multilabel_y`)."""
+    texts = check_texts(X)
+    Y, labels = check_multilabel_y(y, labels, fitting)
+    if len(texts) != len(Y):
+        raise ValueError(f"X has {len(texts)} texts but y has {len(Y)} rows; pass one row of labels per text")
+    return texts, Y, labels
+
+
+def sigmoid(scores: np.ndarray) -> np.ndarray:
+    """Element-wise logistic function (independent per-label probabilities from log-odds)."""
+    return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(scores, dtype=np.float64)))

@@ -96,6 +96,9 @@ class CalibratedClassifier(TextInputTags, ClassifierMixin, BaseEstimator):
         """Cross-fit, calibrate, choose the threshold and (k-fold) refit; ``fit_params`` go to every
         fit of ``estimator``."""
         self._validate_params()
+        if getattr(self.estimator, "multilabel", False):
+            raise ValueError("CalibratedClassifier calibrates single-label classifiers; a multi-label one gives "
+                             "each label its own probability already")
         rule = None if self.threshold is None else check_rule(self.threshold)
         texts, y_list, labels = check_xy(X, y, getattr(self.estimator, "labels", None), fitting=True)
         if rule is not None and len(labels) != 2:

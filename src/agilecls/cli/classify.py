@@ -12,6 +12,7 @@ import typer
 
 from ..persistence import is_saved, load_classifier
 from .common import check_output_file, fail, load_or_zero_shot, parse_labels, read_texts
+from .multilabel import LABEL_COLUMNS_HELP, MULTILABEL_HELP, check_matches, evaluate_multilabel, is_multilabel
 
 
 def evaluate(clf, data, report: Path, title: str, info: dict, proba=None, seconds: float | None = None) -> dict:
@@ -79,8 +80,9 @@ def register(app: typer.Typer) -> None:
 
         clf = load_or_zero_shot(model, labels, template=template, instructions=instructions)
         proba = clf.predict_proba(items)
+        many = is_multilabel(clf)  # multi-label: every label at probability >= 0.5, joined by |
         for text, p in zip(items, proba):
-            best = clf.classes_[p.argmax()]
+            best = "|".join(str(c) for c, v in zip(clf.classes_, p) if v >= 0.5) if many else clf.classes_[p.argmax()]
             probs = {str(label): round(float(v), 4) for label, v in zip(clf.classes_, p)}
             if as_json:
                 typer.echo(json.dumps({"text": text, "label": str(best), "probabilities": probs}, ensure_ascii=False))
@@ -97,7 +99,9 @@ def register(app: typer.Typer) -> None:
                      shots: int = typer.Option(0, help="In-context examples per class from the train split."),
                      template: str = typer.Option("auto"),
                      limit: Optional[int] = typer.Option(None, help="Evaluate only the first N texts."),
-                     report: Path = typer.Option(Path("reports/eval.html"), help="Where to write the HTML report.")):
+                     report: Path = typer.Option(Path("reports/eval.html"), help="Where to write the HTML report."),
+                     multilabel: bool = typer.Option(False, "--multilabel", help=MULTILABEL_HELP),
+                     label_columns: Optional[str] = typer.Option(None, help=LABEL_COLUMNS_HELP)):
         """Evaluate a classifier on a dataset: metrics table + HTML report."""
         from ..datasets import load_dataset  # loads torch/pandas: only when the command runs
         from ..lm.classifier import AgileClassifier  # loads torch/pandas: only when the command runs
@@ -106,12 +110,16 @@ def register(app: typer.Typer) -> None:
         check_output_file(report, "--report")
 
         def run():
-            test = load_dataset(data, split, text_col, label_col, parse_labels(labels))
+            test = load_dataset(data, split, text_col, label_col, parse_labels(labels), multilabel=multilabel,
+                                label_columns=parse_labels(label_columns))
             test = test.head(limit) if limit else test
             if model and is_saved(model):
-                return load_classifier(model), test
+                clf = load_classifier(model)
+                check_matches(clf, bool(test.meta.get("multilabel")), model)
+                return clf, test
             clf = AgileClassifier(labels=test.labels, model=model or DEFAULT_MODEL, template=template, shots=shots,
-                                  instructions=test.meta.get("instructions"))
+                                  instructions=test.meta.get("instructions"),
+                                  multilabel=bool(test.meta.get("multilabel")))
             if shots:
                 train = load_dataset(data, "train", text_col, label_col, test.labels)
                 return clf.fit(train.texts, train.y), test
@@ -119,4 +127,6 @@ def register(app: typer.Typer) -> None:
 
         clf, test = run()
         name = clf.describe()
+        if test.meta.get("multilabel"):
+            return evaluate_multilabel(clf, test, report, f"{test.name}: {name}", {"model": name})
         evaluate(clf, test, report, f"{test.name}: {name}", {"model": name, "shots": shots})

@@ -11,6 +11,7 @@ import typer
 
 from ..lm.config import TuningConfig
 from .common import check_output_folder, parse_labels
+from .multilabel import LABEL_COLUMNS_HELP, MULTILABEL_HELP
 
 #: Ensemble encoder members by kind (see ``agilecls.encoders.members.ENCODER_MEMBERS``): name prefix.
 MEMBER_PREFIX = {"logistic": "enc", "finetuned": "encft"}
@@ -74,7 +75,9 @@ def register(app: typer.Typer) -> None:
               seed: int = typer.Option(0),
               encoder: Optional[str] = typer.Option(None, help="Fit an EncoderClassifier on this sentence "
                                                                "encoder (minilm, mpnet, folder) instead."),
-              head: str = typer.Option("sngp", help="Head of --encoder: sngp, softmax, logistic or mahalanobis."),
+              head: Optional[str] = typer.Option(None, help="Head of --encoder: sngp (default), softmax, logistic "
+                                                            "or mahalanobis; multi-label: logistic (default) or "
+                                                            "softmax."),
               fine_tune: bool = typer.Option(False, "--fine-tune", help="With --encoder: train the encoder's "
                                                                         "layers with the head (slower, better)."),
               encoder_epochs: Optional[int] = typer.Option(None, help="Epochs of --encoder (default 40 on frozen "
@@ -98,15 +101,21 @@ def register(app: typer.Typer) -> None:
               cv: str = typer.Option("5", help="Out-of-fold predictions for --combine stack, --calibrate and "
                                                "--threshold: k folds (k + 1 fits) or a hold-out share such as 0.25 "
                                                "(one fit on the other rows)."),
-              ):
+              multilabel: bool = typer.Option(False, "--multilabel", help=MULTILABEL_HELP),
+              label_columns: Optional[str] = typer.Option(None, help=LABEL_COLUMNS_HELP)):
         """Tune a classifier (LoRA on a small LM, or a sentence-encoder head) and save it to --out."""
         from ..datasets import load_dataset  # loads torch/pandas: only when the command runs
 
         check_output_folder(out)
         folds = parse_cv(cv)
+        if multilabel and (calibrate or threshold or combine == "stack"):
+            raise ValueError("--calibrate, --threshold and --combine stack are for single-label classifiers; "
+                             "drop them with --multilabel")
 
         def run():
-            dataset = load_dataset(data, split, text_col, label_col, parse_labels(labels))
+            dataset = load_dataset(data, split, text_col, label_col, parse_labels(labels), multilabel=multilabel,
+                                   label_columns=parse_labels(label_columns))
+            many = bool(dataset.meta.get("multilabel"))
             dataset = dataset.head(limit) if limit else dataset
             if len(dataset) == 0:
                 raise ValueError(f"{data} has no rows to train on")
@@ -116,8 +125,9 @@ def register(app: typer.Typer) -> None:
             if (fine_tune or encoder_epochs) and not encoder:
                 raise ValueError("--fine-tune and --encoder-epochs apply to an --encoder classifier")
             if encoder:
-                clf = EncoderClassifier(encoder=encoder, head=head, labels=dataset.labels, random_state=seed,
-                                        fine_tune=fine_tune, epochs=encoder_epochs)
+                clf = EncoderClassifier(encoder=encoder, head=head or ("logistic" if many else "sngp"),
+                                        labels=dataset.labels, random_state=seed, fine_tune=fine_tune,
+                                        epochs=encoder_epochs, multilabel=many)
             else:
                 from ..encoders.members import encoder_member  # loads torch/pandas: only when the command runs
                 from ..lm.classifier import AgileClassifier  # loads torch/pandas: only when the command runs
@@ -129,12 +139,13 @@ def register(app: typer.Typer) -> None:
                                            epochs=epochs, rank=rank, learning_rate=learning_rate,
                                            train_batch_size=train_batch_size, top_layers=parse_top_layers(top_layers),
                                            target_modules=target_modules, loss=loss,
-                                           validation_fraction=validation_fraction, max_length=max_length, seed=seed)
+                                           validation_fraction=validation_fraction, max_length=max_length, seed=seed,
+                                           multilabel=many)
 
                 specs = list(model or [DEFAULT_MODEL])
                 encoders = [(e, "logistic") for e in ensemble_encoder or []] + \
                            [(e, "finetuned") for e in ensemble_finetuned_encoder or []]
-                members = [(member_name(MEMBER_PREFIX[how], e), encoder_member(e, how, seed))
+                members = [(member_name(MEMBER_PREFIX[how], e), encoder_member(e, how, seed).set_params(multilabel=many))
                            for e, how in encoders] + [(member_name("llm", m), tuned(m)) for m in specs]
                 if len(members) == 1:
                     clf = members[0][1]

@@ -18,11 +18,11 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ..evaluation.metrics import uncertainty_metrics
+from ..evaluation.metrics import multilabel_metrics, uncertainty_metrics
 from ..persistence import load_as, register_estimator, save_estimator
 from ..runtime import cache_dir, pick_device
 from ..uncertainty import choose_reject_threshold, fit_temperature
-from ..validation import TextInputTags, check_labels, check_texts, check_xy
+from ..validation import TextInputTags, check_labels, check_multilabel_xy, check_texts, check_xy, sigmoid
 from . import saving
 from .heads import MEAN_FIELD_FACTOR, LogisticHead, SNGPHead, build_head
 from .ood import OOD_SCORERS, CombinedOOD, MahalanobisScorer, make_ood_scorer
@@ -30,6 +30,8 @@ from .sentence import EmbeddingMemo, SentenceEncoder
 from .training import Schedule, fine_tune, train_head
 
 HEADS = ("sngp", "softmax", "logistic", "mahalanobis")
+#: Heads that take ``multilabel=True``: a sigmoid output per label, trained with binary cross-entropy.
+MULTILABEL_HEADS = ("logistic", "softmax")
 
 
 def in_scope_rows(X, y, oos_label: str, warn: bool = False) -> tuple[list[str], list[str]]:
@@ -49,6 +51,26 @@ def class_indices(y_list: list[str], classes) -> np.ndarray:
     if unknown:
         raise ValueError(f"y contains labels {unknown[:10]} the classifier was not trained on")
     return np.array([index[v] for v in y_list], dtype=np.int64)
+def multilabel_targets(clf, X, y) -> tuple[list[str], np.ndarray]:
+    """Texts and their 0/1 label matrix for a multi-label fit (sets ``clf.classes_``); refuses heads
+    without a sigmoid output and a reject threshold."""
+    if clf.head not in MULTILABEL_HEADS:
+        raise ValueError(f"head={clf.head!r} does not support multilabel=True; use head='logistic' (binary "
+                         f"relevance, or a sigmoid output when fine-tuned) or head='softmax' (an MLP with a "
+                         f"sigmoid output)")
+    if clf.reject_threshold is not None:
+        raise ValueError("reject_threshold does not apply to multilabel=True (a text may have no label); leave it None")
+    texts, Y, labels = check_multilabel_xy(X, y, clf.labels, fitting=True)
+    clf.classes_ = np.array(labels, dtype=object)
+    return texts, Y
+
+
+def refuse_multilabel(clf, what: str) -> None:
+    if clf.multilabel:
+        raise ValueError(f"{what} is not available with multilabel=True (out-of-scope scores and abstention "
+                         f"need one label per text)")
+
+
 _positive = Interval(Real, 0, None, closed="neither")
 _count = Interval(Integral, 1, None, closed="left")
 
@@ -98,6 +120,14 @@ gp_likelihood, gp_normalize_input : SNGP settings
     max_seq_length, device, random_state, verbose : int, str, int, bool; defaults 128, "auto", 0, False
     cache_dir : str or None, default=None
         Embedding cache for frozen encoders; "default" is ``$AGILECLS_CACHE/embeddings``.
+    multilabel : bool, default=False
+        Independent labels: ``y`` is a list of label lists (a text may have none) or a 0/1 matrix
+        with ``labels``; one sigmoid output per label, ``predict_proba`` [texts, labels] and
+        ``predict`` a 0/1 matrix (probability >= 0.5), as scikit-learn's ``OneVsRestClassifier``.
+        ``head="logistic"`` on frozen embeddings is binary relevance (one logistic regression per
+        label); fine-tuned, and with ``head="softmax"``, the outputs train with binary
+        cross-entropy (mean over text-label pairs). No out-of-scope scores, abstention or
+        :meth:`calibrate`.
 
     Examples
     --------
@@ -121,7 +151,7 @@ gp_likelihood, gp_normalize_input : SNGP settings
         "reject_threshold": [Real, StrOptions({"auto"}), None], "oos_label": [str], "C": [_positive],
         "labels": ["array-like", None], "max_seq_length": [_count], "device": [str, None],
         "cache_dir": [str, os.PathLike, None], "random_state": [Interval(Integral, 0, None, closed="left")],
-        "verbose": ["boolean"],
+        "verbose": ["boolean"], "multilabel": ["boolean"],
     }
 
     def __init__(self, encoder: str = "minilm", head: str = "sngp", *, fine_tune: bool = False,
@@ -134,7 +164,8 @@ gp_likelihood, gp_normalize_input : SNGP settings
                  gp_normalize_input: bool = False, mahalanobis_shrinkage: float | str | None = 0.9,
                  ood_method: str = "auto", reject_threshold: float | str | None = None, oos_label: str = "oos",
                  C: float = 1.0, labels=None, max_seq_length: int = 128, device: str = "auto",
-                 cache_dir: str | None = None, random_state: int = 0, verbose: bool = False):
+                 cache_dir: str | None = None, random_state: int = 0, verbose: bool = False,
+                 multilabel: bool = False):
         for name, value in list(locals().items()):
             if name != "self":
                 setattr(self, name, value)
@@ -144,7 +175,7 @@ gp_likelihood, gp_normalize_input : SNGP settings
         """Embed ``X`` and train the head (and, with ``fine_tune``, the encoder). Rows labelled
         ``oos_label`` are left out of training (they are for :meth:`calibrate`)."""
         self._validate_params()
-        texts, y_idx = self._in_scope(X, y, fitting=True)
+        texts, y_idx = multilabel_targets(self, X, y) if self.multilabel else self._in_scope(X, y, fitting=True)
         torch.manual_seed(self.random_state)
         np.random.seed(self.random_state)
         self.device_ = pick_device(self.device)
@@ -153,7 +184,8 @@ gp_likelihood, gp_normalize_input : SNGP settings
         start = time.time()
         schedule = Schedule(int(self.epochs or (3 if self.fine_tune else 40)), self.batch_size, self.learning_rate,
                             self.encoder_learning_rate, self.weight_decay, self.random_state,
-                            self.verbose or self.fine_tune)  # fine-tuning takes minutes: always a progress bar
+                            self.verbose or self.fine_tune,  # fine-tuning takes minutes: always a progress bar
+                            self.multilabel)
         self.head_ = build_head(self.get_params(), self.encoder_.dim, len(self.classes_))
         if self.fine_tune:
             emb = fine_tune(self.encoder_, self.head_, texts, y_idx, schedule, self.fine_tune_layers, self.device_)
@@ -162,7 +194,8 @@ gp_likelihood, gp_normalize_input : SNGP settings
         else:
             emb = self.encoder_.embed(texts, show_progress=self.verbose)
             if isinstance(self.head_, LogisticHead):
-                self.head_.fit_embeddings(emb, y_idx, self.C, self.random_state).to(self.device_).eval()
+                fit_head = self.head_.fit_binary_relevance if self.multilabel else self.head_.fit_embeddings
+                fit_head(emb, y_idx, self.C, self.random_state).to(self.device_).eval()
             elif self.head_ is not None:
                 train_head(self.head_, emb, y_idx, schedule, self.device_)
         self.embedding_dim_ = int(emb.shape[1])
@@ -194,9 +227,14 @@ gp_likelihood, gp_normalize_input : SNGP settings
         return self.ood_method
 
     def _needs_statistics(self) -> bool:
+        if self.multilabel:
+            return False
         return self.head == "mahalanobis" or "mahalanobis" in self._score_method()
 
     def _fit_ood(self, emb: np.ndarray, y_idx: np.ndarray) -> None:
+        if self.multilabel:  # no out-of-scope scores: a text with no label is a valid answer
+            self.mahalanobis_ = self.ood_scorer_ = None
+            return
         self.mahalanobis_ = (MahalanobisScorer(self.mahalanobis_shrinkage).fit(emb, y_idx, len(self.classes_))
                              if self._needs_statistics() else None)
         self.ood_scorer_ = make_ood_scorer(self._score_method(), self.mahalanobis_)
@@ -209,6 +247,7 @@ gp_likelihood, gp_normalize_input : SNGP settings
         setting can be compared on validation data without training again. Returns self."""
         check_is_fitted(self, "classes_")
         self._validate_params()
+        refuse_multilabel(self, "refit_ood")
         texts, y_idx = self._in_scope(X, y)
         self._fit_ood(self.embed(texts), y_idx)
         return self
@@ -236,6 +275,9 @@ gp_likelihood, gp_normalize_input : SNGP settings
         ``pred`` (with abstention) and the ``embeddings``."""
         emb = self.embed(X)
         logits = self._logits(emb)
+        if self.multilabel:
+            proba = sigmoid(logits)
+            return {"logits": logits, "proba": proba, "pred": (proba >= 0.5).astype(int), "embeddings": emb}
         proba = torch.softmax(torch.from_numpy(logits), dim=-1).numpy()
         score = self.ood_scorer_.score(emb, logits)
         pred = self.classes_[proba.argmax(axis=1)].astype(object)
@@ -257,6 +299,7 @@ gp_likelihood, gp_normalize_input : SNGP settings
 
     def ood_score(self, X) -> np.ndarray:
         """How likely each text is out of scope (higher = more likely); see ``ood_method``."""
+        refuse_multilabel(self, "ood_score")
         return self.details(X)["ood_score"]
 
     # ---- calibration and evaluation --------------------------------------------------------------
@@ -265,6 +308,7 @@ gp_likelihood, gp_normalize_input : SNGP settings
         ``reject_threshold="auto"`` and ``y`` has ``oos_label`` rows, the reject threshold that
         maximises combined accuracy. Returns self."""
         check_is_fitted(self, "classes_")
+        refuse_multilabel(self, "calibrate")
         texts = check_texts(X)
         y_arr = np.array(check_labels(y, None)[0], dtype=object)
         ood = y_arr == self.oos_label
@@ -289,14 +333,21 @@ gp_likelihood, gp_normalize_input : SNGP settings
 
     def evaluate(self, X, y) -> dict[str, float]:
         """Metrics on labelled data that may contain ``oos_label`` rows (see
-        :func:`agilecls.evaluation.metrics.uncertainty_metrics`)."""
+        :func:`agilecls.evaluation.metrics.uncertainty_metrics`); with ``multilabel``,
+        :func:`~agilecls.evaluation.metrics.multilabel_metrics` of label lists or a 0/1 matrix ``y``."""
         check_is_fitted(self, "classes_")
+        if self.multilabel:
+            _, Y, _ = check_multilabel_xy(X, y, list(self.classes_))
+            return multilabel_metrics(Y, self.predict_proba(X), list(self.classes_))
         d = self.details(X)
         return uncertainty_metrics(y, d["proba"], d["ood_score"], d["pred"], self.classes_.tolist(), self.oos_label)
 
     def describe(self) -> str:
         """One line naming the classifier, for the CLI and reports."""
-        return f"{self.encoder}{' fine-tuned' if self.fine_tune else ''} + {self.head} head"
+        kind = " (multi-label)" if self.multilabel else ""
+        return f"{self.encoder}{' fine-tuned' if self.fine_tune else ''} + {self.head} head{kind}"
+
+
 
     # ---- persistence -----------------------------------------------------------------------------
     def save(self, path):

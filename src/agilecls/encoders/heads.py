@@ -20,6 +20,7 @@ import math
 import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
+from sklearn.multiclass import OneVsRestClassifier
 from torch import nn
 from torch.nn.utils import parametrize
 
@@ -167,6 +168,18 @@ class LogisticHead(nn.Module):
         coef, intercept = model.coef_, model.intercept_
         if coef.shape[0] == 1:  # scikit-learn keeps one row for two classes: logit(1) - logit(0)
             coef, intercept = np.concatenate([-coef / 2, coef / 2]), np.concatenate([-intercept / 2, intercept / 2])
+        self.output.weight.copy_(torch.as_tensor(coef, dtype=self.output.weight.dtype))
+        self.output.bias.copy_(torch.as_tensor(intercept, dtype=self.output.bias.dtype))
+        return self
+
+    @torch.no_grad()
+    def fit_binary_relevance(self, emb: np.ndarray, Y: np.ndarray, C: float = 1.0, seed: int = 0) -> "LogisticHead":
+        """Multi-label: one logistic regression per label (scikit-learn's ``OneVsRestClassifier``
+        on a 0/1 matrix ``Y``); output ``k`` is label ``k``'s log-odds, so its sigmoid is that
+        regression's probability."""
+        model = OneVsRestClassifier(LogisticRegression(C=C, max_iter=5000, random_state=seed)).fit(emb, Y)
+        coef = np.concatenate([e.coef_ for e in model.estimators_])
+        intercept = np.concatenate([e.intercept_ for e in model.estimators_])
         self.output.weight.copy_(torch.as_tensor(coef, dtype=self.output.weight.dtype))
         self.output.bias.copy_(torch.as_tensor(intercept, dtype=self.output.bias.dtype))
         return self

@@ -30,10 +30,15 @@ class Schedule:
     weight_decay: float = 1e-4
     seed: int = 0
     progress: bool = False
+    multilabel: bool = False  # targets are 0/1 rows [n, labels]: a sigmoid per label, binary cross-entropy
 
 
-def _step(head, opt, sched, z: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    loss = torch.nn.functional.cross_entropy(head(z, update_covariance=True), target)
+def _step(head, opt, sched, z: torch.Tensor, target: torch.Tensor, multilabel: bool = False) -> torch.Tensor:
+    logits = head(z, update_covariance=True)
+    if multilabel:  # mean over (text, label) pairs
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, target.to(logits.dtype))
+    else:
+        loss = torch.nn.functional.cross_entropy(logits, target)
     opt.zero_grad()
     loss.backward()
     opt.step()
@@ -62,7 +67,7 @@ def train_head(head: torch.nn.Module, emb: np.ndarray, y_idx: np.ndarray, schedu
             head.train()
             head.reset_covariance()
             for batch in torch.randperm(n, generator=gen).split(schedule.batch_size):
-                _step(head, opt, sched, emb_t[batch], y[batch])
+                _step(head, opt, sched, emb_t[batch], y[batch], schedule.multilabel)
     finally:
         torch.set_num_threads(threads)
     head.eval()
@@ -118,7 +123,7 @@ def fine_tune(encoder: SentenceEncoder, head: torch.nn.Module, texts: list[str],
         head.reset_covariance()
         for batch in batches:
             z = encoder.forward([texts[i] for i in batch.tolist()])
-            loss = _step(head, opt, sched, z, y[torch.from_numpy(batch)].to(z.device))
+            loss = _step(head, opt, sched, z, y[torch.from_numpy(batch)].to(z.device), schedule.multilabel)
             emb[batch] = z.detach().float().cpu().numpy()
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.3f}")

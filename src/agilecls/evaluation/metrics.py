@@ -101,6 +101,59 @@ def classification_metrics(y_true: Sequence[str], proba: np.ndarray, labels: Seq
     return {k: int(v) if k == "n" else float(v) for k, v in out.items()}  # a count prints as one
 
 
+def multilabel_metrics(Y_true, proba: np.ndarray, labels: Sequence[str], threshold: float = 0.5) -> dict:
+    """Multi-label metrics from a 0/1 indicator matrix and independent per-label probabilities.
+
+    Parameters
+    ----------
+    Y_true : array of shape (n_texts, n_labels)
+        0/1 indicator matrix, columns in the order of ``labels``.
+    proba : array of shape (n_texts, n_labels)
+        Probability of each label (independent; rows need not sum to one).
+    labels : list of str
+    threshold : float, default=0.5
+        A text gets a label when its probability is at least this.
+
+    Returns
+    -------
+    dict
+        ``n`` (int); ``f1_micro``, ``f1_macro``, ``precision_micro``, ``precision_macro``,
+        ``recall_micro``, ``recall_macro``; ``roc_auc_macro`` (mean over labels that have both
+        classes in ``Y_true``; absent when none has); ``hamming_loss``; ``subset_accuracy`` (the
+        whole label set right); per label ``f1[label]`` and, where both classes occur,
+        ``roc_auc[label]``.
+
+    Examples
+    --------
+    >>> m = multilabel_metrics([[1, 0], [0, 1]], np.array([[0.9, 0.2], [0.4, 0.3]]), ["a", "b"])
+    >>> m["f1[a]"], m["f1[b]"], m["hamming_loss"], m["subset_accuracy"]
+    (1.0, 0.0, 0.25, 0.5)
+    """
+    labels = [str(label) for label in labels]
+    Y = np.asarray(Y_true, dtype=int)
+    proba = np.asarray(proba, dtype=np.float64)
+    if Y.ndim != 2 or Y.shape != proba.shape or Y.shape[1] != len(labels):
+        raise ValueError(f"Y_true {Y.shape} and proba {proba.shape} must both be [texts, {len(labels)} labels]")
+    pred = (proba >= threshold).astype(int)
+    out: dict[str, float] = {"n": len(Y)}
+    for avg in ("micro", "macro"):
+        out[f"f1_{avg}"] = skm.f1_score(Y, pred, average=avg, zero_division=0)
+        out[f"precision_{avg}"] = skm.precision_score(Y, pred, average=avg, zero_division=0)
+        out[f"recall_{avg}"] = skm.recall_score(Y, pred, average=avg, zero_division=0)
+    out["hamming_loss"] = skm.hamming_loss(Y, pred)
+    out["subset_accuracy"] = skm.accuracy_score(Y, pred)
+    per_f1 = skm.f1_score(Y, pred, average=None, zero_division=0)
+    aucs = {}
+    for k, label in enumerate(labels):
+        out[f"f1[{label}]"] = per_f1[k]
+        if 0 < Y[:, k].sum() < len(Y):
+            aucs[label] = skm.roc_auc_score(Y[:, k], proba[:, k])
+    if aucs:
+        out["roc_auc_macro"] = float(np.mean(list(aucs.values())))
+    out.update({f"roc_auc[{label}]": v for label, v in aucs.items()})
+    return {k: int(v) if k == "n" else float(v) for k, v in out.items()}
+
+
 def ood_metrics(is_ood: Sequence[bool], score: Sequence[float]) -> dict[str, float]:
     """AUROC and AUPRC with out-of-scope as the positive class and ``score`` as its score (higher =
     more out of scope), as the Uncertainty Baselines CLINC benchmark reports them. AUPRC is

@@ -1,5 +1,5 @@
 """Every figure agilecls draws, in one style: confusion matrix, ROC, precision-recall, reliability
-diagram, out-of-scope score histogram and learning curves.
+diagram, out-of-scope score histogram, learning curves and per-label multi-label scores.
 
 Each function returns a matplotlib ``Figure`` built without pyplot (no global state, no backend
 switch at import, works headless); the report embeds it, a script saves it with ``savefig``.
@@ -146,4 +146,20 @@ def learning_curve_figure(curves: dict[str, list[tuple[float, float]]], metric: 
         ax.annotate(name, (ax.get_xlim()[0], value), fontsize=7, color="grey", va="bottom")
     ax.set(xlabel="epoch", ylabel=metric, title=f"{metric} vs. epochs")
     ax.legend(fontsize=7)
+    return fig
+
+
+def per_label_figure(rows: Sequence[dict], ax=None) -> Figure:
+    """Grouped horizontal bars of each label's F1 and ROC-AUC (rows as the multi-label report's
+    per-label table: ``label``, ``f1``, ``roc_auc``)."""
+    fig, ax = _axes(ax, (6, 0.45 * len(rows) + 1.5))
+    y = np.arange(len(rows))
+    ax.barh(y - 0.2, [r["f1"] for r in rows], height=0.4, label="F1")
+    ax.barh(y + 0.2, [r["roc_auc"] for r in rows], height=0.4, label="ROC-AUC")
+    ax.set_yticks(y, [r["label"] for r in rows])
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("score")
+    ax.set_title("Per label")
+    ax.legend(loc="lower right")
     return fig

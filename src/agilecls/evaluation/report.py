@@ -6,9 +6,11 @@ import base64
 import html
 import io
 
+import numpy as np
+
 from ..atomic import atomic_write_text
 from . import plots
-from .metrics import classification_metrics, encode_labels
+from .metrics import classification_metrics, encode_labels, multilabel_metrics
 
 
 def figure_data_uri(fig) -> str:
@@ -53,5 +55,52 @@ th {{ font-weight: 600; color: #444; }} img {{ max-width: 48%; margin: .5rem 1% 
 
 def write_report(path, *args, **kwargs) -> dict:
     page, metrics = build_report(*args, **kwargs)
+    atomic_write_text(path, page)
+    return metrics
+
+
+def per_label_rows(metrics: dict, Y_true, proba, labels, threshold: float = 0.5) -> list[dict]:
+    """One row per label: texts with it (true and predicted), F1 and ROC-AUC (from
+    :func:`~agilecls.evaluation.metrics.multilabel_metrics`' ``f1[label]`` / ``roc_auc[label]``)."""
+    Y, pred = np.asarray(Y_true, dtype=int), (np.asarray(proba) >= threshold).astype(int)
+    return [{"label": str(label), "true": int(Y[:, k].sum()), "predicted": int(pred[:, k].sum()),
+             "f1": metrics[f"f1[{label}]"], "roc_auc": metrics.get(f"roc_auc[{label}]", float("nan"))}
+            for k, label in enumerate(labels)]
+
+
+def build_multilabel_report(Y_true, proba, labels, title: str = "agilecls multi-label report",
+                            info: dict | None = None, threshold: float = 0.5) -> tuple[str, dict]:
+    """(HTML text, metrics dict) for independent per-label probabilities ``proba`` [texts, labels]
+    against a 0/1 matrix ``Y_true``: the summary metrics, a per-label table and a bar chart of
+    per-label F1 and ROC-AUC."""
+    metrics = multilabel_metrics(Y_true, proba, labels, threshold)
+    summary = {k: v for k, v in metrics.items() if "[" not in k}
+    rows = per_label_rows(metrics, Y_true, proba, labels, threshold)
+    cell = lambda v: f"{v:.4f}" if isinstance(v, float) else html.escape(str(v))
+    summary_rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{cell(v)}</td></tr>" for k, v in summary.items())
+    label_rows = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row.values()) + "</tr>" for row in rows)
+    info_rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
+                        for k, v in {**(info or {}), "threshold": threshold}.items())
+    image = figure_data_uri(plots.per_label_figure(rows))
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; color: #222; }}
+h1 {{ font-size: 1.5rem; }} table {{ border-collapse: collapse; margin: 0 2rem 1rem 0; display: inline-table;
+  vertical-align: top; }}
+th, td {{ text-align: left; padding: .25rem .8rem; border-bottom: 1px solid #e5e5e5; font-size: .9rem; }}
+th {{ font-weight: 600; color: #444; }} img {{ max-width: 70%; margin: .5rem 1% 0 0; border: 1px solid #eee; }}
+</style></head><body>
+<h1>{html.escape(title)}</h1>
+<table><caption>Metrics</caption>{summary_rows}</table>
+<table><caption>Per label</caption><tr>{"".join(f"<th>{k}</th>" for k in rows[0])}</tr>{label_rows}</table>
+<table><caption>Run</caption>{info_rows}</table>
+<div><img src="{image}" alt="per-label F1 and ROC-AUC"></div>
+</body></html>"""
+    return page, metrics
+
+
+def write_multilabel_report(path, *args, **kwargs) -> dict:
+    page, metrics = build_multilabel_report(*args, **kwargs)
     atomic_write_text(path, page)
     return metrics

@@ -17,11 +17,12 @@ from sklearn.utils.validation import check_is_fitted
 from ..batching import distinct_rows
 from ..persistence import load_as, register_estimator, save_estimator
 from ..uncertainty import label_ood_scores
-from ..validation import TextInputTags, check_labels, check_texts, check_xy, softmax
+from ..validation import TextInputTags, check_labels, check_multilabel_xy, check_texts, check_xy, sigmoid, softmax
+from . import multilabel as ml
 from . import saving
 from .config import LOSSES, LR_SCHEDULES, TARGET_MODULES, TuningConfig
 from .loading import DEFAULT_MODEL, LanguageModel, load_lm, private_copy
-from .prompts import PromptEncoder, PromptTemplate, label_token_ids, select_examples
+from .prompts import DEFAULT_INSTRUCTIONS, PromptEncoder, PromptTemplate, label_token_ids, select_examples
 from .scoring import LabelScorer
 from .tuning import LoraTrainer, add_lora
 
@@ -83,6 +84,14 @@ patience, gradient_checkpointing
         LoRA tuning settings; defaults and meanings are the fields of
         :class:`agilecls.lm.tuning.TuningConfig` (rank 4 on q/v of the top 4 layers, Adam at 2e-3
         with linear decay, 6 epochs of batches of 4, label-token loss, no early stopping).
+    multilabel : bool, default=False
+        Each label is an independent yes/no question (:mod:`agilecls.lm.multilabel`): ``y`` is a
+        list of label lists (a text may have none) or a 0/1 matrix with ``labels``;
+        ``predict_proba`` gives [texts, labels] independent probabilities (softmax over " yes" /
+        " no"), ``predict`` a 0/1 matrix (probability >= 0.5). Tuning trains on every (text,
+        label) pair with the binary cross-entropy, mean over pairs (batches and
+        ``validation_fraction`` count pairs). Content-free calibration divides out each label's
+        yes/no bias. Not with ``shots``, ``ood_score`` or ``explain``.
 
     Attributes
     ----------
@@ -115,7 +124,7 @@ patience, gradient_checkpointing
         "learning_rate": [Interval(Real, 0, None, closed="neither")], "lr_schedule": [StrOptions(set(LR_SCHEDULES))],
         "warmup_fraction": [_share], "epochs": [_count], "train_batch_size": [_count],
         "gradient_accumulation": [_count], "loss": [StrOptions(set(LOSSES))], "validation_fraction": [_share],
-        "patience": [_count], "gradient_checkpointing": ["boolean"],
+        "patience": [_count], "gradient_checkpointing": ["boolean"], "multilabel": ["boolean"],
     }
 
     def __init__(self, labels: Sequence[str] | None = None, model: str = DEFAULT_MODEL, template="auto",
@@ -130,7 +139,7 @@ patience, gradient_checkpointing
                  epochs: int = _DEFAULTS.epochs, train_batch_size: int = _DEFAULTS.train_batch_size,
                  gradient_accumulation: int = _DEFAULTS.gradient_accumulation, loss: str = _DEFAULTS.loss,
                  validation_fraction: float = _DEFAULTS.validation_fraction, patience: int = _DEFAULTS.patience,
-                 gradient_checkpointing: bool = _DEFAULTS.gradient_checkpointing):
+                 gradient_checkpointing: bool = _DEFAULTS.gradient_checkpointing, multilabel: bool = False):
         for name, value in list(locals().items()):
             if name != "self":
                 setattr(self, name, value)
@@ -158,6 +167,8 @@ patience, gradient_checkpointing
         self
         """
         self._validate_params()
+        if self.multilabel and self.shots:
+            raise ValueError("shots is not supported with multilabel=True; use zero-shot or tuning='lora'")
         if self.tuning == "lora":
             return self._fit_lora(X, y, callback, lower_cache)
         if y is None:
@@ -168,17 +179,23 @@ patience, gradient_checkpointing
             y_list, labels = [], check_labels([], self.labels)[1]
             texts = []
         else:
-            texts, y_list, labels = check_xy(X, y, self.labels, fitting=True)
+            texts, y_list, labels = self._check_xy(X, y)
         self.lm_ = load_lm(self.model, device=self.device, dtype=self.dtype)
         self._set_state(labels, self._build_template(self.template, texts, y_list, labels))
         self.bias_ = self._content_free_bias() if self._calibration() == "content_free" else np.zeros(len(labels))
         return self
+
+    def _check_xy(self, X, y):
+        """(texts, targets, labels): targets are label strings, or a 0/1 matrix when ``multilabel``."""
+        return (check_multilabel_xy if self.multilabel else check_xy)(X, y, self.labels, fitting=True)
 
     def _build_template(self, style, texts, y_list, labels) -> PromptTemplate:
         """The template of ``style`` with the instructions and the few-shot examples picked from (X, y)."""
         template = PromptTemplate.coerce(style, self.lm_.has_chat_template)
         if self.instructions:
             template.instructions = self.instructions
+        elif self.multilabel and template.instructions == DEFAULT_INSTRUCTIONS:  # that one asks for a class
+            template.instructions = ml.DEFAULT_MULTILABEL_INSTRUCTIONS
         if self.shots:
             template = template.with_examples(select_examples(texts, y_list, labels, self.shots, self.seed,
                                                               self.shot_selection))
@@ -191,7 +208,7 @@ patience, gradient_checkpointing
     def _fit_lora(self, X, y, callback, lower_cache):
         if X is None or y is None:
             raise ValueError("tuning='lora' needs training texts X and labels y")
-        texts, y_list, labels = check_xy(X, y, self.labels, fitting=True)
+        texts, y_list, labels = self._check_xy(X, y)
         config = self.tuning_config()
         start = time.perf_counter()
         self.lm_ = private_copy(self.model, self.device, self.dtype)
@@ -200,12 +217,13 @@ patience, gradient_checkpointing
         style = "separator" if self.template in (None, "auto") else self.template
         self._set_state(labels, self._build_template(style, texts, y_list, labels))
         index = {label: i for i, label in enumerate(labels)}
+        targets = ml.pair_targets(y_list) if self.multilabel else [index[v] for v in y_list]
         trainer = LoraTrainer(self.lm_, self.scorer_, config, progress=self.progress, store=lower_cache,
                               callback=None if callback is None else (lambda info: callback(info, self)))
         self._split = trainer.split
         self.bias_ = np.zeros(len(labels))  # callbacks during training see uncalibrated scores
         try:
-            history = trainer.fit(self.prompts(texts), [index[v] for v in y_list])
+            history = trainer.fit(self.prompts(texts), targets)
         finally:
             self._split = None
         self.history_ = [vars(h) for h in history]
@@ -218,7 +236,8 @@ patience, gradient_checkpointing
         """Everything prediction needs, derived from the labels, the template and the loaded model."""
         self.classes_ = np.array(labels)
         self.template_ = template
-        self.label_ids_ = label_token_ids(self.lm_.tokenizer, labels, template.label_prefix)
+        words = ml.ANSWERS if self.multilabel else labels
+        self.label_ids_ = label_token_ids(self.lm_.tokenizer, words, template.label_prefix)
         max_length = self.max_length or (TUNED_MAX_LENGTH if self.tuning == "lora" else None)
         self.encoder_ = PromptEncoder(self.lm_, max_length, reserve=max(len(ids) for ids in self.label_ids_))
         self.scorer_ = LabelScorer(self.lm_, self.label_ids_, length_normalize=self.length_normalize,
@@ -232,21 +251,28 @@ patience, gradient_checkpointing
 
     def _content_free_bias(self) -> np.ndarray:
         """Mean log-probability of each label on content-free inputs (Zhao et al., 2021)."""
-        probs = softmax(self.raw_scores(list(CONTENT_FREE_TEXTS)))
-        return np.log(probs.mean(axis=0))
+        scores = self.raw_scores(list(CONTENT_FREE_TEXTS))
+        if self.multilabel:  # per label, the log-odds of the mean yes-probability
+            return ml.logit(sigmoid(scores).mean(axis=0))
+        return np.log(softmax(scores).mean(axis=0))
 
     # ---- prediction ----------------------------------------------------------------------------
     def prompts(self, X) -> list:
-        """The encoded prompts for X (text → prompt → tokens)."""
+        """The encoded prompts for X (text → prompt → tokens); with ``multilabel``, one per (text,
+        label) pair, text-major."""
+        if self.multilabel:
+            return ml.encode_pairs(self.encoder_, self.template_, X, list(self.classes_))
         parts = self.template_.render(X, list(self.classes_), self.lm_.tokenizer)
         return self.encoder_.encode(parts)
 
     def raw_scores(self, texts: Sequence[str]) -> np.ndarray:
-        """Label log-scores before calibration, [texts, labels] (during tuning, via the cached lower layers)."""
+        """Label log-scores before calibration, [texts, labels] (during tuning, via the cached lower
+        layers); with ``multilabel``, each label's yes/no log-odds."""
         with warnings.catch_warnings():
             if self.tuning == "lora":  # truncation to max_length is expected when tuning
                 warnings.filterwarnings("ignore", message=".*were truncated.*")
-            return self.scorer_.score(self.prompts(texts), split=getattr(self, "_split", None))
+            scores = self.scorer_.score(self.prompts(texts), split=getattr(self, "_split", None))
+        return ml.log_odds(scores, len(texts)) if self.multilabel else scores
 
     def decision_function(self, X) -> np.ndarray:
         """Calibrated label log-scores, [texts, labels]; their softmax is ``predict_proba``. A text
@@ -256,28 +282,37 @@ patience, gradient_checkpointing
         return (self.raw_scores(distinct) - self.bias_)[rows]
 
     def predict_proba(self, X) -> np.ndarray:
-        return softmax(self.decision_function(X))
+        """Label probabilities [texts, labels]: a softmax over the labels, or with ``multilabel``
+        each label's independent yes-probability."""
+        return (sigmoid if self.multilabel else softmax)(self.decision_function(X))
 
     def ood_score(self, X, method: str = "max_prob") -> np.ndarray:
         """Out-of-scope score from the label logits, higher = less like any label: ``max_prob``
         (1 - max probability), ``entropy`` or ``energy`` (-logsumexp of the label logits)."""
+        if self.multilabel:
+            raise ValueError("ood_score is not defined for multilabel=True (a text may have no label)")
         return label_ood_scores(self.decision_function(X), method)
 
     def details(self, X) -> dict[str, np.ndarray]:
         """Everything from one pass over ``X``: calibrated ``logits``, ``proba``, ``ood_score``
         (1 - max probability) and ``pred``."""
         logits = self.decision_function(X)
+        if self.multilabel:  # (n, L) 0/1 predictions, as OneVsRestClassifier gives
+            proba = sigmoid(logits)
+            return {"logits": logits, "proba": proba, "pred": (proba >= 0.5).astype(int)}
         proba = softmax(logits)
         return {"logits": logits, "proba": proba, "ood_score": label_ood_scores(logits, "max_prob"),
                 "pred": self.classes_[proba.argmax(axis=1)]}
 
     def predict(self, X) -> np.ndarray:
-        """The most probable label of each text."""
+        """The most probable label of each text; with ``multilabel``, a 0/1 matrix [texts, labels]."""
         return self.details(X)["pred"]
 
     def describe(self) -> str:
         """One line naming the classifier, for the CLI and reports."""
         spec = getattr(self.model, "spec", self.model)
+        if self.multilabel:
+            spec = f"{spec} multi-label"
         if self.tuning == "lora":
             return f"{spec} (LoRA rank {self.rank}, {self.epochs} epochs)"
         return f"{spec} ({self.shots}-shot)" if self.shots else f"{spec} (zero-shot)"

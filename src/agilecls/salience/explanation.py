@@ -233,6 +233,8 @@ def explain(model, prompt: str, target: str | None = None, method: str = "grad_l
         model, label, context = _ensemble_member(model, member, prompt, label)
     elif member is not None:
         raise ValueError(f"member={member!r} picks a member of an EnsembleClassifier; this model has no members")
+    if getattr(model, "multilabel", False):
+        raise ValueError("explain does not support multi-label classifiers yet; explain a single-label one")
     if hasattr(model, "scorer_") and hasattr(model, "template_"):  # a fitted AgileClassifier
         exp = _explain_classifier(model, prompt, label, method, options)
     elif hasattr(model, "encoder_") and hasattr(model, "classes_"):  # a fitted EncoderClassifier
