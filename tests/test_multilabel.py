@@ -122,19 +122,6 @@ def test_soft_vote_of_multilabel_members_round_trips(encoder_dir, data, tmp_path
     np.testing.assert_array_equal(load_classifier(tmp_path / "ens").predict_proba(texts), proba)
 
 
-def test_tuning_batches_keep_one_texts_labels_together():
-    from agilecls.batching import length_grouped_batches, prefix_grouped_batches
-
-    keys = [i // 8 for i in range(40)]  # 5 texts x 8 labels: the multi-label pairs' prefixes
-    lengths = [3 + i % 5 for i in range(40)]
-    batches = prefix_grouped_batches(keys, lengths, 4, np.random.default_rng(0))
-    assert sorted(np.concatenate(batches).tolist()) == list(range(40))
-    assert all(len({keys[i] for i in b}) == 1 and len(b) == 4 for b in batches)
-    one_key = prefix_grouped_batches([0] * 40, lengths, 4, np.random.default_rng(1))  # single-label: unchanged
-    expected = length_grouped_batches(lengths, 4, np.random.default_rng(1))
-    assert [b.tolist() for b in one_key] == [b.tolist() for b in expected]
-
-
 def test_ethos_multilabel_split_and_binarisation():
     from agilecls.datasets import load_dataset, load_ethos_multilabel
 

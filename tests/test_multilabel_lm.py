@@ -88,7 +88,7 @@ def test_lora_minimises_the_mean_per_label_binary_cross_entropy_and_round_trips(
     losses = [h["train_loss"] for h in clf.history_]
     assert losses[-1] < 0.85 * losses[0]
     proba = clf.predict_proba(TEXTS)
-    assert multilabel_metrics(indicator, proba, LABELS)["roc_auc_macro"] > 0.7
+    assert multilabel_metrics(indicator, proba, LABELS)["roc_auc_macro"] > 0.75
     # the trainer's loss on (text, label) pairs is the mean binary cross-entropy of predict_proba
     trainer = LoraTrainer(clf.lm_, clf.scorer_, replace(clf.tuning_config(), top_layers=None), progress=False)
     with torch.no_grad():

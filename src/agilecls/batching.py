@@ -25,23 +25,6 @@ def length_grouped_batches(lengths: Sequence[int], batch_size: int, rng: np.rand
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
-
-def prefix_grouped_batches(keys: Sequence, lengths: Sequence[int], batch_size: int,
-                           rng: np.random.Generator) -> list[np.ndarray]:
-    """Batches that never mix rows of different ``keys`` (e.g. prompt prefixes, so that a batch runs
-    on one cached prefix): length-grouped within each key, shuffled across keys. With a single key
-    this is exactly :func:`length_grouped_batches`."""
-    groups: dict = {}
-    for i, key in enumerate(keys):
-        groups.setdefault(key, []).append(i)
-    if len(groups) <= 1:
-        return length_grouped_batches(lengths, batch_size, rng)
-    batches: list[np.ndarray] = []
-    for rows in groups.values():
-        rows = np.asarray(rows)
-        batches += [rows[b] for b in length_grouped_batches([lengths[i] for i in rows], batch_size, rng)]
-    return [batches[i] for i in rng.permutation(len(batches))]
-
 def distinct_rows(texts: Sequence[str]) -> tuple[list[str], np.ndarray]:
     """The distinct texts, in first-seen order, and each text's row among them: score the distinct
     texts once, then take ``scores[rows]``. Corpora repeat texts (retweets, templates, spam); a

@@ -20,7 +20,7 @@ import torch
 from sklearn.model_selection import train_test_split
 from tqdm.auto import tqdm
 
-from ..batching import prefix_grouped_batches
+from ..batching import length_grouped_batches
 from .config import TuningConfig
 from .forward import hidden_states, softcap
 from .layer_split import LayerSplit, decoder_layers
@@ -195,13 +195,12 @@ class LoraTrainer:
             self._warm_split(train_prompts, y_all[train_rows])
             self._warm_split(val_prompts, y_all[val_rows], lm_rows=False)
         lengths = [len(p.body) for p in train_prompts]
-        prefixes = [p.prefix for p in train_prompts]  # multi-label: one per text, so a batch is one text's labels
         best_loss, best_state, best_epoch, bad_epochs = math.inf, None, None, 0
         try:
             for epoch in range(1, cfg.epochs + 1):
                 self.lm.model.train()
                 start = time.perf_counter()
-                batches = prefix_grouped_batches(prefixes, lengths, cfg.train_batch_size, rng)
+                batches = length_grouped_batches(lengths, cfg.train_batch_size, rng)
                 running, seen = 0.0, 0
                 optimizer.zero_grad(set_to_none=True)
                 bar = tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", disable=not self.progress,
