@@ -412,3 +412,16 @@ def test_sentence_encoder_embeds_a_repeated_text_once(tiny_encoder_dir):
     assert seen == [["rain today", "bank balance"]]
     np.testing.assert_array_equal(emb[0], emb[2])
     np.testing.assert_allclose(emb[:2], enc.embed(["rain today", "bank balance"], show_progress=False), atol=1e-6)
+
+
+def test_min_steps_adds_epochs_when_few_texts_make_few_batches(tiny_encoder_dir, toy_data):
+    """8 texts in batches of 4 are 2 steps per epoch: min_steps=6 trains 3 epochs, exactly as epochs=3."""
+    (train_x, train_y), (test_x, _), _ = toy_data
+    rows = [i for i in range(len(train_y)) if i % (len(train_y) // 8) == 0][:8]  # every topic
+    texts, y = [train_x[i] for i in rows], [train_y[i] for i in rows]
+    common = {"head": "softmax", "fine_tune": True, "batch_size": 4, "device": "cpu", "random_state": 0}
+    floored = EncoderClassifier(tiny_encoder_dir, epochs=1, min_steps=6, **common).fit(texts, y)
+    three = EncoderClassifier(tiny_encoder_dir, epochs=3, **common).fit(texts, y)
+    one = EncoderClassifier(tiny_encoder_dir, epochs=1, **common).fit(texts, y)
+    np.testing.assert_allclose(floored.predict_proba(test_x), three.predict_proba(test_x), atol=1e-6)
+    assert np.abs(one.predict_proba(test_x) - three.predict_proba(test_x)).max() > 1e-4

@@ -98,6 +98,9 @@ class EncoderClassifier(TextInputTags, ClassifierMixin, BaseEstimator):
         40 on frozen embeddings, 3 when fine-tuning (on CLINC150, 3 epochs of all MiniLM layers gave
         accuracy 0.962 where 1 epoch of the top two gave 0.938; bench/clinc_oos.py).
     batch_size, learning_rate, encoder_learning_rate, weight_decay : AdamW schedule (defaults 64, 1e-3, 5e-5, 1e-4).
+    min_steps : int, default=0
+        Fine-tuning runs more epochs than ``epochs`` when needed to take at least this many optimiser
+        steps (few texts make few batches per epoch; see ``encoders.members``).
     hidden_dim, n_hidden_layers, dropout : hidden layers of the softmax and SNGP heads.
     norm_bound, n_power_iterations, num_inducing, kernel_scale, ridge_penalty, mean_field_factor, \
 gp_likelihood, gp_normalize_input : SNGP settings
@@ -151,7 +154,7 @@ gp_likelihood, gp_normalize_input : SNGP settings
         "reject_threshold": [Real, StrOptions({"auto"}), None], "oos_label": [str], "C": [_positive],
         "labels": ["array-like", None], "max_seq_length": [_count], "device": [str, None],
         "cache_dir": [str, os.PathLike, None], "random_state": [Interval(Integral, 0, None, closed="left")],
-        "verbose": ["boolean"], "multilabel": ["boolean"],
+        "verbose": ["boolean"], "multilabel": ["boolean"], "min_steps": [Interval(Integral, 0, None, closed="left")],
     }
 
     def __init__(self, encoder: str = "minilm", head: str = "sngp", *, fine_tune: bool = False,
@@ -165,7 +168,7 @@ gp_likelihood, gp_normalize_input : SNGP settings
                  ood_method: str = "auto", reject_threshold: float | str | None = None, oos_label: str = "oos",
                  C: float = 1.0, labels=None, max_seq_length: int = 128, device: str = "auto",
                  cache_dir: str | None = None, random_state: int = 0, verbose: bool = False,
-                 multilabel: bool = False):
+                 multilabel: bool = False, min_steps: int = 0):
         for name, value in list(locals().items()):
             if name != "self":
                 setattr(self, name, value)
@@ -185,7 +188,7 @@ gp_likelihood, gp_normalize_input : SNGP settings
         schedule = Schedule(int(self.epochs or (3 if self.fine_tune else 40)), self.batch_size, self.learning_rate,
                             self.encoder_learning_rate, self.weight_decay, self.random_state,
                             self.verbose or self.fine_tune,  # fine-tuning takes minutes: always a progress bar
-                            self.multilabel)
+                            self.multilabel, self.min_steps)
         self.head_ = build_head(self.get_params(), self.encoder_.dim, len(self.classes_))
         if self.fine_tune:
             emb = fine_tune(self.encoder_, self.head_, texts, y_idx, schedule, self.fine_tune_layers, self.device_)
