@@ -19,6 +19,22 @@ def figure_data_uri(fig) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
+def html_page(title: str, body: str, image_width: str) -> str:
+    """The one page frame and style of every report, around ``body``."""
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; color: #222; }}
+h1 {{ font-size: 1.5rem; }} table {{ border-collapse: collapse; margin: 0 2rem 1rem 0; display: inline-table;
+  vertical-align: top; }}
+th, td {{ text-align: left; padding: .25rem .8rem; border-bottom: 1px solid #e5e5e5; font-size: .9rem; }}
+th {{ font-weight: 600; color: #444; }} img {{ max-width: {image_width}; margin: .5rem 1% 0 0; border: 1px solid #eee; }}
+</style></head><body>
+<h1>{html.escape(title)}</h1>
+{body}
+</body></html>"""
+
+
 def build_report(y_true, proba, labels, title: str = "agilecls report", positive_label=None,
                  info: dict | None = None, extra_figures: list | None = None,
                  extra_metrics: dict | None = None, y_pred=None) -> tuple[str, dict]:
@@ -36,20 +52,9 @@ def build_report(y_true, proba, labels, title: str = "agilecls report", positive
     info_rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
                         for k, v in (info or {}).items())
     images = "".join(f'<img src="{figure_data_uri(fig)}" alt="plot">' for fig in figures)
-    page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; color: #222; }}
-h1 {{ font-size: 1.5rem; }} table {{ border-collapse: collapse; margin: 0 2rem 1rem 0; display: inline-table;
-  vertical-align: top; }}
-th, td {{ text-align: left; padding: .25rem .8rem; border-bottom: 1px solid #e5e5e5; font-size: .9rem; }}
-th {{ font-weight: 600; color: #444; }} img {{ max-width: 48%; margin: .5rem 1% 0 0; border: 1px solid #eee; }}
-</style></head><body>
-<h1>{html.escape(title)}</h1>
-<table><caption>Metrics</caption>{rows}</table>
-<table><caption>Run</caption>{info_rows}</table>
-<div>{images}</div>
-</body></html>"""
+    body = (f'<table><caption>Metrics</caption>{rows}</table>\n<table><caption>Run</caption>{info_rows}</table>\n'
+            f'<div>{images}</div>')
+    page = html_page(title, body, "48%")
     return page, metrics
 
 
@@ -82,21 +87,12 @@ def build_multilabel_report(Y_true, proba, labels, title: str = "agilecls multi-
     info_rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
                         for k, v in {**(info or {}), "threshold": threshold}.items())
     image = figure_data_uri(plots.per_label_figure(rows))
-    page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; color: #222; }}
-h1 {{ font-size: 1.5rem; }} table {{ border-collapse: collapse; margin: 0 2rem 1rem 0; display: inline-table;
-  vertical-align: top; }}
-th, td {{ text-align: left; padding: .25rem .8rem; border-bottom: 1px solid #e5e5e5; font-size: .9rem; }}
-th {{ font-weight: 600; color: #444; }} img {{ max-width: 70%; margin: .5rem 1% 0 0; border: 1px solid #eee; }}
-</style></head><body>
-<h1>{html.escape(title)}</h1>
-<table><caption>Metrics</caption>{summary_rows}</table>
-<table><caption>Per label</caption><tr>{"".join(f"<th>{k}</th>" for k in rows[0])}</tr>{label_rows}</table>
-<table><caption>Run</caption>{info_rows}</table>
-<div><img src="{image}" alt="per-label F1 and ROC-AUC"></div>
-</body></html>"""
+    header = "".join(f"<th>{k}</th>" for k in rows[0])
+    body = (f'<table><caption>Metrics</caption>{summary_rows}</table>\n'
+            f'<table><caption>Per label</caption><tr>{header}</tr>{label_rows}</table>\n'
+            f'<table><caption>Run</caption>{info_rows}</table>\n'
+            f'<div><img src="{image}" alt="per-label F1 and ROC-AUC"></div>')
+    page = html_page(title, body, "70%")
     return page, metrics
 
 
