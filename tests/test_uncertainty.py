@@ -16,6 +16,7 @@ import torch
 from sklearn.exceptions import NotFittedError
 
 from agilecls import EncoderClassifier, ModelFormatError
+from agilecls.calibration.thresholds import choose_reject_threshold
 from agilecls.encoders.heads import (
     SNGPHead,
     SoftmaxHead,
@@ -26,7 +27,7 @@ from agilecls.encoders.heads import (
 from agilecls.encoders.ood import MahalanobisScorer
 from agilecls.encoders.sentence import EmbeddingCache, EncoderError, SentenceEncoder, load_sentence_transformer
 from agilecls.evaluation.metrics import abstention_metrics, ood_metrics
-from agilecls.uncertainty import choose_reject_threshold, fit_temperature, label_ood_scores
+from agilecls.uncertainty import fit_temperature, label_ood_scores
 
 from conftest import build_tiny_sentence_encoder, topic_texts
 
@@ -215,6 +216,17 @@ def test_ood_metrics_threshold_and_abstention():
     score = np.array([0.1, 0.2, 0.3, 0.8, 0.9])
     thr = choose_reject_threshold(score, np.array([1, 1, 1, 0, 0], bool), is_ood.astype(bool))
     assert 0.3 <= thr < 0.8
+    # a target out-of-scope recall: the highest cut that still rejects that share, checked by brute force
+    rng = np.random.default_rng(1)
+    is_ood = rng.random(300) < 0.2
+    score = rng.normal(size=300) + 1.5 * is_ood
+    for target in (0.5, 0.8, 0.95):
+        thr = choose_reject_threshold(score, ~is_ood, is_ood, f"recall:{target}")
+        recall = lambda t: (score[is_ood] > t).mean()
+        assert recall(thr) >= target
+        assert max(t for t in score if recall(t - 1e-12) >= target) == pytest.approx(thr, abs=1e-9)
+    with pytest.raises(ValueError, match="use 'f1'"):
+        choose_reject_threshold(score, ~is_ood, is_ood, "recall 90%")
     m = abstention_metrics(["a", "b", "oos", "oos"], ["a", "oos", "oos", "b"])
     assert m["combined_accuracy"] == 0.5 and m["oos_recall"] == 0.5 and m["in_scope_accuracy"] == 0.5
 
@@ -367,6 +379,11 @@ def test_calibrate_chooses_a_reject_threshold_that_abstains_on_far_texts(tiny_en
     assert clf.threshold_ is not None and clf.temperature_ != 1.0
     assert report["accuracy"] >= 0.9 and report["ood_auroc"] > 0.9 and report["oos_recall"] > 0.5
     assert (clf.predict(far) == "oos").mean() == pytest.approx(report["oos_recall"])
+    # a recall rule rejects every held-out out-of-scope row it was chosen on; a bad rule fails before training
+    clf.set_params(reject_threshold="recall:1.0").calibrate(test_x + far[:10], test_y + ["oos"] * 10)
+    assert (clf.predict(far[:10]) == "oos").all()
+    with pytest.raises(ValueError, match="use 'f1'"):
+        clf.set_params(reject_threshold="most").fit(train_x, train_y)
 
 
 def test_train_and_eval_commands_with_an_encoder_head(tiny_encoder_dir, toy_data, tmp_path):

@@ -1,5 +1,5 @@
 """Uncertainty over label scores, shared by both model families: out-of-scope scores from label
-logits, temperature scaling and the reject threshold.
+logits and temperature scaling (the reject threshold is chosen in ``calibration.thresholds``).
 
 These work on any [texts, labels] logits, a prompted language model's label log-probabilities as
 much as an encoder head's outputs, so both ``AgileClassifier`` and ``EncoderClassifier`` use them.
@@ -53,23 +53,5 @@ def fit_temperature(logits, y_idx, max_iter: int = 200) -> float:
 
     opt.step(closure)
     return float(log_t.detach().exp())
-
-
-def choose_reject_threshold(score: np.ndarray, correct: np.ndarray, is_ood: np.ndarray) -> float:
-    """The OOD-score threshold that maximises combined accuracy (in-scope rows right and kept,
-    out-of-scope rows rejected) on held-out data; reject when ``score > threshold``."""
-    score = np.asarray(score, dtype=np.float64)
-    order = np.argsort(score)
-    s, c, o = score[order], np.asarray(correct, bool)[order], np.asarray(is_ood, bool)[order]
-    # keeping the first i rows (lowest scores): right = in-scope correct among kept + oos among rejected
-    kept_right = np.concatenate([[0], np.cumsum(c & ~o)])
-    rejected_oos = o.sum() - np.concatenate([[0], np.cumsum(o)])
-    acc = kept_right + rejected_oos
-    i = int(np.argmax(acc))
-    if i == 0:
-        return float(s[0] - 1e-9)
-    if i == len(s):
-        return float(s[-1])
-    return float((s[i - 1] + s[i]) / 2)
 
 

@@ -18,10 +18,11 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
+from ..calibration.thresholds import check_rule, choose_reject_threshold
 from ..evaluation.metrics import multilabel_metrics, uncertainty_metrics
 from ..persistence import load_as, register_estimator, save_estimator
 from ..runtime import cache_dir, pick_device
-from ..uncertainty import choose_reject_threshold, fit_temperature
+from ..uncertainty import fit_temperature
 from ..validation import TextInputTags, check_labels, check_multilabel_xy, check_texts, check_xy, sigmoid
 from . import saving
 from .heads import MEAN_FIELD_FACTOR, LogisticHead, SNGPHead, build_head
@@ -63,6 +64,16 @@ def multilabel_targets(clf, X, y) -> tuple[list[str], np.ndarray]:
     texts, Y, labels = check_multilabel_xy(X, y, clf.labels, fitting=True)
     clf.classes_ = np.array(labels, dtype=object)
     return texts, Y
+
+
+def fixed_reject_threshold(rule) -> float | None:
+    """A number is the reject threshold itself; a rule ("auto", "recall:0.9", ...) is checked here
+    and applied later by ``calibrate`` (None until then)."""
+    if isinstance(rule, str):
+        if rule != "auto":
+            check_rule(rule)
+        return None
+    return None if rule is None else float(rule)
 
 
 def refuse_multilabel(clf, what: str) -> None:
@@ -113,8 +124,12 @@ gp_likelihood, gp_normalize_input : SNGP settings
     ood_method : str, default="auto"
         "auto" (Mahalanobis for that head, else max_prob), "max_prob", "entropy", "energy",
         "mahalanobis" or "max_prob+mahalanobis".
-    reject_threshold : float, "auto" or None, default=None
-        Answer ``oos_label`` when ``ood_score`` exceeds it; "auto" is chosen by :meth:`calibrate`.
+    reject_threshold : float, str or None, default=None
+        Answer ``oos_label`` when ``ood_score`` exceeds it. A rule is applied by :meth:`calibrate`
+        on held-out rows with ``oos_label`` examples: "auto" maximises combined accuracy (cautious
+        when out-of-scope rows are few), "recall:0.9" rejects at least 90% of the held-out
+        out-of-scope rows with as few in-scope rows as it can, "precision:t" and "f1" as for a
+        decision threshold (:func:`agilecls.calibration.thresholds.choose_reject_threshold`).
     oos_label : str, default="oos"
     C : float, default=1.0
         Inverse L2 strength of the logistic head (scikit-learn's ``C``).
@@ -151,7 +166,7 @@ gp_likelihood, gp_normalize_input : SNGP settings
         "gp_likelihood": [StrOptions({"gaussian", "logistic"})], "gp_normalize_input": ["boolean"],
         "mahalanobis_shrinkage": [Interval(Real, 0, 1, closed="both"), StrOptions({"auto"}), None],
         "ood_method": [StrOptions(set(OOD_SCORERS) | {"auto"})],
-        "reject_threshold": [Real, StrOptions({"auto"}), None], "oos_label": [str], "C": [_positive],
+        "reject_threshold": [Real, str, None], "oos_label": [str], "C": [_positive],
         "labels": ["array-like", None], "max_seq_length": [_count], "device": [str, None],
         "cache_dir": [str, os.PathLike, None], "random_state": [Interval(Integral, 0, None, closed="left")],
         "verbose": ["boolean"], "multilabel": ["boolean"], "min_steps": [Interval(Integral, 0, None, closed="left")],
@@ -178,6 +193,7 @@ gp_likelihood, gp_normalize_input : SNGP settings
         """Embed ``X`` and train the head (and, with ``fine_tune``, the encoder). Rows labelled
         ``oos_label`` are left out of training (they are for :meth:`calibrate`)."""
         self._validate_params()
+        fixed_threshold = fixed_reject_threshold(self.reject_threshold)  # a bad rule fails before training
         texts, y_idx = multilabel_targets(self, X, y) if self.multilabel else self._in_scope(X, y, fitting=True)
         torch.manual_seed(self.random_state)
         np.random.seed(self.random_state)
@@ -204,7 +220,7 @@ gp_likelihood, gp_normalize_input : SNGP settings
         self.embedding_dim_ = int(emb.shape[1])
         self.temperature_ = 1.0
         self._fit_ood(emb, y_idx)
-        self.threshold_ = float(self.reject_threshold) if isinstance(self.reject_threshold, (int, float)) else None
+        self.threshold_ = fixed_threshold
         self.fit_seconds_ = time.time() - start
         return self
 
@@ -308,8 +324,8 @@ gp_likelihood, gp_normalize_input : SNGP settings
     # ---- calibration and evaluation --------------------------------------------------------------
     def calibrate(self, X, y, temperature: bool = True):
         """Fit the temperature on the in-scope rows of held-out data (``X``, ``y``) and, when
-        ``reject_threshold="auto"`` and ``y`` has ``oos_label`` rows, the reject threshold that
-        maximises combined accuracy. Returns self."""
+        ``reject_threshold`` is a rule ("auto", "recall:0.9", ...) and ``y`` has ``oos_label`` rows,
+        the reject threshold that follows it. Returns self."""
         check_is_fitted(self, "classes_")
         refuse_multilabel(self, "calibrate")
         texts = check_texts(X)
@@ -324,14 +340,14 @@ gp_likelihood, gp_normalize_input : SNGP settings
             self.temperature_ = fit_temperature(self._logits(emb[~ood]), y_idx)
         if isinstance(self.ood_scorer_, CombinedOOD):
             self.ood_scorer_.fit_reference(emb[~ood], self._logits(emb[~ood]))
-        if self.reject_threshold == "auto":
+        if isinstance(self.reject_threshold, str):
             if not ood.any():
-                warnings.warn(f"reject_threshold='auto' needs rows labelled {self.oos_label!r}; none given, "
+                warnings.warn(f"reject_threshold={self.reject_threshold!r} needs rows labelled {self.oos_label!r}; none given, "
                               f"so no threshold was set", stacklevel=2)
             else:
                 self.threshold_ = None
                 d = self.details(texts)
-                self.threshold_ = choose_reject_threshold(d["ood_score"], d["pred"] == y_arr, ood)
+                self.threshold_ = choose_reject_threshold(d["ood_score"], d["pred"] == y_arr, ood, self.reject_threshold)
         return self
 
     def evaluate(self, X, y) -> dict[str, float]:
