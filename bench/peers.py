@@ -7,6 +7,9 @@ and TF-IDF + logistic regression (``TfidfVectorizer(sublinear_tf=True, ngram_ran
 - ``encoder``: ``encoder_member("minilm", "finetuned")``, MiniLM fine-tuned with a softmax head;
 - ``encoder_cal``: ``CalibratedClassifier(encoder_member("minilm", "finetuned"), cv=0.25)``, the
   same calibrated on a 25% stratified hold-out of the training rows (it trains on the other 75%);
+- ``encoder_cal5``: the same with 5-fold cross-fitting (``cv=5``): the calibration map is fitted on
+  out-of-fold probabilities of every training row and the member is refitted on all of them (six
+  fine-tunings per fit);
 - ``stack_llm`` (ETHOS only, with ``--with-llm``; ~6 min per fit at 800 rows on 2 cores): the
   demo's ensemble, the fine-tuned MiniLM and the default language model LoRA-tuned for 6 epochs,
   stacked by a logistic regression on a 25% hold-out (``combine="stack", cv=0.25``; no decision
@@ -60,7 +63,7 @@ The full run, about 11.5 h on 2 CPU cores, 9.3 h of it SetFit on ETHOS (``--with
 rows is about 107 min and cannot be split::
 
     python -m bench.peers --datasets ethos tweets --ethos-sizes 200 400 800 --tweets-shots 8 16 32 \\
-        --seeds 0 1 2 --configs tfidf setfit encoder encoder_cal [--with-llm]
+        --seeds 0 1 2 --configs tfidf setfit encoder encoder_cal encoder_cal5 [--with-llm]
 
 Only the summary of a results file::
 
@@ -96,7 +99,7 @@ from agilecls.evaluation.metrics import classification_metrics, format_table  # 
 from bench.common import RESULTS, command_line, write_results  # noqa: E402
 
 PEERS = ("tfidf", "setfit")
-AGILE = ("encoder", "encoder_cal", "stack_llm")
+AGILE = ("encoder", "encoder_cal", "encoder_cal5", "stack_llm")
 #: SetFit's num_iterations used unless --setfit-iterations says otherwise (0: SetFit's default sampling).
 SETFIT_ITERATIONS = 20
 #: The timing that decided SETFIT_ITERATIONS (this machine, 2 torch threads).
@@ -206,8 +209,9 @@ def fit_setfit(texts, y, labels, test_texts, seed, args):
 def agile_estimator(config: str, train, seed: int):
     if config == "encoder":
         return encoder_member("minilm", "finetuned", seed)
-    if config == "encoder_cal":
-        return CalibratedClassifier(encoder_member("minilm", "finetuned", seed), cv=0.25, random_state=seed)
+    if config in ("encoder_cal", "encoder_cal5"):
+        cv = 0.25 if config == "encoder_cal" else 5
+        return CalibratedClassifier(encoder_member("minilm", "finetuned", seed), cv=cv, random_state=seed)
     if config == "stack_llm":
         llm = AgileClassifier(labels=train.labels, tuning="lora", epochs=6, instructions=train.meta["instructions"],
                               seed=seed)
@@ -219,7 +223,7 @@ def agile_estimator(config: str, train, seed: int):
 
 def fitted_facts(config: str, clf) -> dict:
     """What the fit chose (calibration map, stacker weights), for the JSON."""
-    if config == "encoder_cal":
+    if config in ("encoder_cal", "encoder_cal5"):
         return {"calibration": clf.calibrator_.name, "calibration_state": clf.calibrator_.state(),
                 "calibration_log_loss": clf.calibration_scores_}
     if config == "stack_llm":
@@ -330,8 +334,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--ethos-sizes", nargs="+", type=int, default=[200, 400, 800], help="training rows")
     parser.add_argument("--tweets-shots", nargs="+", type=int, default=[8, 16, 32], help="examples per class")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--configs", nargs="+", choices=list(PEERS) + list(AGILE[:2]),
-                        default=list(PEERS) + list(AGILE[:2]))
+    parser.add_argument("--configs", nargs="+", choices=list(PEERS) + list(AGILE[:3]),
+                        default=list(PEERS) + list(AGILE[:3]))
     parser.add_argument("--with-llm", action="store_true",
                         help="add stack_llm on ETHOS (the demo's stacked ensemble; ~6 min per fit at 800 rows)")
     parser.add_argument("--setfit-iterations", type=int, default=SETFIT_ITERATIONS,
@@ -353,6 +357,8 @@ def main(argv=None) -> dict:
                 "encoder": "encoder_member('minilm', 'finetuned', seed)",
                 "encoder_cal": "CalibratedClassifier(encoder_member('minilm', 'finetuned', seed), cv=0.25, "
                                "random_state=seed)",
+                "encoder_cal5": "CalibratedClassifier(encoder_member('minilm', 'finetuned', seed), cv=5, "
+                                "random_state=seed)",
                 "stack_llm": "EnsembleClassifier([encoder_member('minilm', 'finetuned', seed), AgileClassifier("
                              "tuning='lora', epochs=6, seed=seed)], combine='stack', cv=0.25, random_state=seed)"}
 

@@ -175,6 +175,11 @@ def test_bad_settings_say_what_to_do(tiny_encoder_dir):
         CalibratedClassifier(_encoder(tiny_encoder_dir), threshold="f2").fit(*_noisy_toy(0, 6))
     with pytest.raises(ValueError, match="at least two examples of every class"):
         CalibratedClassifier(_encoder(tiny_encoder_dir)).fit(["refund money", "parcel late"], ["refund", "delivery"])
+    for wrapper in (CalibratedClassifier(_encoder(tiny_encoder_dir), threshold="f1", pos_label="spam"),
+                    EnsembleClassifier([("a", _encoder(tiny_encoder_dir)), ("b", _encoder(tiny_encoder_dir, "softmax"))],
+                                       threshold="f1", pos_label="spam")):
+        with pytest.raises(ValueError, match="pos_label 'spam' is not one of the classes"):
+            wrapper.fit(*_noisy_toy(0, 6))
 
 
 def test_train_and_eval_commands_calibrate_and_choose_a_threshold(tiny_encoder_dir, tmp_path):

@@ -393,6 +393,7 @@ def test_train_and_eval_commands_with_an_encoder_head(tiny_encoder_dir, toy_data
     from typer.testing import CliRunner
 
     from agilecls.cli import app
+    from agilecls.persistence import load_classifier
 
     (train_x, train_y), (test_x, test_y), far = toy_data
     pd.DataFrame({"text": train_x, "intent": train_y}).to_csv(tmp_path / "train.csv", index=False)
@@ -415,6 +416,19 @@ def test_train_and_eval_commands_with_an_encoder_head(tiny_encoder_dir, toy_data
     misuse = runner.invoke(app, ["train", str(tmp_path / "train.csv"), "--label-col", "intent", "--fine-tune",
                                  "--out", str(tmp_path / "x")])
     assert misuse.exit_code != 0 and "--encoder" in misuse.output and not (tmp_path / "x").exists()
+    # --reject: the rows labelled oos (and 20% of the others) choose the threshold; the model then abstains
+    pd.DataFrame({"text": train_x + far[10:20], "intent": train_y + ["oos"] * 10}).to_csv(tmp_path / "oos.csv",
+                                                                                          index=False)
+    command = ["train", str(tmp_path / "oos.csv"), "--label-col", "intent", "--encoder", str(tiny_encoder_dir),
+               "--head", "sngp", "--encoder-epochs", "30", "--reject", "recall:0.9", "--out"]
+    rejecting = runner.invoke(app, command + [str(tmp_path / "rejecting")])
+    assert rejecting.exit_code == 0 and "chosen by recall:0.9" in rejecting.output, rejecting.output
+    clf = load_classifier(tmp_path / "rejecting")
+    assert clf.threshold_ is not None and (clf.predict(far[10:20]) == "oos").mean() >= 0.9
+    for data, rule, message in (("oos.csv", "recall 90", "use 'f1'"), ("train.csv", "recall:0.9", "label some rows")):
+        args = [str(tmp_path / data) if a.endswith("oos.csv") else a for a in command[:-2]]
+        bad = runner.invoke(app, args + [rule, "--out", str(tmp_path / "bad")])
+        assert bad.exit_code == 2 and message in bad.output and not (tmp_path / "bad").exists(), bad.output
 
 
 def test_sentence_encoder_embeds_a_repeated_text_once(tiny_encoder_dir):

@@ -27,7 +27,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .calibration.crossfit import columns_in, out_of_fold
 from .calibration.stacking import Stacker
-from .calibration.thresholds import DecisionThreshold, check_rule, fit_threshold
+from .calibration.thresholds import DecisionThreshold, check_threshold_setting, fit_threshold
 from .persistence import load_as, load_classifier, register_estimator, save_estimator, validate_manifest
 from .validation import TextInputTags, check_multilabel_xy, check_texts, check_xy
 
@@ -150,14 +150,10 @@ class EnsembleClassifier(TextInputTags, ClassifierMixin, _BaseComposition):
         unknown = sorted(set(fit_params_by_member) - {name for name, _ in pairs})
         if unknown:
             raise ValueError(f"fit parameters for unknown members {unknown}")
-        rule = None if self.threshold is None else check_rule(self.threshold)
-        if multilabel and (self.combine == "stack" or rule is not None):
+        if multilabel and (self.combine == "stack" or self.threshold is not None):
             raise ValueError("stacking and decision thresholds are for single-label ensembles; use combine='vote' "
                              "and threshold=None with multi-label members")
-        positive = self.pos_label if self.pos_label is not None else labels[-1]
-        if rule is not None and (len(labels) != 2 or positive not in labels):
-            raise ValueError(f"a decision threshold needs two classes and pos_label among them; got classes "
-                             f"{labels}, pos_label {positive!r}")
+        rule, positive = check_threshold_setting(self.threshold, self.pos_label, labels)
         self.classes_ = np.array(labels, dtype=object)
         self.stacker_, self.threshold_, kept = None, None, {}
         if self.combine == "stack" or rule is not None:

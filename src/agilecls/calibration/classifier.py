@@ -17,7 +17,7 @@ from ..persistence import load_as, load_classifier, register_estimator, save_est
 from ..validation import TextInputTags, check_texts, check_xy
 from .calibrators import CALIBRATORS, choose_calibrator, make_calibrator
 from .crossfit import columns_in, out_of_fold
-from .thresholds import DecisionThreshold, check_rule, fit_threshold
+from .thresholds import DecisionThreshold, check_threshold_setting, fit_threshold
 
 
 class CalibratedManifest(BaseModel):
@@ -99,13 +99,8 @@ class CalibratedClassifier(TextInputTags, ClassifierMixin, BaseEstimator):
         if getattr(self.estimator, "multilabel", False):
             raise ValueError("CalibratedClassifier calibrates single-label classifiers; a multi-label one gives "
                              "each label its own probability already")
-        rule = None if self.threshold is None else check_rule(self.threshold)
         texts, y_list, labels = check_xy(X, y, getattr(self.estimator, "labels", None), fitting=True)
-        if rule is not None and len(labels) != 2:
-            raise ValueError(f"a decision threshold needs two classes, got {len(labels)}; leave threshold=None")
-        positive = self.pos_label if self.pos_label is not None else labels[-1]
-        if positive not in labels:
-            raise ValueError(f"pos_label {positive!r} is not one of the classes {labels}")
+        rule, positive = check_threshold_setting(self.threshold, self.pos_label, labels)
         self.classes_ = np.array(labels, dtype=object)
         fold = out_of_fold(self.estimator, texts, y_list, labels, self.cv, self.random_state, fit_params)
         y_idx = np.array([labels.index(v) for v in np.asarray(y_list, dtype=object)[fold.rows]])

@@ -79,6 +79,20 @@ def check_rule(rule) -> str | float:
     raise ValueError(f"threshold={rule!r}: use 'f1', 'precision:0.9', 'recall:0.8', a number in (0, 1), or None")
 
 
+def check_threshold_setting(threshold, pos_label: str | None, labels: Sequence[str]) -> tuple[str | float | None, str]:
+    """The checked rule (None for no threshold) and the positive class (default: the last of
+    ``labels``), refused before any model is trained: a rule needs exactly two classes, and a given
+    ``pos_label`` must be one of them."""
+    labels = list(labels)
+    rule = None if threshold is None else check_rule(threshold)
+    positive = pos_label if pos_label is not None else labels[-1]
+    if positive not in labels:
+        raise ValueError(f"pos_label {positive!r} is not one of the classes {labels}")
+    if rule is not None and len(labels) != 2:
+        raise ValueError(f"a decision threshold needs two classes, got {len(labels)} ({labels}); leave threshold=None")
+    return rule, positive
+
+
 def fit_threshold(p_pos: np.ndarray, is_pos: np.ndarray, rule, positive: str) -> DecisionThreshold:
     """The threshold on ``p_pos`` that follows ``rule`` on rows whose truth is ``is_pos``.
 

