@@ -192,3 +192,25 @@ def test_learning_rate_warms_up_then_decays_to_zero_on_the_linear_schedule(tiny_
     assert rates[:3] == [0.0, 0.5, 1.0] and rates[-1] < rates[3] < 1.0 and opt.param_groups[0]["lr"] == 0.0
     with pytest.raises(ValueError, match="lr_schedule"):
         tuned(tiny_lm, lr_schedule="exponential").fit(TEXTS, Y)
+
+
+def test_calibration_folds_and_refit_share_one_lower_layer_cache(tiny_lm, monkeypatch):
+    """k-fold calibration of a LoRA model runs the frozen lower layers once per prompt, not once per
+    fit (3 folds + refit: every row is in two fold fits and the refit), with the same result."""
+    from agilecls import CalibratedClassifier
+
+    rows_run = []
+    real = LayerSplit._lower_batch
+
+    def counting(self, prefix, rows, cache):  # the real computation, counted
+        rows_run.append(len(rows))
+        return real(self, prefix, rows, cache)
+
+    monkeypatch.setattr(LayerSplit, "_lower_batch", counting)
+    make = lambda: CalibratedClassifier(tuned(tiny_lm, epochs=2, top_layers=1), method="sigmoid", cv=3)
+    shared = make().fit(TEXTS, Y)
+    n_shared, rows_run[:] = sum(rows_run), []
+    apart = make().fit(TEXTS, Y, lower_cache=None)  # every fit its own cache, as before
+    assert n_shared == len(set(TEXTS)) and sum(rows_run) == 3 * n_shared
+    np.testing.assert_allclose(shared.oof_proba_, apart.oof_proba_, atol=1e-4)
+    np.testing.assert_allclose(shared.predict_proba(TEXTS), apart.predict_proba(TEXTS), atol=1e-4)

@@ -18,7 +18,7 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from .readers import read_table
-from .validation import DatasetError, check_labels, check_multilabel_y
+from .validation import MULTILABEL_SEPARATOR, DatasetError, check_labels, check_multilabel_y
 
 DATA_DIR_ENV = "AGILECLS_DATA_DIR"
 
@@ -58,8 +58,6 @@ ETHOS_MULTILABEL_SEED = 42
 #: over it once per text and label).
 ETHOS_MULTILABEL_INSTRUCTIONS = "Does this hateful comment fit the label? Answer with one of the following words"
 
-#: Separates label names in one cell of a multi-label label column (a JSON list also works).
-MULTILABEL_SEPARATOR = "|"
 
 #: The tutorial's names for the seven SECTOR classes of the marketing tweets.
 TWEET_SECTOR_NAMES = {

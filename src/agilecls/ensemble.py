@@ -25,7 +25,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.metaestimators import _BaseComposition
 from sklearn.utils.validation import check_is_fitted
 
-from .calibration.crossfit import columns_in, out_of_fold
+from .calibration.crossfit import columns_in, out_of_fold, with_shared_lower_cache
 from .calibration.stacking import Stacker
 from .calibration.thresholds import DecisionThreshold, check_threshold_setting, fit_threshold
 from .persistence import load_as, load_classifier, register_estimator, save_estimator, validate_manifest
@@ -154,6 +154,9 @@ class EnsembleClassifier(TextInputTags, ClassifierMixin, _BaseComposition):
             raise ValueError("stacking and decision thresholds are for single-label ensembles; use combine='vote' "
                              "and threshold=None with multi-label members")
         rule, positive = check_threshold_setting(self.threshold, self.pos_label, labels)
+        # a LoRA member's folds and final fit share one cache of its frozen lower layers
+        fit_params_by_member = {name: with_shared_lower_cache(estimator, fit_params_by_member.get(name))
+                                for name, estimator in pairs}
         self.classes_ = np.array(labels, dtype=object)
         self.stacker_, self.threshold_, kept = None, None, {}
         if self.combine == "stack" or rule is not None:

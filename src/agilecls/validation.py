@@ -215,6 +215,37 @@ def check_multilabel_xy(X, y, labels: Sequence[str] | None = None, fitting: bool
     return texts, Y, labels
 
 
+#: Separates label names in one cell of a multi-label label column (a JSON list also works) and in
+#: the label a multi-label classifier answers with (``"race|violence"``; empty for no label).
+MULTILABEL_SEPARATOR = "|"
+
+
+def decision_labels(pred, classes: Sequence[str]) -> list[str]:
+    """Each row's decision as text: the label itself, or for a multi-label classifier's 0/1 matrix
+    the labels it gives, joined by ``|``.
+
+    Examples
+    --------
+    >>> decision_labels(np.array([[1, 0, 1], [0, 0, 0]]), ["a", "b", "c"])
+    ['a|c', '']
+    >>> decision_labels(np.array(["x", "y"]), ["x", "y"])
+    ['x', 'y']
+    """
+    if np.ndim(pred) == 2:
+        return [MULTILABEL_SEPARATOR.join(str(c) for c, v in zip(classes, row) if v) for row in pred]
+    return [str(v) for v in pred]
+
+
+def is_multilabel(estimator) -> bool:
+    """Whether a classifier is multi-label: its own ``multilabel``, any member of an ensemble's, or
+    the wrapped classifier's of a ``CalibratedClassifier`` (fitted or not)."""
+    if getattr(estimator, "multilabel", False):
+        return True
+    members = getattr(estimator, "estimators_", None) or getattr(estimator, "estimators", None) or []
+    wrapped = [w for w in (getattr(estimator, "estimator_", None), getattr(estimator, "estimator", None)) if w is not None]
+    return any(is_multilabel(m) for _, m in members) or any(is_multilabel(w) for w in wrapped[:1])
+
+
 def sigmoid(scores: np.ndarray) -> np.ndarray:
     """Element-wise logistic function (independent per-label probabilities from log-odds)."""
     return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(scores, dtype=np.float64)))

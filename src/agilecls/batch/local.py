@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from ..atomic import atomic_write_text
 from ..persistence import load_classifier
 from ..readers import check_file, count_rows, file_format, iter_table
-from ..validation import DatasetError
+from ..validation import DatasetError, decision_labels
 from .io import concatenate, output_format, write_frame
 
 #: Rows per chunk: large enough to batch well, small enough that a crash loses little.
@@ -99,8 +99,9 @@ def _text_errors(texts: pd.Series) -> list[str | None]:
 
 def score_chunk(clf, chunk: pd.DataFrame, first_row: int, text_col: str, id_col: str | None,
                 keep: Sequence[str]) -> pd.DataFrame:
-    """One chunk's output rows: id, kept columns, label, per-label probabilities, out-of-scope
-    score and error (empty where the row was scored)."""
+    """One chunk's output rows: id, kept columns, label (a multi-label classifier's labels joined by
+    ``|``), per-label probabilities, out-of-scope score (empty for multi-label) and error (empty
+    where the row was scored)."""
     errors = _text_errors(chunk[text_col])
     ok = np.array([e is None for e in errors], dtype=bool)
     labels = [str(c) for c in clf.classes_]
@@ -109,7 +110,8 @@ def score_chunk(clf, chunk: pd.DataFrame, first_row: int, text_col: str, id_col:
     pred = np.full(len(chunk), None, dtype=object)
     if ok.any():
         details = clf.details([t for t, good in zip(chunk[text_col].tolist(), ok) if good])
-        proba[ok], ood[ok], pred[ok] = details["proba"], details["ood_score"], details["pred"]
+        proba[ok], pred[ok] = details["proba"], decision_labels(details["pred"], labels)
+        ood[ok] = details.get("ood_score", np.nan)  # none for a multi-label classifier
     out = pd.DataFrame({"id": chunk[id_col].to_numpy() if id_col else np.arange(first_row, first_row + len(chunk))})
     for col in keep:
         out[col] = chunk[col].to_numpy()

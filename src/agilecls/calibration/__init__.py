@@ -5,6 +5,7 @@
   cross-validated log loss, saved as JSON.
 - :mod:`.thresholds`: the binary decision threshold for the best F1 or a target precision/recall,
   and an encoder's reject (abstention) threshold by the same rules.
+- :mod:`.multilabel`: the same per label of a multi-label classifier (a binary map and a cut each).
 - :mod:`.classifier`: :class:`CalibratedClassifier`, which wraps any classifier with the three.
 """
 

@@ -1,5 +1,6 @@
-"""CalibratedClassifier: any agilecls classifier with calibrated probabilities and, for two classes,
-a decision threshold, both fitted on out-of-fold predictions of the training rows."""
+"""CalibratedClassifier: any agilecls classifier with calibrated probabilities and, for two classes
+or per label of a multi-label classifier, a decision threshold, both fitted on out-of-fold
+predictions of the training rows."""
 
 from __future__ import annotations
 
@@ -14,10 +15,11 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ..persistence import load_as, load_classifier, register_estimator, save_estimator, validate_manifest
-from ..validation import TextInputTags, check_texts, check_xy
+from ..validation import TextInputTags, check_multilabel_xy, check_texts, check_xy, is_multilabel
 from .calibrators import CALIBRATORS, choose_calibrator, make_calibrator
-from .crossfit import columns_in, out_of_fold
-from .thresholds import DecisionThreshold, check_threshold_setting, fit_threshold
+from .crossfit import columns_in, out_of_fold, with_shared_lower_cache
+from .multilabel import PerLabelCalibrator, decide_labels, fit_label_thresholds, label_cuts
+from .thresholds import DecisionThreshold, check_rule, check_threshold_setting, fit_threshold
 
 
 class CalibratedManifest(BaseModel):
@@ -27,7 +29,7 @@ class CalibratedManifest(BaseModel):
     classes: list[str] = Field(min_length=2)
     calibration: str
     calibrator: dict
-    threshold: dict | None = None
+    threshold: dict | list[dict] | None = None
 
 
 def outputs(base, texts: list[str], classes) -> tuple[np.ndarray, np.ndarray | None]:
@@ -49,19 +51,24 @@ class CalibratedClassifier(TextInputTags, ClassifierMixin, BaseEstimator):
     ``method="auto"``), chooses the threshold on the calibrated out-of-fold probabilities, then (for
     k-fold) refits ``estimator`` on every row.
 
+    A multi-label ``estimator`` (``multilabel=True``, or an ensemble of such members) gets one
+    binary map and one threshold per label (:mod:`agilecls.calibration.multilabel`); its folds are
+    shuffled, not stratified, and ``predict`` gives the 0/1 matrix of those thresholds.
+
     Parameters
     ----------
     estimator : classifier
         Any agilecls classifier (``AgileClassifier``, ``EncoderClassifier``, ``EnsembleClassifier``).
     method : {"auto", "none", "temperature", "sigmoid", "isotonic"}, default="auto"
-        "sigmoid" (Platt) and "isotonic" need two classes.
+        "sigmoid" (Platt) and "isotonic" need two classes (or multi-label, where every label is binary).
     cv : int or float, default=5
         k >= 2: k-fold cross-fitting, then a refit on all rows (k + 1 fits). A float in (0, 1): one
         stratified hold-out of that share; the model fitted on the rest is kept (1 fit, for costly
         models, at the price of training on fewer rows).
     threshold : {"f1", "precision:<t>", "recall:<t>"}, float or None, default=None
-        Binary only: how to choose the decision threshold on the positive class's calibrated
-        probability (None: the most probable class).
+        Two classes: how to choose the decision threshold on the positive class's calibrated
+        probability (None: the most probable class). Multi-label: every label's own threshold on its
+        probability, by the same rule (None: 0.5).
     pos_label : str or None, default=None
         The positive class of the threshold (default: the second class).
     random_state : int, default=0
@@ -96,9 +103,20 @@ class CalibratedClassifier(TextInputTags, ClassifierMixin, BaseEstimator):
         """Cross-fit, calibrate, choose the threshold and (k-fold) refit; ``fit_params`` go to every
         fit of ``estimator``."""
         self._validate_params()
-        if getattr(self.estimator, "multilabel", False):
-            raise ValueError("CalibratedClassifier calibrates single-label classifiers; a multi-label one gives "
-                             "each label its own probability already")
+        fit_params = with_shared_lower_cache(self.estimator, fit_params)  # folds and refit share it
+        fit_maps = self._fit_per_label if is_multilabel(self.estimator) else self._fit_per_class
+        fold, texts, y_list = fit_maps(X, y, fit_params)
+        if fold.fitted is not None:
+            self.estimator_ = fold.fitted
+        else:
+            self.estimator_ = clone(self.estimator)
+            if "labels" in self.estimator_.get_params(deep=False):
+                self.estimator_.set_params(labels=list(self.classes_))
+            self.estimator_.fit(texts, y_list, **fit_params)
+        return self
+
+    def _fit_per_class(self, X, y, fit_params):
+        """The single-label part of ``fit``: one map over the classes and the binary threshold."""
         texts, y_list, labels = check_xy(X, y, getattr(self.estimator, "labels", None), fitting=True)
         rule, positive = check_threshold_setting(self.threshold, self.pos_label, labels)
         self.classes_ = np.array(labels, dtype=object)
@@ -106,20 +124,28 @@ class CalibratedClassifier(TextInputTags, ClassifierMixin, BaseEstimator):
         y_idx = np.array([labels.index(v) for v in np.asarray(y_list, dtype=object)[fold.rows]])
         self.calibrator_, self.calibration_scores_ = choose_calibrator(fold.proba, y_idx, self.method,
                                                                        self.random_state)
-        self.oof_proba_ = self.calibrator_.transform(fold.proba)
-        self.oof_rows_ = fold.rows
+        self.oof_proba_, self.oof_rows_ = self.calibrator_.transform(fold.proba), fold.rows
         self.threshold_ = None
         if rule is not None:
             p_pos = self.oof_proba_[:, labels.index(positive)]
             self.threshold_ = fit_threshold(p_pos, y_idx == labels.index(positive), rule, positive)
-        if fold.fitted is not None:
-            self.estimator_ = fold.fitted
-        else:
-            self.estimator_ = clone(self.estimator)
-            if "labels" in self.estimator_.get_params(deep=False):
-                self.estimator_.set_params(labels=labels)
-            self.estimator_.fit(texts, y_list, **fit_params)
-        return self
+        return fold, texts, y_list
+
+    def _fit_per_label(self, X, y, fit_params):
+        """The multi-label part of ``fit``: per-label maps and thresholds on the out-of-fold columns."""
+        texts, Y, labels = check_multilabel_xy(X, y, getattr(self.estimator, "labels", None), fitting=True)
+        if self.pos_label is not None:
+            raise ValueError("pos_label is for two classes; a multi-label classifier gets a threshold per label")
+        rule = None if self.threshold is None else check_rule(self.threshold)
+        self.classes_ = np.array(labels, dtype=object)
+        fold = out_of_fold(self.estimator, texts, Y, labels, self.cv, self.random_state, fit_params)
+        self.calibrator_ = PerLabelCalibrator()
+        scores = self.calibrator_.fit(fold.proba, Y[fold.rows], self.method, self.random_state)
+        self.calibration_scores_ = {labels[k]: v for k, v in scores.items()}
+        self.oof_proba_, self.oof_rows_ = self.calibrator_.transform(fold.proba), fold.rows
+        self.threshold_ = (None if rule is None else
+                           fit_label_thresholds(self.oof_proba_, Y[fold.rows], labels, rule))
+        return fold, texts, Y
 
     def details(self, X) -> dict[str, np.ndarray]:
         """``proba`` (calibrated), ``ood_score`` (the base's, else 1 - max probability) and ``pred``
@@ -127,6 +153,8 @@ class CalibratedClassifier(TextInputTags, ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "estimator_")
         raw, ood = outputs(self.estimator_, check_texts(X), self.classes_)
         proba = self.calibrator_.transform(raw)
+        if isinstance(self.calibrator_, PerLabelCalibrator):  # multi-label: 0/1 per label
+            return {"proba": proba, "pred": decide_labels(proba, label_cuts(self, proba.shape[1]))}
         pred = (self.threshold_.decide(proba, self.classes_) if self.threshold_ is not None
                 else self.classes_[proba.argmax(axis=1)])
         return {"proba": proba, "ood_score": 1.0 - proba.max(axis=1) if ood is None else np.asarray(ood),
@@ -139,14 +167,19 @@ class CalibratedClassifier(TextInputTags, ClassifierMixin, BaseEstimator):
         return self.details(X)["pred"]
 
     def ood_score(self, X) -> np.ndarray:
+        if isinstance(getattr(self, "calibrator_", None), PerLabelCalibrator):
+            raise ValueError("ood_score is not defined for a multi-label classifier (a text may have no label)")
         return self.details(X)["ood_score"]
 
     def describe(self) -> str:
         base = self.estimator_ if hasattr(self, "estimator_") else self.estimator
         how = getattr(getattr(self, "calibrator_", None), "name", self.method)
         text = f"{base.describe()}, calibrated ({how}, cv={self.cv})"
-        if getattr(self, "threshold_", None) is not None:
-            text += f", threshold {self.threshold_.threshold:.3f} ({self.threshold_.rule})"
+        thresholds = getattr(self, "threshold_", None)
+        if isinstance(thresholds, list):
+            text += f", a threshold per label ({thresholds[0].rule})"
+        elif thresholds is not None:
+            text += f", threshold {thresholds.threshold:.3f} ({thresholds.rule})"
         return text
 
     # ---- persistence -------------------------------------------------------------------------
@@ -165,7 +198,8 @@ class CalibratedClassifier(TextInputTags, ClassifierMixin, BaseEstimator):
         params = {k: v for k, v in self.get_params(deep=False).items() if k != "estimator"}
         return {"params": params, "classes": [str(c) for c in self.classes_], "calibration": self.calibrator_.name,
                 "calibrator": self.calibrator_.state(), "calibration_scores": self.calibration_scores_,
-                "threshold": None if self.threshold_ is None else self.threshold_.to_dict()}
+                "threshold": (None if self.threshold_ is None else [t.to_dict() for t in self.threshold_]
+                              if isinstance(self.threshold_, list) else self.threshold_.to_dict())}
 
     @classmethod
     def _from_state(cls, folder: Path, manifest: dict, device: str | None = None,
@@ -175,7 +209,10 @@ class CalibratedClassifier(TextInputTags, ClassifierMixin, BaseEstimator):
         obj = cls(base, **{k: v for k, v in manifest.get("params", {}).items() if k != "estimator"})
         obj.estimator_ = base
         obj.classes_ = np.array(checked.classes, dtype=object)
-        obj.calibrator_ = make_calibrator(checked.calibration, checked.calibrator)
+        obj.calibrator_ = (PerLabelCalibrator.from_state(checked.calibrator) if checked.calibration == PerLabelCalibrator.name
+                           else make_calibrator(checked.calibration, checked.calibrator))
         obj.calibration_scores_ = manifest.get("calibration_scores", {})
-        obj.threshold_ = None if checked.threshold is None else DecisionThreshold.from_dict(checked.threshold)
+        saved = checked.threshold
+        obj.threshold_ = (None if saved is None else [DecisionThreshold.from_dict(t) for t in saved]
+                          if isinstance(saved, list) else DecisionThreshold.from_dict(saved))
         return obj

@@ -3,18 +3,20 @@
 scikit-learn's ``cross_val_predict`` re-encodes string labels as integers before fitting each fold.
 An :class:`~agilecls.AgileClassifier`'s labels are the words its language model answers with, so
 its folds must see the real label strings: the fold loop here keeps them, and reorders every fold's
-columns to one class order. The splitters are scikit-learn's (stratified, seeded).
+columns to one class order. The splitters are scikit-learn's (stratified, seeded; plain shuffled
+folds for a multi-label 0/1 matrix, which no scikit-learn splitter stratifies).
 """
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from numbers import Integral, Real
 from typing import Sequence
 
 import numpy as np
 from sklearn.base import clone
-from sklearn.model_selection import StratifiedKFold, StratifiedShuffleSplit
+from sklearn.model_selection import KFold, ShuffleSplit, StratifiedKFold, StratifiedShuffleSplit
 from tqdm.auto import tqdm
 
 
@@ -38,25 +40,42 @@ class CrossFit:
     fitted: object | None
 
 
-def check_cv(cv, y: Sequence[str], random_state: int = 0):
+def check_cv(cv, y, random_state: int = 0):
     """A scikit-learn splitter for ``cv``: an int k >= 2 (stratified k-fold, k lowered to the smallest
-    class's count) or a float in (0, 1) (one stratified hold-out of that share)."""
-    counts = np.unique(np.asarray(y, dtype=object), return_counts=True)[1]
+    class's count) or a float in (0, 1) (one stratified hold-out of that share). ``y`` is a list of
+    labels, or a 0/1 matrix [rows, labels] for a multi-label classifier (shuffled, not stratified)."""
+    multilabel = np.ndim(y) == 2
+    counts = np.array([len(y)]) if multilabel else np.unique(np.asarray(y, dtype=object), return_counts=True)[1]
     if isinstance(cv, Integral) and not isinstance(cv, bool):
         if cv < 2:
             raise ValueError(f"cv={cv}: use k >= 2 folds, or a float in (0, 1) for one hold-out share")
         k = int(min(cv, counts.min()))
         if k < 2:
             raise ValueError("cross-fitting needs at least two examples of every class; label more texts")
-        return StratifiedKFold(n_splits=k, shuffle=True, random_state=random_state), k
+        kind = KFold if multilabel else StratifiedKFold
+        return kind(n_splits=k, shuffle=True, random_state=random_state), k
     if isinstance(cv, Real) and 0 < cv < 1:
         if counts.min() < 2:
             raise ValueError("a hold-out split needs at least two examples of every class; label more texts")
-        n_test = max(int(round(cv * len(y))), len(counts))
-        if len(y) - n_test < len(counts):
+        n_test = max(int(round(cv * len(y))), 1 if multilabel else len(counts))
+        if len(y) - n_test < (1 if multilabel else len(counts)):
             raise ValueError(f"cv={cv} leaves fewer training rows than classes; use a smaller share")
-        return StratifiedShuffleSplit(n_splits=1, test_size=n_test, random_state=random_state), 1
+        kind = ShuffleSplit if multilabel else StratifiedShuffleSplit
+        return kind(n_splits=1, test_size=n_test, random_state=random_state), 1
     raise ValueError(f"cv={cv!r}: use an int k >= 2 (k-fold) or a float in (0, 1) (hold-out share)")
+
+
+def with_shared_lower_cache(estimator, fit_params: dict | None) -> dict:
+    """``fit_params`` plus one ``lower_cache`` dict for every fit of ``estimator`` when it can share
+    the frozen lower layers' outputs between fits (a LoRA-tuned ``AgileClassifier`` adapting only
+    its top layers). The k folds and the refit are clones of one estimator on one base model, so
+    the lower layers then run once per distinct prompt instead of once per fit, and a fold costs
+    only the top layers."""
+    params = dict(fit_params or {})
+    shares = "lower_cache" in inspect.signature(estimator.fit).parameters
+    if shares and getattr(estimator, "tuning", None) == "lora" and getattr(estimator, "top_layers", None) is not None:
+        params.setdefault("lower_cache", {})
+    return params
 
 
 def columns_in(estimator, classes: Sequence[str]) -> list[int]:
@@ -75,7 +94,8 @@ def out_of_fold(estimator, X, y: Sequence[str], classes: Sequence[str], cv=5, ra
         Cloned for every fold; fitted with ``fit(X_part, y_part, **fit_params)``.
     X : list of str or ndarray
         Texts (or a feature matrix).
-    y : list of str
+    y : list of str, or ndarray of shape (n_rows, n_labels)
+        Labels, or a multi-label 0/1 matrix (columns in ``classes`` order).
     classes : list of str
         The column order of the result.
     cv : int or float, default=5
@@ -92,11 +112,12 @@ def out_of_fold(estimator, X, y: Sequence[str], classes: Sequence[str], cv=5, ra
     CrossFit
     """
     splitter, n_fits = check_cv(cv, y, random_state)
-    y_arr = np.asarray([str(v) for v in y], dtype=object)
+    y_arr = np.asarray(y, dtype=int) if np.ndim(y) == 2 else np.asarray([str(v) for v in y], dtype=object)
     x_arr = X if isinstance(X, np.ndarray) else np.asarray(list(X), dtype=object)
     proba = np.full((len(y_arr), len(classes)), np.nan)
     fitted = None
-    for train, test in tqdm(list(splitter.split(np.zeros(len(y_arr)), y_arr)), desc=desc, unit="fit",
+    strata = y_arr if y_arr.ndim == 1 else None
+    for train, test in tqdm(list(splitter.split(np.zeros(len(y_arr)), strata)), desc=desc, unit="fit",
                             disable=n_fits < 2 or not progress):
         model = clone(estimator)
         if "labels" in model.get_params(deep=False):
@@ -104,7 +125,7 @@ def out_of_fold(estimator, X, y: Sequence[str], classes: Sequence[str], cv=5, ra
         x_train, x_test = x_arr[train], x_arr[test]
         if x_arr.dtype == object:
             x_train, x_test = x_train.tolist(), x_test.tolist()
-        model.fit(x_train, y_arr[train].tolist(), **(fit_params or {}))
+        model.fit(x_train, y_arr[train] if y_arr.ndim == 2 else y_arr[train].tolist(), **(fit_params or {}))
         proba[test] = np.asarray(model.predict_proba(x_test))[:, columns_in(model, classes)]
         fitted = model
     rows = np.flatnonzero(~np.isnan(proba[:, 0]))

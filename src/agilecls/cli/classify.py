@@ -11,8 +11,9 @@ import numpy as np
 import typer
 
 from ..persistence import is_saved, load_classifier
+from ..validation import decision_labels
 from .common import check_output_file, fail, load_or_zero_shot, parse_labels, read_texts
-from .multilabel import LABEL_COLUMNS_HELP, MULTILABEL_HELP, check_matches, evaluate_multilabel, is_multilabel
+from .multilabel import LABEL_COLUMNS_HELP, MULTILABEL_HELP, check_matches, evaluate_multilabel
 
 
 def evaluate(clf, data, report: Path, title: str, info: dict, proba=None, seconds: float | None = None) -> dict:
@@ -79,10 +80,9 @@ def register(app: typer.Typer) -> None:
             fail("no texts to classify")
 
         clf = load_or_zero_shot(model, labels, template=template, instructions=instructions)
-        proba = clf.predict_proba(items)
-        many = is_multilabel(clf)  # multi-label: every label at probability >= 0.5, joined by |
-        for text, p in zip(items, proba):
-            best = "|".join(str(c) for c, v in zip(clf.classes_, p) if v >= 0.5) if many else clf.classes_[p.argmax()]
+        details = clf.details(items)  # a multi-label classifier's labels are joined by |
+        decisions = decision_labels(details["pred"], [str(c) for c in clf.classes_])
+        for text, best, p in zip(items, decisions, details["proba"]):
             probs = {str(label): round(float(v), 4) for label, v in zip(clf.classes_, p)}
             if as_json:
                 typer.echo(json.dumps({"text": text, "label": str(best), "probabilities": probs}, ensure_ascii=False))

@@ -13,15 +13,11 @@ from pathlib import Path
 
 import typer
 
+from ..validation import is_multilabel
+
 MULTILABEL_HELP = ("Multi-label: each text has any number of labels, given in --label-col as a JSON list "
                    "([\"a\", \"b\"]) or joined by | (a|b), blank for none; or use --label-columns.")
 LABEL_COLUMNS_HELP = "Multi-label with one 0/1 column per label: the columns, comma-separated (a,b,c)."
-
-
-def is_multilabel(clf) -> bool:
-    """Whether a (fitted) classifier, or any member of an ensemble, is multi-label."""
-    members = [m for _, m in getattr(clf, "estimators_", None) or getattr(clf, "estimators", None) or []]
-    return bool(getattr(clf, "multilabel", False)) or any(getattr(m, "multilabel", False) for m in members)
 
 
 def check_matches(clf, multilabel: bool, source: str) -> None:
@@ -37,6 +33,7 @@ def check_matches(clf, multilabel: bool, source: str) -> None:
 def evaluate_multilabel(clf, data, report: Path, title: str, info: dict) -> dict:
     """Predict ``data`` (a multi-label TextDataset), print the metrics and the per-label F1 table and
     write the HTML report."""
+    from ..calibration.multilabel import label_cuts  # only when the command runs
     from ..evaluation.metrics import format_table  # loads torch/pandas: only when the command runs
     from ..evaluation.report import per_label_rows, write_multilabel_report  # only when the command runs
     from ..validation import check_multilabel_y  # only when the command runs
@@ -50,8 +47,9 @@ def evaluate_multilabel(clf, data, report: Path, title: str, info: dict) -> dict
     proba = clf.predict_proba(data.texts)
     seconds = time.perf_counter() - start
     info = {"labels": ", ".join(labels), **info, "texts": len(data), "seconds": f"{seconds:.1f}"}
-    metrics = write_multilabel_report(report, Y, proba, labels, title=title, info=info)
+    cuts = label_cuts(clf, len(labels))
+    metrics = write_multilabel_report(report, Y, proba, labels, title=title, info=info, threshold=cuts)
     typer.echo(format_table([{k: v for k, v in metrics.items() if "[" not in k and k != "n"}]))
-    typer.echo(format_table(per_label_rows(metrics, Y, proba, labels)))
+    typer.echo(format_table(per_label_rows(metrics, Y, proba, labels, cuts)))
     typer.echo(f"{len(data)} texts in {seconds:.1f} s; report written to {report}")
     return metrics

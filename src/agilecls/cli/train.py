@@ -111,9 +111,9 @@ def register(app: typer.Typer) -> None:
               calibrate: bool = typer.Option(False, "--calibrate", help="Calibrate the probabilities on out-of-fold "
                                                                        "predictions (temperature, Platt or isotonic, "
                                                                        "whichever has the lowest log loss)."),
-              threshold: Optional[str] = typer.Option(None, help="Two classes: choose the decision threshold on "
-                                                                 "out-of-fold predictions: f1, precision:<t> or "
-                                                                 "recall:<t>."),
+              threshold: Optional[str] = typer.Option(None, help="Two classes (or each label with --multilabel): "
+                                                                 "choose the decision threshold on out-of-fold "
+                                                                 "predictions: f1, precision:<t> or recall:<t>."),
               pos_label: Optional[str] = typer.Option(None, help="The positive class of --threshold (default: the "
                                                                  "second label)."),
               cv: str = typer.Option("5", help="Out-of-fold predictions for --combine stack, --calibrate and "
@@ -131,9 +131,9 @@ def register(app: typer.Typer) -> None:
 
         check_output_folder(out)
         folds = parse_cv(cv)
-        if multilabel and (calibrate or threshold or combine == "stack"):
-            raise ValueError("--calibrate, --threshold and --combine stack are for single-label classifiers; "
-                             "drop them with --multilabel")
+        if multilabel and (combine == "stack" or pos_label):
+            raise ValueError("--combine stack and --pos-label are for single-label classifiers; drop them with "
+                             "--multilabel (--calibrate and --threshold work per label)")
 
         def run():
             dataset = load_dataset(data, split, text_col, label_col, parse_labels(labels), multilabel=multilabel,
@@ -178,8 +178,8 @@ def register(app: typer.Typer) -> None:
                     if combine not in ("vote", "stack"):
                         raise ValueError(f"--combine {combine!r}: use 'vote' or 'stack'")
                     clf = EnsembleClassifier(members, labels=dataset.labels, combine=combine, cv=folds,
-                                             threshold=None if calibrate else threshold, pos_label=pos_label)
-            if calibrate or (threshold and not isinstance(clf, EnsembleClassifier)):
+                                             threshold=None if calibrate or many else threshold, pos_label=pos_label)
+            if calibrate or (threshold and (many or not isinstance(clf, EnsembleClassifier))):
                 from ..calibration.classifier import CalibratedClassifier  # loads torch: only when the command runs
 
                 clf = CalibratedClassifier(clf, method="auto" if calibrate else "none", cv=folds,

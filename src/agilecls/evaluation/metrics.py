@@ -101,7 +101,7 @@ def classification_metrics(y_true: Sequence[str], proba: np.ndarray, labels: Seq
     return {k: int(v) if k == "n" else float(v) for k, v in out.items()}  # a count prints as one
 
 
-def multilabel_metrics(Y_true, proba: np.ndarray, labels: Sequence[str], threshold: float = 0.5) -> dict:
+def multilabel_metrics(Y_true, proba: np.ndarray, labels: Sequence[str], threshold=0.5) -> dict:
     """Multi-label metrics from a 0/1 indicator matrix and independent per-label probabilities.
 
     Parameters
@@ -111,8 +111,8 @@ def multilabel_metrics(Y_true, proba: np.ndarray, labels: Sequence[str], thresho
     proba : array of shape (n_texts, n_labels)
         Probability of each label (independent; rows need not sum to one).
     labels : list of str
-    threshold : float, default=0.5
-        A text gets a label when its probability is at least this.
+    threshold : float or array of shape (n_labels,), default=0.5
+        A text gets a label when its probability is at least this (one cut, or one per label).
 
     Returns
     -------

@@ -64,20 +64,23 @@ def write_report(path, *args, **kwargs) -> dict:
     return metrics
 
 
-def per_label_rows(metrics: dict, Y_true, proba, labels, threshold: float = 0.5) -> list[dict]:
-    """One row per label: texts with it (true and predicted), F1 and ROC-AUC (from
-    :func:`~agilecls.evaluation.metrics.multilabel_metrics`' ``f1[label]`` / ``roc_auc[label]``)."""
-    Y, pred = np.asarray(Y_true, dtype=int), (np.asarray(proba) >= threshold).astype(int)
-    return [{"label": str(label), "true": int(Y[:, k].sum()), "predicted": int(pred[:, k].sum()),
-             "f1": metrics[f"f1[{label}]"], "roc_auc": metrics.get(f"roc_auc[{label}]", float("nan"))}
+def per_label_rows(metrics: dict, Y_true, proba, labels, threshold=0.5) -> list[dict]:
+    """One row per label: its threshold, texts with it (true and predicted), F1 and ROC-AUC (from
+    :func:`~agilecls.evaluation.metrics.multilabel_metrics`' ``f1[label]`` / ``roc_auc[label]``);
+    ``threshold`` is one cut for all labels or one per label."""
+    cuts = np.broadcast_to(np.asarray(threshold, dtype=np.float64), (len(labels),))
+    Y, pred = np.asarray(Y_true, dtype=int), (np.asarray(proba) >= cuts).astype(int)
+    return [{"label": str(label), "threshold": float(cuts[k]), "true": int(Y[:, k].sum()),
+             "predicted": int(pred[:, k].sum()), "f1": metrics[f"f1[{label}]"],
+             "roc_auc": metrics.get(f"roc_auc[{label}]", float("nan"))}
             for k, label in enumerate(labels)]
 
 
 def build_multilabel_report(Y_true, proba, labels, title: str = "agilecls multi-label report",
-                            info: dict | None = None, threshold: float = 0.5) -> tuple[str, dict]:
+                            info: dict | None = None, threshold=0.5) -> tuple[str, dict]:
     """(HTML text, metrics dict) for independent per-label probabilities ``proba`` [texts, labels]
     against a 0/1 matrix ``Y_true``: the summary metrics, a per-label table and a bar chart of
-    per-label F1 and ROC-AUC."""
+    per-label F1 and ROC-AUC. ``threshold``: one cut for all labels, or one per label."""
     metrics = multilabel_metrics(Y_true, proba, labels, threshold)
     summary = {k: v for k, v in metrics.items() if "[" not in k}
     rows = per_label_rows(metrics, Y_true, proba, labels, threshold)
@@ -85,7 +88,8 @@ def build_multilabel_report(Y_true, proba, labels, title: str = "agilecls multi-
     summary_rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{cell(v)}</td></tr>" for k, v in summary.items())
     label_rows = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row.values()) + "</tr>" for row in rows)
     info_rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
-                        for k, v in {**(info or {}), "threshold": threshold}.items())
+                        for k, v in {**(info or {}), "threshold": threshold if np.ndim(threshold) == 0
+                                     else "per label (table above)"}.items())
     image = figure_data_uri(plots.per_label_figure(rows))
     header = "".join(f"<th>{k}</th>" for k in rows[0])
     body = (f'<table><caption>Metrics</caption>{summary_rows}</table>\n'

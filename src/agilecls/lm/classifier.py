@@ -160,7 +160,8 @@ patience, gradient_checkpointing
             ``callback(info, clf)`` after each tuning epoch (:class:`agilecls.lm.tuning.EpochInfo`).
         lower_cache : dict or None, default=None
             Lets repeated fits of the same base model and ``top_layers`` share the frozen lower
-            layers' cached outputs.
+            layers' cached outputs; ``CalibratedClassifier`` and ``EnsembleClassifier`` give their
+            folds and final fit one (``lower_cache=None`` in their fit parameters keeps the fits apart).
 
         Returns
         -------

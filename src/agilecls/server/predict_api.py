@@ -7,20 +7,22 @@ import math
 
 from fastapi import FastAPI, HTTPException
 
+from ..validation import decision_labels
 from .schemas import ERROR_RESPONSES, Health, Prediction, PredictRequest, PredictResponse
 from .work import WorkQueue, wait_for
 
 
 def score_texts(clf, texts: list[str]) -> list[Prediction]:
     """One :class:`Prediction` per text from one ``details`` pass (labels, probabilities, and the
-    out-of-scope score where the classifier has one; a non-finite score is sent as null)."""
+    out-of-scope score where the classifier has one; a non-finite score is sent as null). A
+    multi-label classifier's label is the labels it gives joined by ``|`` (empty for none)."""
     details = clf.details(texts)
     classes = [str(c) for c in clf.classes_]
     ood = details.get("ood_score")
     predictions = []
-    for i, (pred, proba) in enumerate(zip(details["pred"], details["proba"])):
+    for i, (pred, proba) in enumerate(zip(decision_labels(details["pred"], classes), details["proba"])):
         score = float(ood[i]) if ood is not None else math.nan
-        predictions.append(Prediction(label=str(pred), probabilities=dict(zip(classes, map(float, proba))),
+        predictions.append(Prediction(label=pred, probabilities=dict(zip(classes, map(float, proba))),
                                       ood_score=score if math.isfinite(score) else None))
     return predictions
 

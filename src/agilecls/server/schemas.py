@@ -130,7 +130,7 @@ class PredictRequest(BaseModel):
 
 
 class Prediction(BaseModel):
-    label: str
+    label: str = Field(description="the decision; a multi-label classifier's labels joined by | (empty for none)")
     probabilities: dict[str, float]
     ood_score: Optional[float] = Field(None, description="how likely the text is out of scope (higher = more)")
 
