@@ -242,8 +242,10 @@ def is_multilabel(estimator) -> bool:
     if getattr(estimator, "multilabel", False):
         return True
     members = getattr(estimator, "estimators_", None) or getattr(estimator, "estimators", None) or []
-    wrapped = [w for w in (getattr(estimator, "estimator_", None), getattr(estimator, "estimator", None)) if w is not None]
-    return any(is_multilabel(m) for _, m in members) or any(is_multilabel(w) for w in wrapped[:1])
+    wrapped = getattr(estimator, "estimator_", None)
+    if wrapped is None:  # not fitted yet: the wrapped classifier as given
+        wrapped = getattr(estimator, "estimator", None)
+    return any(is_multilabel(m) for _, m in members) or (wrapped is not None and is_multilabel(wrapped))
 
 
 def sigmoid(scores: np.ndarray) -> np.ndarray:

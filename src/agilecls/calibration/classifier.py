@@ -198,8 +198,7 @@ class CalibratedClassifier(TextInputTags, ClassifierMixin, BaseEstimator):
         params = {k: v for k, v in self.get_params(deep=False).items() if k != "estimator"}
         return {"params": params, "classes": [str(c) for c in self.classes_], "calibration": self.calibrator_.name,
                 "calibrator": self.calibrator_.state(), "calibration_scores": self.calibration_scores_,
-                "threshold": (None if self.threshold_ is None else [t.to_dict() for t in self.threshold_]
-                              if isinstance(self.threshold_, list) else self.threshold_.to_dict())}
+                "threshold": _thresholds_state(self.threshold_)}
 
     @classmethod
     def _from_state(cls, folder: Path, manifest: dict, device: str | None = None,
@@ -209,10 +208,24 @@ class CalibratedClassifier(TextInputTags, ClassifierMixin, BaseEstimator):
         obj = cls(base, **{k: v for k, v in manifest.get("params", {}).items() if k != "estimator"})
         obj.estimator_ = base
         obj.classes_ = np.array(checked.classes, dtype=object)
-        obj.calibrator_ = (PerLabelCalibrator.from_state(checked.calibrator) if checked.calibration == PerLabelCalibrator.name
-                           else make_calibrator(checked.calibration, checked.calibrator))
+        if checked.calibration == PerLabelCalibrator.name:
+            obj.calibrator_ = PerLabelCalibrator.from_state(checked.calibrator)
+        else:
+            obj.calibrator_ = make_calibrator(checked.calibration, checked.calibrator)
         obj.calibration_scores_ = manifest.get("calibration_scores", {})
-        saved = checked.threshold
-        obj.threshold_ = (None if saved is None else [DecisionThreshold.from_dict(t) for t in saved]
-                          if isinstance(saved, list) else DecisionThreshold.from_dict(saved))
+        obj.threshold_ = _thresholds_from_state(checked.threshold)
         return obj
+
+
+def _thresholds_state(thresholds) -> dict | list[dict] | None:
+    """The JSON of no threshold, the binary one, or a multi-label classifier's one per label."""
+    if thresholds is None:
+        return None
+    return [t.to_dict() for t in thresholds] if isinstance(thresholds, list) else thresholds.to_dict()
+
+
+def _thresholds_from_state(state):
+    """Inverse of :func:`_thresholds_state`."""
+    if state is None:
+        return None
+    return [DecisionThreshold.from_dict(t) for t in state] if isinstance(state, list) else DecisionThreshold.from_dict(state)
