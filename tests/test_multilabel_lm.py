@@ -83,7 +83,7 @@ def test_lora_minimises_the_mean_per_label_binary_cross_entropy_and_round_trips(
     Y = topics(TEXTS)
     indicator = np.array([[int(label in row) for label in LABELS] for row in Y])
     clf = AgileClassifier(labels=LABELS, model=lm, tuning="lora", multilabel=True, progress=False, epochs=6,
-                          learning_rate=2e-2, top_layers=2, train_batch_size=8, seed=0)
+                          learning_rate=2e-2, top_layers=2, train_batch_size=3, seed=0)
     clf.fit(TEXTS, Y)
     losses = [h["train_loss"] for h in clf.history_]
     assert losses[-1] < 0.85 * losses[0]
@@ -103,3 +103,28 @@ def test_lora_minimises_the_mean_per_label_binary_cross_entropy_and_round_trips(
     again = AgileClassifier(labels=LABELS, model=lm, tuning="lora", multilabel=True, progress=False, epochs=1,
                             top_layers=2, seed=0).fit(TEXTS, indicator)
     assert again.predict_proba(TEXTS[:2]).shape == (2, len(LABELS))
+
+
+def test_lora_steps_take_whole_texts_and_hold_out_whole_texts(monkeypatch, one_thread):
+    """A training step takes ``train_batch_size`` texts with every label's question (so the top
+    layers run each text once per step), and early stopping holds out texts, not (text, label) pairs."""
+    lm = build_tiny_lm("gemma3", extra_words=ANSWER_WORDS)
+    batches = []
+    real = LoraTrainer.loss
+
+    def recording(self, prompts, y):  # the real loss, with the texts of each step written down
+        batches.append([p.prefix for p in prompts])
+        return real(self, prompts, y)
+
+    monkeypatch.setattr(LoraTrainer, "loss", recording)
+    clf = AgileClassifier(labels=LABELS, model=lm, tuning="lora", multilabel=True, progress=False, epochs=2,
+                          top_layers=1, train_batch_size=2, validation_fraction=0.25, seed=0).fit(TEXTS, topics(TEXTS))
+    n_val = round(0.25 * len(TEXTS))
+    assert len(clf.validation_rows_) == n_val and clf.validation_rows_.max() < len(TEXTS)
+    per_epoch = len(batches) // 2
+    assert per_epoch == -(-(len(TEXTS) - n_val) // 2)
+    for prefixes in batches:
+        texts = set(prefixes)
+        assert len(texts) <= 2 and len(prefixes) == len(texts) * len(LABELS)
+    held_out = {clf.prompts([TEXTS[i]])[0].prefix for i in clf.validation_rows_}
+    assert not held_out & {p for prefixes in batches for p in prefixes}

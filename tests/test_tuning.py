@@ -42,6 +42,37 @@ def test_layer_split_equals_full_forward(arch, request):
                 torch.testing.assert_close(out[j, : len(r)], ref[j, : len(r)], atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("arch", ["tiny_lm", "tiny_gemma"])
+def test_layer_split_gradients_equal_one_forward_per_row(arch, request):
+    """The top layers run a shared prefix once and the rows on its cache: the adapters' gradients
+    equal those of one full forward per row (prefix repeated), as for a text asked about 3 labels."""
+    from agilecls.lm.config import TuningConfig
+    from agilecls.lm.loading import private_copy
+    from agilecls.lm.tuning import add_lora
+
+    lm = add_lora(private_copy(request.getfixturevalue(arch)), TuningConfig(top_layers=2, lora_dropout=0.0))
+    with torch.no_grad():  # LoRA's B starts at zero, which would make every gradient but B's vanish
+        for name, p in lm.model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.1)
+    prefix, rows = list(range(4, 30)), [[5, 6], [8, 9, 10, 11], [14]]
+    weights = torch.randn(len(rows), 4, lm.model.config.hidden_size, generator=torch.Generator().manual_seed(0))
+
+    def gradients(run):
+        lm.model.zero_grad()
+        hidden = run()
+        loss = sum((hidden[j, : len(r)] * weights[j, : len(r)]).sum() for j, r in enumerate(rows))
+        loss.backward()
+        return {n: p.grad.clone() for n, p in lm.model.named_parameters() if p.requires_grad}
+
+    ref = gradients(lambda: hidden_states(lm, rows, prefix)[0])
+    split = LayerSplit(lm, 2)
+    got = gradients(lambda: split.top(prefix, rows))
+    assert ref.keys() == got.keys() and len(ref) > 0
+    for name in ref:
+        torch.testing.assert_close(got[name], ref[name], atol=1e-4, rtol=1e-4)
+
+
 def test_fitting_lowers_the_loss_and_learns_a_separable_task(learnable_lm):
     before = AgileClassifier(labels=["Positive", "Negative"], model=learnable_lm, template="separator",
                              calibration=None, progress=False).fit()

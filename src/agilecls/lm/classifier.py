@@ -224,7 +224,8 @@ patience, gradient_checkpointing
         self._split = trainer.split
         self.bias_ = np.zeros(len(labels))  # callbacks during training see uncalibrated scores
         try:
-            history = trainer.fit(self.prompts(texts), targets)
+            pair_texts = np.repeat(np.arange(len(texts)), len(labels)) if self.multilabel else None
+            history = trainer.fit(self.prompts(texts), targets, groups=pair_texts)
         finally:
             self._split = None
         self.history_ = [vars(h) for h in history]

@@ -3,6 +3,7 @@ top layers costs only those layers per epoch."""
 
 from __future__ import annotations
 
+import contextlib
 from typing import Sequence
 
 import torch
@@ -106,24 +107,48 @@ class LayerSplit:
             self.store[(prefix, row)] = hidden[j, : len(row)].detach().clone()
 
     def top(self, prefix: Sequence[int], rows: Sequence[Sequence[int]]) -> torch.Tensor:
-        """Final hidden states [rows, T, d] of the row positions (after the prefix), running only the top layers."""
+        """Final hidden states [rows, T, d] of the row positions (after the prefix), running only the top layers.
+
+        The prefix runs through the top layers once and the rows continue its key/value cache, so a
+        batch of rows that share a long prefix (the text of a multi-label example, asked about each
+        label) pays for it once instead of once per row; gradients reach the adapters through both
+        passes. Causal attention makes this the same computation as one forward per row."""
         prefix = tuple(prefix)
         lowers = self.lower(prefix, rows)
         device = self.lm.device
         width = max(len(r) for r in rows)
-        d = lowers[0].shape[-1]
-        body = torch.zeros(len(rows), width, d, dtype=lowers[0].dtype, device=device)
+        body = torch.zeros(len(rows), width, lowers[0].shape[-1], dtype=lowers[0].dtype, device=device)
         for j, h in enumerate(lowers):
             body[j, : len(h)] = h
         _, mask = right_padded(rows, 0, device, len(prefix))
-        if prefix:
-            prefix_h = self._prefix(prefix)[0]
-            body = torch.cat([prefix_h.unsqueeze(0).expand(len(rows), -1, -1), body], dim=1)
+        past = self._top_prefix_cache(prefix, len(rows)) if prefix else None
+        base = self.lm.base_model()
+        with self._top_layers_only():
+            out = base(inputs_embeds=body, attention_mask=mask, use_cache=past is not None, **with_cache(base, past))
+        return out.last_hidden_state
+
+    def _top_prefix_cache(self, prefix: tuple, batch: int):
+        """The key/value cache of the prefix for ``batch`` rows: the top layers' part computed now
+        (it depends on the adapters being trained), the lower layers' part from the store. The skip
+        layers never read the lower part, but the model reads the cache's length from its first layer."""
+        from transformers import DynamicCache  # transformers' cache module: only when tuning
+
+        prefix_h, lower_cache = self._prefix(prefix)
+        base = self.lm.base_model()
+        cache = DynamicCache(config=base.config)
+        with self._top_layers_only():
+            base(inputs_embeds=prefix_h.unsqueeze(0), use_cache=True, **with_cache(base, cache))
+        for i in range(self.n_lower):
+            cache.layers[i] = lower_cache.layers[i]
+        return expand_cache(cache, batch)
+
+    @contextlib.contextmanager
+    def _top_layers_only(self):
+        """The base model with its lower layers replaced by pass-throughs (their output is cached)."""
         base = self.lm.base_model()
         layers = base.layers
         base.layers = torch.nn.ModuleList([_SkipLayer() for _ in range(self.n_lower)] + list(layers[self.n_lower:]))
         try:
-            out = base(inputs_embeds=body, attention_mask=mask, use_cache=False)
+            yield base
         finally:
             base.layers = layers
-        return out.last_hidden_state[:, len(prefix):]

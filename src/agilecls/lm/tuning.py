@@ -93,6 +93,18 @@ def validation_split(y_idx: np.ndarray, fraction: float, seed: int) -> tuple[np.
     return np.sort(train), np.sort(val)
 
 
+def training_units(n: int, groups: Sequence[int] | None) -> list[np.ndarray]:
+    """The prompt indices of each unit that batches and the validation split take whole: one
+    prompt each, or every prompt of one group, in the order the groups first appear."""
+    if groups is None:
+        return [np.array([i]) for i in range(n)]
+    groups = np.asarray(groups)
+    if len(groups) != n:
+        raise ValueError(f"groups has {len(groups)} entries for {n} prompts")
+    _, first, inverse = np.unique(groups, return_index=True, return_inverse=True)
+    return [np.flatnonzero(inverse == k) for k in np.argsort(first)]
+
+
 class LoraTrainer:
     """Trains the LoRA parameters of ``lm`` with Adam on encoded prompts and label indices.
 
@@ -169,12 +181,22 @@ class LoraTrainer:
         loss = torch.nn.functional.cross_entropy(logits, y).item()
         return loss, (logits.argmax(1) == y).float().mean().item()
 
-    def fit(self, prompts: Sequence[EncodedPrompt], y_idx: Sequence[int]) -> list[EpochInfo]:
+    def fit(self, prompts: Sequence[EncodedPrompt], y_idx: Sequence[int],
+            groups: Sequence[int] | None = None) -> list[EpochInfo]:
+        """Train on ``prompts`` and their label indices.
+
+        ``groups`` (optional) names the text each prompt asks about, e.g. the text of a multi-label
+        (text, label) pair: a step then takes ``train_batch_size`` whole texts with all their
+        prompts, and the validation rows are whole texts. The prompts of one text share its prefix,
+        which the top layers then run once per step instead of once per prompt."""
         cfg = self.config
         device = self.lm.device
         y_all = np.asarray(y_idx, dtype=np.int64)
-        train_rows, val_rows = validation_split(y_all, cfg.validation_fraction, cfg.seed)
-        self.validation_rows = val_rows
+        units = training_units(len(prompts), groups)
+        unit_y = y_all if groups is None else np.zeros(len(units), dtype=np.int64)
+        train_units, val_units = validation_split(unit_y, cfg.validation_fraction, cfg.seed)
+        train_rows, val_rows = (np.concatenate([units[u] for u in part] or [part]) for part in (train_units, val_units))
+        self.validation_rows = val_rows if groups is None else val_units
         train_prompts = [prompts[i] for i in train_rows]
         val_prompts = [prompts[i] for i in val_rows]
         y_train = torch.tensor(y_all[train_rows], device=device)
@@ -185,7 +207,7 @@ class LoraTrainer:
         torch.manual_seed(cfg.seed)
         rng = np.random.default_rng(cfg.seed)
         optimizer = torch.optim.Adam(params, lr=cfg.learning_rate)
-        steps_per_epoch = math.ceil(math.ceil(len(train_prompts) / cfg.train_batch_size) / cfg.gradient_accumulation)
+        steps_per_epoch = math.ceil(math.ceil(len(train_units) / cfg.train_batch_size) / cfg.gradient_accumulation)
         scheduler = lr_scheduler(optimizer, cfg, steps_per_epoch * cfg.epochs)
         if cfg.gradient_checkpointing:
             with warnings.catch_warnings():  # renamed in transformers 5; the old name still works
@@ -194,13 +216,18 @@ class LoraTrainer:
         if self.split is not None and len(train_prompts):  # the one-off lower-layer pass, shown on its own
             self._warm_split(train_prompts, y_all[train_rows])
             self._warm_split(val_prompts, y_all[val_rows], lm_rows=False)
-        lengths = [len(p.body) for p in train_prompts]
+        # positions in train_prompts of each training unit, and the length its batches are grouped by
+        sizes = [len(units[u]) for u in train_units]
+        members = np.split(np.arange(len(train_prompts)), np.cumsum(sizes)[:-1]) if sizes else []
+        lengths = [len(train_prompts[m[0]].body) if groups is None else len(train_prompts[m[0]].prefix)
+                   for m in members]
         best_loss, best_state, best_epoch, bad_epochs = math.inf, None, None, 0
         try:
             for epoch in range(1, cfg.epochs + 1):
                 self.lm.model.train()
                 start = time.perf_counter()
-                batches = length_grouped_batches(lengths, cfg.train_batch_size, rng)
+                batches = [np.concatenate([members[u] for u in batch])
+                           for batch in length_grouped_batches(lengths, cfg.train_batch_size, rng)]
                 running, seen = 0.0, 0
                 optimizer.zero_grad(set_to_none=True)
                 bar = tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", disable=not self.progress,
