@@ -82,8 +82,8 @@ def test_lora_minimises_the_mean_per_label_binary_cross_entropy_and_round_trips(
         lm.model.get_input_embeddings().weight.mul_(25)
     Y = topics(TEXTS)
     indicator = np.array([[int(label in row) for label in LABELS] for row in Y])
-    clf = AgileClassifier(labels=LABELS, model=lm, tuning="lora", multilabel=True, progress=False, epochs=6,
-                          learning_rate=2e-2, top_layers=2, train_batch_size=3, seed=0)
+    clf = AgileClassifier(labels=LABELS, model=lm, tuning="lora", multilabel=True, progress=False, epochs=12,
+                          learning_rate=2e-2, top_layers=2, train_batch_size=9, seed=0)  # 3 texts per step
     clf.fit(TEXTS, Y)
     losses = [h["train_loss"] for h in clf.history_]
     assert losses[-1] < 0.85 * losses[0]
@@ -106,8 +106,9 @@ def test_lora_minimises_the_mean_per_label_binary_cross_entropy_and_round_trips(
 
 
 def test_lora_steps_take_whole_texts_and_hold_out_whole_texts(monkeypatch, one_thread):
-    """A training step takes ``train_batch_size`` texts with every label's question (so the top
-    layers run each text once per step), and early stopping holds out texts, not (text, label) pairs."""
+    """A training step takes whole texts with every label's question (so the top layers run each
+    text once per step), as many as fit in ``train_batch_size`` questions, and early stopping holds
+    out texts, not (text, label) pairs."""
     lm = build_tiny_lm("gemma3", extra_words=ANSWER_WORDS)
     batches = []
     real = LoraTrainer.loss
@@ -118,7 +119,7 @@ def test_lora_steps_take_whole_texts_and_hold_out_whole_texts(monkeypatch, one_t
 
     monkeypatch.setattr(LoraTrainer, "loss", recording)
     clf = AgileClassifier(labels=LABELS, model=lm, tuning="lora", multilabel=True, progress=False, epochs=2,
-                          top_layers=1, train_batch_size=2, validation_fraction=0.25, seed=0).fit(TEXTS, topics(TEXTS))
+                          top_layers=1, train_batch_size=7, validation_fraction=0.25, seed=0).fit(TEXTS, topics(TEXTS))
     n_val = round(0.25 * len(TEXTS))
     assert len(clf.validation_rows_) == n_val and clf.validation_rows_.max() < len(TEXTS)
     per_epoch = len(batches) // 2

@@ -46,7 +46,8 @@ class TuningConfig:
     lr_schedule: str = _field("linear", "linear, cosine or constant (after warm-up).")
     warmup_fraction: float = _field(0.1, "Share of the steps spent warming up.")
     epochs: int = _field(6, "Passes over the training texts.")
-    train_batch_size: int = _field(4, "Texts per training step.")
+    train_batch_size: int = _field(4, "Texts per training step (multi-label: (text, label) questions, "
+                                           "taken as whole texts, at least one).")
     gradient_accumulation: int = _field(1, "Steps whose gradients are summed before an update.")
     gradient_checkpointing: bool = _field(False, "Trade compute for memory.")
     loss: str = _field("label", "label (cross-entropy over the label tokens) or lm (next-token loss).")
