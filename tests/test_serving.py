@@ -119,6 +119,9 @@ def test_healthz_answers_while_the_model_is_busy_and_time_limits_hold(zero_shot)
     queue = app.state.queue
     with TestClient(app) as client:
         busy = queue.submit(slow(1.5), [0])  # the model worker is busy for 1.5 s
+        taken = time.perf_counter() + 1.0
+        while not queue.running and time.perf_counter() < taken:  # once the worker has taken it
+            time.sleep(0.005)
         start = time.perf_counter()
         assert client.get("/healthz").json()["running"] is True
         assert time.perf_counter() - start < 0.5

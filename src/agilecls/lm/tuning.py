@@ -105,6 +105,44 @@ def training_units(n: int, groups: Sequence[int] | None) -> list[np.ndarray]:
     return [np.flatnonzero(inverse == k) for k in np.argsort(first)]
 
 
+class TrainingBatches:
+    """Which prompts train and which validate, and every epoch's batches, taking units whole.
+
+    Without ``groups`` a unit is one prompt: batches hold ``batch_size`` prompts of similar length
+    and the validation split is stratified by label. With ``groups`` (the text each prompt asks
+    about, e.g. of a multi-label (text, label) pair) a unit is a text with all its prompts: a
+    batch holds as many texts as fit in ``batch_size`` prompts (at least one) and the validation
+    rows are whole texts. The prompts of one text share its prefix, which the top layers then run
+    once per step instead of once per prompt. Counting prompts rather than texts keeps the number
+    of steps: on ETHOS multi-label (8 labels) 4 texts per step at the same learning rate learnt far
+    less in 6 epochs (hold-out macro F1 0.217 vs 0.537 with 1 text per step,
+    ``bench/multilabel_lora_steps.py``).
+    """
+
+    def __init__(self, prompts: Sequence[EncodedPrompt], y: np.ndarray, groups: Sequence[int] | None,
+                 batch_size: int, validation_fraction: float, seed: int):
+        units = training_units(len(prompts), groups)
+        unit_y = y if groups is None else np.zeros(len(units), dtype=np.int64)
+        train_units, val_units = validation_split(unit_y, validation_fraction, seed)
+        self.train_rows, self.val_rows = (np.concatenate([units[u] for u in part] or [part])
+                                          for part in (train_units, val_units))
+        #: held-out rows as the caller counts them: prompts, or groups (texts)
+        self.validation_rows = self.val_rows if groups is None else val_units
+        self.per_step = batch_size if groups is None else max(1, batch_size // max(map(len, units)))
+        sizes = [len(units[u]) for u in train_units]  # each unit's positions among the training rows:
+        self.members = np.split(np.arange(len(self.train_rows)), np.cumsum(sizes)[:-1]) if sizes else []
+        first = [prompts[self.train_rows[m[0]]] for m in self.members]  # batches group similar lengths
+        self.lengths = [len(p.body) if groups is None else len(p.prefix) for p in first]
+
+    def steps_per_epoch(self) -> int:
+        return math.ceil(len(self.members) / self.per_step)
+
+    def epoch(self, rng: np.random.Generator) -> list[np.ndarray]:
+        """One epoch's batches, as positions among the training rows."""
+        return [np.concatenate([self.members[u] for u in batch])
+                for batch in length_grouped_batches(self.lengths, self.per_step, rng)]
+
+
 class LoraTrainer:
     """Trains the LoRA parameters of ``lm`` with Adam on encoded prompts and label indices.
 
@@ -183,24 +221,15 @@ class LoraTrainer:
 
     def fit(self, prompts: Sequence[EncodedPrompt], y_idx: Sequence[int],
             groups: Sequence[int] | None = None) -> list[EpochInfo]:
-        """Train on ``prompts`` and their label indices.
-
-        ``groups`` (optional) names the text each prompt asks about, e.g. the text of a multi-label
-        (text, label) pair: a step then takes whole texts with all their prompts, as many texts as
-        fit in ``train_batch_size`` prompts (at least one), and the validation rows are whole
-        texts. The prompts of one text share its prefix, which the top layers then run once per
-        step instead of once per prompt. Counting prompts rather than texts keeps the number of
-        steps: on ETHOS multi-label (8 labels) 4 texts per step at the same learning rate learnt
-        far less in 6 epochs (hold-out macro F1 0.217 vs 0.537 with 1 text per step,
-        ``bench/multilabel_lora_steps.py``)."""
+        """Train on ``prompts`` and their label indices; ``groups`` (optional) names the text each
+        prompt asks about, so that steps and the validation split take texts whole
+        (:class:`TrainingBatches`)."""
         cfg = self.config
         device = self.lm.device
         y_all = np.asarray(y_idx, dtype=np.int64)
-        units = training_units(len(prompts), groups)
-        unit_y = y_all if groups is None else np.zeros(len(units), dtype=np.int64)
-        train_units, val_units = validation_split(unit_y, cfg.validation_fraction, cfg.seed)
-        train_rows, val_rows = (np.concatenate([units[u] for u in part] or [part]) for part in (train_units, val_units))
-        self.validation_rows = val_rows if groups is None else val_units
+        plan = TrainingBatches(prompts, y_all, groups, cfg.train_batch_size, cfg.validation_fraction, cfg.seed)
+        train_rows, val_rows = plan.train_rows, plan.val_rows
+        self.validation_rows = plan.validation_rows
         train_prompts = [prompts[i] for i in train_rows]
         val_prompts = [prompts[i] for i in val_rows]
         y_train = torch.tensor(y_all[train_rows], device=device)
@@ -211,8 +240,7 @@ class LoraTrainer:
         torch.manual_seed(cfg.seed)
         rng = np.random.default_rng(cfg.seed)
         optimizer = torch.optim.Adam(params, lr=cfg.learning_rate)
-        per_step = cfg.train_batch_size if groups is None else max(1, cfg.train_batch_size // max(map(len, units)))
-        steps_per_epoch = math.ceil(math.ceil(len(train_units) / per_step) / cfg.gradient_accumulation)
+        steps_per_epoch = math.ceil(plan.steps_per_epoch() / cfg.gradient_accumulation)
         scheduler = lr_scheduler(optimizer, cfg, steps_per_epoch * cfg.epochs)
         if cfg.gradient_checkpointing:
             with warnings.catch_warnings():  # renamed in transformers 5; the old name still works
@@ -221,18 +249,12 @@ class LoraTrainer:
         if self.split is not None and len(train_prompts):  # the one-off lower-layer pass, shown on its own
             self._warm_split(train_prompts, y_all[train_rows])
             self._warm_split(val_prompts, y_all[val_rows], lm_rows=False)
-        # positions in train_prompts of each training unit, and the length its batches are grouped by
-        sizes = [len(units[u]) for u in train_units]
-        members = np.split(np.arange(len(train_prompts)), np.cumsum(sizes)[:-1]) if sizes else []
-        lengths = [len(train_prompts[m[0]].body) if groups is None else len(train_prompts[m[0]].prefix)
-                   for m in members]
         best_loss, best_state, best_epoch, bad_epochs = math.inf, None, None, 0
         try:
             for epoch in range(1, cfg.epochs + 1):
                 self.lm.model.train()
                 start = time.perf_counter()
-                batches = [np.concatenate([members[u] for u in batch])
-                           for batch in length_grouped_batches(lengths, per_step, rng)]
+                batches = plan.epoch(rng)
                 running, seen = 0.0, 0
                 optimizer.zero_grad(set_to_none=True)
                 bar = tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", disable=not self.progress,
