@@ -126,3 +126,23 @@ def test_batch_prediction_and_the_server_answer_with_the_labels_at_their_thresho
         answer = client.post("/v1/predict", json={"texts": new}).json()
     assert [p["label"] for p in answer["predictions"]] == expected
     assert all(p["ood_score"] is None for p in answer["predictions"])
+
+
+def test_an_ensemble_of_calibrated_multilabel_members_votes_and_round_trips(encoder_dir, tmp_path):
+    """Members wrapped in CalibratedClassifier are recognised as multi-label: the ensemble checks y
+    as label lists, gives the wrapped classifiers its labels, and predicts a 0/1 row per text."""
+    from agilecls import EnsembleClassifier
+
+    texts, y = multilabel_texts(60, seed=1)
+    members = [(f"c{int(C)}", CalibratedClassifier(EncoderClassifier(encoder_dir, head="logistic", C=C,
+                                                                     multilabel=True), cv=3)) for C in (1.0, 100.0)]
+    ens = EnsembleClassifier(members).fit(texts, y)
+    assert list(ens.classes_) == ML_LABELS
+    assert all(list(m.estimator_.classes_) == ML_LABELS for _, m in ens.estimators_)
+    mean = np.mean([m.predict_proba(texts) for _, m in ens.estimators_], axis=0)
+    np.testing.assert_allclose(ens.predict_proba(texts), mean, atol=1e-12)
+    np.testing.assert_array_equal(ens.predict(texts), (mean >= 0.5).astype(int))
+    ens.save(tmp_path / "ens")
+    loaded = load_classifier(tmp_path / "ens")
+    np.testing.assert_allclose(loaded.predict_proba(texts), ens.predict_proba(texts), atol=1e-6)
+    np.testing.assert_array_equal(loaded.predict(texts), ens.predict(texts))

@@ -29,7 +29,7 @@ from .calibration.crossfit import columns_in, out_of_fold, with_shared_lower_cac
 from .calibration.stacking import Stacker
 from .calibration.thresholds import DecisionThreshold, check_threshold_setting, fit_threshold
 from .persistence import load_as, load_classifier, register_estimator, save_estimator, validate_manifest
-from .validation import TextInputTags, check_multilabel_xy, check_texts, check_xy
+from .validation import TextInputTags, check_multilabel_xy, check_texts, check_xy, is_multilabel
 
 
 def soft_vote(probas: Sequence[np.ndarray], weights: Sequence[float] | None = None) -> np.ndarray:
@@ -145,7 +145,7 @@ class EnsembleClassifier(TextInputTags, ClassifierMixin, _BaseComposition):
         ``llm={"callback": fn}``)."""
         self._validate_params()
         pairs = self._check_estimators()
-        multilabel = any(getattr(estimator, "multilabel", False) for _, estimator in pairs)
+        multilabel = any(is_multilabel(estimator) for _, estimator in pairs)
         texts, y_list, labels = (check_multilabel_xy if multilabel else check_xy)(X, y, self.labels, fitting=True)
         unknown = sorted(set(fit_params_by_member) - {name for name, _ in pairs})
         if unknown:
@@ -166,8 +166,9 @@ class EnsembleClassifier(TextInputTags, ClassifierMixin, _BaseComposition):
             member = kept.get(name)
             if member is None:
                 member = clone(estimator)
-                if "labels" in member.get_params():
-                    member.set_params(labels=labels)
+                # the ensemble's labels, also for a wrapped classifier (a CalibratedClassifier's estimator__labels)
+                member.set_params(**{key: labels for key in member.get_params()
+                                     if key == "labels" or key.endswith("__labels")})
                 member.fit(texts, y_list, **fit_params_by_member.get(name, {}))
             self.estimators_.append((name, member))
         self._check_members()
@@ -226,7 +227,7 @@ class EnsembleClassifier(TextInputTags, ClassifierMixin, _BaseComposition):
         """``proba`` (voted or stacked), ``ood_score`` (1 - max probability) and ``pred`` (by the
         threshold when there is one) from one pass over ``X``."""
         proba = self.predict_proba(X)
-        if any(getattr(member, "multilabel", False) for _, member in self.estimators_):  # 0/1 rows per label
+        if any(is_multilabel(member) for _, member in self.estimators_):  # 0/1 rows per label
             return {"proba": proba, "pred": (proba >= 0.5).astype(int)}
         threshold = getattr(self, "threshold_", None)
         pred = threshold.decide(proba, self.classes_) if threshold is not None else self.classes_[proba.argmax(axis=1)]
