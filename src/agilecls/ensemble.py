@@ -20,12 +20,12 @@ from typing import Sequence
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from sklearn.base import ClassifierMixin, clone
+from sklearn.base import ClassifierMixin
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.metaestimators import _BaseComposition
 from sklearn.utils.validation import check_is_fitted
 
-from .calibration.crossfit import columns_in, out_of_fold, with_shared_lower_cache
+from .calibration.crossfit import clone_with_labels, columns_in, out_of_fold, with_shared_lower_cache
 from .calibration.stacking import Stacker
 from .calibration.thresholds import DecisionThreshold, check_threshold_setting, fit_threshold
 from .persistence import load_as, load_classifier, register_estimator, save_estimator, validate_manifest
@@ -165,10 +165,7 @@ class EnsembleClassifier(TextInputTags, ClassifierMixin, _BaseComposition):
         for name, estimator in pairs:
             member = kept.get(name)
             if member is None:
-                member = clone(estimator)
-                # the ensemble's labels, also for a wrapped classifier (a CalibratedClassifier's estimator__labels)
-                member.set_params(**{key: labels for key in member.get_params()
-                                     if key == "labels" or key.endswith("__labels")})
+                member = clone_with_labels(estimator, labels)
                 member.fit(texts, y_list, **fit_params_by_member.get(name, {}))
             self.estimators_.append((name, member))
         self._check_members()

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
-from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ..persistence import load_as, load_classifier, register_estimator, save_estimator, validate_manifest
 from ..validation import TextInputTags, check_multilabel_xy, check_texts, check_xy, is_multilabel
 from .calibrators import CALIBRATORS, choose_calibrator, make_calibrator
-from .crossfit import columns_in, out_of_fold, with_shared_lower_cache
+from .crossfit import clone_with_labels, columns_in, out_of_fold, with_shared_lower_cache
 from .multilabel import PerLabelCalibrator, decide_labels, fit_label_thresholds, label_cuts
 from .thresholds import DecisionThreshold, check_rule, check_threshold_setting, fit_threshold
 
@@ -109,9 +109,7 @@ class CalibratedClassifier(TextInputTags, ClassifierMixin, BaseEstimator):
         if fold.fitted is not None:
             self.estimator_ = fold.fitted
         else:
-            self.estimator_ = clone(self.estimator)
-            if "labels" in self.estimator_.get_params(deep=False):
-                self.estimator_.set_params(labels=list(self.classes_))
+            self.estimator_ = clone_with_labels(self.estimator, self.classes_)
             self.estimator_.fit(texts, y_list, **fit_params)
         return self
 

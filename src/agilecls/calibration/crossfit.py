@@ -78,6 +78,16 @@ def with_shared_lower_cache(estimator, fit_params: dict | None) -> dict:
     return params
 
 
+def clone_with_labels(estimator, labels: Sequence[str]):
+    """An unfitted clone of ``estimator`` told the label names and their order: its ``labels``
+    and every wrapped classifier's (``estimator__labels`` of a calibrated one, ``name__labels``
+    of an ensemble's member), so every fit of it answers in the same columns."""
+    model = clone(estimator)
+    model.set_params(**{key: list(labels) for key in model.get_params()
+                        if key == "labels" or key.endswith("__labels")})
+    return model
+
+
 def columns_in(estimator, classes: Sequence[str]) -> list[int]:
     """Indices of ``classes`` among a fitted estimator's ``classes_``."""
     own = [str(c) for c in estimator.classes_]
@@ -119,9 +129,7 @@ def out_of_fold(estimator, X, y: Sequence[str], classes: Sequence[str], cv=5, ra
     strata = y_arr if y_arr.ndim == 1 else None
     for train, test in tqdm(list(splitter.split(np.zeros(len(y_arr)), strata)), desc=desc, unit="fit",
                             disable=n_fits < 2 or not progress):
-        model = clone(estimator)
-        if "labels" in model.get_params(deep=False):
-            model.set_params(labels=list(classes))
+        model = clone_with_labels(estimator, classes)
         x_train, x_test = x_arr[train], x_arr[test]
         if x_arr.dtype == object:
             x_train, x_test = x_train.tolist(), x_test.tolist()
