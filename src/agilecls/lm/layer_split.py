@@ -122,8 +122,7 @@ class LayerSplit:
             body[j, : len(h)] = h
         _, mask = right_padded(rows, 0, device, len(prefix))
         past = self._top_prefix_cache(prefix, len(rows)) if prefix else None
-        base = self.lm.base_model()
-        with self._top_layers_only():
+        with self._top_layers_only() as base:
             out = base(inputs_embeds=body, attention_mask=mask, use_cache=past is not None, **with_cache(base, past))
         return out.last_hidden_state
 
@@ -134,9 +133,8 @@ class LayerSplit:
         from transformers import DynamicCache  # transformers' cache module: only when tuning
 
         prefix_h, lower_cache = self._prefix(prefix)
-        base = self.lm.base_model()
-        cache = DynamicCache(config=base.config)
-        with self._top_layers_only():
+        cache = DynamicCache(config=self.lm.base_model().config)
+        with self._top_layers_only() as base:
             base(inputs_embeds=prefix_h.unsqueeze(0), use_cache=True, **with_cache(base, cache))
         for i in range(self.n_lower):
             cache.layers[i] = lower_cache.layers[i]
