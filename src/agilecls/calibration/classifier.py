@@ -19,6 +19,7 @@ from ..validation import TextInputTags, check_multilabel_xy, check_texts, check_
 from .calibrators import CALIBRATORS, choose_calibrator, make_calibrator
 from .crossfit import clone_with_labels, columns_in, out_of_fold, with_shared_lower_cache
 from .multilabel import PerLabelCalibrator, decide_labels, fit_label_thresholds, label_cuts
+from .priors import estimate_priors, shift_priors
 from .thresholds import DecisionThreshold, check_rule, check_threshold_setting, fit_threshold
 
 
@@ -30,6 +31,9 @@ class CalibratedManifest(BaseModel):
     calibration: str
     calibrator: dict
     threshold: dict | list[dict] | None = None
+    class_shares: list[float] | None = None
+    priors: list[float] | None = None
+    folds: int | None = Field(default=None, ge=2)
 
 
 def outputs(base, texts: list[str], classes) -> tuple[np.ndarray, np.ndarray | None]:
@@ -49,7 +53,16 @@ class CalibratedClassifier(TextInputTags, ClassifierMixin, BaseEstimator):
     ``fit`` cross-fits ``estimator`` (k clones, or one on a hold-out split), fits the calibration
     map on the out-of-fold probabilities (the method with the lowest cross-validated log loss when
     ``method="auto"``), chooses the threshold on the calibrated out-of-fold probabilities, then (for
-    k-fold) refits ``estimator`` on every row.
+    k-fold) refits ``estimator`` on every row, or with ``ensemble=True`` keeps the k fold models and
+    averages their calibrated probabilities.
+
+    Why ``ensemble=True``: the map is fitted to the scores of models that each saw (k-1)/k of the
+    rows, and the refit on every row is more confident than they were, so its calibrated scores are
+    still over-confident; the fold models are the models the map was fitted to, and their average is
+    an ensemble. Unlike scikit-learn's ``CalibratedClassifierCV(ensemble=True)``, which fits one map
+    per fold on that fold's held-out rows, one map is fitted on all out-of-fold rows and applied to
+    every fold model: with a few dozen labelled texts a fold holds too few rows for a map of its
+    own. Prediction costs k passes.
 
     A multi-label ``estimator`` (``multilabel=True``, or an ensemble of such members) gets one
     binary map and one threshold per label (:mod:`agilecls.calibration.multilabel`); its folds are
@@ -71,6 +84,10 @@ class CalibratedClassifier(TextInputTags, ClassifierMixin, BaseEstimator):
         probability, by the same rule (None: 0.5).
     pos_label : str or None, default=None
         The positive class of the threshold (default: the second class).
+    ensemble : bool, default=False
+        With k-fold ``cv``: keep the k fold models (no refit) and predict with the mean of their
+        calibrated probabilities (k fits instead of k + 1; k times the prediction cost and the
+        saved size).
     random_state : int, default=0
         Seed of the splits.
 
@@ -87,26 +104,34 @@ class CalibratedClassifier(TextInputTags, ClassifierMixin, BaseEstimator):
         "cv": [Interval(Integral, 2, None, closed="left"), Interval(Real, 0, 1, closed="neither")],
         "threshold": [StrOptions({"f1"}), str, Interval(Real, 0, 1, closed="neither"), None],
         "pos_label": [str, None],
+        "ensemble": ["boolean"],
         "random_state": [Interval(Integral, 0, None, closed="left")],
     }
 
     def __init__(self, estimator, method: str = "auto", cv: int | float = 5, threshold=None,
-                 pos_label: str | None = None, random_state: int = 0):
+                 pos_label: str | None = None, ensemble: bool = False, random_state: int = 0):
         self.estimator = estimator
         self.method = method
         self.cv = cv
         self.threshold = threshold
         self.pos_label = pos_label
+        self.ensemble = ensemble
         self.random_state = random_state
 
     def fit(self, X, y, **fit_params):
         """Cross-fit, calibrate, choose the threshold and (k-fold) refit; ``fit_params`` go to every
         fit of ``estimator``."""
         self._validate_params()
+        if self.ensemble and not isinstance(self.cv, Integral):
+            raise ValueError(f"ensemble=True averages the k fold models; give an int cv >= 2, not cv={self.cv}")
         fit_params = with_shared_lower_cache(self.estimator, fit_params)  # folds and refit share it
         fit_maps = self._fit_per_label if is_multilabel(self.estimator) else self._fit_per_class
+        for earlier in ("fold_estimators_", "estimator_", "class_shares_", "priors_"):
+            self.__dict__.pop(earlier, None)
         fold, texts, y_list = fit_maps(X, y, fit_params)
-        if fold.fitted is not None:
+        if self.ensemble:
+            self.fold_estimators_ = fold.models
+        elif fold.fitted is not None:
             self.estimator_ = fold.fitted
         else:
             self.estimator_ = clone_with_labels(self.estimator, self.classes_)
@@ -118,7 +143,9 @@ class CalibratedClassifier(TextInputTags, ClassifierMixin, BaseEstimator):
         texts, y_list, labels = check_xy(X, y, getattr(self.estimator, "labels", None), fitting=True)
         rule, positive = check_threshold_setting(self.threshold, self.pos_label, labels)
         self.classes_ = np.array(labels, dtype=object)
-        fold = out_of_fold(self.estimator, texts, y_list, labels, self.cv, self.random_state, fit_params)
+        self.class_shares_ = np.array([list(y_list).count(c) for c in labels], dtype=np.float64) / len(y_list)
+        fold = out_of_fold(self.estimator, texts, y_list, labels, self.cv, self.random_state, fit_params,
+                           keep_models=self.ensemble)
         y_idx = np.array([labels.index(v) for v in np.asarray(y_list, dtype=object)[fold.rows]])
         self.calibrator_, self.calibration_scores_ = choose_calibrator(fold.proba, y_idx, self.method,
                                                                        self.random_state)
@@ -136,7 +163,8 @@ class CalibratedClassifier(TextInputTags, ClassifierMixin, BaseEstimator):
             raise ValueError("pos_label is for two classes; a multi-label classifier gets a threshold per label")
         rule = None if self.threshold is None else check_rule(self.threshold)
         self.classes_ = np.array(labels, dtype=object)
-        fold = out_of_fold(self.estimator, texts, Y, labels, self.cv, self.random_state, fit_params)
+        fold = out_of_fold(self.estimator, texts, Y, labels, self.cv, self.random_state, fit_params,
+                           keep_models=self.ensemble)
         self.calibrator_ = PerLabelCalibrator()
         scores = self.calibrator_.fit(fold.proba, Y[fold.rows], self.method, self.random_state)
         self.calibration_scores_ = {labels[k]: v for k, v in scores.items()}
@@ -145,18 +173,50 @@ class CalibratedClassifier(TextInputTags, ClassifierMixin, BaseEstimator):
                            fit_label_thresholds(self.oof_proba_, Y[fold.rows], labels, rule))
         return fold, texts, Y
 
+    @property
+    def base_models_(self) -> list:
+        """The fitted models whose calibrated probabilities are averaged: the k fold models
+        (``ensemble=True``) or the one refitted (or hold-out) model."""
+        check_is_fitted(self, "calibrator_")
+        return self.fold_estimators_ if hasattr(self, "fold_estimators_") else [self.estimator_]
+
     def details(self, X) -> dict[str, np.ndarray]:
-        """``proba`` (calibrated), ``ood_score`` (the base's, else 1 - max probability) and ``pred``
-        (by the threshold when there is one) from one pass over ``X``."""
-        check_is_fitted(self, "estimator_")
-        raw, ood = outputs(self.estimator_, check_texts(X), self.classes_)
-        proba = self.calibrator_.transform(raw)
+        """``proba`` (calibrated; the mean over the fold models with ``ensemble=True``), ``ood_score``
+        (the base's, else 1 - max probability) and ``pred`` (by the threshold when there is one) from
+        one pass over ``X``."""
+        texts = check_texts(X)
+        passes = [outputs(model, texts, self.classes_) for model in self.base_models_]
+        proba = np.mean([self.calibrator_.transform(raw) for raw, _ in passes], axis=0)
+        if getattr(self, "priors_", None) is not None:
+            proba = shift_priors(proba, self.class_shares_, self.priors_)
+        oods = [ood for _, ood in passes]
+        ood = None if any(o is None for o in oods) else np.mean([np.asarray(o) for o in oods], axis=0)
         if isinstance(self.calibrator_, PerLabelCalibrator):  # multi-label: 0/1 per label
             return {"proba": proba, "pred": decide_labels(proba, label_cuts(self, proba.shape[1]))}
         pred = (self.threshold_.decide(proba, self.classes_) if self.threshold_ is not None
                 else self.classes_[proba.argmax(axis=1)])
         return {"proba": proba, "ood_score": 1.0 - proba.max(axis=1) if ood is None else np.asarray(ood),
                 "pred": pred}
+
+    def adapt_priors(self, X) -> "CalibratedClassifier":
+        """Estimate the class shares of the unlabelled texts ``X`` (EM over the calibrated
+        probabilities, :func:`agilecls.calibration.priors.estimate_priors`) and answer under them
+        from now on (``priors_``; saved with the model). For texts labelled in other proportions
+        than they arrive in: a few per class, or chosen by active learning. ``X`` should be a fair
+        sample of what the model will label (a few hundred texts or more). A decision threshold
+        then applies to the adapted probabilities. ``X=None`` goes back to the training shares.
+
+        Returns
+        -------
+        self
+        """
+        check_is_fitted(self, "calibrator_")
+        if isinstance(self.calibrator_, PerLabelCalibrator):
+            raise ValueError("adapt_priors is for single-label classifiers; a multi-label one has no class shares")
+        self.priors_ = None
+        if X is not None:
+            self.priors_, self.priors_iterations_ = estimate_priors(self.predict_proba(X), self.class_shares_)
+        return self
 
     def predict_proba(self, X) -> np.ndarray:
         return self.details(X)["proba"]
@@ -173,6 +233,11 @@ class CalibratedClassifier(TextInputTags, ClassifierMixin, BaseEstimator):
         base = self.estimator_ if hasattr(self, "estimator_") else self.estimator
         how = getattr(getattr(self, "calibrator_", None), "name", self.method)
         text = f"{base.describe()}, calibrated ({how}, cv={self.cv})"
+        if self.ensemble:
+            text += f", the mean of its {len(getattr(self, 'fold_estimators_', [])) or self.cv} fold models"
+        if getattr(self, "priors_", None) is not None:
+            text += ", under the class shares of unlabelled texts (" + ", ".join(
+                f"{c} {p:.2f}" for c, p in zip(self.classes_, self.priors_)) + ")"
         thresholds = getattr(self, "threshold_", None)
         if isinstance(thresholds, list):
             text += f", a threshold per label ({thresholds[0].rule})"
@@ -182,9 +247,10 @@ class CalibratedClassifier(TextInputTags, ClassifierMixin, BaseEstimator):
 
     # ---- persistence -------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the base classifier into ``path/base/`` and the calibration map and threshold into
-        ``agilecls.json``, atomically."""
-        check_is_fitted(self, "estimator_")
+        """Write the base classifier into ``path/base/`` (the fold models into ``path/folds/<i>/``
+        with ``ensemble=True``) and the calibration map and threshold into ``agilecls.json``,
+        atomically."""
+        check_is_fitted(self, "calibrator_")
         return save_estimator(self, path)
 
     @classmethod
@@ -192,19 +258,29 @@ class CalibratedClassifier(TextInputTags, ClassifierMixin, BaseEstimator):
         return load_as(cls, path, device=device, **base_kwargs)
 
     def _save_state(self, folder: Path) -> dict:
-        self.estimator_.save(folder / "base")
+        folds = getattr(self, "fold_estimators_", None)
+        if folds is None:
+            self.estimator_.save(folder / "base")
+        for i, model in enumerate(folds or []):
+            model.save(folder / "folds" / str(i))
         params = {k: v for k, v in self.get_params(deep=False).items() if k != "estimator"}
-        return {"params": params, "classes": [str(c) for c in self.classes_], "calibration": self.calibrator_.name,
+        return {"params": params, "folds": None if folds is None else len(folds),
+                "classes": [str(c) for c in self.classes_], "calibration": self.calibrator_.name,
                 "calibrator": self.calibrator_.state(), "calibration_scores": self.calibration_scores_,
-                "threshold": _thresholds_state(self.threshold_)}
+                "threshold": _thresholds_state(self.threshold_), **_priors_state(self)}
 
     @classmethod
     def _from_state(cls, folder: Path, manifest: dict, device: str | None = None,
                     **base_kwargs) -> "CalibratedClassifier":
         checked = validate_manifest(CalibratedManifest, manifest, folder)
-        base = load_classifier(folder / "base", **({} if device is None else {"device": device}), **base_kwargs)
-        obj = cls(base, **{k: v for k, v in manifest.get("params", {}).items() if k != "estimator"})
-        obj.estimator_ = base
+        options = {**({} if device is None else {"device": device}), **base_kwargs}
+        parts = ["base"] if checked.folds is None else [f"folds/{i}" for i in range(checked.folds)]
+        models = [load_classifier(folder / part, **options) for part in parts]
+        obj = cls(models[0], **{k: v for k, v in manifest.get("params", {}).items() if k != "estimator"})
+        if checked.folds is None:
+            obj.estimator_ = models[0]
+        else:
+            obj.fold_estimators_ = models
         obj.classes_ = np.array(checked.classes, dtype=object)
         if checked.calibration == PerLabelCalibrator.name:
             obj.calibrator_ = PerLabelCalibrator.from_state(checked.calibrator)
@@ -212,7 +288,18 @@ class CalibratedClassifier(TextInputTags, ClassifierMixin, BaseEstimator):
             obj.calibrator_ = make_calibrator(checked.calibration, checked.calibrator)
         obj.calibration_scores_ = manifest.get("calibration_scores", {})
         obj.threshold_ = _thresholds_from_state(checked.threshold)
+        if checked.class_shares is not None:
+            obj.class_shares_ = np.array(checked.class_shares)
+            obj.priors_ = None if checked.priors is None else np.array(checked.priors)
         return obj
+
+
+def _priors_state(clf) -> dict:
+    """The training class shares and the adapted priors (single-label only) as JSON lists."""
+    shares, priors = getattr(clf, "class_shares_", None), getattr(clf, "priors_", None)
+    if shares is None:
+        return {}
+    return {"class_shares": shares.tolist(), "priors": None if priors is None else priors.tolist()}
 
 
 def _thresholds_state(thresholds) -> dict | list[dict] | None:

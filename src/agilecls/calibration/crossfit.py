@@ -10,7 +10,7 @@ folds for a multi-label 0/1 matrix, which no scikit-learn splitter stratifies).
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from numbers import Integral, Real
 from typing import Sequence
 
@@ -33,11 +33,14 @@ class CrossFit:
     fitted : estimator or None
         For a hold-out split, the clone fitted on the other rows (it is the final model: refitting
         on every row would change the scores the calibration was fitted to); None for k-fold.
+    models : list of estimators
+        Every fold's fitted clone, in fold order, when ``out_of_fold(keep_models=True)``; else empty.
     """
 
     proba: np.ndarray
     rows: np.ndarray
     fitted: object | None
+    models: list = field(default_factory=list)
 
 
 def check_cv(cv, y, random_state: int = 0):
@@ -95,7 +98,8 @@ def columns_in(estimator, classes: Sequence[str]) -> list[int]:
 
 
 def out_of_fold(estimator, X, y: Sequence[str], classes: Sequence[str], cv=5, random_state: int = 0,
-                fit_params: dict | None = None, desc: str = "cross-fitting", progress: bool = True) -> CrossFit:
+                fit_params: dict | None = None, desc: str = "cross-fitting", progress: bool = True,
+                keep_models: bool = False) -> CrossFit:
     """Out-of-fold probabilities of ``estimator`` on (``X``, ``y``).
 
     Parameters
@@ -116,6 +120,8 @@ def out_of_fold(estimator, X, y: Sequence[str], classes: Sequence[str], cv=5, ra
     desc : str, default="cross-fitting"
     progress : bool, default=True
         A progress bar over the folds.
+    keep_models : bool, default=False
+        Keep every fold's fitted clone (``CrossFit.models``), e.g. to average them.
 
     Returns
     -------
@@ -125,7 +131,7 @@ def out_of_fold(estimator, X, y: Sequence[str], classes: Sequence[str], cv=5, ra
     y_arr = np.asarray(y, dtype=int) if np.ndim(y) == 2 else np.asarray([str(v) for v in y], dtype=object)
     x_arr = X if isinstance(X, np.ndarray) else np.asarray(list(X), dtype=object)
     proba = np.full((len(y_arr), len(classes)), np.nan)
-    fitted = None
+    fitted, models = None, []
     strata = y_arr if y_arr.ndim == 1 else None
     for train, test in tqdm(list(splitter.split(np.zeros(len(y_arr)), strata)), desc=desc, unit="fit",
                             disable=n_fits < 2 or not progress):
@@ -136,5 +142,7 @@ def out_of_fold(estimator, X, y: Sequence[str], classes: Sequence[str], cv=5, ra
         model.fit(x_train, y_arr[train] if y_arr.ndim == 2 else y_arr[train].tolist(), **(fit_params or {}))
         proba[test] = np.asarray(model.predict_proba(x_test))[:, columns_in(model, classes)]
         fitted = model
+        if keep_models:
+            models.append(model)
     rows = np.flatnonzero(~np.isnan(proba[:, 0]))
-    return CrossFit(proba=proba[rows], rows=rows, fitted=None if n_fits > 1 else fitted)
+    return CrossFit(proba=proba[rows], rows=rows, fitted=None if n_fits > 1 else fitted, models=models)

@@ -119,6 +119,16 @@ def register(app: typer.Typer) -> None:
               cv: str = typer.Option("5", help="Out-of-fold predictions for --combine stack, --calibrate and "
                                                "--threshold: k folds (k + 1 fits) or a hold-out share such as 0.25 "
                                                "(one fit on the other rows)."),
+              average_folds: bool = typer.Option(False, "--average-folds",
+                                                 help="With --calibrate or --threshold and k folds: keep the k fold "
+                                                      "models and average their calibrated probabilities instead "
+                                                      "of refitting on every row (k fits; k times the prediction "
+                                                      "time and the saved size)."),
+              unlabeled: Optional[Path] = typer.Option(
+                  None, help="With --calibrate: a file of unlabelled texts (CSV/JSONL with --text-col, or one per "
+                             "line) in the proportions the model will meet. Their class shares are estimated and "
+                             "the saved model answers under them, for labelled rows drawn in other proportions "
+                             "(a few per class)."),
               reject: Optional[str] = typer.Option(
                   None, help="With --encoder: abstain (answer 'oos') on out-of-scope texts, with the threshold "
                              "chosen by this rule on the rows labelled 'oos' plus 20% of the others (held out "
@@ -128,9 +138,15 @@ def register(app: typer.Typer) -> None:
               label_columns: Optional[str] = typer.Option(None, help=LABEL_COLUMNS_HELP)):
         """Tune a classifier (LoRA on a small LM, or a sentence-encoder head) and save it to --out."""
         from ..datasets import load_dataset  # loads torch/pandas: only when the command runs
+        from ..readers import read_texts
 
         check_output_folder(out)
         folds = parse_cv(cv)
+        if unlabeled is not None and (not calibrate or multilabel):
+            raise ValueError("--unlabeled adapts a calibrated single-label classifier: add --calibrate "
+                             "(and drop --multilabel)")
+        if average_folds and not isinstance(folds, int):
+            raise ValueError(f"--average-folds averages k fold models: give --cv k (e.g. 5), not a hold-out share {cv}")
         if multilabel and (combine == "stack" or pos_label):
             raise ValueError("--combine stack and --pos-label are for single-label classifiers; drop them with "
                              "--multilabel (--calibrate and --threshold work per label)")
@@ -138,6 +154,9 @@ def register(app: typer.Typer) -> None:
         def run():
             dataset = load_dataset(data, split, text_col, label_col, parse_labels(labels), multilabel=multilabel,
                                    label_columns=parse_labels(label_columns))
+            stream = None if unlabeled is None else read_texts(unlabeled, text_col)
+            if stream is not None and not any(t.strip() for t in stream):
+                raise ValueError(f"--unlabeled {unlabeled} has no texts")
             many = bool(dataset.meta.get("multilabel"))
             dataset = dataset.head(limit) if limit else dataset
             if len(dataset) == 0:
@@ -183,7 +202,9 @@ def register(app: typer.Typer) -> None:
                 from ..calibration.classifier import CalibratedClassifier  # loads torch: only when the command runs
 
                 clf = CalibratedClassifier(clf, method="auto" if calibrate else "none", cv=folds,
-                                           threshold=threshold, pos_label=pos_label)
+                                           threshold=threshold, pos_label=pos_label, ensemble=average_folds)
+            elif average_folds:
+                raise ValueError("--average-folds averages calibrated fold models: add --calibrate (or --threshold)")
             kind = f"{type(clf).__name__}({clf.describe()})"
             typer.echo(f"training {kind} on {len(dataset)} texts of {dataset.name}")
             start = time.perf_counter()
@@ -197,6 +218,11 @@ def register(app: typer.Typer) -> None:
             else:
                 clf.fit(dataset.texts, dataset.y)
             seconds = time.perf_counter() - start
+            if stream is not None:
+                clf.adapt_priors(stream)
+                estimated = ", ".join(f"{c} {p:.3f}" for c, p in zip(clf.classes_, clf.priors_))
+                typer.echo(f"class shares of {len(stream)} unlabelled texts (EM, the model now answers under "
+                           f"them): {estimated}")
             clf.save(out)
             return seconds
 

@@ -223,12 +223,16 @@ def explain(model, prompt: str, target: str | None = None, method: str = "grad_l
     options = {"steps": steps, "batch_size": batch_size}
     label = label if label is not None else target
     context: dict = {}
-    if hasattr(model, "calibrator_") and hasattr(model, "estimator_"):  # a fitted CalibratedClassifier
+    if hasattr(model, "calibrator_") and hasattr(model, "base_models_"):  # a fitted CalibratedClassifier
         # calibration maps the base's scores monotonically: the base's score is what is explained
         decided = str(model.predict([prompt])[0])
         label = decided if label is None else label
         context["calibrated_label"] = decided
-        model = model.estimator_
+        if len(model.base_models_) > 1:  # ensemble=True: the mean over its fold models
+            folds = [explain(m, prompt, label=label, method=method, steps=steps, batch_size=batch_size,
+                             member=member) for m in model.base_models_]
+            return mean_explanation(folds, model.describe(), context)
+        model = model.base_models_[0]
     if hasattr(model, "estimators_") and hasattr(model, "member_probas"):  # a fitted EnsembleClassifier
         model, label, context = _ensemble_member(model, member, prompt, label)
     elif member is not None:
@@ -328,6 +332,28 @@ def _explain_classifier(clf, text: str, label, method: str, options: dict) -> Ex
                        completeness_warnings(extra))
 
 
+
+
+def mean_explanation(explanations: Sequence[Explanation], model: str, context: dict) -> Explanation:
+    """The token-by-token mean of explanations of one text by models sharing a tokenizer (the fold
+    models of a ``CalibratedClassifier(ensemble=True)``, whose mean probability is its score);
+    ``info["folds"]`` keeps each model's own ``info``, ``info["probabilities"]`` is their mean."""
+    first = explanations[0]
+    where = [[(t["start"], t["end"]) for t in e.tokens] for e in explanations]
+    if any(w != where[0] for w in where):
+        raise ValueError("the models tokenize the text differently; explain each of them on its own")
+    tokens = [{**t, "score": float(np.mean([e.tokens[i]["score"] for e in explanations]))}
+              for i, t in enumerate(first.tokens)]
+    scores = [e.score for e in explanations]
+    info = {k: first.info[k] for k in ("label", "text_range", "truncated") if k in first.info}
+    if all("probabilities" in e.info for e in explanations):
+        info["probabilities"] = {c: float(np.mean([e.info["probabilities"][c] for e in explanations]))
+                                 for c in first.info["probabilities"]}
+    info.update(context, folds=[e.info for e in explanations])
+    warnings = list(dict.fromkeys(w for e in explanations for w in e.warnings))
+    return Explanation(first.prompt, first.target, first.method, first.signed, tokens, first.target_tokens,
+                       first.target_span, float(np.mean(scores)), model, sum(e.seconds for e in explanations),
+                       info, warnings)
 
 
 def _class_index(classes: list[str], proba, label) -> int:
