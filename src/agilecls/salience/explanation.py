@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from ..lm.loading import LanguageModel, load_lm
+from .averaging import mean_explanation
 from .encoder_objective import EncoderLogProb
 from .methods import METHODS, check_method, completeness_warnings, run_method
 from .objectives import ClassifierLogProb, TargetLogProb
@@ -332,28 +333,6 @@ def _explain_classifier(clf, text: str, label, method: str, options: dict) -> Ex
                        completeness_warnings(extra))
 
 
-
-
-def mean_explanation(explanations: Sequence[Explanation], model: str, context: dict) -> Explanation:
-    """The token-by-token mean of explanations of one text by models sharing a tokenizer (the fold
-    models of a ``CalibratedClassifier(ensemble=True)``, whose mean probability is its score);
-    ``info["folds"]`` keeps each model's own ``info``, ``info["probabilities"]`` is their mean."""
-    first = explanations[0]
-    where = [[(t["start"], t["end"]) for t in e.tokens] for e in explanations]
-    if any(w != where[0] for w in where):
-        raise ValueError("the models tokenize the text differently; explain each of them on its own")
-    tokens = [{**t, "score": float(np.mean([e.tokens[i]["score"] for e in explanations]))}
-              for i, t in enumerate(first.tokens)]
-    scores = [e.score for e in explanations]
-    info = {k: first.info[k] for k in ("label", "text_range", "truncated") if k in first.info}
-    if all("probabilities" in e.info for e in explanations):
-        info["probabilities"] = {c: float(np.mean([e.info["probabilities"][c] for e in explanations]))
-                                 for c in first.info["probabilities"]}
-    info.update(context, folds=[e.info for e in explanations])
-    warnings = list(dict.fromkeys(w for e in explanations for w in e.warnings))
-    return Explanation(first.prompt, first.target, first.method, first.signed, tokens, first.target_tokens,
-                       first.target_span, float(np.mean(scores)), model, sum(e.seconds for e in explanations),
-                       info, warnings)
 
 
 def _class_index(classes: list[str], proba, label) -> int:
