@@ -228,3 +228,18 @@ def test_predict_api_serves_a_saved_ensemble_of_the_bundled_encoder(tmp_path):
     np.testing.assert_allclose([[p["probabilities"][c] for c in ("money", "weather")] for p in got],
                                expected["proba"], atol=1e-6)
     np.testing.assert_allclose([p["ood_score"] for p in got], expected["ood_score"], atol=1e-6)
+
+
+def test_generate_refuses_a_prompt_without_tokens_and_stops_at_the_context(tiny_lm):
+    """Found by test_api_fuzz: a prompt of only '\\r' has no tokens for the tiny model, and
+    generation then failed inside the model (a 500); it is a one-line ValueError (a 4xx) now."""
+    from agilecls.salience.explanation import generate
+
+    with pytest.raises(ValueError, match="no tokens"):
+        generate(tiny_lm, "\r", 8)
+    limit = tiny_lm.model.config.max_position_embeddings
+    with pytest.raises(ValueError, match=f"reads at most {limit}"):
+        generate(tiny_lm, "hello " * (limit + 5), 8)
+    prompt_tokens = len(tiny_lm.tokenizer("hello world")["input_ids"])
+    out = tiny_lm.tokenizer(generate(tiny_lm, "hello world", 4 * limit), add_special_tokens=False)["input_ids"]
+    assert len(out) <= limit - prompt_tokens + 2  # re-tokenising the decoded text may merge or split a little
