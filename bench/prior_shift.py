@@ -66,9 +66,10 @@ def run(shots: int, seed: int, pool_size: int, train, test) -> list[dict]:
     adapt_seconds = time.perf_counter() - start
     estimated = in_order(clf.priors_[None, :], clf.classes_, labels)[0]
     pool_true = shares([train.y[i] for i in pool], labels)
+    trained = in_order(clf.class_shares_[None, :], clf.classes_, labels)[0]
     adapted = in_order(clf.predict_proba(test.texts), clf.classes_, labels)  # the test rows, once
-    calibrated = shift_priors(adapted, estimated, shares([train.y[i] for i in rows], labels))
-    reference = shift_priors(calibrated, shares([train.y[i] for i in rows], labels), shares(list(test.y), labels))
+    calibrated = shift_priors(adapted, estimated, trained)  # Bayes' rule back to the training shares
+    reference = shift_priors(calibrated, trained, shares(list(test.y), labels))
     out = []
     for name, proba in (("calibrated", calibrated), ("adapted", adapted), ("true shares (reference)", reference)):
         m = classification_metrics(test.y, proba, test.labels)

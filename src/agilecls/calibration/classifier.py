@@ -259,10 +259,8 @@ class CalibratedClassifier(TextInputTags, ClassifierMixin, BaseEstimator):
 
     def _save_state(self, folder: Path) -> dict:
         folds = getattr(self, "fold_estimators_", None)
-        if folds is None:
-            self.estimator_.save(folder / "base")
-        for i, model in enumerate(folds or []):
-            model.save(folder / "folds" / str(i))
+        for part, model in zip(_model_folders(None if folds is None else len(folds)), self.base_models_):
+            model.save(folder / part)
         params = {k: v for k, v in self.get_params(deep=False).items() if k != "estimator"}
         return {"params": params, "folds": None if folds is None else len(folds),
                 "classes": [str(c) for c in self.classes_], "calibration": self.calibrator_.name,
@@ -274,8 +272,7 @@ class CalibratedClassifier(TextInputTags, ClassifierMixin, BaseEstimator):
                     **base_kwargs) -> "CalibratedClassifier":
         checked = validate_manifest(CalibratedManifest, manifest, folder)
         options = {**({} if device is None else {"device": device}), **base_kwargs}
-        parts = ["base"] if checked.folds is None else [f"folds/{i}" for i in range(checked.folds)]
-        models = [load_classifier(folder / part, **options) for part in parts]
+        models = [load_classifier(folder / part, **options) for part in _model_folders(checked.folds)]
         obj = cls(models[0], **{k: v for k, v in manifest.get("params", {}).items() if k != "estimator"})
         if checked.folds is None:
             obj.estimator_ = models[0]
@@ -292,6 +289,12 @@ class CalibratedClassifier(TextInputTags, ClassifierMixin, BaseEstimator):
             obj.class_shares_ = np.array(checked.class_shares)
             obj.priors_ = None if checked.priors is None else np.array(checked.priors)
         return obj
+
+
+def _model_folders(folds: int | None) -> list[str]:
+    """Where a saved CalibratedClassifier keeps its models: ``base`` (one refitted or hold-out
+    model) or ``folds/0 … folds/k-1`` (``ensemble=True``)."""
+    return ["base"] if folds is None else [f"folds/{i}" for i in range(folds)]
 
 
 def _priors_state(clf) -> dict:

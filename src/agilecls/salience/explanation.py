@@ -173,11 +173,9 @@ def generate(lm: LanguageModel, prompt: str, max_new_tokens: int = 32) -> str:
     ids = tok(prompt, return_tensors="pt")["input_ids"].to(lm.device)
     if ids.shape[1] == 0:
         raise ValueError("the prompt has no tokens for this model (only whitespace?); give it some text")
-    limit = getattr(lm.model.config, "max_position_embeddings", None)  # past it the model fails mid-generation
-    if limit is not None:
-        if ids.shape[1] >= limit:
-            raise ValueError(f"the prompt has {ids.shape[1]} tokens; this model reads at most {limit}: shorten it")
-        max_new_tokens = min(max_new_tokens, limit - ids.shape[1])
+    if ids.shape[1] >= lm.max_length:  # past its context the model fails mid-generation
+        raise ValueError(f"the prompt has {ids.shape[1]} tokens; this model reads at most {lm.max_length}: shorten it")
+    max_new_tokens = min(max_new_tokens, lm.max_length - ids.shape[1])
     with torch.inference_mode():
         out = lm.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
                                 do_sample=False, pad_token_id=tok.pad_token_id)
