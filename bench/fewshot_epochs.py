@@ -7,12 +7,18 @@ split and scores up to 700 *other train rows* (validation; the test split is not
 a longer schedule can be chosen without looking at test rows.
 
 Run: ``python -m bench.fewshot_epochs`` (writes bench/results/fewshot_epochs.json).
+
+``--steps`` checks the member's step floor instead (``min_steps``, with ``epochs=1`` so the floor
+decides): ``python -m bench.fewshot_epochs --shots 16 32 --steps 100 200 --seeds 0 1 2
+--out bench/results/fewshot_steps`` trains with 100 and 200 optimiser steps at 16 and 32 examples
+per class, three seeded draws each, and scores the same validation rows per draw.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -26,32 +32,42 @@ from .common import write_results
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m bench.fewshot_epochs", description=__doc__)
-    parser.add_argument("--shots", type=int, default=8)
+    parser.add_argument("--shots", type=int, nargs="+", default=[8])
     parser.add_argument("--epochs", type=int, nargs="+", default=[4, 12, 25])
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=int, nargs="+", help="step floors to compare (epochs=1, min_steps=N)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--validation", type=int, default=700)
+    parser.add_argument("--out", default=None, help="results file (default bench/results/fewshot_epochs.json)")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     train = load_dataset("tweets", "train")
     y = np.array(train.y, dtype=object)
-    rng = np.random.default_rng(args.seed)
-    pick = np.concatenate([rng.choice(np.flatnonzero(y == c), args.shots, replace=False) for c in train.labels])
-    rest = np.setdiff1d(np.arange(len(y)), pick)
-    val = rng.choice(rest, min(args.validation, len(rest)), replace=False)
-    texts, labels = [train.texts[i] for i in pick], list(y[pick])
+    schedules = [{"epochs": 1, "min_steps": s} for s in args.steps] if args.steps else \
+        [{"epochs": e, "min_steps": 0} for e in args.epochs]
     rows = []
-    for epochs in args.epochs:
-        clf = encoder_member("minilm", "finetuned", args.seed).set_params(epochs=epochs)
-        start = time.perf_counter()
-        clf.fit(texts, labels)
-        seconds = time.perf_counter() - start
-        m = classification_metrics(list(y[val]), clf.predict_proba([train.texts[i] for i in val]), list(clf.classes_))
-        steps = epochs * int(np.ceil(len(texts) / clf.batch_size))
-        rows.append({"epochs": epochs, "steps": steps, "fit_s": round(seconds, 1), "f1_macro": m["f1_macro"],
-                     "accuracy": m["accuracy"], "ece": m["ece"]})
+    for shots in args.shots:
+        for seed in args.seeds:
+            rng = np.random.default_rng(seed)
+            pick = np.concatenate([rng.choice(np.flatnonzero(y == c), shots, replace=False) for c in train.labels])
+            rest = np.setdiff1d(np.arange(len(y)), pick)
+            val = rng.choice(rest, min(args.validation, len(rest)), replace=False)
+            texts, labels = [train.texts[i] for i in pick], list(y[pick])
+            for schedule in schedules:
+                clf = encoder_member("minilm", "finetuned", seed).set_params(**schedule)
+                start = time.perf_counter()
+                clf.fit(texts, labels)
+                seconds = time.perf_counter() - start
+                m = classification_metrics(list(y[val]), clf.predict_proba([train.texts[i] for i in val]),
+                                           list(clf.classes_))
+                per_epoch = int(np.ceil(len(texts) / clf.batch_size))
+                epochs = max(schedule["epochs"], -(-schedule["min_steps"] // per_epoch))
+                rows.append({"shots": shots, "seed": seed, "epochs": epochs, "steps": epochs * per_epoch,
+                             "fit_s": round(seconds, 1), "f1_macro": m["f1_macro"], "accuracy": m["accuracy"],
+                             "ece": m["ece"], "validation_rows": int(len(val))})
+                print(format_table(rows[-1:]), flush=True)
     print(format_table(rows))
-    payload = {"shots": args.shots, "seed": args.seed, "validation_rows": int(len(val)), "rows": rows}
-    write_results("fewshot_epochs", payload, argv=argv)
+    payload = {"shots": args.shots, "seeds": args.seeds, "rows": rows}
+    write_results("fewshot_epochs", payload, args.out and Path(args.out).with_suffix(".json"), argv=argv)
     return payload
 
 
