@@ -9,9 +9,9 @@ a longer schedule can be chosen without looking at test rows.
 Run: ``python -m bench.fewshot_epochs`` (writes bench/results/fewshot_epochs.json).
 
 ``--steps`` checks the member's step floor instead (``min_steps``, with ``epochs=1`` so the floor
-decides): ``python -m bench.fewshot_epochs --shots 16 32 --steps 100 200 --seeds 0 1 2
+decides): ``python -m bench.fewshot_epochs --shots 16 32 --steps 100 200 --seeds 0 1
 --out bench/results/fewshot_steps`` trains with 100 and 200 optimiser steps at 16 and 32 examples
-per class, three seeded draws each, and scores the same validation rows per draw.
+per class, two seeded draws each, and scores the same validation rows per draw.
 """
 
 from __future__ import annotations

@@ -331,8 +331,9 @@ def summarize(fits: list[dict]) -> tuple[list[dict], list[dict]]:
         pools = [("minilm (SetFit's body)", same_body), ("any bundled encoder", [s for s in here if s["config"] in AGILE])]
         bests = {}
         for body, pool in pools:
-            if pool and max(pool, key=lambda s: s[metric])["config"] not in [b["config"] for b in bests.values()]:
-                bests[body] = max(pool, key=lambda s: s[metric])
+            best = max(pool, key=lambda s: s[metric]) if pool else None
+            if best and best["config"] not in {b["config"] for b in bests.values()}:
+                bests[body] = best
         for (body, best), peer in ((b, p) for b in bests.items() for p in here if p["config"].startswith("setfit")):
             by_seed = {f["seed"]: f[metric] for f in groups[(dataset, size, peer["config"])]}
             paired = [f[metric] - by_seed[f["seed"]] for f in groups[(dataset, size, best["config"])]
