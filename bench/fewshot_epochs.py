@@ -17,6 +17,7 @@ per class, two seeded draws each, and scores the same validation rows per draw.
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from pathlib import Path
 
@@ -25,6 +26,7 @@ import torch
 
 from agilecls.datasets import load_dataset
 from agilecls.encoders.members import encoder_member
+from agilecls.encoders.training import Schedule
 from agilecls.evaluation.metrics import classification_metrics, format_table
 
 from .common import write_results
@@ -59,9 +61,10 @@ def main(argv=None) -> dict:
                 seconds = time.perf_counter() - start
                 m = classification_metrics(list(y[val]), clf.predict_proba([train.texts[i] for i in val]),
                                            list(clf.classes_))
-                per_epoch = int(np.ceil(len(texts) / clf.batch_size))
-                epochs = max(schedule["epochs"], -(-schedule["min_steps"] // per_epoch))
-                rows.append({"shots": shots, "seed": seed, "epochs": epochs, "steps": epochs * per_epoch,
+                epochs = Schedule(schedule["epochs"], clf.batch_size, min_steps=schedule["min_steps"]
+                                  ).fine_tune_epochs(len(texts))  # as fine-tuning ran them
+                rows.append({"shots": shots, "seed": seed, "epochs": epochs,
+                             "steps": epochs * math.ceil(len(texts) / clf.batch_size),
                              "fit_s": round(seconds, 1), "f1_macro": m["f1_macro"], "accuracy": m["accuracy"],
                              "ece": m["ece"], "validation_rows": int(len(val))})
                 print(format_table(rows[-1:]), flush=True)

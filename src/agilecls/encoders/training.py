@@ -33,6 +33,12 @@ class Schedule:
     multilabel: bool = False  # targets are 0/1 rows [n, labels]: a sigmoid per label, binary cross-entropy
     min_steps: int = 0  # fine-tuning: more epochs when fewer than this many steps would run
 
+    def fine_tune_epochs(self, n_texts: int) -> int:
+        """Epochs fine-tuning runs on ``n_texts``: ``epochs``, raised to whole epochs until at least
+        ``min_steps`` optimiser steps run."""
+        per_epoch = math.ceil(n_texts / self.batch_size)
+        return max(self.epochs, math.ceil(self.min_steps / max(per_epoch, 1)))
+
 
 def _step(head, opt, sched, z: torch.Tensor, target: torch.Tensor, multilabel: bool = False) -> torch.Tensor:
     logits = head(z, update_covariance=True)
@@ -109,8 +115,7 @@ def fine_tune(encoder: SentenceEncoder, head: torch.nn.Module, texts: list[str],
     # padding fell from 44% to 3% of the tokens and fine-tuning ran 1.5x faster (bench/finetune_batching.py)
     rng = np.random.default_rng(schedule.seed)
     lengths = encoder.token_lengths(texts)
-    per_epoch = math.ceil(len(texts) / schedule.batch_size)
-    epochs = max(schedule.epochs, math.ceil(schedule.min_steps / max(per_epoch, 1)))
+    epochs = schedule.fine_tune_epochs(len(texts))
     plan = [length_grouped_batches(lengths, schedule.batch_size, rng) for _ in range(epochs)]
     steps = sum(len(batches) for batches in plan)
     opt = torch.optim.AdamW([{"params": trainable, "lr": schedule.encoder_learning_rate},
