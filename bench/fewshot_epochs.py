@@ -12,6 +12,10 @@ Run: ``python -m bench.fewshot_epochs`` (writes bench/results/fewshot_epochs.jso
 decides): ``python -m bench.fewshot_epochs --shots 16 32 --steps 100 200 --seeds 0 1
 --out bench/results/fewshot_steps`` trains with 100 and 200 optimiser steps at 16 and 32 examples
 per class, two seeded draws each, and scores the same validation rows per draw.
+
+``--encoder mpnet`` trains the optional mpnet member instead, on the same draws and validation
+rows: ``python -m bench.fewshot_epochs --encoder mpnet --shots 16 32 --steps 200 --seeds 0 1
+--out bench/results/fewshot_mpnet`` compares it with the MiniLM rows of ``fewshot_steps.json``.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--steps", type=int, nargs="+", help="step floors to compare (epochs=1, min_steps=N)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--validation", type=int, default=700)
+    parser.add_argument("--encoder", default="minilm", help="bundled encoder of the member (minilm or mpnet)")
     parser.add_argument("--out", default=None, help="results file (default bench/results/fewshot_epochs.json)")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
@@ -55,7 +60,7 @@ def main(argv=None) -> dict:
             val = rng.choice(rest, min(args.validation, len(rest)), replace=False)
             texts, labels = [train.texts[i] for i in pick], list(y[pick])
             for schedule in schedules:
-                clf = encoder_member("minilm", "finetuned", seed).set_params(**schedule)
+                clf = encoder_member(args.encoder, "finetuned", seed).set_params(**schedule)
                 start = time.perf_counter()
                 clf.fit(texts, labels)
                 seconds = time.perf_counter() - start
@@ -63,13 +68,13 @@ def main(argv=None) -> dict:
                                            list(clf.classes_))
                 epochs = Schedule(schedule["epochs"], clf.batch_size, min_steps=schedule["min_steps"]
                                   ).fine_tune_epochs(len(texts))  # as fine-tuning ran them
-                rows.append({"shots": shots, "seed": seed, "epochs": epochs,
+                rows.append({"encoder": args.encoder, "shots": shots, "seed": seed, "epochs": epochs,
                              "steps": epochs * math.ceil(len(texts) / clf.batch_size),
                              "fit_s": round(seconds, 1), "f1_macro": m["f1_macro"], "accuracy": m["accuracy"],
                              "ece": m["ece"], "validation_rows": int(len(val))})
                 print(format_table(rows[-1:]), flush=True)
     print(format_table(rows))
-    payload = {"shots": args.shots, "seeds": args.seeds, "rows": rows}
+    payload = {"encoder": args.encoder, "shots": args.shots, "seeds": args.seeds, "rows": rows}
     write_results("fewshot_epochs", payload, args.out and Path(args.out).with_suffix(".json"), argv=argv)
     return payload
 

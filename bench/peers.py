@@ -2,34 +2,8 @@
 
 Peers: SetFit (setfit 1.2, body = the bundled all-MiniLM-L6-v2 sentence encoder, logistic head)
 and TF-IDF + logistic regression (``TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2))`` +
-``LogisticRegression(max_iter=2000)``). agilecls configurations, public API only:
-
-- ``encoder``: ``encoder_member("minilm", "finetuned")``, MiniLM fine-tuned with a softmax head, with
-  the 100-step floor it was measured with (``min_steps=100``, as every configuration below but
-  ``encoder_s200``; the member's default floor is 200 since the tweets' and ETHOS's validation rows
-  chose it);
-- ``encoder_s200``: the same member with a floor of 200 optimiser steps instead of 100
-  (``min_steps=200``), the floor that ``python -m bench.fewshot_epochs --steps`` chose on the tweets'
-  validation rows (train rows not drawn for training);
-- ``encoder_cal``: ``CalibratedClassifier(encoder_member("minilm", "finetuned"), cv=0.25)``, the
-  same calibrated on a 25% stratified hold-out of the training rows (it trains on the other 75%);
-- ``encoder_cal5``: the same with 5-fold cross-fitting (``cv=5``): the calibration map is fitted on
-  out-of-fold probabilities of every training row and the member is refitted on all of them (six
-  fine-tunings per fit);
-- ``encoder_cal5e``: the same 5-fold cross-fitting with ``ensemble=True``: no refit, the five fold
-  models are kept and their calibrated probabilities averaged (five fine-tunings per fit, five
-  passes over the test rows);
-- ``stack_llm`` (ETHOS only, with ``--with-llm``; ~6 min per fit at 800 rows on 2 cores): the
-  demo's ensemble, the fine-tuned MiniLM and the default language model LoRA-tuned for 6 epochs,
-  stacked by a logistic regression on a 25% hold-out (``combine="stack", cv=0.25``; no decision
-  threshold, so F1 is of the most probable class, as for every other row here);
-- ``mpnet`` (ETHOS only, with ``--with-mpnet``; needs the optional mpnet parts): the stronger
-  encoder, ``encoder_member("mpnet", "finetuned")``, the best single member on ETHOS's validation
-  rows (ROC-AUC 0.944 against MiniLM's 0.903, docs/tuning.md);
-- ``stack_mpnet`` (ETHOS only, with ``--with-mpnet``): ``stack_llm`` with mpnet in MiniLM's place
-  and, as in the demo, the F1 threshold of the hateful class chosen on the 25% hold-out
-  (``threshold="f1"``): the configuration aimed at ETHOS's F1 target, built from members and rules
-  chosen on validation and out-of-fold rows only.
+``LogisticRegression(max_iter=2000)``). The agilecls configurations (public API only) are listed,
+with their recipes, in :mod:`bench.peer_configs`.
 
 Data: ETHOS (800 training rows, 198 test rows), training sizes 200 / 400 / 800 drawn from the
 training rows with the seed, stratified (at 800: all rows, so the seed changes only the models'
@@ -108,17 +82,13 @@ from sklearn.linear_model import LogisticRegression  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
 
-from agilecls import AgileClassifier, CalibratedClassifier, EnsembleClassifier  # noqa: E402
 from agilecls.datasets import load_dataset, load_ethos, stratified_sample  # noqa: E402
-from agilecls.encoders.members import encoder_member  # noqa: E402
 from agilecls.evaluation.metrics import classification_metrics, format_table  # noqa: E402
 from bench.common import RESULTS, command_line, write_results  # noqa: E402
+from bench.peer_configs import CONFIGS, ETHOS_ONLY, MPNET_CONFIGS, agile_estimator, fitted_facts, recipes  # noqa: E402
 
 PEERS = ("tfidf", "setfit")
-AGILE = ("encoder", "encoder_s200", "encoder_cal", "encoder_cal5", "encoder_cal5e", "stack_llm", "mpnet", "stack_mpnet")
-#: Configurations on the optional mpnet encoder; SetFit runs on MiniLM, so the margins are reported for
-#: MiniLM-only configurations (the same body) and, where it differs, for the best of all.
-MPNET_CONFIGS = ("mpnet", "stack_mpnet")
+AGILE = tuple(CONFIGS)
 #: SetFit's num_iterations used unless --setfit-iterations says otherwise (0: SetFit's default sampling).
 SETFIT_ITERATIONS = 20
 #: The timing that decided SETFIT_ITERATIONS (this machine, 2 torch threads).
@@ -226,44 +196,6 @@ def fit_setfit(texts, y, labels, test_texts, seed, args):
                              None), extra
 
 
-def member(encoder: str, seed: int, min_steps: int = 100):
-    """The fine-tuned member with the step floor these configurations were measured with (100; the
-    member's default is 200 since ``encoder_s200`` and bench.fewshot_epochs/ethos_validation)."""
-    return encoder_member(encoder, "finetuned", seed).set_params(min_steps=min_steps)
-
-
-def agile_estimator(config: str, train, seed: int):
-    if config == "encoder":
-        return member("minilm", seed)
-    if config == "encoder_s200":
-        return member("minilm", seed, min_steps=200)
-    if config.startswith("encoder_cal"):
-        cv = 0.25 if config == "encoder_cal" else 5
-        return CalibratedClassifier(member("minilm", seed), cv=cv, random_state=seed,
-                                    ensemble=config == "encoder_cal5e")
-    if config == "mpnet":
-        return member("mpnet", seed)
-    if config in ("stack_llm", "stack_mpnet"):
-        llm = AgileClassifier(labels=train.labels, tuning="lora", epochs=6, instructions=train.meta["instructions"],
-                              seed=seed)
-        encoder = "mpnet" if config == "stack_mpnet" else "minilm"
-        return EnsembleClassifier([("encoder", member(encoder, seed)), ("llm", llm)],
-                                  combine="stack", cv=0.25, pos_label=train.meta["positive_label"],
-                                  threshold="f1" if config == "stack_mpnet" else None, random_state=seed)
-    raise ValueError(config)
-
-
-def fitted_facts(config: str, clf) -> dict:
-    """What the fit chose (calibration map, stacker weights), for the JSON."""
-    if config.startswith("encoder_cal"):
-        return {"calibration": clf.calibrator_.name, "calibration_state": clf.calibrator_.state(),
-                "calibration_log_loss": clf.calibration_scores_}
-    if config.startswith("stack_"):
-        return {"stacker": clf.stacker_.state(), "members": [name for name, _ in clf.estimators_],
-                "threshold": clf.threshold_.to_dict() if clf.threshold_ is not None else None}
-    return {}
-
-
 def fit_agile(config, train):
     def fit(texts, y, labels, test_texts, seed, args):
         start = time.perf_counter()
@@ -327,8 +259,10 @@ def summarize(fits: list[dict]) -> tuple[list[dict], list[dict]]:
     for dataset, size in dict.fromkeys((s["dataset"], s["size"]) for s in summary):
         metric = PRIMARY.get(dataset, "f1_macro")
         here = [s for s in summary if (s["dataset"], s["size"]) == (dataset, size) and s.get(metric) is not None]
-        same_body = [s for s in here if s["config"] in AGILE and s["config"] not in MPNET_CONFIGS]
-        pools = [("minilm (SetFit's body)", same_body), ("any bundled encoder", [s for s in here if s["config"] in AGILE])]
+        seeds = max((len(s["seeds"]) for s in here), default=0)
+        agile = [s for s in here if s["config"] in AGILE and len(s["seeds"]) == seeds]  # the best of full runs
+        same_body = [s for s in agile if s["config"] not in MPNET_CONFIGS]
+        pools = [("minilm (SetFit's body)", same_body), ("any bundled encoder", agile)]
         bests = {}
         for body, pool in pools:
             best = max(pool, key=lambda s: s[metric]) if pool else None
@@ -397,21 +331,7 @@ def main(argv=None) -> dict:
     done = {(f["dataset"], f["size"], f["seed"], f["config"]) for f in fits}
     settings = {"threads": args.threads, "setfit_num_iterations": args.setfit_iterations or None,
                 "tfidf": "TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2)) + LogisticRegression(max_iter=2000)",
-                "encoder": "encoder_member('minilm', 'finetuned', seed).set_params(min_steps=100)",
-                "encoder_s200": "encoder_member('minilm', 'finetuned', seed).set_params(min_steps=200)",
-                "min_steps": "every fine-tuned member has min_steps=100 but encoder_s200's (200, the default now)",
-                "encoder_cal": "CalibratedClassifier(encoder_member('minilm', 'finetuned', seed), cv=0.25, "
-                               "random_state=seed)",
-                "encoder_cal5": "CalibratedClassifier(encoder_member('minilm', 'finetuned', seed), cv=5, "
-                                "random_state=seed)",
-                "encoder_cal5e": "CalibratedClassifier(encoder_member('minilm', 'finetuned', seed), cv=5, "
-                                 "ensemble=True, random_state=seed)",
-                "stack_llm": "EnsembleClassifier([encoder_member('minilm', 'finetuned', seed), AgileClassifier("
-                             "tuning='lora', epochs=6, seed=seed)], combine='stack', cv=0.25, random_state=seed)",
-                "mpnet": "encoder_member('mpnet', 'finetuned', seed)",
-                "stack_mpnet": "EnsembleClassifier([encoder_member('mpnet', 'finetuned', seed), AgileClassifier("
-                               "tuning='lora', epochs=6, seed=seed)], combine='stack', cv=0.25, threshold='f1', "
-                               "random_state=seed)"}
+                **recipes()}
 
     pieces = list(old.get("pieces", [])) + [command_line(argv, "bench.peers")]  # every run that added fits
 
@@ -430,6 +350,9 @@ def main(argv=None) -> dict:
             for seed in args.seeds:
                 rows = training_rows(dataset, train, size, seed)
                 for config in configs:
+                    if dataset != "ethos" and config in ETHOS_ONLY:
+                        print(f"skip {dataset} {config}: it needs ETHOS's positive label", flush=True)
+                        continue
                     if (dataset, size, seed, config) in done:
                         print(f"skip {dataset} size={size} seed={seed} {config}: already in {out}", flush=True)
                         continue

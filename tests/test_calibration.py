@@ -8,12 +8,13 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss
-from sklearn.model_selection import StratifiedKFold
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 
 from agilecls import CalibratedClassifier, EncoderClassifier, EnsembleClassifier, load_classifier
 from agilecls.calibration import choose_calibrator, fit_threshold, make_calibrator, out_of_fold
 from agilecls.calibration.stacking import member_features
+from agilecls.calibration.thresholds import expected_f1_cut
 
 from conftest import build_tiny_sentence_encoder, topic_texts
 
@@ -117,6 +118,30 @@ def test_threshold_matches_brute_force(rule):
         fit_threshold(np.r_[0.9, 0.9, 0.1], np.r_[0, 1, 1], "precision:1.0", "yes")
 
 
+def test_expected_f1_cut_maximises_the_f1_the_probabilities_expect_and_is_steadier_than_the_best_cut():
+    rng = np.random.default_rng(7)
+    p = rng.beta(0.8, 1.2, 300)
+    # brute force: flag every row with p >= c; calibrated p expect sum(p) true positives among them
+    expected = {c: 2 * p[p >= c].sum() / ((p >= c).sum() + p.sum()) for c in np.unique(p)}
+    assert expected_f1_cut(p) == max(expected, key=expected.get)
+    y = (rng.uniform(size=300) < p).astype(int)
+    got = fit_threshold(p, y, "expected_f1", "yes")
+    tp, fp = ((p >= got.threshold) & (y == 1)).sum(), ((p >= got.threshold) & (y == 0)).sum()
+    assert got.threshold == expected_f1_cut(p) and got.precision == pytest.approx(tp / (tp + fp))
+    # on 200 rows of labels drawn from the same calibrated probabilities, the best labelled cut jumps
+    # from draw to draw; the expected-F1 cut sits near half the best F1 (Lipton et al. 2014)
+    cuts = {"f1": [], "expected_f1": []}
+    for draw in range(40):
+        q = rng.beta(0.8, 1.2, 200)
+        labels = (rng.uniform(size=200) < q).astype(int)
+        for rule in cuts:
+            cuts[rule].append(fit_threshold(q, labels, rule, "yes").threshold)
+    assert np.std(cuts["expected_f1"]) < np.std(cuts["f1"]) / 2
+    big = rng.beta(0.8, 1.2, 20000)
+    best_f1 = max(2 * big[big >= c].sum() / ((big >= c).sum() + big.sum()) for c in np.quantile(big, np.linspace(0, 1, 400)))
+    assert expected_f1_cut(big) == pytest.approx(best_f1 / 2, abs=0.01)
+
+
 def test_calibrated_encoder_classifier_saves_and_loads_exactly(tiny_encoder_dir, tmp_path):
     texts, y = _noisy_toy(4, 24)
     clf = CalibratedClassifier(_encoder(tiny_encoder_dir), cv=3, threshold="f1", pos_label="refund").fit(texts, y)
@@ -147,7 +172,7 @@ def test_holdout_keeps_the_member_fitted_on_the_rest(tiny_encoder_dir):
 def test_stacked_ensemble_fits_the_stacker_on_out_of_fold_probabilities(tiny_encoder_dir, tmp_path):
     texts, y = _noisy_toy(8, 24)
     members = [("logistic", _encoder(tiny_encoder_dir)), ("maha", _encoder(tiny_encoder_dir, "mahalanobis"))]
-    ens = EnsembleClassifier(members, combine="stack", cv=3, threshold="f1").fit(texts, y)
+    ens = EnsembleClassifier(members, combine="stack", cv=3, threshold="expected_f1").fit(texts, y)
     # brute force: the members' out-of-fold probabilities by hand, then scikit-learn's regression
     folds = StratifiedKFold(3, shuffle=True, random_state=0).split(np.zeros(len(y)), y)
     oof = [np.zeros((len(y), 2)), np.zeros((len(y), 2))]
@@ -156,6 +181,12 @@ def test_stacked_ensemble_fits_the_stacker_on_out_of_fold_probabilities(tiny_enc
             fitted = _encoder(tiny_encoder_dir, est.head).fit([texts[i] for i in train], [y[i] for i in train])
             oof[k][test] = fitted.predict_proba([texts[i] for i in test])
     lr = LogisticRegression(max_iter=1000).fit(member_features(oof), y)
+    # the threshold: the expected-F1 cut of the stacker's own 5-fold probabilities on those rows
+    stacker_oof = cross_val_predict(LogisticRegression(max_iter=1000), member_features(oof), y,
+                                    cv=StratifiedKFold(5, shuffle=True, random_state=0), method="predict_proba")
+    assert ens.threshold_.rule == "expected_f1"
+    assert ens.threshold_.threshold == pytest.approx(expected_f1_cut(stacker_oof[:, list(lr.classes_).index(
+        ens.threshold_.positive)]))
     probe, _ = topic_texts(TOPICS, 9, 5)
     member = [m.predict_proba(probe) for _, m in ens.estimators_]
     np.testing.assert_allclose(ens.predict_proba(probe)[:, 1], lr.predict_proba(member_features(member))[:, 1],
@@ -173,6 +204,8 @@ def test_bad_settings_say_what_to_do(tiny_encoder_dir):
         CalibratedClassifier(_encoder(tiny_encoder_dir), threshold="f1").fit(texts, y)
     with pytest.raises(ValueError, match="threshold='f2'"):
         CalibratedClassifier(_encoder(tiny_encoder_dir), threshold="f2").fit(*_noisy_toy(0, 6))
+    with pytest.raises(ValueError, match="needs probabilities, and out-of-scope scores are not"):
+        _encoder(tiny_encoder_dir).set_params(reject_threshold="expected_f1").fit(*_noisy_toy(0, 6))
     with pytest.raises(ValueError, match="at least two examples of every class"):
         CalibratedClassifier(_encoder(tiny_encoder_dir)).fit(["refund money", "parcel late"], ["refund", "delivery"])
     for wrapper in (CalibratedClassifier(_encoder(tiny_encoder_dir), threshold="f1", pos_label="spam"),

@@ -83,8 +83,11 @@ class EnsembleClassifier(TextInputTags, ClassifierMixin, _BaseComposition):
         cross-fitting of every member, then a refit on all rows (k + 1 fits per member). A float in
         (0, 1): one stratified hold-out of that share; the members fitted on the rest are kept
         (one fit each; for costly members such as a tuned language model).
-    threshold : {"f1", "precision:<t>", "recall:<t>"}, float or None, default=None
+    threshold : {"f1", "expected_f1", "precision:<t>", "recall:<t>"}, float or None, default=None
         Binary only: choose the decision threshold on the combined out-of-fold probabilities.
+        With "stack", "expected_f1" (the cut whose F1 the stacker's calibrated probabilities
+        expect) is steadier than "f1" (the best cut on those rows): on ETHOS validation rows it
+        gave F1 +0.007 to +0.013 over "f1" (``python -m bench.threshold_rules``).
     pos_label : str or None, default=None
         The positive class of the threshold (default: the second class).
     random_state : int, default=0

@@ -78,9 +78,11 @@ class CalibratedClassifier(TextInputTags, ClassifierMixin, BaseEstimator):
         k >= 2: k-fold cross-fitting, then a refit on all rows (k + 1 fits). A float in (0, 1): one
         stratified hold-out of that share; the model fitted on the rest is kept (1 fit, for costly
         models, at the price of training on fewer rows).
-    threshold : {"f1", "precision:<t>", "recall:<t>"}, float or None, default=None
+    threshold : {"f1", "expected_f1", "precision:<t>", "recall:<t>"}, float or None, default=None
         Two classes: how to choose the decision threshold on the positive class's calibrated
-        probability (None: the most probable class). Multi-label: every label's own threshold on its
+        probability (None: the most probable class). "f1" is the best cut on the out-of-fold rows;
+        "expected_f1" the cut whose F1 the calibrated probabilities expect, steadier on a few
+        hundred rows (:func:`agilecls.calibration.thresholds.expected_f1_cut`). Multi-label: every label's own threshold on its
         probability, by the same rule (None: 0.5).
     pos_label : str or None, default=None
         The positive class of the threshold (default: the second class).
@@ -102,7 +104,7 @@ class CalibratedClassifier(TextInputTags, ClassifierMixin, BaseEstimator):
         "estimator": [HasMethods(["fit", "predict_proba"])],
         "method": [StrOptions({"auto", *CALIBRATORS})],
         "cv": [Interval(Integral, 2, None, closed="left"), Interval(Real, 0, 1, closed="neither")],
-        "threshold": [StrOptions({"f1"}), str, Interval(Real, 0, 1, closed="neither"), None],
+        "threshold": [StrOptions({"f1", "expected_f1"}), str, Interval(Real, 0, 1, closed="neither"), None],
         "pos_label": [str, None],
         "ensemble": ["boolean"],
         "random_state": [Interval(Integral, 0, None, closed="left")],

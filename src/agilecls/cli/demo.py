@@ -34,9 +34,10 @@ def register(app: typer.Typer) -> None:
                                                        "or 'vote' (the mean, on all training rows)."),
              holdout: float = typer.Option(DEMO_HOLDOUT, help="Share of the training rows held out for the "
                                                               "stacker and the threshold (with --combine stack)."),
-             threshold: Optional[str] = typer.Option("f1", help="Decision threshold of the hateful class chosen on "
-                                                                "the held-out rows: f1, precision:<t>, recall:<t> "
-                                                                "or 'none' (with --combine stack)."),
+             threshold: Optional[str] = typer.Option("expected_f1", help="Decision threshold of the hateful class "
+                                                                         "chosen on the held-out rows: expected_f1, "
+                                                                         "f1, precision:<t>, recall:<t> or 'none' "
+                                                                         "(with --combine stack)."),
              train_size: int = typer.Option(DEMO_TRAIN_SIZE, help="Training rows used for tuning."),
              epochs: int = typer.Option(DEMO_EPOCHS, help="Tuning epochs."),
              shots: int = typer.Option(1, help="In-context examples per class (with --no-tune)."),

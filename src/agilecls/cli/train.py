@@ -113,7 +113,7 @@ def register(app: typer.Typer) -> None:
                                                                        "whichever has the lowest log loss)."),
               threshold: Optional[str] = typer.Option(None, help="Two classes (or each label with --multilabel): "
                                                                  "choose the decision threshold on out-of-fold "
-                                                                 "predictions: f1, precision:<t> or recall:<t>."),
+                                                                 "predictions: f1, expected_f1, precision:<t> or recall:<t>."),
               pos_label: Optional[str] = typer.Option(None, help="The positive class of --threshold (default: the "
                                                                  "second label)."),
               cv: str = typer.Option("5", help="Out-of-fold predictions for --combine stack, --calibrate and "

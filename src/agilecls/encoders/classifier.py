@@ -70,8 +70,9 @@ def fixed_reject_threshold(rule) -> float | None:
     """A number is the reject threshold itself; a rule ("auto", "recall:0.9", ...) is checked here
     and applied later by ``calibrate`` (None until then)."""
     if isinstance(rule, str):
-        if rule != "auto":
-            check_rule(rule)
+        if rule != "auto" and check_rule(rule) == "expected_f1":
+            raise ValueError("reject_threshold='expected_f1' needs probabilities, and out-of-scope scores are not; "
+                             "use 'auto', 'f1', 'recall:<t>' or 'precision:<t>'")
         return None
     return None if rule is None else float(rule)
 
