@@ -82,8 +82,8 @@ class CalibratedClassifier(TextInputTags, ClassifierMixin, BaseEstimator):
         Two classes: how to choose the decision threshold on the positive class's calibrated
         probability (None: the most probable class). "f1" is the best cut on the out-of-fold rows;
         "expected_f1" the cut whose F1 the calibrated probabilities expect, steadier on a few
-        hundred rows (:func:`agilecls.calibration.thresholds.expected_f1_cut`). Multi-label: every label's own threshold on its
-        probability, by the same rule (None: 0.5).
+        hundred rows (:func:`agilecls.calibration.thresholds.expected_f1_cut`). Multi-label: every
+        label's own threshold on its probability, by the same rule (None: 0.5).
     pos_label : str or None, default=None
         The positive class of the threshold (default: the second class).
     ensemble : bool, default=False

@@ -117,8 +117,8 @@ def fit_threshold(p_pos: np.ndarray, is_pos: np.ndarray, rule, positive: str) ->
 
     "f1": the best F1 of the positive class. "expected_f1": the cut whose F1, as the probabilities
     themselves expect it, is best (:func:`expected_f1_cut`; for calibrated probabilities, such as
-    a stacker's or a :class:`CalibratedClassifier`'s). "precision:t": the lowest threshold whose precision is
-    at least t (so the most recall at that precision). "recall:t": the highest threshold whose
+    a stacker's or a :class:`CalibratedClassifier`'s). "precision:t": the lowest threshold whose
+    precision is at least t (so the most recall at that precision). "recall:t": the highest threshold whose
     recall is still at least t (so the most precision at that recall).
 
     Examples
