@@ -60,7 +60,7 @@ class PerLabelCalibrator:
 
 def fit_label_thresholds(proba: np.ndarray, Y: np.ndarray, labels: Sequence[str], rule) -> list[DecisionThreshold]:
     """Each label's threshold on its own probability column, chosen by ``rule`` ("f1",
-    "precision:t", "recall:t" or a fixed number); a label without both classes out of fold keeps
+    "expected_f1", "precision:t", "recall:t" or a fixed number); a label without both classes out of fold keeps
     :data:`FALLBACK_THRESHOLD`."""
     proba, Y = np.asarray(proba, dtype=np.float64), np.asarray(Y, dtype=int)
     out = []
