@@ -46,14 +46,15 @@ CONFIGS: dict[str, tuple[str, Callable]] = {}
 #: for MiniLM-only configurations (the same body) and, where it differs, for the best of all.
 MPNET_CONFIGS: list[str] = []
 #: Configurations that need ETHOS's positive label and instructions (binary, with a language model).
-ETHOS_ONLY = ("stack_llm", "stack_mpnet")
+ETHOS_ONLY: list[str] = []
 
 
-def config(name: str, recipe: str, mpnet: bool = False):
+def config(name: str, recipe: str, mpnet: bool = False, ethos_only: bool = False):
     def register(build: Callable) -> Callable:
         CONFIGS[name] = (recipe, build)
-        if mpnet:
-            MPNET_CONFIGS.append(name)
+        for flag, names in ((mpnet, MPNET_CONFIGS), (ethos_only, ETHOS_ONLY)):
+            if flag:
+                names.append(name)
         return build
     return register
 
@@ -109,8 +110,8 @@ def stacked(encoder: str, threshold: str | None):
 
 STACKED = ("EnsembleClassifier([" + MEMBER + ", AgileClassifier(tuning='lora', epochs=6, seed=seed)], "
            "combine='stack', cv=0.25, threshold={}, random_state=seed)")
-config("stack_llm", STACKED.format("minilm", 100, None))(stacked("minilm", None))
-config("stack_mpnet", STACKED.format("mpnet", 100, "'f1'"), mpnet=True)(stacked("mpnet", "f1"))
+config("stack_llm", STACKED.format("minilm", 100, None), ethos_only=True)(stacked("minilm", None))
+config("stack_mpnet", STACKED.format("mpnet", 100, "'f1'"), mpnet=True, ethos_only=True)(stacked("mpnet", "f1"))
 
 
 def agile_estimator(name: str, train, seed: int):

@@ -63,39 +63,38 @@ def main(argv=None) -> dict:
     other = next(c for c in train.labels if c != hateful)
     classes = [other, hateful]
     y = np.array(train.y[600:800], dtype=object)
+    loaded = {name: member_probabilities(name) for name in MEMBERS}
     rows, cuts_out = [], {}
     for holdout, (pair, names) in itertools.product(args.holdout, PAIRS.items()):
-        probas = [member_probabilities(n) for n in names]
-        scores = {rule: [] for rule in RULES}
-        cuts = {rule: [] for rule in RULES[1:]}
+        probas = [loaded[n] for n in names]
+        scores, cuts = {rule: [] for rule in RULES}, {rule: [] for rule in RULES}
         aucs = []
         for split in range(args.splits):
             order = np.random.default_rng(split).permutation(len(y))
             held, rest = order[:holdout], order[holdout:]
             if len(set(y[held])) < 2 or len(set(y[rest])) < 2:
                 continue
-            stacker = Stacker(classes).fit([p[held] for p in probas], list(y[held]))
-            oof = stacker.out_of_fold([p[held] for p in probas], list(y[held]), random_state=split)[:, 1]
+            held_probas, held_y = [p[held] for p in probas], list(y[held])
+            stacker = Stacker(classes).fit(held_probas, held_y)
+            oof = stacker.out_of_fold(held_probas, held_y, random_state=split)[:, 1]
             p_rest = stacker.predict_proba([p[rest] for p in probas])[:, 1]
             aucs.append(roc_auc_score(y[rest] == hateful, p_rest))
             for rule in RULES:
                 cut = 0.5 if rule == "0.5" else fit_threshold(oof, y[held] == hateful, rule, hateful).threshold
-                if rule != "0.5":
-                    cuts[rule].append(cut)
+                cuts[rule].append(cut)
                 scores[rule].append(f1_score(y[rest] == hateful, p_rest >= cut))
         for rule in RULES:
-            f1 = np.asarray(scores[rule])
-            row = {"stack": pair, "hold-out": holdout, "rule": rule, "splits": len(f1), "F1 mean": f1.mean(), "F1 std": f1.std(),
-                   "F1 5%": np.percentile(f1, 5), "ROC-AUC": float(np.mean(aucs))}
-            if rule != "0.5":
-                c = np.asarray(cuts[rule])
-                row.update({"cut median": float(np.median(c)), "cut 5-95%": f"{np.percentile(c, 5):.2f}-"
-                                                                          f"{np.percentile(c, 95):.2f}"})
+            f1, c = np.asarray(scores[rule]), np.asarray(cuts[rule])
+            row = {"stack": pair, "hold-out": holdout, "rule": rule, "splits": len(f1), "F1 mean": f1.mean(),
+                   "F1 std": f1.std(), "F1 5%": np.percentile(f1, 5), "ROC-AUC": float(np.mean(aucs))}
+            if rule != "0.5":  # a fixed cut has no spread
+                row.update({"cut median": float(np.median(c)),
+                            "cut 5-95%": f"{np.percentile(c, 5):.2f}-{np.percentile(c, 95):.2f}"})
             rows.append(row)
         paired = np.asarray(scores["expected_f1"]) - np.asarray(scores["f1"])
-        cuts_out[f"{pair}, hold-out {holdout}"] = {"expected_f1_minus_f1": {"mean": float(paired.mean()), "std": float(paired.std()),
-                                                    "share_better": float((paired > 0).mean()),
-                                                    "share_worse": float((paired < 0).mean())}}
+        cuts_out[f"{pair}, hold-out {holdout}"] = {"expected_f1_minus_f1": {
+            "mean": float(paired.mean()), "std": float(paired.std()),
+            "share_better": float((paired > 0).mean()), "share_worse": float((paired < 0).mean())}}
     print(format_table(rows))
     for pair, facts in cuts_out.items():
         d = facts["expected_f1_minus_f1"]
