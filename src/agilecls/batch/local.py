@@ -20,7 +20,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -126,7 +126,7 @@ def score_chunk(clf, chunk: pd.DataFrame, first_row: int, text_col: str, id_col:
 def predict_file(model: str | os.PathLike, source: str | os.PathLike, out: str | os.PathLike, *,
                  text_col: str = "text", id_col: str | None = None, keep: Sequence[str] = (),
                  chunk_size: int = DEFAULT_CHUNK_SIZE, limit: int | None = None, resume: bool = False,
-                 progress: bool = True) -> PredictSummary:
+                 progress: bool = True, on_chunk: Callable[[int, int | None], None] | None = None) -> PredictSummary:
     """Label every row of ``source`` with the saved classifier in ``model``, writing ``out``.
 
     Parameters
@@ -149,6 +149,9 @@ def predict_file(model: str | os.PathLike, source: str | os.PathLike, out: str |
     resume : bool, default=False
         Continue an unfinished run of the same job from its last whole chunk.
     progress : bool, default=True
+    on_chunk : callable or None, default=None
+        Called as ``on_chunk(rows_done, rows_total)`` after each chunk (``rows_total`` None when
+        the file's row count is not known in advance), e.g. to report progress elsewhere.
 
     Returns
     -------
@@ -175,7 +178,7 @@ def predict_file(model: str | os.PathLike, source: str | os.PathLike, out: str |
     _prepare(parts, _job(model, source, out, text_col, id_col, keep, chunk_size, limit), resume)
     try:
         summary = _run(clf, chunks, count_rows(source), out, out_fmt, parts, text_col, id_col, keep, limit,
-                       progress)
+                       progress, on_chunk or (lambda done, total: None))
     except BaseException as err:
         # a bad input fails the same way on every run, and with nothing done there is nothing to
         # resume; a crash or an interruption keeps the finished chunks for --resume
@@ -187,7 +190,7 @@ def predict_file(model: str | os.PathLike, source: str | os.PathLike, out: str |
 
 
 def _run(clf, chunks, total: int | None, out: Path, out_fmt: str, parts: Path, text_col, id_col, keep, limit,
-         progress) -> PredictSummary:
+         progress, on_chunk) -> PredictSummary:
     """Score the chunks not yet written, then join the parts into ``out``."""
     total = min(total, limit) if total is not None and limit is not None else (total or limit)
     summary, start = PredictSummary(), time.perf_counter()
@@ -206,6 +209,7 @@ def _run(clf, chunks, total: int | None, out: Path, out_fmt: str, parts: Path, t
         if part.exists():  # done before a crash
             summary.resumed_chunks += 1
             bar.update(len(chunk))
+            on_chunk(summary.rows, total)
             continue
         frame = score_chunk(clf, chunk, first_row, text_col, id_col, keep)
         tmp = parts / f".{part.name}.tmp"
@@ -217,6 +221,7 @@ def _run(clf, chunks, total: int | None, out: Path, out_fmt: str, parts: Path, t
         summary.error_examples += [f"row {r}: {e}" for r, e in zip(frame["id"][bad], frame["error"][bad])][:3]
         bar.update(len(chunk))
         bar.set_postfix(errors=summary.errors)
+        on_chunk(summary.rows, total)
     bar.close()
     if summary.rows == 0:
         raise DatasetError("the input has a header but no rows; there is nothing to predict")

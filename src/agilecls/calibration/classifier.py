@@ -175,6 +175,45 @@ class CalibratedClassifier(TextInputTags, ClassifierMixin, BaseEstimator):
                            fit_label_thresholds(self.oof_proba_, Y[fold.rows], labels, rule))
         return fold, texts, Y
 
+    @classmethod
+    def from_parts(cls, estimator, classes, calibrator=None, class_shares=None, priors=None,
+                   threshold: DecisionThreshold | None = None) -> "CalibratedClassifier":
+        """A fitted single-label ``CalibratedClassifier`` assembled from parts fitted elsewhere, e.g.
+        by the labelling loop, which fits the map, the pool's class shares and the cut on cached
+        embeddings and saves them as an ordinary classifier.
+
+        Parameters
+        ----------
+        estimator : fitted classifier
+            Its ``predict_proba`` columns are reordered to ``classes``.
+        classes : sequence of str
+        calibrator : fitted calibrator or None, default=None
+            From :func:`agilecls.calibration.calibrators.choose_calibrator` (None: the identity).
+        class_shares, priors : array-like of shape (n_classes,) or None, default=None
+            The class shares the probabilities were fitted under and those to answer under
+            (:meth:`adapt_priors`); both or neither.
+        threshold : DecisionThreshold or None, default=None
+            Two classes: the cut on the (shifted) probability of ``threshold.positive``.
+
+        Returns
+        -------
+        CalibratedClassifier
+        """
+        if (class_shares is None) != (priors is None):
+            raise ValueError("give both class_shares and priors, or neither")
+        obj = cls(estimator, method="none" if calibrator is None else calibrator.name,
+                  threshold=None if threshold is None else threshold.rule if threshold.rule != "fixed"
+                  else threshold.threshold, pos_label=None if threshold is None else threshold.positive)
+        obj.estimator_ = estimator
+        obj.classes_ = np.array([str(c) for c in classes], dtype=object)
+        obj.calibrator_ = make_calibrator("none") if calibrator is None else calibrator
+        obj.calibration_scores_ = {}
+        obj.threshold_ = threshold
+        if class_shares is not None:
+            obj.class_shares_ = np.asarray(class_shares, dtype=np.float64)
+            obj.priors_ = np.asarray(priors, dtype=np.float64)
+        return obj
+
     @property
     def base_models_(self) -> list:
         """The fitted models whose calibrated probabilities are averaged: the k fold models

@@ -17,6 +17,7 @@ with :func:`agilecls.load_classifier`).
 from __future__ import annotations
 
 import os
+import secrets
 from pathlib import Path
 from typing import Sequence
 
@@ -24,7 +25,8 @@ import numpy as np
 import pandas as pd
 
 from ..validation import check_labels
-from . import fast, strategies
+from . import audit, strategies
+from .scoring import SETTINGS, Scores, check_setting, score_pool
 from .store import ProjectError, ProjectStore
 from .transfer import export_rows, import_rows
 from .zero_shot import label_prompts, zero_shot_proba
@@ -50,6 +52,7 @@ class Project:
         if not self.store.exists():
             raise ProjectError(f"{self.folder} is not an agilecls project (no {self.store.path.name}); "
                                "create one with `agilecls project new`")
+        self.store.migrate()
         self.meta = self.store.meta()
         self._encoder = None
         self._embeddings: tuple[tuple[str, ...], np.ndarray] | None = None
@@ -58,7 +61,7 @@ class Project:
     @classmethod
     def create(cls, folder: str | os.PathLike, labels: Sequence[str], instructions: str = "",
                descriptions: dict[str, str] | None = None, encoder: str = "minilm",
-               model: str | None = None, llm_params: dict | None = None) -> "Project":
+               model: str | None = None, llm_params: dict | None = None, **settings) -> "Project":
         """A new, empty project.
 
         Parameters
@@ -77,6 +80,8 @@ class Project:
             The language model the full model tunes (None: the bundled default).
         llm_params : dict or None, default=None
             Other ``AgileClassifier`` parameters of the full model (e.g. ``{"epochs": 3}``).
+        **settings
+            ``positive``, ``rule``, ``audit_rate``, ``retrain_every`` (:meth:`settings`).
         """
         store = ProjectStore(folder)
         if store.exists():
@@ -85,9 +90,13 @@ class Project:
         unknown = sorted(set(descriptions or {}) - set(labels))
         if unknown:
             raise ProjectError(f"descriptions given for unknown label(s) {', '.join(unknown)}")
+        unknown = sorted(set(settings) - set(SETTINGS))
+        if unknown:
+            raise ProjectError(f"unknown setting(s) {', '.join(unknown)}; the settings are {', '.join(SETTINGS)}")
+        checked = {**SETTINGS, **{key: check_setting(key, value, labels) for key, value in settings.items()}}
         store.create({"labels": labels, "instructions": instructions, "descriptions": descriptions or {},
                       "encoder": encoder, "model": model, "llm_params": llm_params or {},
-                      "name": Path(folder).name})
+                      "name": Path(folder).name, "salt": secrets.token_hex(8), **checked})
         return cls(folder)
 
     @property
@@ -121,6 +130,30 @@ class Project:
     def skip(self, text_id: str) -> None:
         self.store.skip(str(text_id))
 
+    # -- settings -------------------------------------------------------------------------------
+    def settings(self, **values) -> dict:
+        """Read (no arguments) or change the loop's settings; returns them all.
+
+        Parameters
+        ----------
+        positive : str or None
+            Two classes: the class the decision rule cuts on (None: the rarer in the pool estimate).
+        rule : str or float
+            Two classes: "expected_f1" (default), "f1", "precision:<t>", "recall:<t>" or a fixed cut.
+        audit_rate : float in [0, 0.5]
+            Share of the texts shown that are random audit texts (0: off).
+        retrain_every : int >= 0
+            Labels between background retrains of the fast model on the Label page (0: off).
+        """
+        unknown = sorted(set(values) - set(SETTINGS))
+        if unknown:
+            raise ProjectError(f"unknown setting(s) {', '.join(unknown)}; the settings are {', '.join(SETTINGS)}")
+        checked = {key: check_setting(key, value, self.labels) for key, value in values.items()}
+        if checked:
+            self.store.set_meta(**checked)
+            self.meta = self.store.meta()
+        return {key: self.meta.get(key, default) for key, default in SETTINGS.items()}
+
     # -- embeddings and scores --------------------------------------------------------------------
     def encoder(self):
         if self._encoder is None:
@@ -148,51 +181,73 @@ class Project:
         self.store.put_prelabels(scorer, frame["id"].tolist(), proba)
         return len(frame)
 
-    def _training_rows(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        """Row positions labelled and not held out, and their class indices."""
+    def zero_shot(self, frame: pd.DataFrame) -> np.ndarray | None:
+        """The cached zero-shot probabilities in ``frame``'s order (uniform where a text has none;
+        None before :meth:`prelabel`)."""
+        _, cached = self.store.prelabels()
+        if not cached:
+            return None
+        uniform = [1.0 / len(self.labels)] * len(self.labels)
+        return np.array([cached.get(i, uniform) for i in frame["id"]], dtype=np.float64)
+
+    def training_rows(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Row positions labelled and not held out (test or audit), and their class indices."""
         rows = np.flatnonzero(frame["label"].notna().to_numpy() & ~frame["is_test"].to_numpy())
         return rows, np.array([self.labels.index(v) for v in frame["label"].iloc[rows]], dtype=int)
 
-    def scores(self, frame: pd.DataFrame | None = None) -> dict:
-        """The fast model refitted on every training label, scoring every row: ``frame``, ``proba``
-        (None until two classes have labels), ``ood`` and ``embeddings``."""
+    def scores(self, frame: pd.DataFrame | None = None) -> Scores:
+        """The fast model refitted on every training label and the cold-start blend, scoring every
+        row (see :mod:`agilecls.loop.decisions`)."""
         frame = self.store.frame() if frame is None else frame
-        emb = self.embeddings(frame)
-        rows, y_idx = self._training_rows(frame)
-        proba = ood = None
-        if len(np.unique(y_idx)) >= 2:
-            proba, ood = fast.pool_scores(emb, rows, y_idx, len(self.labels))
-        return {"frame": frame, "proba": proba, "ood": ood, "embeddings": emb}
+        rows, y_idx = self.training_rows(frame)
+        settings = self.settings()
+        return score_pool(frame, self.embeddings(frame), rows, y_idx, self.labels, self.zero_shot(frame),
+                          settings["rule"], settings["positive"])
 
     def suggest(self, k: int = 16, strategy: str = DEFAULT_STRATEGY, client: str | None = None,
                 seed: int = 0) -> list[dict]:
-        """The next ``k`` texts to label, each with the model's (or the pre-labeller's) suggested
-        label and probability. With ``client``, they are held for that client for a while so that
-        two annotators are not shown the same texts."""
+        """The next ``k`` texts to label, each with the suggested label (by the shown scores' rule)
+        and probabilities. One in every ``1 / audit_rate`` is a random audit text (``audit``: true).
+        With ``client``, they are held for that client for a while so that two annotators are not
+        shown the same texts."""
         if strategy not in strategies.STRATEGIES:
             raise ProjectError(f"unknown strategy {strategy!r}; choose one of {', '.join(sorted(strategies.STRATEGIES))}")
         scored = self.scores()
-        frame, proba = scored["frame"], scored["proba"]
+        frame = scored.frame
         if frame.empty:
             return []
-        blocked = self.store.unavailable(client)
-        free = frame["label"].isna().to_numpy() & ~frame["is_test"].to_numpy() & ~frame["id"].isin(blocked).to_numpy()
-        pool = strategies.PoolScores(scored["embeddings"], np.flatnonzero(free), proba, scored["ood"])
-        chosen = strategies.select(strategy, pool, k, seed)
-        if proba is None:
-            _, cached = self.store.prelabels()
-            proba = np.array([cached.get(i, [np.nan] * len(self.labels)) for i in frame["id"]])
+        blocked = frame["id"].isin(self.store.unavailable(client)).to_numpy()
+        unlabelled = frame["label"].isna().to_numpy() & ~blocked
+        rate = self.settings()["audit_rate"]
+        reserve = audit.in_reserve(frame["id"], self.meta.get("salt", ""), rate)
+        pending = np.flatnonzero(unlabelled & frame["audit"].to_numpy())
+        fresh = np.flatnonzero(unlabelled & reserve & ~frame["is_test"].to_numpy())
+        order = np.argsort(audit.draw_keys(frame["id"].iloc[fresh], self.meta.get("salt", "")))
+        shown = int(self.meta.get("shown", 0))
+        audit_rows = np.r_[pending, fresh[order]][: audit.quota(k, rate, shown)].astype(int)
+        free = unlabelled & ~frame["is_test"].to_numpy() & ~reserve
+        fit = scored.fit
+        pool = strategies.PoolScores(scored.embeddings, np.flatnonzero(free), None if fit is None else fit.raw,
+                                     None if fit is None else fit.ood)
+        chosen = strategies.select(strategy, pool, k - len(audit_rows), seed)
+        if len(audit_rows):
+            self.store.mark_audit(frame["id"].iloc[audit_rows].tolist())
+        picks = spread(list(chosen), list(audit_rows))
+        self.store.set_meta(shown=shown + len(picks))
+        self.meta["shown"] = shown + len(picks)
         if client:
-            self.store.lease(frame["id"].iloc[chosen].tolist(), client)
-        out = []
-        for row in chosen:
-            p = proba[row]
-            best = None if np.isnan(p).any() else int(np.argmax(p))
-            out.append({"id": frame["id"].iloc[row], "text": frame["text"].iloc[row],
-                        "suggested": None if best is None else self.labels[best],
-                        "probability": None if best is None else float(p[best]),
-                        "proba": None if best is None else dict(zip(self.labels, map(float, p)))})
-        return out
+            self.store.lease(frame["id"].iloc[picks].tolist(), client)
+        is_audit = set(int(r) for r in audit_rows)
+        return [self._suggestion(scored, row, row in is_audit) for row in picks]
+
+    def _suggestion(self, scored: Scores, row: int, is_audit: bool) -> dict:
+        frame, proba = scored.frame, scored.proba
+        p = None if proba is None else proba[row]
+        best = None if p is None else int(scored.pred[row])
+        return {"id": frame["id"].iloc[row], "text": frame["text"].iloc[row], "audit": is_audit,
+                "suggested": None if best is None else self.labels[best],
+                "probability": None if best is None else float(p[best]),
+                "proba": None if p is None else dict(zip(self.labels, map(float, p)))}
 
     # -- versions ---------------------------------------------------------------------------------
     def train(self, kind: str = "fast", progress=None) -> int:
@@ -233,24 +288,43 @@ class Project:
         return cached[1]
 
     def evaluate(self) -> dict:
-        """Cross-validated metrics of the fast model on the training labels (out-of-fold), the
-        newest version's metrics on the held-out test rows, the learning curve and the confusion
-        matrix (see :func:`agilecls.loop.review.evaluate`)."""
+        """The audit estimate (with its interval) of the newest and the serving version, metrics on
+        the texts you labelled (out of fold) and on held-out test texts, the confusion matrix at the
+        decision rule, the learning curve, the review and stopping state (see
+        :func:`agilecls.loop.review.evaluate`)."""
         from .review import evaluate
 
         return evaluate(self)
+
+    def serve(self, version: int) -> dict:
+        """Make ``version`` the serving version (whatever the audit says); returns the serving state."""
+        from .serving import choose
+
+        return choose(self, version)
+
+    def serving(self) -> dict:
+        """The serving version's record (the one exports and ``agilecls serve --project`` use)."""
+        from .serving import serving_version
+
+        return serving_version(self)
 
     def status(self) -> dict:
         frame = self.store.frame()
         labelled = frame["label"].notna()
         return {"folder": str(self.folder), "labels": self.labels, "texts": len(frame),
                 "labelled": int(labelled.sum()), "test": int((labelled & frame["is_test"]).sum()),
+                "audit": int((labelled & frame["audit"]).sum()),
                 "counts": {lab: int((frame["label"] == lab).sum()) for lab in self.labels},
-                "versions": len(self.store.versions()), "jobs": self.store.jobs()[-1:]}
+                "versions": len(self.store.versions()), "serving": self.store.meta().get("serving"),
+                "settings": self.settings(), "jobs": self.store.jobs()[-1:]}
 
     def export(self, path: str | os.PathLike, what: str = "labels", version: int | None = None) -> Path:
-        """Write ``labels`` (id, text, label, is_test, extra columns) or ``predictions`` of a
-        version (default: the newest) to CSV / TSV / JSONL / Parquet."""
+        """Write ``labels`` (id, text, label, is_test, audit, extra columns) or ``predictions`` of a
+        version (default: the serving one), decided by that version's rule, to CSV / TSV / JSONL /
+        Parquet."""
+        from .decisions import decide
+        from .serving import serving_version, version_proba, version_threshold
+
         frame = self.store.frame()
         extra = pd.DataFrame(frame.pop("extra").tolist(), index=frame.index)
         out = pd.concat([frame, extra.drop(columns=[c for c in extra if c in frame], errors="ignore")], axis=1)
@@ -258,12 +332,21 @@ class Project:
             return export_rows(out[out["label"].notna()], path)
         if what != "predictions":
             raise ProjectError(f"export what={what!r}: choose 'labels' or 'predictions'")
-        chosen = self.version(version)
-        preds = self.store.predictions(chosen["id"])
-        proba = np.array([preds[i][0] for i in out["id"]])
-        out["predicted"] = [self.labels[j] for j in proba.argmax(axis=1)]
+        chosen = serving_version(self) if version is None else self.version(version)
+        ids = out["id"].tolist()
+        proba = version_proba(self, chosen, ids)
+        out["predicted"] = [self.labels[j] for j in decide(proba, self.labels, version_threshold(chosen))]
         for j, lab in enumerate(self.labels):
             out[f"p_{lab}"] = proba[:, j]
-        out["ood_score"] = [preds[i][1] for i in out["id"]]
+        stored = self.store.predictions(chosen["id"])
+        out["ood_score"] = [stored[i][1] for i in ids]
         out["version"] = chosen["id"]
         return export_rows(out, path)
+
+
+def spread(chosen: list, extra: list) -> list:
+    """``chosen`` with ``extra`` placed at even intervals through it (not all at its end)."""
+    total = len(chosen) + len(extra)
+    slots = {int((i + 0.5) * total / len(extra)) for i in range(len(extra))} if extra else set()
+    rest, more = iter(chosen), iter(extra)
+    return [next(more) if j in slots else next(rest) for j in range(total)]

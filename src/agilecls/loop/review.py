@@ -1,9 +1,12 @@
 """Evaluation a person can trust, and the rows to look at again.
 
-Every number here comes from out-of-fold probabilities of the fast model on the training labels
-(each row scored by a model that never saw it) or from rows the user held out as test rows;
-nothing is scored by a model trained on it. Possible label errors are cleanlab's
-``find_label_issues`` on the same out-of-fold probabilities.
+Numbers come from three places, each named for what it is: the random audit sample (the honest
+estimate of a version on the pool, :mod:`agilecls.loop.audit`), texts the user held out as test,
+and out-of-fold probabilities of the fast model on the training labels ("on the texts you
+labelled": the strategy chose them because they were hard or rare, so they describe those texts,
+not the pool). Nothing is scored by a model trained on it. Every decision shown is by the rule of
+the model that made it. Possible label errors are ranked by cleanlab's label quality score on the
+same out-of-fold probabilities, once every class has enough labels for them to mean something.
 """
 
 from __future__ import annotations
@@ -12,24 +15,34 @@ import numpy as np
 from sklearn.metrics import confusion_matrix
 
 from ..evaluation.metrics import classification_metrics
-from . import fast
+from . import serving
 from .versions import headline, training_data
 
+#: Labels per class before possible label errors are listed: with fewer, the out-of-fold
+#: probabilities rank flipped labels no better than chance (bench/label_review_floor.py).
+REVIEW_MIN_PER_CLASS = 8
+#: Consecutive fast versions whose predictions on the pool must agree (Cohen's kappa, averaged)
+#: before the page says the model has stopped changing (Bloodgood & Vijay-Shanker 2009, as
+#: small-text's ``KappaAverage``).
+STOP_WINDOW = 3
+STOP_KAPPA = 0.99
 RELIABILITY_BINS = 10
 
 
 def out_of_fold(project) -> dict:
-    """``frame`` (training rows only), ``y_idx`` and ``proba`` out of fold. Kept on the project
-    until a training label changes: the page asks for the evaluation, the errors and the label
-    issues together, and all three read the same out-of-fold probabilities."""
+    """``frame`` (training rows only), ``y_idx``, ``proba`` (out of fold, calibrated, under the
+    pool's class shares) and ``pred`` (by the rule). Kept on the project until a training label
+    changes: the page asks for the evaluation, the errors and the label issues together."""
     frame = project.store.frame()
     rows, y_idx = training_data(project, frame)
-    key = (tuple(frame["id"].iloc[rows]), tuple(y_idx.tolist()))
-    cached = project.__dict__.get("_out_of_fold")
+    key = (tuple(frame["id"].iloc[rows]), tuple(y_idx.tolist()), len(frame), str(project.settings()))
+    cached = getattr(project, "oof_cache", None)
     if cached is None or cached[0] != key:
-        proba = fast.out_of_fold(project.embeddings(frame)[rows], y_idx, len(project.labels))
-        cached = (key, {"frame": frame.iloc[rows].reset_index(drop=True), "y_idx": y_idx, "proba": proba})
-        project._out_of_fold = cached
+        fit = project.scores(frame).fit
+        cached = (key, {"frame": frame.iloc[rows].reset_index(drop=True), "y_idx": y_idx, "proba": fit.oof,
+                        "pred": fit.decide(fit.oof), "rule": fit.rule(),
+                        "positive": None if fit.threshold is None else fit.threshold.positive})
+        project.oof_cache = cached
     return cached[1]
 
 
@@ -46,50 +59,99 @@ def reliability(y_idx: np.ndarray, proba: np.ndarray, bins: int = RELIABILITY_BI
     return out
 
 
+def stopping(project) -> dict:
+    """Whether the fast model's predictions on the pool have stopped changing: Cohen's kappa
+    between each pair of consecutive fast versions' decisions on the texts unlabelled now, and
+    small-text's ``KappaAverage`` verdict over the last :data:`STOP_WINDOW` pairs."""
+    from small_text.stopping_criteria import KappaAverage
+
+    fast = [v for v in project.store.versions() if v["kind"] == "fast"][-(STOP_WINDOW + 1):]
+    frame = project.store.frame()
+    ids = frame["id"][frame["label"].isna()].tolist()
+    out = {"stable": False, "kappas": [], "window": STOP_WINDOW, "kappa": STOP_KAPPA, "versions": len(fast)}
+    if len(fast) < 2 or not ids:
+        out["message"] = "the model is still changing: too few versions to tell"
+        return out
+    criterion = KappaAverage(len(project.labels), window_size=STOP_WINDOW, kappa=STOP_KAPPA)
+    for version in fast:
+        pred = serving.decisions.decide(serving.version_proba(project, version, ids), project.labels,
+                                        serving.version_threshold(version))
+        out["stable"] = bool(criterion.stop(predictions=pred))
+    out["kappas"] = [float(k) for k in criterion.kappa_history]
+    last = out["kappas"][-1] if out["kappas"] else float("nan")
+    out["message"] = (f"predictions on the pool have stopped changing (kappa {np.mean(out['kappas']):.3f} over the "
+                      f"last {STOP_WINDOW} versions): more labels of this kind may not help" if out["stable"] else
+                      f"the model is still changing (kappa {last:.3f} between the last two versions)")
+    return out
+
+
+def review_state(project, counts: np.ndarray) -> dict:
+    """Whether possible label errors are listed, and why not."""
+    short = [lab for lab, n in zip(project.labels, counts) if 0 < n < REVIEW_MIN_PER_CLASS]
+    enough = not short and (counts > 0).sum() >= 2
+    return {"enough": enough, "min_per_class": REVIEW_MIN_PER_CLASS,
+            "message": None if enough else (f"possible label errors are listed once every label has "
+                                            f"{REVIEW_MIN_PER_CLASS} labels (fewer: {', '.join(short) or 'all'})")}
+
+
 def evaluate(project) -> dict:
-    """Cross-validated metrics, confusion matrix and reliability of the fast model on the training
-    labels; the newest version's test-row metrics; the learning curve across versions."""
+    """Everything the page's evaluation panel shows (see the module docstring)."""
     oof = out_of_fold(project)
-    y = [project.labels[i] for i in oof["y_idx"]]
     labels = project.labels
+    y = [labels[i] for i in oof["y_idx"]]
     versions = project.store.versions()
+    frame = project.store.frame()
     curve = []
     for v in versions:
         key, value = headline(v["metrics"].get("cross_validated", {}), labels)
-        test_value = headline(v["metrics"].get("test", {}), labels)[1]
+        estimate = serving.audit_estimate(project, v, frame)
         curve.append({"version": v["id"], "kind": v["kind"], "labels": v["n_labels"], "metric": key,
-                      "cross_validated": value, "test": test_value})
-    return {"cross_validated": classification_metrics(y, oof["proba"], labels),
-            "confusion": {"labels": labels, "matrix": confusion_matrix(oof["y_idx"], oof["proba"].argmax(axis=1),
+                      "cross_validated": value, "audit": estimate["value"],
+                      "test": headline(v["metrics"].get("test", {}), labels)[1]})
+    chosen = serving.current(project)
+    serving_row = serving.serving_version(project) if versions else None
+    return {"cross_validated": classification_metrics(y, oof["proba"], labels, oof["positive"],
+                                                      [labels[i] for i in oof["pred"]]),
+            "rule": oof["rule"],
+            "confusion": {"labels": labels, "matrix": confusion_matrix(oof["y_idx"], oof["pred"],
                                                                        labels=range(len(labels))).tolist()},
             "reliability": reliability(oof["y_idx"], oof["proba"]),
+            "audit": serving.audit_estimate(project, versions[-1], frame) if versions else None,
+            "serving": None if serving_row is None else {
+                **(chosen or {"version": serving_row["id"], "reason": "the newest version"}),
+                "kind": serving_row["kind"], "audit": serving.audit_estimate(project, serving_row, frame),
+                "passed_over": project.store.meta().get("passed_over")},
             "test": versions[-1]["metrics"].get("test") if versions else None,
+            "review": review_state(project, np.bincount(oof["y_idx"], minlength=len(labels))),
+            "stopping": stopping(project),
             "learning_curve": curve}
 
 
 def errors(project, limit: int = 50) -> list[dict]:
-    """Training rows whose out-of-fold prediction disagrees with their label, most confident first."""
+    """Training rows whose out-of-fold decision disagrees with their label, most confident first."""
     oof = out_of_fold(project)
-    pred = oof["proba"].argmax(axis=1)
+    pred = oof["pred"]
     wrong = np.flatnonzero(pred != oof["y_idx"])
     wrong = wrong[np.argsort(-oof["proba"][wrong, pred[wrong]], kind="stable")][:limit]
     return [_row(project, oof, i, pred[i]) for i in wrong]
 
 
 def label_issues(project, limit: int = 50) -> list[dict]:
-    """Rows whose label may be wrong (cleanlab's ``find_label_issues``), the likeliest first."""
-    from cleanlab.filter import find_label_issues
+    """Rows whose label may be wrong, the likeliest first: cleanlab's label quality score
+    (self-confidence) on the out-of-fold probabilities, lowest first, once every labelled class
+    has :data:`REVIEW_MIN_PER_CLASS` labels (else none)."""
+    from cleanlab.rank import get_label_quality_scores
 
     oof = out_of_fold(project)
-    present = np.unique(oof["y_idx"])
-    if len(present) < 2:
+    counts = np.bincount(oof["y_idx"], minlength=len(project.labels))
+    if not review_state(project, counts)["enough"]:
         return []
-    remap = np.searchsorted(present, oof["y_idx"])
+    present = np.flatnonzero(counts)
     proba = oof["proba"][:, present]
     proba = proba / proba.sum(axis=1, keepdims=True)
-    ranked = find_label_issues(labels=remap, pred_probs=proba, return_indices_ranked_by="self_confidence")
-    pred = oof["proba"].argmax(axis=1)
-    return [_row(project, oof, i, pred[i]) for i in ranked[:limit]]
+    quality = get_label_quality_scores(np.searchsorted(present, oof["y_idx"]), proba)
+    ranked = np.argsort(quality, kind="stable")[:limit]
+    return [{**_row(project, oof, i, oof["pred"][i]), "quality": float(quality[i])} for i in ranked]
 
 
 def _row(project, oof: dict, i: int, pred: int) -> dict:
@@ -122,7 +184,8 @@ def explain_row(project, text_id: str, method: str = "grad_dot_input", version: 
     from ..salience.explanation import explain
 
     clf = project.classifier(version)
-    if member is None and hasattr(clf, "estimators_"):
+    base = getattr(clf, "estimator_", clf)  # a version is saved calibrated; explain what it wraps
+    if member is None and hasattr(base, "estimators_"):
         member = "encoder"
     text = project.store.text(text_id)["text"]
     return explain(clf, text, method=method, label=label, member=member).to_dict(list(granularities))

@@ -31,7 +31,7 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS texts (
     id TEXT PRIMARY KEY, position INTEGER NOT NULL UNIQUE, text TEXT NOT NULL,
-    extra TEXT NOT NULL DEFAULT '{}', is_test INTEGER NOT NULL DEFAULT 0);
+    extra TEXT NOT NULL DEFAULT '{}', is_test INTEGER NOT NULL DEFAULT 0, audit INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS labels (
     text_id TEXT PRIMARY KEY REFERENCES texts(id), label TEXT NOT NULL,
     annotator TEXT, labelled_at REAL NOT NULL);
@@ -107,6 +107,13 @@ class ProjectStore:
     def exists(self) -> bool:
         return self.path.is_file()
 
+    def migrate(self) -> None:
+        """Bring a project made by an earlier release up to this schema (adds columns, loses nothing)."""
+        with self.transaction() as con:
+            columns = {row[1] for row in con.execute("PRAGMA table_info(texts)")}
+            if "audit" not in columns:
+                con.execute("ALTER TABLE texts ADD COLUMN audit INTEGER NOT NULL DEFAULT 0")
+
     # -- meta ---------------------------------------------------------------------------------------
     def meta(self) -> dict:
         with self.connect() as con:
@@ -138,23 +145,24 @@ class ProjectStore:
         return len(ids)
 
     def frame(self) -> pd.DataFrame:
-        """Every text in import order: id, text, is_test, label (None if unlabelled), extra (dict)."""
+        """Every text in import order: id, text, is_test, audit, label (None if unlabelled), extra (dict)."""
         with self.connect() as con:
-            rows = con.execute("SELECT t.id, t.text, t.is_test, l.label, t.extra FROM texts t "
+            rows = con.execute("SELECT t.id, t.text, t.is_test, t.audit, l.label, t.extra FROM texts t "
                                "LEFT JOIN labels l ON l.text_id = t.id ORDER BY t.position").fetchall()
-        frame = pd.DataFrame(rows, columns=["id", "text", "is_test", "label", "extra"])
+        frame = pd.DataFrame(rows, columns=["id", "text", "is_test", "audit", "label", "extra"])
         frame["is_test"] = frame["is_test"].astype(bool)
+        frame["audit"] = frame["audit"].astype(bool)
         frame["label"] = frame["label"].astype(object).where(frame["label"].notna(), None)
         frame["extra"] = [json.loads(e) for e in frame["extra"]]
         return frame
 
     def text(self, text_id: str) -> dict:
         with self.connect() as con:
-            row = con.execute("SELECT t.id, t.text, t.is_test, l.label FROM texts t LEFT JOIN labels l "
+            row = con.execute("SELECT t.id, t.text, t.is_test, l.label, t.audit FROM texts t LEFT JOIN labels l "
                               "ON l.text_id = t.id WHERE t.id = ?", (text_id,)).fetchone()
         if row is None:
             raise ProjectError(f"no text with id {text_id!r} in this project")
-        return {"id": row[0], "text": row[1], "is_test": bool(row[2]), "label": row[3]}
+        return {"id": row[0], "text": row[1], "is_test": bool(row[2]), "label": row[3], "audit": bool(row[4])}
 
     # -- labels -------------------------------------------------------------------------------------
     def set_label(self, text_id: str, label: str | None, annotator: str | None = None) -> dict:
@@ -190,8 +198,17 @@ class ProjectStore:
 
     def set_test(self, text_id: str, is_test: bool) -> None:
         with self.transaction() as con:
+            row = con.execute("SELECT audit FROM texts WHERE id = ?", (text_id,)).fetchone()
+            if row is not None and row[0] and not is_test:
+                raise ProjectError(f"text {text_id!r} is in the random audit sample: it stays a test text, "
+                                   "or the audit estimate would no longer be fair")
             if con.execute("UPDATE texts SET is_test = ? WHERE id = ?", (int(is_test), text_id)).rowcount == 0:
                 raise ProjectError(f"no text with id {text_id!r} in this project")
+
+    def mark_audit(self, ids: Sequence[str]) -> None:
+        """Hand texts out as audit texts: test texts from now on, never trained on."""
+        with self.transaction() as con:
+            con.executemany("UPDATE texts SET audit = 1, is_test = 1 WHERE id = ?", [(i,) for i in ids])
 
     def skip(self, text_id: str) -> None:
         with self.transaction() as con:
@@ -243,10 +260,20 @@ class ProjectStore:
             return [{"id": r[0], "kind": r[1], "created_at": r[2], "n_labels": r[3], "folder": r[4],
                      "metrics": json.loads(r[5])} for r in rows]
 
-    def predictions(self, version_id: int) -> dict[str, tuple[list[float], float | None]]:
+    def predictions(self, version_id: int, ids: Sequence[str] | None = None) -> dict[str, tuple[list[float], float | None]]:
+        """A version's stored ``(probabilities, out-of-scope score)`` by text id (of ``ids`` only, if given)."""
         with self.connect() as con:
-            rows = con.execute("SELECT text_id, proba, ood FROM predictions WHERE version_id = ?", (version_id,))
-            return {i: (json.loads(p), o) for i, p, o in rows}
+            if ids is None:
+                rows = con.execute("SELECT text_id, proba, ood FROM predictions WHERE version_id = ?", (version_id,))
+                return {i: (json.loads(p), o) for i, p, o in rows}
+            out = {}
+            for start in range(0, len(ids), 500):
+                part = list(ids[start:start + 500])
+                marks = ",".join("?" * len(part))
+                out.update({i: (json.loads(p), o) for i, p, o in con.execute(
+                    f"SELECT text_id, proba, ood FROM predictions WHERE version_id = ? AND text_id IN ({marks})",
+                    [version_id, *part])})
+            return out
 
     def start_job(self, kind: str) -> int:
         """A new running job; refused while another one runs (one training at a time)."""

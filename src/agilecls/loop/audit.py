@@ -1,0 +1,124 @@
+"""The random audit sample: the project's honest estimate of a version's quality.
+
+Why: the query strategy picks texts because they are hard or rare, so metrics cross-validated on
+the labelled texts describe those texts, neither the pool nor new data. The audit sample is drawn
+at random instead. Each text is in the audit *reserve* with probability ``rate``, fixed by a hash
+of its id and the project's salt (so texts imported later join it the same way); the strategies
+never pick from the reserve, and one text in every ``1 / rate`` shown is the reserve's next text in
+that random order. A reserve text handed out is marked audit and test at once: once labelled it
+scores versions and is never trained on, whatever the settings say later. The labelled audit texts
+are thus a uniform sample of the pool, and a bootstrap over them gives a 95% interval.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from typing import Sequence
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+#: Share of the texts shown that are audit texts (one in five).
+DEFAULT_RATE = 0.2
+#: Fewer labelled audit texts than this (or, for two classes, fewer than MIN_POSITIVES of the
+#: positive class) and the page shows no number: a bootstrap on so few rows is not a 95% interval.
+MIN_TEXTS = 12
+MIN_POSITIVES = 3
+#: The interval half-width the page says how many more audit labels would reach.
+TARGET_HALF_WIDTH = 0.05
+BOOTSTRAP = 1000
+
+
+def draw_keys(ids: Sequence[str], salt: str) -> np.ndarray:
+    """A uniform number in [0, 1) per id, fixed by the id and the project's salt."""
+    return np.array([int.from_bytes(hashlib.sha256(f"{salt}:{i}".encode()).digest()[:8], "big") / 2.0**64
+                     for i in ids])
+
+
+def in_reserve(ids: Sequence[str], salt: str, rate: float) -> np.ndarray:
+    """Which texts belong to the audit reserve at ``rate`` (0: none)."""
+    return draw_keys(ids, salt) < rate if rate > 0 else np.zeros(len(ids), dtype=bool)
+
+
+def quota(k: int, rate: float, shown_before: int) -> int:
+    """How many of the next ``k`` texts shown are audit texts, so that over every text shown the
+    share is ``rate`` (the count is exact, not random)."""
+    if rate <= 0:
+        return 0
+    return int(math.floor((shown_before + k) * rate + 1e-9) - math.floor(shown_before * rate + 1e-9))
+
+
+def _f1(y: np.ndarray, pred: np.ndarray, classes: Sequence[int]) -> np.ndarray:
+    """F1 per resample (rows of ``y`` / ``pred``) averaged over ``classes``, classes absent from both
+    a resample's labels and predictions left out of its average."""
+    scores, used = np.zeros(len(y)), np.zeros(len(y))
+    for c in classes:
+        tp = ((y == c) & (pred == c)).sum(axis=1)
+        denom = (y == c).sum(axis=1) + (pred == c).sum(axis=1)
+        seen = denom > 0
+        scores += np.where(seen, 2 * tp / np.maximum(denom, 1), 0.0)
+        used += seen
+    return scores / np.maximum(used, 1)
+
+
+def _auc(y_pos: np.ndarray, score: np.ndarray) -> float:
+    return float(roc_auc_score(y_pos, score)) if 0 < y_pos.sum() < len(y_pos) else float("nan")
+
+
+def estimate(y_idx: np.ndarray, proba: np.ndarray, pred: np.ndarray, labels: Sequence[str],
+             positive: str | None = None, seed: int = 0, boot: int = BOOTSTRAP) -> dict:
+    """A version's quality on the labelled audit texts with bootstrap 95% intervals.
+
+    Parameters
+    ----------
+    y_idx : ndarray of int
+        The audit texts' labels (class indices).
+    proba : ndarray of shape (n, classes)
+        The version's probabilities of those texts.
+    pred : ndarray of int
+        Its decisions (by its own rule).
+    labels : sequence of str
+    positive : str or None
+        Two classes: the class whose F1 is reported (else macro F1).
+    seed, boot : int
+
+    Returns
+    -------
+    dict
+        ``n``, ``metric`` ("f1" of ``positive`` or "f1_macro"), ``value``, ``low``, ``high``,
+        ``roc_auc`` with ``roc_auc_low`` / ``roc_auc_high`` (two classes), ``enough`` (False: too
+        few texts to show a number, with ``reason``) and ``more_for_target``: the audit labels more
+        that would narrow the interval to ±0.05 (the half-width shrinks as 1/sqrt(n)).
+    """
+    y_idx, pred, proba = np.asarray(y_idx, dtype=int), np.asarray(pred, dtype=int), np.asarray(proba, dtype=float)
+    n = len(y_idx)
+    binary = len(labels) == 2
+    pos = list(labels).index(positive) if binary and positive else len(labels) - 1
+    out = {"n": n, "metric": "f1" if binary else "f1_macro", "positive": positive if binary else None,
+           "enough": False, "reason": None, "value": None, "low": None, "high": None, "more_for_target": None}
+    needed = MIN_TEXTS - n
+    if binary and needed <= 0 and (y_idx == pos).sum() < MIN_POSITIVES:
+        out["reason"] = (f"{int((y_idx == pos).sum())} audit text(s) labelled {labels[pos]!r} so far; "
+                         f"an estimate needs {MIN_POSITIVES}")
+        return out
+    if needed > 0:
+        out["reason"] = f"{n} audit text(s) labelled; an estimate needs {MIN_TEXTS} (label {needed} more)"
+        return out
+    classes = [pos] if binary else list(range(len(labels)))
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, n, size=(boot, n))
+    values = _f1(y_idx[None, :], pred[None, :], classes)[0]
+    spread = _f1(y_idx[idx], pred[idx], classes)
+    low, high = np.percentile(spread, [2.5, 97.5])
+    half = (high - low) / 2
+    out.update(enough=True, value=float(values), low=float(low), high=float(high),
+               more_for_target=int(max(0, math.ceil(n * (half / TARGET_HALF_WIDTH) ** 2) - n)))
+    if binary:
+        score = proba[:, pos]
+        aucs = np.array([_auc(y_idx[i] == pos, score[i]) for i in idx[:200]])
+        aucs = aucs[~np.isnan(aucs)]
+        out.update(roc_auc=_auc(y_idx == pos, score),
+                   roc_auc_low=float(np.percentile(aucs, 2.5)) if len(aucs) else None,
+                   roc_auc_high=float(np.percentile(aucs, 97.5)) if len(aucs) else None)
+    return out
