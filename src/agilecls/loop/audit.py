@@ -7,7 +7,9 @@ of its id and the project's salt (so texts imported later join it the same way);
 never pick from the reserve, and one text in every ``1 / rate`` shown is the reserve's next text in
 that random order. A reserve text handed out is marked audit and test at once: once labelled it
 scores versions and is never trained on, whatever the settings say later. The labelled audit texts
-are thus a uniform sample of the pool, and a bootstrap over them gives a 95% interval.
+are thus a uniform sample of the pool. The 95% interval of F1 is drawn from the posterior of the
+pool's confusion proportions given the audit counts (:func:`posterior_f1`), that of ROC-AUC from
+resampling the audit texts (the bootstrap).
 """
 
 from __future__ import annotations
@@ -49,17 +51,23 @@ def quota(k: int, rate: float, shown_before: int) -> int:
     return int(math.floor((shown_before + k) * rate + 1e-9) - math.floor(shown_before * rate + 1e-9))
 
 
-def _f1(y: np.ndarray, pred: np.ndarray, classes: Sequence[int]) -> np.ndarray:
-    """F1 per resample (rows of ``y`` / ``pred``) averaged over ``classes``, classes absent from both
-    a resample's labels and predictions left out of its average."""
-    scores, used = np.zeros(len(y)), np.zeros(len(y))
-    for c in classes:
-        tp = ((y == c) & (pred == c)).sum(axis=1)
-        denom = (y == c).sum(axis=1) + (pred == c).sum(axis=1)
-        seen = denom > 0
-        scores += np.where(seen, 2 * tp / np.maximum(denom, 1), 0.0)
-        used += seen
-    return scores / np.maximum(used, 1)
+def f1_from_confusion(cm: np.ndarray, classes: Sequence[int]) -> np.ndarray:
+    """F1 averaged over ``classes`` from confusion matrices (``[..., true, predicted]``, counts or
+    probabilities)."""
+    diag = np.diagonal(cm, axis1=-2, axis2=-1)
+    rows, cols = cm.sum(axis=-1), cm.sum(axis=-2)
+    f1 = 2 * diag / np.maximum(rows + cols, 1e-12)
+    return f1[..., list(classes)].mean(axis=-1)
+
+
+def posterior_f1(cm: np.ndarray, classes: Sequence[int], draws: int, seed: int) -> np.ndarray:
+    """F1 under draws of the pool's confusion proportions given the audit counts ``cm``: a
+    Dirichlet posterior with a total prior weight of 2 spread over the cells (0.5 per cell for
+    two classes, Jeffreys' prior). Unlike resampling the rows, it does not collapse to one value
+    when a cell is empty (no true positive among a few audit texts does not prove F1 is 0)."""
+    alpha = cm.astype(np.float64).ravel() + 2.0 / cm.size
+    sample = np.random.default_rng(seed).dirichlet(alpha, size=draws).reshape(draws, *cm.shape)
+    return f1_from_confusion(sample, classes)
 
 
 def _auc(y_pos: np.ndarray, score: np.ndarray) -> float:
@@ -68,7 +76,7 @@ def _auc(y_pos: np.ndarray, score: np.ndarray) -> float:
 
 def estimate(y_idx: np.ndarray, proba: np.ndarray, pred: np.ndarray, labels: Sequence[str],
              positive: str | None = None, seed: int = 0, boot: int = BOOTSTRAP) -> dict:
-    """A version's quality on the labelled audit texts with bootstrap 95% intervals.
+    """A version's quality on the labelled audit texts with 95% intervals.
 
     Parameters
     ----------
@@ -105,18 +113,19 @@ def estimate(y_idx: np.ndarray, proba: np.ndarray, pred: np.ndarray, labels: Seq
     if needed > 0:
         out["reason"] = f"{n} audit text(s) labelled; an estimate needs {MIN_TEXTS} (label {needed} more)"
         return out
-    classes = [pos] if binary else list(range(len(labels)))
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, n, size=(boot, n))
-    values = _f1(y_idx[None, :], pred[None, :], classes)[0]
-    spread = _f1(y_idx[idx], pred[idx], classes)
-    low, high = np.percentile(spread, [2.5, 97.5])
+    c = len(labels)
+    cm = np.zeros((c, c))
+    np.add.at(cm, (y_idx, pred), 1)
+    classes = [pos] if binary else sorted(set(y_idx.tolist()) | set(pred.tolist()))
+    value = float(f1_from_confusion(cm, classes))
+    low, high = np.percentile(posterior_f1(cm, classes, boot, seed), [2.5, 97.5])
     half = (high - low) / 2
-    out.update(enough=True, value=float(values), low=float(low), high=float(high),
+    out.update(enough=True, value=value, low=float(low), high=float(high),
                more_for_target=int(max(0, math.ceil(n * (half / TARGET_HALF_WIDTH) ** 2) - n)))
+    idx = np.random.default_rng(seed).integers(0, n, size=(200, n))
     if binary:
         score = proba[:, pos]
-        aucs = np.array([_auc(y_idx[i] == pos, score[i]) for i in idx[:200]])
+        aucs = np.array([_auc(y_idx[i] == pos, score[i]) for i in idx])  # the rows resampled
         aucs = aucs[~np.isnan(aucs)]
         out.update(roc_auc=_auc(y_idx == pos, score),
                    roc_auc_low=float(np.percentile(aucs, 2.5)) if len(aucs) else None,

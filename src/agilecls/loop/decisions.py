@@ -8,9 +8,10 @@ labels gave F1 0.00-0.13 at ROC-AUC 0.91 (every text called the common class), a
 actively chosen set gave F1 0.72 where 0.81 was reachable. So, on the fast model's cached
 embeddings, in well under a second:
 
-1. the out-of-fold probabilities of the labelled rows choose a calibration map
-   (:func:`agilecls.calibration.calibrators.choose_calibrator`: none, temperature, Platt or
-   isotonic, by cross-validated log loss);
+1. the out-of-fold probabilities of the labelled rows choose a calibration map that keeps the
+   ranking (none or a temperature, by cross-validated log loss: on a few dozen labels a Platt
+   map can fit a negative slope and isotonic ties, and either can turn a fair ranking upside
+   down, as measured on ETHOS at 32 labels);
 2. the pool's class shares are estimated by EM over every text's calibrated probabilities
    (Saerens et al. 2002, :func:`agilecls.calibration.priors.estimate_priors`; labelled texts
    count with their out-of-fold probabilities), never below the share the labels already prove;
@@ -31,18 +32,29 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from ..calibration.calibrators import choose_calibrator
+from ..calibration.calibrators import cross_validated_log_loss, make_calibrator
 from ..calibration.priors import estimate_priors, shift_priors
 from ..calibration.thresholds import DecisionThreshold, check_rule, expected_f1_cut, fit_threshold
 from . import fast
 
-#: The decision rule of a two-class project unless it sets one (bench/threshold_rules.py).
-DEFAULT_RULE = "expected_f1"
+#: The fast model's two-class decision rule unless the project sets one: the cut with the best F1
+#: on the labelled texts out of fold. Chosen on validation rows (the pool's unlabelled texts) by
+#: bench/loop_rules.py over the expected-F1 cut, whose premise (calibrated probabilities) a
+#: logistic head on a few dozen labels does not meet.
+DEFAULT_RULE = "f1"
+#: EM steps of the pool's class-share estimate: one, the mean calibrated probability. Run to
+#: convergence, EM ran off to shares of 0.00-0.66 where the truth was 0.14 (bench/loop_rules.py).
+PRIOR_STEPS = 1
 #: Weights of the zero-shot scores tried for the cold-start blend, the zero-shot end first (it
 #: wins ties: with a handful of labels, a tie is no evidence for the labels).
 BLEND_WEIGHTS = (1.0, 0.75, 0.5, 0.25, 0.0)
 #: Labels per class before the fast model is fitted at all.
 MIN_PER_CLASS = 2
+#: Labels in every class before the model may enter the suggestions: below it the out-of-fold
+#: ranking that chooses the blend rests on one or two texts of a class (bench/loop_decisions.py).
+MIN_PER_CLASS_TO_BLEND = 5
+#: Calibration maps that keep the fast model's ranking.
+CALIBRATIONS = ("none", "temperature")
 
 
 @dataclass
@@ -60,6 +72,8 @@ class PoolFit:
         Mahalanobis distance to the labelled classes (higher = further from them).
     oof : ndarray of shape (n_labelled, classes)
         Out-of-fold probabilities of the labelled rows, calibrated, under the pool's shares.
+    oof_raw : ndarray of shape (n_labelled, classes)
+        The same under the labelled set's shares.
     rows, y_idx : ndarray of int
         The labelled rows and their class indices.
     calibrator : object
@@ -75,6 +89,7 @@ class PoolFit:
     raw: np.ndarray
     ood: np.ndarray
     oof: np.ndarray
+    oof_raw: np.ndarray
     rows: np.ndarray
     y_idx: np.ndarray
     calibrator: object
@@ -144,15 +159,19 @@ def rule_state(labels, priors, threshold: DecisionThreshold | None, calibration:
                                                            if threshold.rule == "expected_f1" else "out of fold"))}
 
 
-def pool_priors(population: np.ndarray, train_shares: np.ndarray, counts: np.ndarray, n: int) -> np.ndarray:
-    """EM's class shares of ``population``, each at least the share its labels already prove."""
-    priors, _ = estimate_priors(population, train_shares)
+def pool_priors(population: np.ndarray, train_shares: np.ndarray, counts: np.ndarray, n: int,
+                steps: int = PRIOR_STEPS) -> np.ndarray:
+    """The pool's class shares from the calibrated probabilities of ``population`` (under
+    ``train_shares``): ``steps`` steps of Saerens' EM (1: the mean probability, "probabilistic
+    classify and count"), each share at least what the ``counts`` of labels already prove."""
+    priors, _ = estimate_priors(population, train_shares, max_iter=steps)
     priors = np.maximum(priors, counts / max(n, 1))
     return priors / priors.sum()
 
 
 def fit_pool(emb: np.ndarray, rows: np.ndarray, y_idx: np.ndarray, labels, rule=DEFAULT_RULE,
-             positive: str | None = None, population: np.ndarray | None = None, seed: int = 0) -> PoolFit:
+             positive: str | None = None, population: np.ndarray | None = None, seed: int = 0,
+             prior_steps: int = PRIOR_STEPS) -> PoolFit:
     """The fast model on ``emb[rows]`` (class indices ``y_idx``) applied to every row of ``emb``.
 
     Parameters
@@ -162,13 +181,15 @@ def fit_pool(emb: np.ndarray, rows: np.ndarray, y_idx: np.ndarray, labels, rule=
     rows, y_idx : ndarray of int
         The training rows and their class indices (:func:`can_fit` must hold).
     labels : list of str
-    rule : str or float, default="expected_f1"
+    rule : str or float, default="f1"
         The two-class decision rule (:func:`fit_rule`).
     positive : str or None, default=None
         The class the rule cuts on (None: the rarer one in the pool estimate).
     population : ndarray of int or None, default=None
         The rows whose class shares the pool estimate describes (None: every row).
     seed : int, default=0
+    prior_steps : int, default=1
+        EM steps of the pool's class-share estimate (:func:`pool_priors`).
 
     Returns
     -------
@@ -179,26 +200,32 @@ def fit_pool(emb: np.ndarray, rows: np.ndarray, y_idx: np.ndarray, labels, rule=
     present = np.flatnonzero(np.bincount(y_idx, minlength=n_classes) > 0)
     local = np.searchsorted(present, y_idx)  # classes with labels only: the others get 0
     oof_raw = fast.out_of_fold(emb[rows], y_idx, n_classes, seed=seed)[:, present]
-    calibrator, _ = choose_calibrator(oof_raw, local, "auto", seed)
+    losses = {name: cross_validated_log_loss(name, oof_raw, local, random_state=seed) for name in CALIBRATIONS}
+    calibrator = make_calibrator(min(CALIBRATIONS, key=lambda name: (round(losses[name], 6), name != "none")))
+    calibrator.fit(oof_raw, local)
     pool_raw, ood = fast.pool_scores(emb, rows, y_idx, n_classes, seed)
-    cal = np.clip(calibrator.transform(pool_raw[:, present]), 1e-9, None)
-    oof = np.clip(calibrator.transform(oof_raw), 1e-9, None)
-    cal, oof = cal / cal.sum(axis=1, keepdims=True), oof / oof.sum(axis=1, keepdims=True)
-    shares = np.bincount(local, minlength=len(present)) / len(local)
+    cal, oof = _normalised(calibrator.transform(pool_raw[:, present])), _normalised(calibrator.transform(oof_raw))
+    counts = np.bincount(local, minlength=len(present))
+    shares = counts / len(local)
     population_proba = cal.copy()
     population_proba[rows] = oof  # a labelled row by a model that never saw it
     scope = np.arange(len(emb)) if population is None else np.asarray(population, dtype=int)
-    priors = pool_priors(population_proba[scope], shares, np.bincount(local, minlength=len(present)), len(scope))
+    priors = pool_priors(population_proba[scope], shares, counts, len(scope), prior_steps)
     full = lambda part: _widen(part, present, n_classes)  # noqa: E731
-    proba, oof_shifted = full(shift_priors(cal, shares, priors)), full(shift_priors(oof, shares, priors))
     all_priors = full(priors[None, :])[0]
-    chosen = positive_class(labels, np.where(all_priors > 0, all_priors, np.inf), positive)
-    threshold = None
+    fit = PoolFit(labels, full(shift_priors(cal, shares, priors)), full(cal), ood,
+                  full(shift_priors(oof, shares, priors)), full(oof), np.asarray(rows), np.asarray(y_idx), calibrator,
+                  full(shares[None, :])[0], all_priors)
     if n_classes == 2 and len(present) == 2:
+        chosen = positive_class(labels, all_priors, positive)
         scored = full(shift_priors(population_proba[scope], shares, priors))
-        threshold = fit_rule(scored, oof_shifted, y_idx, labels, rule, chosen)
-    return PoolFit(labels, proba, full(cal), ood, oof_shifted, np.asarray(rows), np.asarray(y_idx), calibrator,
-                   full(shares[None, :])[0], all_priors, threshold)
+        fit.threshold = fit_rule(scored, fit.oof, y_idx, labels, rule, chosen)
+    return fit
+
+
+def _normalised(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-9, None)
+    return p / p.sum(axis=1, keepdims=True)
 
 
 def _widen(part: np.ndarray, present: np.ndarray, n_classes: int) -> np.ndarray:
@@ -232,7 +259,11 @@ def ranking_score(y_idx: np.ndarray, proba: np.ndarray) -> float:
 
 def choose_blend(oof: np.ndarray, zero_shot: np.ndarray, y_idx: np.ndarray) -> tuple[float, dict]:
     """The zero-shot weight of the blend whose out-of-fold ranking of the labelled rows is best
-    (ties go to more zero-shot), with every weight's score."""
+    (ties go to more zero-shot), with every weight's score; the zero-shot scores alone while a
+    class has fewer than :data:`MIN_PER_CLASS_TO_BLEND` labels."""
+    if np.bincount(y_idx).max() == 0 or np.bincount(y_idx)[np.bincount(y_idx) > 0].min() < MIN_PER_CLASS_TO_BLEND \
+            or len(np.unique(y_idx)) < oof.shape[1]:
+        return 1.0, {}
     scores = {w: ranking_score(y_idx, blend(oof, zero_shot, w)) for w in BLEND_WEIGHTS}
     valid = {w: s for w, s in scores.items() if s == s}
     if not valid:
