@@ -45,6 +45,11 @@ DEFAULT_RULE = "f1"
 #: EM steps of the pool's class-share estimate: one, the mean calibrated probability. Run to
 #: convergence, EM ran off to shares of 0.00-0.66 where the truth was 0.14 (bench/loop_rules.py).
 PRIOR_STEPS = 1
+#: The model's estimate of the pool's class shares counts as this many labels beside the random
+#: audit texts' own shares. Only the audit is unbiased: the query strategy selects texts near the
+#: boundary, so the labelled texts of a class are not like the pool's and no estimate from the
+#: model's probabilities is consistent; the audit's weight grows with its size.
+PRIOR_PSEUDO_LABELS = 20
 #: Weights of the zero-shot scores tried for the cold-start blend, the zero-shot end first (it
 #: wins ties: with a handful of labels, a tie is no evidence for the labels).
 BLEND_WEIGHTS = (1.0, 0.75, 0.5, 0.25, 0.0)
@@ -160,18 +165,21 @@ def rule_state(labels, priors, threshold: DecisionThreshold | None, calibration:
 
 
 def pool_priors(population: np.ndarray, train_shares: np.ndarray, counts: np.ndarray, n: int,
-                steps: int = PRIOR_STEPS) -> np.ndarray:
-    """The pool's class shares from the calibrated probabilities of ``population`` (under
-    ``train_shares``): ``steps`` steps of Saerens' EM (1: the mean probability, "probabilistic
-    classify and count"), each share at least what the ``counts`` of labels already prove."""
+                steps: int = PRIOR_STEPS, audit_counts: np.ndarray | None = None) -> np.ndarray:
+    """The pool's class shares: ``steps`` steps of Saerens' EM over the calibrated probabilities
+    of ``population`` (under ``train_shares``; 1 step: the mean probability), then pooled with the
+    random audit texts' class counts (the model's estimate counting as :data:`PRIOR_PSEUDO_LABELS`
+    labels), each share at least what the ``counts`` of labels already prove among ``n`` texts."""
     priors, _ = estimate_priors(population, train_shares, max_iter=steps)
+    if audit_counts is not None and audit_counts.sum() > 0:
+        priors = (PRIOR_PSEUDO_LABELS * priors + audit_counts) / (PRIOR_PSEUDO_LABELS + audit_counts.sum())
     priors = np.maximum(priors, counts / max(n, 1))
     return priors / priors.sum()
 
 
 def fit_pool(emb: np.ndarray, rows: np.ndarray, y_idx: np.ndarray, labels, rule=DEFAULT_RULE,
              positive: str | None = None, population: np.ndarray | None = None, seed: int = 0,
-             prior_steps: int = PRIOR_STEPS) -> PoolFit:
+             prior_steps: int = PRIOR_STEPS, audit_idx: np.ndarray | None = None) -> PoolFit:
     """The fast model on ``emb[rows]`` (class indices ``y_idx``) applied to every row of ``emb``.
 
     Parameters
@@ -190,6 +198,8 @@ def fit_pool(emb: np.ndarray, rows: np.ndarray, y_idx: np.ndarray, labels, rule=
     seed : int, default=0
     prior_steps : int, default=1
         EM steps of the pool's class-share estimate (:func:`pool_priors`).
+    audit_idx : ndarray of int or None, default=None
+        Class indices of the labelled random audit texts, pooled into the class-share estimate.
 
     Returns
     -------
@@ -210,7 +220,8 @@ def fit_pool(emb: np.ndarray, rows: np.ndarray, y_idx: np.ndarray, labels, rule=
     population_proba = cal.copy()
     population_proba[rows] = oof  # a labelled row by a model that never saw it
     scope = np.arange(len(emb)) if population is None else np.asarray(population, dtype=int)
-    priors = pool_priors(population_proba[scope], shares, counts, len(scope), prior_steps)
+    audit_counts = None if audit_idx is None else np.bincount(audit_idx, minlength=n_classes)[present]
+    priors = pool_priors(population_proba[scope], shares, counts, len(scope), prior_steps, audit_counts)
     full = lambda part: _widen(part, present, n_classes)  # noqa: E731
     all_priors = full(priors[None, :])[0]
     fit = PoolFit(labels, full(shift_priors(cal, shares, priors)), full(cal), ood,

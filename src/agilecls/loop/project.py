@@ -56,6 +56,7 @@ class Project:
         self.meta = self.store.meta()
         self._encoder = None
         self._embeddings: tuple[tuple[str, ...], np.ndarray] | None = None
+        self._scores: tuple[tuple, Scores] | None = None
 
     # -- creating and filling ---------------------------------------------------------------------
     @classmethod
@@ -197,12 +198,21 @@ class Project:
 
     def scores(self, frame: pd.DataFrame | None = None) -> Scores:
         """The fast model refitted on every training label and the cold-start blend, scoring every
-        row (see :mod:`agilecls.loop.decisions`)."""
+        row (see :mod:`agilecls.loop.decisions`). Kept until a label, a setting or the texts change,
+        so a retrain, the suggestions after it and the evaluation fit the model once."""
         frame = self.store.frame() if frame is None else frame
         rows, y_idx = self.training_rows(frame)
+        audited = frame["audit"].to_numpy() & frame["label"].notna().to_numpy()
+        audit_idx = np.array([self.labels.index(v) for v in frame["label"][audited]], dtype=int)
         settings = self.settings()
-        return score_pool(frame, self.embeddings(frame), rows, y_idx, self.labels, self.zero_shot(frame),
-                          settings["rule"], settings["positive"])
+        _, cached_prelabels = self.store.prelabels()
+        key = (tuple(frame["id"]), tuple(frame["id"].iloc[rows]), tuple(y_idx.tolist()), tuple(audit_idx.tolist()),
+               tuple(sorted(settings.items(), key=str)), len(cached_prelabels))
+        if self._scores is None or self._scores[0] != key:
+            self._scores = (key, score_pool(frame, self.embeddings(frame), rows, y_idx, self.labels,
+                                            self.zero_shot(frame), settings["rule"], settings["positive"],
+                                            audit_idx=audit_idx))
+        return self._scores[1]
 
     def suggest(self, k: int = 16, strategy: str = DEFAULT_STRATEGY, client: str | None = None,
                 seed: int = 0) -> list[dict]:
@@ -238,7 +248,8 @@ class Project:
         if client:
             self.store.lease(frame["id"].iloc[picks].tolist(), client)
         is_audit = set(int(r) for r in audit_rows)
-        return [self._suggestion(scored, row, row in is_audit) for row in picks]
+        source = scored.source()["name"]
+        return [{**self._suggestion(scored, row, row in is_audit), "source": source} for row in picks]
 
     def _suggestion(self, scored: Scores, row: int, is_audit: bool) -> dict:
         frame, proba = scored.frame, scored.proba

@@ -31,19 +31,14 @@ RELIABILITY_BINS = 10
 
 def out_of_fold(project) -> dict:
     """``frame`` (training rows only), ``y_idx``, ``proba`` (out of fold, calibrated, under the
-    pool's class shares) and ``pred`` (by the rule). Kept on the project until a training label
-    changes: the page asks for the evaluation, the errors and the label issues together."""
+    pool's class shares) and ``pred`` (by the rule), from the project's current fit (which it keeps
+    until a label changes: the page asks for the evaluation, the errors and the label issues together)."""
     frame = project.store.frame()
     rows, y_idx = training_data(project, frame)
-    key = (tuple(frame["id"].iloc[rows]), tuple(y_idx.tolist()), len(frame), str(project.settings()))
-    cached = getattr(project, "oof_cache", None)
-    if cached is None or cached[0] != key:
-        fit = project.scores(frame).fit
-        cached = (key, {"frame": frame.iloc[rows].reset_index(drop=True), "y_idx": y_idx, "proba": fit.oof,
-                        "pred": fit.decide(fit.oof), "rule": fit.rule(),
-                        "positive": None if fit.threshold is None else fit.threshold.positive})
-        project.oof_cache = cached
-    return cached[1]
+    fit = project.scores(frame).fit
+    return {"frame": frame.iloc[rows].reset_index(drop=True), "y_idx": y_idx, "proba": fit.oof,
+            "pred": fit.decide(fit.oof), "rule": fit.rule(),
+            "positive": None if fit.threshold is None else fit.threshold.positive}
 
 
 def reliability(y_idx: np.ndarray, proba: np.ndarray, bins: int = RELIABILITY_BINS) -> list[dict]:

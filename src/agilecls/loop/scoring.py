@@ -80,7 +80,7 @@ class Scores:
 
 def score_pool(frame: pd.DataFrame, emb: np.ndarray, rows: np.ndarray, y_idx: np.ndarray, labels,
                zero_shot: np.ndarray | None, rule=decisions.DEFAULT_RULE, positive: str | None = None,
-               population: np.ndarray | None = None) -> Scores:
+               population: np.ndarray | None = None, audit_idx: np.ndarray | None = None) -> Scores:
     """Fit the fast model on ``rows`` (if it can be) and choose what the page shows.
 
     Parameters
@@ -96,12 +96,14 @@ def score_pool(frame: pd.DataFrame, emb: np.ndarray, rows: np.ndarray, y_idx: np
         The two-class decision rule and its positive class (:func:`decisions.fit_pool`).
     population : ndarray of int or None
         The rows the pool's class shares describe (None: all).
+    audit_idx : ndarray of int or None
+        Class indices of the labelled audit texts (pooled into the class-share estimate).
 
     Returns
     -------
     Scores
     """
-    fit = (decisions.fit_pool(emb, rows, y_idx, labels, rule, positive, population)
+    fit = (decisions.fit_pool(emb, rows, y_idx, labels, rule, positive, population, audit_idx=audit_idx)
            if decisions.can_fit(y_idx) else None)
     if fit is None and zero_shot is None:
         return Scores(frame, emb, None, None, None, 1.0, {})

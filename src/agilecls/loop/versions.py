@@ -88,9 +88,7 @@ def fit_fast(project, frame: pd.DataFrame, rows: np.ndarray, y_idx: np.ndarray):
     from ..encoders.classifier import EncoderClassifier
     from . import fast
 
-    settings = project.settings()
-    fit = decisions.fit_pool(project.embeddings(frame), rows, y_idx, project.labels, settings["rule"],
-                             settings["positive"])
+    fit = project.scores(frame).fit
     present = np.flatnonzero(fit.train_shares > 0)
     names = [project.labels[i] for i in present]
     base = EncoderClassifier(project.meta["encoder"], cache_dir=str(project.folder / "embeddings"),
@@ -121,7 +119,10 @@ def fit_full(project, frame: pd.DataFrame, rows: np.ndarray, y_idx: np.ndarray, 
     clf.fit(texts, y, llm={"callback": on_epoch})
     raw, ood = score_through_batch_engine(project, clf, frame, folder, report)
     shares = np.bincount(y_idx, minlength=len(project.labels)) / len(y_idx)
-    priors = decisions.pool_priors(raw, shares, np.bincount(y_idx, minlength=len(shares)), len(frame))
+    audited = frame["audit"].to_numpy() & frame["label"].notna().to_numpy()
+    audit_counts = np.bincount([project.labels.index(v) for v in frame["label"][audited]], minlength=len(shares))
+    priors = decisions.pool_priors(raw, shares, np.bincount(y_idx, minlength=len(shares)), len(frame),
+                                   audit_counts=audit_counts)
     proba = shift_priors(raw, shares, priors)
     settings = project.settings()
     positive = decisions.positive_class(project.labels, priors, settings["positive"])

@@ -3,6 +3,9 @@
 
 Labels, undo, test flags and skips are SQLite writes: they run on the server's thread pool, never
 behind model work, and a label is answered 200 only once :meth:`Project.label` has committed it.
+Every ``retrain_every`` training labels (a project setting, default 8) a label also starts a fast
+retrain on the model worker in the background, so suggestions follow the labels without a button;
+the answer says so (``retraining``) and the page picks up the new version from ``status``.
 Everything that runs the sentence encoder or fits a model (the queue, fast training, evaluation,
 error review, salience) goes through the server's one model worker (:class:`WorkQueue`), so it
 neither blocks the event loop nor competes with another model computation for the cores. The full
@@ -12,6 +15,7 @@ project database by ``GET /api/project/status``.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import os
 
@@ -21,6 +25,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ..loop import Project, ProjectError, review
 from ..loop import jobs as loop_jobs
+from ..loop.decisions import can_fit
 from ..loop.project import DEFAULT_STRATEGY
 from ..loop.strategies import STRATEGIES
 from ..salience.methods import METHODS
@@ -32,6 +37,8 @@ from .schemas import (
     HoldOutRequest,
     LabelRequest,
     NextRequest,
+    ServeRequest,
+    SettingsRequest,
     SkipRequest,
     TrainRequest,
     UndoRequest,
@@ -166,7 +173,9 @@ def add_label_routes(app: FastAPI, folder: str | os.PathLike, queue: WorkQueue, 
         job = current_job()
         info = project.status()
         info.pop("jobs", None)
-        return plain({**info, "name": project.meta.get("name") or project.folder.name,
+        task = retrain["task"]
+        return plain({**info, "retraining": bool(task is not None and not task.done()),
+                      "retrain_error": retrain["error"], "name": project.meta.get("name") or project.folder.name,
                       "instructions": project.meta.get("instructions", ""), "strategies": sorted(STRATEGIES),
                       "default_strategy": DEFAULT_STRATEGY, "methods": list(METHODS), "job": job,
                       "training": bool(job and job["status"] in loop_jobs.ACTIVE)})
@@ -178,12 +187,36 @@ def add_label_routes(app: FastAPI, folder: str | os.PathLike, queue: WorkQueue, 
         strategy = req.strategy or DEFAULT_STRATEGY
         return plain(await run(lambda: project.suggest(req.k, strategy, client=req.client)))
 
+    retrain: dict = {"task": None, "error": None}
+
+    def retrain_due() -> bool:
+        """Whether enough training labels arrived since the newest fast version to retrain."""
+        every = project.settings()["retrain_every"]
+        if not every or (retrain["task"] is not None and not retrain["task"].done()):
+            return False
+        frame = project.store.frame()
+        rows, y_idx = project.training_rows(frame)
+        fast_versions = [v for v in project.versions() if v["kind"] == "fast"]
+        since = len(rows) - (fast_versions[-1]["n_labels"] if fast_versions else 0)
+        return since >= every and can_fit(y_idx)
+
+    async def retrain_in_background() -> None:
+        try:
+            await run(lambda: project.train("fast"))
+            retrain["error"] = None
+        except Exception as err:  # shown on the page; the next label tries again
+            retrain["error"] = f"{type(err).__name__}: {err}"
+
     @app.post(PREFIX + "/label", responses=LABEL_RESPONSES)
-    def label(req: LabelRequest) -> dict:
-        """Label one text; answered once the label is committed."""
-        known(req.id)
-        entry = project.label(req.id, req.label, annotator=req.client)
-        return {**entry, "counts": project.store.label_counts()}
+    async def label(req: LabelRequest) -> dict:
+        """Label one text; answered once the label is committed (``retraining``: a background
+        retrain of the fast model started with it)."""
+        await run_in_threadpool(known, req.id)
+        entry = await run_in_threadpool(project.label, req.id, req.label, req.client)
+        due = await run_in_threadpool(retrain_due)
+        if due:
+            retrain["task"] = asyncio.ensure_future(retrain_in_background())
+        return {**entry, "counts": await run_in_threadpool(project.store.label_counts), "retraining": due}
 
     @app.post(PREFIX + "/undo", responses=LABEL_RESPONSES)
     def undo(req: UndoRequest) -> dict:
@@ -221,6 +254,18 @@ def add_label_routes(app: FastAPI, folder: str | os.PathLike, queue: WorkQueue, 
         except ProjectError as err:  # another request started one meanwhile
             raise HTTPException(409, str(err)) from None
         return {"kind": "full", "job": job_id}
+
+    @app.post(PREFIX + "/serve", responses=LABEL_RESPONSES)
+    def serve_version(req: ServeRequest) -> dict:
+        """Make a version the serving one, whatever the audit estimate says."""
+        if not any(v["id"] == req.version for v in project.versions()):
+            raise HTTPException(404, f"no version {req.version}")
+        return plain(project.serve(req.version))
+
+    @app.post(PREFIX + "/settings", responses=LABEL_RESPONSES)
+    def settings(req: SettingsRequest) -> dict:
+        """Change the decision rule, its positive class, the audit share or the retrain interval."""
+        return plain(project.settings(**req.model_dump(exclude_none=True)))
 
     @app.post(PREFIX + "/cancel", responses=LABEL_RESPONSES)
     def cancel(req: CancelRequest) -> dict:

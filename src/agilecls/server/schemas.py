@@ -185,6 +185,20 @@ class TrainRequest(BaseModel):
                                                               "background job, followed with GET status")
 
 
+class ServeRequest(BaseModel):
+    version: int = Field(..., ge=1, le=2**62, description="the version that serves from now on")
+
+
+class SettingsRequest(BaseModel):
+    positive: Optional[str] = Field(None, min_length=1, max_length=200,
+                                    description="two classes: the class the decision rule cuts on")
+    rule: Optional[str] = Field(None, min_length=1, max_length=40,
+                                description="two classes: f1, expected_f1, precision:<t> or recall:<t>")
+    audit_rate: Optional[float] = Field(None, ge=0, le=0.5, description="share of random audit texts (0: off)")
+    retrain_every: Optional[int] = Field(None, ge=0, le=10_000,
+                                         description="labels between background retrains (0: off)")
+
+
 class CancelRequest(BaseModel):
     job: int = Field(..., ge=1, le=2**62)
 

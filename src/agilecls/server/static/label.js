@@ -73,7 +73,8 @@ function showCurrent() {
   const r = state.current;
   const box = $("text");
   document.body.dataset.current = r ? r.id : "";
-  $("test-badge").classList.toggle("hidden", !(r && r.is_test));
+  $("test-badge").classList.toggle("hidden", !(r && r.is_test && !r.audit));
+  $("audit-badge").classList.toggle("hidden", !(r && r.audit));
   $("current-label").classList.toggle("hidden", !(r && r.label));
   $("current-label").textContent = r && r.label ? "now: " + r.label : "";
   for (const b of document.querySelectorAll(".lbtn")) b.disabled = !r;
@@ -86,7 +87,8 @@ function showCurrent() {
   box.className = "text-box";
   box.textContent = r.text;
   $("text-id").textContent = "#" + r.id;
-  $("suggestion").innerHTML = r.suggested ? `Suggested: <b>${esc(r.suggested)}</b> (${pct(r.probability)})` : "No suggestion yet";
+  $("suggestion").innerHTML = (r.suggested ? `Suggested: <b>${esc(r.suggested)}</b> (${pct(r.probability)})` : "No suggestion yet") +
+    (r.source ? ` <span class="source">· from ${esc(r.source)}</span>` : "");
   for (const b of document.querySelectorAll(".lbtn")) {
     const p = r.proba ? r.proba[b.dataset.label] : null;
     b.classList.toggle("suggested", b.dataset.label === r.suggested);
@@ -111,8 +113,32 @@ const labelCurrent = (label) => act(async () => {
   state.labelled += 1;
   renderCounts(out.counts);
   setStatus(`#${r.id} → ${label}`, "ok");
+  if (out.retraining) watchRetrain();
   try { await advance(); } finally { document.body.dataset.labelled = state.labelled; }  // ready for the next key
 });
+
+/** A label started a background retrain: when the new version is in, refresh the model panel and
+ *  the queue (the text on screen stays), so suggestions follow the labels without a button. */
+function watchRetrain() {
+  if (state.retraining) return;
+  state.retraining = true;
+  $("retrain").classList.remove("hidden");
+  const tick = async () => {
+    try {
+      const s = await api("status");
+      if (s.retraining) { setTimeout(tick, 400); return; }
+      state.retraining = false;
+      $("retrain").classList.add("hidden");
+      if (s.retrain_error) { setStatus(s.retrain_error, "error"); return; }
+      state.queue = [];
+      await refreshModel();
+      await fetchNext();
+      $("queue-info").textContent = `${state.queue.length} more queued · ${state.strategy}`;
+      document.body.dataset.retrained = s.versions;
+    } catch (err) { state.retraining = false; setStatus(err.message, "error"); }
+  };
+  setTimeout(tick, 300);
+}
 
 const skip = () => act(async () => {
   if (!state.current) return;
@@ -220,13 +246,25 @@ async function trainFull() {
 // ---- evaluation ---------------------------------------------------------------------------------
 async function refreshModel() {
   const versions = await api("versions");
-  renderVersions(versions);
+  renderVersions(versions, null);
   if (!versions.length) return;
   const ev = await api("evaluate");
+  renderVersions(versions, ev);
+  renderAudit(ev);
+  renderServing(ev.serving);
   renderMetrics(ev);
   renderCurve(ev.learning_curve);
   renderConfusion(ev.confusion);
+  $("stopping").textContent = ev.stopping.message;
+  $("stopping").classList.toggle("stable", ev.stopping.stable);
+  $("issues-note").textContent = ev.review.message || "";
+  $("issues-note").classList.toggle("hidden", !ev.review.message);
   await refreshReview();
+}
+
+async function serveVersion(id) {
+  await busy(`serving version ${id}`, () => api("serve", { version: id }));
+  await refreshModel();
 }
 
 // ---- review: errors, possible label errors, salience, fixing labels -----------------------------
@@ -331,6 +369,10 @@ async function init() {
   $("test").onclick = toggleTest;
   $("train-fast").onclick = () => trainFast().catch(() => {});
   $("train-full").onclick = () => trainFull().catch(() => {});
+  $("versions").onclick = (ev) => {
+    const b = ev.target.closest("button[data-serve]");
+    if (b) serveVersion(Number(b.dataset.serve)).catch(() => {});
+  };
   $("cancel").onclick = () => busy("cancelling", () => api("cancel", { job: state.jobId })).then(renderJob).catch(() => {});
   $("method").onchange = () => { $("method").blur(); const row = [...state.lists.errors, ...state.lists.issues].find((r) => r.id === state.explaining); if (row) explainRow(row).catch(() => {}); };
   for (const b of document.querySelectorAll(".subtab")) b.onclick = () => showList(b.dataset.list);
