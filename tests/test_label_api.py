@@ -34,12 +34,12 @@ LABELS = ["sport", "cooking"]
 P = "/api/project/"
 
 
-def make_project(folder, prelabel: bool = True):
+def make_project(folder, prelabel: bool = True, **settings):
     """A project of 40 short texts on two clear topics, imported from a CSV file."""
     csv = folder.parent / f"{folder.name}.csv"
     rows = [(f"s{i}", t) for i, t in enumerate(SPORT)] + [(f"c{i}", t) for i, t in enumerate(COOKING)]
     pd.DataFrame(rows, columns=["id", "text"]).sample(frac=1, random_state=0).to_csv(csv, index=False)
-    project = Project.create(folder, LABELS, instructions="Is the text about sport or cooking?")
+    project = Project.create(folder, LABELS, instructions="Is the text about sport or cooking?", **settings)
     assert project.import_texts(csv, id_col="id") == {"imported": 40, "labelled": 0}
     if prelabel:
         project.prelabel(progress=False)
@@ -48,7 +48,7 @@ def make_project(folder, prelabel: bool = True):
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    return make_project(tmp_path_factory.mktemp("label-api") / "topics")
+    return make_project(tmp_path_factory.mktemp("label-api") / "topics", retrain_every=0)
 
 
 @pytest.fixture(scope="module")
@@ -108,14 +108,17 @@ def test_label_undo_test_and_skip(client, project):
 def test_train_evaluate_review_and_explain(client, project):
     frame = project.store.frame()
     unlabelled = frame.loc[frame["label"].isna(), "id"].tolist()
-    wrong = next(i for i in ["s1", "s6", "s0", "s12", "s13"] if i in unlabelled)  # plainly sport
+    audited = set(frame.loc[frame["audit"], "id"])
+    wrong = next(i for i in ["s1", "s6", "s0", "s12", "s13"] if i in unlabelled and i not in audited)  # plainly sport
     for text_id in unlabelled:
         label = "cooking" if text_id == wrong else TRUTH[text_id]  # one deliberate error
         ok(client.post(P + "label", json={"id": text_id, "label": label, "client": "tab-c"}))
 
     trained = ok(client.post(P + "train", json={"kind": "fast"}))
     version = trained["version"]
-    assert trained["kind"] == "fast" and version["kind"] == "fast" and version["n_labels"] == 39
+    held_out = int(project.store.frame()["is_test"].sum())  # one held out, the rest random audit texts
+    assert audited and held_out == 1 + len(audited)
+    assert trained["kind"] == "fast" and version["kind"] == "fast" and version["n_labels"] == 40 - held_out
     assert version["metrics"]["cross_validated"]["accuracy"] >= 0.9
     assert [v["id"] for v in ok(client.get(P + "versions"))] == [version["id"]]
     assert (project.folder / version["folder"] / "agilecls.json").is_file()
@@ -172,6 +175,39 @@ def test_a_full_version_is_explained_through_its_encoder_member(client, project)
     assert ok(client.post(P + "explain", json={"id": "s0", "label": "cooking"}))["info"]["label"] == "cooking"
     assert client.app.state.project._classifier[0] == version  # only the newest version is kept in memory
     assert [p["kind"] for p in ok(client.get(P + "evaluate"))["learning_curve"]] == ["fast", "full"]
+
+
+def test_labels_retrain_in_the_background_and_the_serving_version_is_chosen(tmp_path):
+    """Every 4 training labels a label starts a fast retrain; the serving version, the audit
+    estimate, the decision rule and the stopping signal come with the evaluation; the user may
+    serve any version and change the settings."""
+    project = make_project(tmp_path / "topics", retrain_every=4, audit_rate=0.5)
+    with TestClient(create_app(project=project.folder)) as c:
+        started = 0
+        for row in ok(c.post(P + "next", json={"k": 24, "client": "tab"})):
+            answer = ok(c.post(P + "label", json={"id": row["id"], "label": TRUTH[row["id"]], "client": "tab"}))
+            started += answer["retraining"]
+            while ok(c.get(P + "status"))["retraining"]:
+                pass
+        status = ok(c.get(P + "status"))
+        assert status["audit"] == 12 and status["labelled"] == 24 and status["retrain_error"] is None
+        fast = [v for v in ok(c.get(P + "versions")) if v["kind"] == "fast"]
+        assert started == len(fast) == 3  # at 4, 8 and 12 training labels
+        ev = ok(c.get(P + "evaluate"))
+        assert ev["serving"]["version"] == fast[-1]["id"] and ev["serving"]["kind"] == "fast"
+        audit = ev["audit"]
+        assert audit["n"] == 12 and audit["metric"] == "f1" and (audit["enough"] or "needs" in audit["reason"])
+        assert ev["rule"]["describe"] and ev["stopping"]["message"] and len(ev["stopping"]["kappas"]) == 2
+        served = ok(c.post(P + "serve", json={"version": fast[0]["id"]}))
+        assert served == {"version": fast[0]["id"], "reason": "chosen by you"}
+        assert ok(c.get(P + "evaluate"))["serving"]["version"] == fast[0]["id"]
+        refused(c.post(P + "serve", json={"version": 999}), 404)
+        settings = ok(c.post(P + "settings", json={"rule": "recall:0.9", "positive": "sport"}))
+        assert settings["rule"] == "recall:0.9" and settings["positive"] == "sport"
+        assert "recall:0.9" in ok(c.get(P + "evaluate"))["rule"]["describe"]
+        assert "not a label" in refused(c.post(P + "settings", json={"positive": "poetry"}), 400)
+        assert "use 'f1'" in refused(c.post(P + "settings", json={"rule": "magic"}), 400)
+        refused(c.post(P + "settings", json={"audit_rate": 0.9}), 422)
 
 
 def test_bad_requests_get_one_line_answers(client, project):

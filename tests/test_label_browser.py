@@ -26,7 +26,7 @@ def served(tmp_path_factory):
     """A project of 40 texts from a CSV file, its labelling app served by uvicorn in a thread."""
     from agilecls.server import create_app
 
-    project = make_project(tmp_path_factory.mktemp("label-browser") / "topics")
+    project = make_project(tmp_path_factory.mktemp("label-browser") / "topics", retrain_every=0)
     with serve_in_thread(create_app(project=project.folder, token="tok")) as url:
         yield url, project.folder
 
@@ -39,6 +39,11 @@ def page(served):
 
 def current(page) -> str:
     return page.evaluate("document.body.dataset.current")
+
+
+def is_audit(page) -> bool:
+    """Whether the text on screen is a random audit text (it stays a test text)."""
+    return page.locator("#audit-badge").is_visible()
 
 
 def press_label(page, key: str, labelled: int) -> None:
@@ -82,11 +87,11 @@ def test_labelling_in_chromium(page, served):
             page.keyboard.press("u")
             page.wait_for_function(f"document.body.dataset.labelled === '{labelled}'")
             assert current(page) == text_id
-        if labelled == 8 and held is None:
+        if labelled >= 8 and held is None and not is_audit(page):
             page.keyboard.press("t")
             page.wait_for_selector("#test-badge:not(.hidden)")
             held = text_id
-        if labelled in (6, 13):
+        if labelled >= 6 and len(wrong) < (1 if labelled < 13 else 2) and not is_audit(page):
             wrong.add(text_id)
         press_label(page, key_for(text_id, text_id in wrong), labelled + 1)
         labelled += 1
@@ -103,10 +108,12 @@ def test_labelling_in_chromium(page, served):
         labelled += 1
     train(page, 2)
     tiles = [t.lower() for t in page.locator("#metrics .tile .k").all_inner_texts()]  # CSS upper-cases them
-    assert tiles[:3] == ["accuracy", "macro f1", "roc-auc"]
+    assert tiles[:3] == ["f1 at the rule", "roc-auc", "accuracy"]
     assert float(page.locator("#metrics .tile .v").first.inner_text()) >= 0.7
     assert page.locator("#confusion tr").count() == 3
-    assert sum(int(x) for x in page.locator("#confusion td").all_inner_texts()) == 23  # the held-out one is out
+    frame = Project(folder).store.frame()
+    trained = int((frame["label"].notna() & ~frame["is_test"]).sum())  # held-out and audit texts are out
+    assert sum(int(x) for x in page.locator("#confusion td").all_inner_texts()) == trained < 24
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "label_page.png"), full_page=True)
 
@@ -162,4 +169,53 @@ def test_labelling_in_chromium(page, served):
     for name in ("label_page.png", "label_salience.png", "label_job.png"):
         shutil.copy(ARTIFACTS / name, DOCS_IMG / name)
     assert requests and all(u.startswith(url) for u in requests)  # nothing from the network
+    assert page.errors == []
+
+
+@pytest.fixture(scope="module")
+def served_audited(tmp_path_factory):
+    """A project that retrains every 4 labels and shows one random audit text in two."""
+    from agilecls.server import create_app
+
+    project = make_project(tmp_path_factory.mktemp("label-audit") / "topics", retrain_every=4, audit_rate=0.5)
+    with serve_in_thread(create_app(project=project.folder)) as url:
+        yield url, project.folder
+
+
+def test_serving_version_audit_interval_and_stopping_signal_in_chromium(page, served_audited):
+    """Labelling alone (no Train button) retrains the model in the background; the page then shows
+    the audit estimate with its interval, the serving version and why, the stopping signal; a
+    click serves an older version."""
+    url, folder = served_audited
+    page.goto(url + "/label")
+    page.wait_for_selector("body[data-ready='1']")
+    assert page.locator("#audit").inner_text() == "No version yet."
+    assert "from zero-shot scores" in page.locator("#suggestion").inner_text()
+    labelled = 0
+    while current(page):  # every text: half of them random audit texts (audit_rate=0.5)
+        labelled += 1
+        press_label(page, key_for(current(page)), labelled)
+    assert labelled == 40
+    page.wait_for_function("document.body.dataset.retrained && document.querySelector('#retrain').classList"
+                           ".contains('hidden')", timeout=120_000)
+    assert len(Project(folder).versions()) >= 3  # every 4 training labels, no button pressed
+    page.goto(url + "/label")  # the panel as it stands after the last label
+    page.wait_for_selector("#audit[data-enough]")
+    report = Project(folder).evaluate()
+    assert report["audit"]["enough"] and report["audit"]["n"] >= 12
+    interval = page.locator("#audit .interval").inner_text()
+    assert interval == f"{report['audit']['low']:.3f}–{report['audit']['high']:.3f}"
+    assert f"on {report['audit']['n']} random texts" in page.locator("#audit").inner_text()
+    serving = page.locator("#serving").inner_text()
+    assert serving.startswith(f"Serving: version {report['serving']['version']} (fast)")
+    assert page.locator("#versions tr.serving-row").count() == 1
+    assert page.locator("#stopping").inner_text() == report["stopping"]["message"]
+    assert page.locator("#rule").inner_text().startswith("Decision rule:")
+    page.screenshot(path=str(ARTIFACTS / "label_audit.png"), full_page=True)
+    first = Project(folder).versions()[0]["id"]
+    page.click(f"#versions button[data-serve='{first}']")
+    page.wait_for_function(f"document.querySelector('#serving').dataset.version === '{first}'")
+    assert "chosen by you" in page.locator("#serving").inner_text()
+    assert Project(folder).serving()["id"] == first
+    shutil.copy(ARTIFACTS / "label_audit.png", DOCS_IMG / "label_audit.png")
     assert page.errors == []

@@ -16,6 +16,11 @@ from .common import check_output_file, guarded, parse_labels
 project_app = typer.Typer(no_args_is_help=True, help="A labelling project: import texts, label the ones that "
                                                      "teach most, train, review errors, export.")
 FOLDER = typer.Argument(..., help="The project folder.")
+POSITIVE_HELP = "Two labels: the one the decision rule cuts on, e.g. the violation (default: the rarer in the pool)."
+RULE_HELP = ("Two labels: the decision rule, f1 (the best F1 on your labels out of fold), expected_f1, "
+             "precision:<t> or recall:<t> (e.g. recall:0.9).")
+AUDIT_HELP = "Share of the texts shown that are random audit texts, never trained on (0 turns it off)."
+RETRAIN_HELP = "Labels between background retrains of the fast model on the Label page (0 turns it off)."
 
 
 def _open(folder: Path):
@@ -29,11 +34,16 @@ def new(folder: Path = FOLDER,
         labels: str = typer.Option(..., help="Comma-separated label names, e.g. 'billing,technical,praise'."),
         instructions: str = typer.Option("", help="The policy, in a sentence or a paragraph (the language "
                                                   "model's instructions)."),
-        encoder: str = typer.Option("minilm", help="Sentence encoder of the fast model and the pre-labels.")):
+        encoder: str = typer.Option("minilm", help="Sentence encoder of the fast model and the pre-labels."),
+        positive: Optional[str] = typer.Option(None, help=POSITIVE_HELP),
+        rule: str = typer.Option("f1", help=RULE_HELP),
+        audit_rate: float = typer.Option(0.2, help=AUDIT_HELP),
+        retrain_every: int = typer.Option(8, help=RETRAIN_HELP)):
     """Create an empty project in FOLDER."""
     from ..loop import Project
 
-    project = Project.create(folder, parse_labels(labels), instructions, encoder=encoder)
+    project = Project.create(folder, parse_labels(labels), instructions, encoder=encoder, positive=positive,
+                             rule=rule, audit_rate=audit_rate, retrain_every=retrain_every)
     typer.echo(f"created {folder} with labels {', '.join(project.labels)}; next: agilecls project import {folder} FILE")
 
 
@@ -72,6 +82,51 @@ def status(folder: Path = FOLDER, as_json: bool = typer.Option(False, "--json", 
         progress = ", ".join(f"{k} {v}" for k, v in job["progress"].items())
         typer.echo(f"job {job['id']} ({job['kind']}): {job['status']}" + (f" - {progress}" if progress else "")
                    + (f" - {job['error']}" if job["error"] else ""))
+
+
+@project_app.command("settings")
+def settings(folder: Path = FOLDER, positive: Optional[str] = typer.Option(None, help=POSITIVE_HELP),
+             rule: Optional[str] = typer.Option(None, help=RULE_HELP),
+             audit_rate: Optional[float] = typer.Option(None, help=AUDIT_HELP),
+             retrain_every: Optional[int] = typer.Option(None, help=RETRAIN_HELP)):
+    """Show the decision rule, the audit share and the retrain interval, or change them."""
+    given = {k: v for k, v in {"positive": positive, "rule": rule, "audit_rate": audit_rate,
+                               "retrain_every": retrain_every}.items() if v is not None}
+    for key, value in _open(folder).settings(**given).items():
+        typer.echo(f"{key}: {value}")
+
+
+@project_app.command("versions")
+def versions(folder: Path = FOLDER, as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
+    """Every version with its audit estimate, the serving one marked, and its folder (for
+    `agilecls serve --classifier` or `agilecls predict`)."""
+    from ..loop.serving import audit_estimate, current
+
+    project = _open(folder)
+    frame = project.store.frame()
+    serving = (current(project) or {}).get("version")
+    rows = [{"version": v["id"], "kind": v["kind"], "labels": v["n_labels"], "serving": v["id"] == serving,
+             "audit": audit_estimate(project, v, frame), "folder": str(project.folder / v["folder"])}
+            for v in project.versions()]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        a = row["audit"]
+        est = (f"audit {a['metric']} {a['value']:.3f} ({a['low']:.3f}-{a['high']:.3f}, {a['n']} texts)" if a["enough"]
+               else f"no audit estimate: {a['reason']}")
+        typer.echo(f"{'*' if row['serving'] else ' '} {row['version']}\t{row['kind']}\t{row['labels']} labels\t{est}\t"
+                   f"{row['folder']}")
+    state = current(project)
+    if state:
+        typer.echo(f"* serving: version {state['version']} ({state['reason']})")
+
+
+@project_app.command("promote")
+def promote(folder: Path = FOLDER, version: int = typer.Argument(..., help="The version to serve.")):
+    """Make VERSION the serving version (exports and predictions use it), whatever the audit says."""
+    _open(folder).serve(version)
+    typer.echo(f"version {version} now serves")
 
 
 @project_app.command("suggest")
@@ -126,19 +181,25 @@ def train(folder: Path = FOLDER,
 
     start = time.time()
     version = project.train("full" if full else "fast", progress=show)
-    metrics = project.versions()[-1]["metrics"]
-    cv = metrics["cross_validated"]
-    typer.echo(f"version {version} in {time.time() - start:.1f} s; cross-validated accuracy {cv['accuracy']:.3f}, "
-               f"macro F1 {cv['f1_macro']:.3f}" + (f"; test macro F1 {metrics['test']['f1_macro']:.3f}"
-                                                   if "test" in metrics else ""))
+    typer.echo(f"version {version} in {time.time() - start:.1f} s")
+    report = project.evaluate()
+    audit = report["audit"]
+    typer.echo(f"  on random audit texts: {audit['metric']} {audit['value']:.3f} (95% interval {audit['low']:.3f}-"
+               f"{audit['high']:.3f}, {audit['n']} texts)" if audit["enough"] else f"  no audit estimate yet: {audit['reason']}")
+    cv = project.version(version)["metrics"].get("cross_validated")
+    if cv:
+        typer.echo(f"  on the texts you labelled (out of fold): accuracy {cv['accuracy']:.3f}, macro F1 {cv['f1_macro']:.3f}")
+    typer.echo(f"  decision rule: {report['rule']['describe']}")
+    typer.echo(f"  serving: version {report['serving']['version']} ({report['serving']['reason']})")
 
 
 @project_app.command("review")
 def review(folder: Path = FOLDER, limit: int = typer.Option(10, help="Rows per list.")):
-    """Out-of-fold errors (most confident first) and possible label errors (cleanlab)."""
-    from ..loop.review import errors, label_issues
+    """Out-of-fold errors (most confident first) and possible label errors (cleanlab's label quality)."""
+    from ..loop.review import REVIEW_MIN_PER_CLASS, errors, label_issues
 
     project = _open(folder)
+    typer.echo(f"(possible label errors are listed once every label has {REVIEW_MIN_PER_CLASS} training labels)")
     for title, rows in (("model disagrees with the label", errors(project, limit)),
                         ("possible label errors", label_issues(project, limit))):
         typer.echo(f"{title}:")
@@ -149,8 +210,9 @@ def review(folder: Path = FOLDER, limit: int = typer.Option(10, help="Rows per l
 
 @project_app.command("export")
 def export(folder: Path = FOLDER, out: Path = typer.Argument(..., help="CSV / TSV / JSONL / Parquet file."),
-           predictions: bool = typer.Option(False, "--predictions", help="Every text with the newest version's "
-                                                                         "predictions, not just the labels.")):
+           predictions: bool = typer.Option(False, "--predictions", help="Every text with the serving version's "
+                                                                         "predictions (by its decision rule), not "
+                                                                         "just the labels.")):
     """Write the labels (or every prediction) to a file."""
     check_output_file(out, "OUT")
     path = _open(folder).export(out, "predictions" if predictions else "labels")

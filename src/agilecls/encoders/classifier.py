@@ -35,8 +35,9 @@ HEADS = ("sngp", "softmax", "logistic", "mahalanobis")
 MULTILABEL_HEADS = ("logistic", "softmax")
 
 
-def in_scope_rows(X, y, oos_label: str, warn: bool = False) -> tuple[list[str], list[str]]:
-    """(texts, labels) without the rows labelled ``oos_label`` (``warn``: say how many were dropped)."""
+def in_scope_rows(X, y, oos_label: str | None, warn: bool = False) -> tuple[list[str], list[str]]:
+    """(texts, labels) without the rows labelled ``oos_label`` (``warn``: say how many were dropped;
+    None: every row is in scope)."""
     texts, y_list, _ = check_xy(X, y)
     keep = [i for i, v in enumerate(y_list) if v != oos_label]
     if warn and len(keep) < len(texts):
@@ -131,7 +132,9 @@ gp_likelihood, gp_normalize_input : SNGP settings
         when out-of-scope rows are few), "recall:0.9" rejects at least 90% of the held-out
         out-of-scope rows with as few in-scope rows as it can, "precision:t" and "f1" as for a
         decision threshold (:func:`agilecls.calibration.thresholds.choose_reject_threshold`).
-    oos_label : str, default="oos"
+    oos_label : str or None, default="oos"
+        Rows with this label are out-of-scope examples, left out of training (None: every label is
+        a class, e.g. a labelling project's own "oos" class).
     C : float, default=1.0
         Inverse L2 strength of the logistic head (scikit-learn's ``C``).
     labels : list of str or None, default=None
@@ -167,7 +170,7 @@ gp_likelihood, gp_normalize_input : SNGP settings
         "gp_likelihood": [StrOptions({"gaussian", "logistic"})], "gp_normalize_input": ["boolean"],
         "mahalanobis_shrinkage": [Interval(Real, 0, 1, closed="both"), StrOptions({"auto"}), None],
         "ood_method": [StrOptions(set(OOD_SCORERS) | {"auto"})],
-        "reject_threshold": [Real, str, None], "oos_label": [str], "C": [_positive],
+        "reject_threshold": [Real, str, None], "oos_label": [str, None], "C": [_positive],
         "labels": ["array-like", None], "max_seq_length": [_count], "device": [str, None],
         "cache_dir": [str, os.PathLike, None], "random_state": [Interval(Integral, 0, None, closed="left")],
         "verbose": ["boolean"], "multilabel": ["boolean"], "min_steps": [Interval(Integral, 0, None, closed="left")],
@@ -181,7 +184,7 @@ gp_likelihood, gp_normalize_input : SNGP settings
                  kernel_scale: float | None = 0.5, ridge_penalty: float = 1.0,
                  mean_field_factor: float = MEAN_FIELD_FACTOR, gp_likelihood: str = "gaussian",
                  gp_normalize_input: bool = False, mahalanobis_shrinkage: float | str | None = 0.9,
-                 ood_method: str = "auto", reject_threshold: float | str | None = None, oos_label: str = "oos",
+                 ood_method: str = "auto", reject_threshold: float | str | None = None, oos_label: str | None = "oos",
                  C: float = 1.0, labels=None, max_seq_length: int = 128, device: str = "auto",
                  cache_dir: str | None = None, random_state: int = 0, verbose: bool = False,
                  multilabel: bool = False, min_steps: int = 0):
@@ -194,6 +197,8 @@ gp_likelihood, gp_normalize_input : SNGP settings
         """Embed ``X`` and train the head (and, with ``fine_tune``, the encoder). Rows labelled
         ``oos_label`` are left out of training (they are for :meth:`calibrate`)."""
         self._validate_params()
+        if self.oos_label is None and self.reject_threshold is not None:
+            raise ValueError("reject_threshold answers oos_label; give an oos_label (e.g. 'oos') to abstain with")
         fixed_threshold = fixed_reject_threshold(self.reject_threshold)  # a bad rule fails before training
         texts, y_idx = multilabel_targets(self, X, y) if self.multilabel else self._in_scope(X, y, fitting=True)
         torch.manual_seed(self.random_state)

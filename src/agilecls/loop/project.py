@@ -323,7 +323,7 @@ class Project:
         frame = self.store.frame()
         labelled = frame["label"].notna()
         return {"folder": str(self.folder), "labels": self.labels, "texts": len(frame),
-                "labelled": int(labelled.sum()), "test": int((labelled & frame["is_test"]).sum()),
+                "labelled": int(labelled.sum()), "test": int((labelled & frame["is_test"] & ~frame["audit"]).sum()),
                 "audit": int((labelled & frame["audit"]).sum()),
                 "counts": {lab: int((frame["label"] == lab).sum()) for lab in self.labels},
                 "versions": len(self.store.versions()), "serving": self.store.meta().get("serving"),

@@ -15,7 +15,7 @@ import numpy as np
 from sklearn.metrics import confusion_matrix
 
 from ..evaluation.metrics import classification_metrics
-from . import serving
+from . import decisions, serving
 from .versions import headline, training_data
 
 #: Labels per class before possible label errors are listed: with fewer, the out-of-fold
@@ -69,7 +69,7 @@ def stopping(project) -> dict:
         return out
     criterion = KappaAverage(len(project.labels), window_size=STOP_WINDOW, kappa=STOP_KAPPA)
     for version in fast:
-        pred = serving.decisions.decide(serving.version_proba(project, version, ids), project.labels,
+        pred = decisions.decide(serving.version_proba(project, version, ids), project.labels,
                                         serving.version_threshold(version))
         out["stable"] = bool(criterion.stop(predictions=pred))
     out["kappas"] = [float(k) for k in criterion.kappa_history]

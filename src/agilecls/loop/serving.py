@@ -34,15 +34,16 @@ def audit_rows(frame: pd.DataFrame) -> np.ndarray:
     return np.flatnonzero(frame["audit"].to_numpy() & frame["label"].notna().to_numpy())
 
 
-def audit_estimate(project, version: dict, frame: pd.DataFrame | None = None) -> dict:
-    """``version``'s quality on the labelled audit texts (:func:`agilecls.loop.audit.estimate`)."""
+def audit_estimate(project, version: dict, frame: pd.DataFrame | None = None, positive: str | None = None) -> dict:
+    """``version``'s quality on the labelled audit texts (:func:`agilecls.loop.audit.estimate`);
+    two classes: the F1 of ``positive`` (default: the class its rule cuts on)."""
     frame = project.store.frame() if frame is None else frame
     rows = audit_rows(frame)
     ids = frame["id"].iloc[rows].tolist()
     y_idx = np.array([project.labels.index(v) for v in frame["label"].iloc[rows]], dtype=int)
     proba = version_proba(project, version, ids)
     threshold = version_threshold(version)
-    positive = None if threshold is None else threshold.positive
+    positive = positive or (None if threshold is None else threshold.positive)
     return {**audit.estimate(y_idx, proba, decisions.decide(proba, project.labels, threshold), project.labels,
                              positive), "version": version["id"]}
 
@@ -78,7 +79,9 @@ def consider(project, version_id: int) -> dict:
     except ProjectError:
         return choose(project, version_id, "the serving version is gone")
     frame = project.store.frame()
-    new_est, old_est = audit_estimate(project, new, frame), audit_estimate(project, old, frame)
+    cuts = [t for t in (version_threshold(old), version_threshold(new)) if t is not None]
+    positive = cuts[0].positive if cuts else None  # both scored on the same class
+    new_est, old_est = audit_estimate(project, new, frame, positive), audit_estimate(project, old, frame, positive)
     metric = "F1" if new_est["metric"] == "f1" else "macro F1"
     if new_est["enough"]:
         a, b = new_est["value"], old_est["value"]

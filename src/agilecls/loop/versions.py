@@ -48,11 +48,16 @@ def headline(metrics: dict, labels) -> tuple[str, float | None]:
     return key, None if value is None or np.isnan(value) else float(value)
 
 
-def training_data(project, frame, per_class: int = MIN_PER_CLASS):
-    """The training rows and class indices, refused with one line if two classes lack labels."""
+def training_data(project, frame, per_class: int | None = None):
+    """The training rows and class indices, refused with one line unless two classes have
+    :data:`MIN_PER_CLASS` labels (the fast model; a class with one label joins them) or, with
+    ``per_class``, every labelled class has that many (the full model)."""
     rows, y_idx = project.training_rows(frame)
     counts = np.bincount(y_idx, minlength=len(project.labels))
-    if (counts[counts > 0] < per_class).any() or (counts > 0).sum() < 2:
+    short = not decisions.can_fit(y_idx) if per_class is None else (
+        (counts[counts > 0] < per_class).any() or (counts > 0).sum() < 2)
+    if short:
+        per_class = per_class or MIN_PER_CLASS
         raise ProjectError(f"need at least {per_class} labels in each of two classes to train "
                            f"(have {dict(zip(project.labels, counts.tolist()))})")
     return rows, y_idx
@@ -92,7 +97,7 @@ def fit_fast(project, frame: pd.DataFrame, rows: np.ndarray, y_idx: np.ndarray):
     present = np.flatnonzero(fit.train_shares > 0)
     names = [project.labels[i] for i in present]
     base = EncoderClassifier(project.meta["encoder"], cache_dir=str(project.folder / "embeddings"),
-                             labels=names, **fast.FAST_PARAMS)
+                             labels=names, oos_label=None, **fast.FAST_PARAMS)
     base.fit(frame["text"].iloc[rows].tolist(), [project.labels[i] for i in y_idx])
     clf = CalibratedClassifier.from_parts(base, names, fit.calibrator, fit.train_shares[present],
                                           fit.priors[present], fit.threshold)
@@ -165,7 +170,7 @@ def train_version(project, kind: str = "fast", progress: Callable[[dict], None] 
         raise ProjectError(f"kind must be 'fast' or 'full', got {kind!r}")
     report = progress or (lambda info: None)
     frame = project.store.frame()
-    rows, y_idx = training_data(project, frame, MIN_PER_CLASS if kind == "fast" else FULL_MIN_PER_CLASS)
+    rows, y_idx = training_data(project, frame, None if kind == "fast" else FULL_MIN_PER_CLASS)
     start = time.time()
     folder = project.folder / "versions" / f"{time.strftime('%Y%m%d-%H%M%S')}-{int(time.time() * 1e3) % 1000:03d}-{kind}"
     if kind == "fast":

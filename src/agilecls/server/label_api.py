@@ -189,21 +189,27 @@ def add_label_routes(app: FastAPI, folder: str | os.PathLike, queue: WorkQueue, 
 
     retrain: dict = {"task": None, "error": None}
 
-    def retrain_due() -> bool:
-        """Whether enough training labels arrived since the newest fast version to retrain."""
+    def labels_waiting() -> bool:
+        """Whether ``retrain_every`` training labels arrived since the newest fast version."""
         every = project.settings()["retrain_every"]
-        if not every or (retrain["task"] is not None and not retrain["task"].done()):
+        if not every:
             return False
         frame = project.store.frame()
         rows, y_idx = project.training_rows(frame)
         fast_versions = [v for v in project.versions() if v["kind"] == "fast"]
-        since = len(rows) - (fast_versions[-1]["n_labels"] if fast_versions else 0)
-        return since >= every and can_fit(y_idx)
+        return len(rows) - (fast_versions[-1]["n_labels"] if fast_versions else 0) >= every and can_fit(y_idx)
+
+    def retrain_due() -> bool:
+        return (retrain["task"] is None or retrain["task"].done()) and labels_waiting()
 
     async def retrain_in_background() -> None:
+        """Retrain until no ``retrain_every`` labels wait (labels keep coming while it trains)."""
         try:
-            await run(lambda: project.train("fast"))
-            retrain["error"] = None
+            while True:
+                await run(lambda: project.train("fast"))
+                retrain["error"] = None
+                if not await run_in_threadpool(labels_waiting):
+                    return
         except Exception as err:  # shown on the page; the next label tries again
             retrain["error"] = f"{type(err).__name__}: {err}"
 

@@ -1,0 +1,139 @@
+"""Write the measured tables into the docs from bench/results, so no number there is copied by hand.
+
+    python -m bench.docs_tables            # rewrite every marked block
+    python -m bench.docs_tables --check    # exit 1 if a block is out of date (CI-friendly)
+
+A block in a markdown file is ``<!-- results:NAME -->`` ... ``<!-- /results -->``; NAME is one of
+:data:`TABLES`, each a function from the results JSON to markdown lines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+DOCS = [ROOT / "docs" / "loop.md"]
+BLOCK = re.compile(r"(<!-- results:([a-z_]+) -->\n)(.*?)(<!-- /results -->)", re.S)
+
+
+def _num(value, digits: int = 3) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |",
+            *["| " + " | ".join(r) + " |" for r in rows]]
+
+
+def _load(name: str) -> dict:
+    return json.loads((RESULTS / f"{name}.json").read_text())
+
+
+def _machine(data: dict) -> str:
+    m = data["machine"]
+    return f"`{data['command']}` on {m['cpu_model']} ({m['cpus_usable']} cores), {data['written_at'][:10]}."
+
+
+def loop_decisions() -> list[str]:
+    data = _load("loop_decisions")
+    rows = [[r["dataset"], r["strategy"], str(r["labels"]), _num(r["f1_rule"]), _num(r["f1_oracle"]), _num(r["roc_auc"]),
+             _num(r["audit"]), _num(r["covered"], 2), _num(r["shown_auc"]), _num(r["zero_shot_auc"])]
+            for r in data["table"] if r["labels"] in (8, 16, 24, 32, 64, 128, 256)]
+    v = data["verdict"]
+    lines = _table(["dataset", "strategy", "labels", "F1 at the rule", "F1 at the best test cut", "ROC-AUC",
+                    "audit F1", "interval covers test", "suggestions' AUC", "zero-shot AUC"], rows)
+    lines += ["", f"Measured with {_machine(data)} Means over seeds {sorted({r['seed'] for r in data['runs']})}."]
+    lines += ["", "| target | measured | met |", "| --- | --- | --- |",
+              f"| F1 at the rule ≥ 0.9 × the best test cut, from 32 labels | lowest ratio {_num(v['rule_vs_oracle_min_ratio_from_32'])} | {'yes' if v['rule_vs_oracle_met'] else 'no'} |",
+              f"| F1 never 0 once each class has 2 labels | {v['f1_zero_rounds']} rounds at 0 | {'yes' if v['f1_zero_rounds'] == 0 else 'no'} |",
+              f"| suggestions' AUC ≥ zero-shot AUC − 0.01 at 8, 16, 24 labels | smallest margin {_num(v['cold_start_min_margin'])} | {'yes' if v['cold_start_met'] else 'no'} |",
+              f"| audit interval covers the test value in ≥ 80% of rounds from 64 labels | {_num(v['audit_coverage_from_64'], 2)} of {v['audit_rounds_with_estimate_from_64']} rounds with an estimate | {'yes' if v['audit_met'] else 'no'} |"]
+    step = data.get("loop_step")
+    if step:
+        lines.append(f"| loop step ≤ 1 s on a {step['pool']:,}-text pool | median {step['median']:.2f} s, best {step['best']:.2f} s | {'yes' if step['median'] <= 1 else 'no'} |")
+    return lines
+
+
+def loop_decisions_full() -> list[str]:
+    data = _load("loop_decisions_full")
+    rows = []
+    for run in data["runs"]:
+        fast = {r["labels"]: r for r in run["rounds"]}
+        for f in run["full"]:
+            total = next(n for n, r in fast.items() if r.get("n_train") == f["labels"] or n >= f["labels"])
+            r = fast.get(total, {})
+            rows.append([run["dataset"], str(run["seed"]), str(f["labels"]), _num(f["f1"]), _num(r.get("f1")),
+                         _num(f["roc_auc"]), _num(f["audit"]), _num(f["serving_audit_before"]),
+                         "yes" if f["serves"] else "no", f"{f['seconds']} s"])
+    lines = _table(["dataset", "seed", "training labels", "full F1", "fast F1", "full ROC-AUC", "full audit F1",
+                    "serving audit F1 before", "serves", "fit"], rows)
+    refs = data.get("references") or {}
+    if refs:
+        lines += ["", *_table(["dataset", "stacked recipe on every pool row: F1", "rows", "fit"],
+                              [[k, _num(r["f1"]), str(r["rows"]), f"{r['fit_seconds']} s"] for k, r in refs.items()])]
+    lines += ["", f"Measured with {_machine(data)}"]
+    return lines
+
+
+def loop_rules() -> list[str]:
+    data = _load("loop_rules")
+    lines = _table(["rule", "mean F1 / best cut", "rounds under 0.9", "worst"],
+                   [[r["rule"], _num(r["mean F1 / oracle"]), str(r["rounds under 0.9"]), _num(r["worst"])]
+                    for r in data["summary"]])
+    err = data["share_error"]
+    lines += ["", f"Mean absolute error of the rare class's share among the unlabelled texts: EM to convergence "
+                  f"{_num(err['em'])}, its first step (the mean probability) {_num(err['mean_p'])}.",
+              "", f"Measured with {_machine(data)}"]
+    return lines
+
+
+def label_review_floor() -> list[str]:
+    data = _load("label_review_floor")
+    names = list(dict.fromkeys(r["dataset"] for r in data["rows"]))
+    counts = sorted({r["per class"] for r in data["rows"]})
+    cell = {(r["dataset"], r["per class"]): r for r in data["rows"]}
+    lines = _table(["labels per class", *[f"{n}: precision at k (lift)" for n in names]],
+                   [[str(c), *[f"{cell[(n, c)]['precision at k']:.2f} ({cell[(n, c)]['lift']:.1f}×)" for n in names]]
+                    for c in counts])
+    lines += ["", f"Smallest count with a lift of at least {data['min_lift']:g} on every dataset: "
+                  f"**{data['floor']}**. Measured with {_machine(data)}"]
+    return lines
+
+
+TABLES = {"loop_decisions": loop_decisions, "loop_decisions_full": loop_decisions_full, "loop_rules": loop_rules,
+          "label_review_floor": label_review_floor}
+
+
+def render(text: str) -> str:
+    def fill(match: re.Match) -> str:
+        name = match.group(2)
+        if name not in TABLES or not (RESULTS / f"{name}.json").exists():
+            return match.group(0)
+        return match.group(1) + "\n".join(TABLES[name]()) + "\n" + match.group(4)
+
+    return BLOCK.sub(fill, text)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true")
+    args = parser.parse_args(argv)
+    stale = []
+    for path in DOCS:
+        text = path.read_text()
+        new = render(text)
+        if new != text:
+            stale.append(path)
+            if not args.check:
+                path.write_text(new)
+    print(("out of date: " if args.check else "rewrote: ") + (", ".join(map(str, stale)) or "nothing"))
+    return 1 if args.check and stale else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
