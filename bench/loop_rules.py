@@ -9,6 +9,8 @@ After each round, from the fast model's calibrated probabilities:
 
 - class-share estimates of the unlabelled pool: EM run to convergence (Saerens et al. 2002) and
   its first step (the mean calibrated probability), against the true share;
+- ``pool_share``: flag the pool's estimated share of the class (the project's estimate, which
+  pools the model's mean probability with the random audit texts), most probable first;
 - F1 of the rare class on the validation rows for each rule, as a share of the best cut there
   (the oracle): ``expected_f1`` on the pool under each estimate, ``f1`` (the best F1 on the labelled
   texts out of fold) and ``f1`` with the labelled texts weighted to the pool's estimated shares.
@@ -28,6 +30,7 @@ from sklearn.metrics import f1_score, precision_recall_curve
 from agilecls.calibration.priors import estimate_priors, shift_priors
 from agilecls.calibration.thresholds import expected_f1_cut
 from agilecls.evaluation.metrics import format_table
+from agilecls.loop.decisions import MIN_PER_CLASS_TO_BLEND, share_cut
 from bench.common import write_results
 from bench.loop_decisions import load, make_project, positive_of
 
@@ -56,6 +59,10 @@ def rules(fit, pos: int, popu: np.ndarray, val: np.ndarray, y_val: np.ndarray) -
         w = np.where(y_oof == 1, priors[pos] / shares[pos], (1 - priors[pos]) / (1 - shares[pos]))
         out[f"f1 weighted ({name})"] = f1_score(y_val, raw[val, pos] >= best_cut(fit.oof_raw[:, pos], y_oof, w))
     out["f1"] = f1_score(y_val, raw[val, pos] >= best_cut(fit.oof_raw[:, pos], y_oof))
+    shifted = fit.proba[:, pos]  # under the project's own estimate of the pool's shares
+    share = share_cut(shifted[popu], "x").threshold
+    out["pool_share"] = f1_score(y_val, shifted[val] >= share)
+    out["f1, pool_share below 5 positives"] = out["f1"] if y_oof.sum() >= MIN_PER_CLASS_TO_BLEND else out["pool_share"]
     precision, recall, _ = precision_recall_curve(y_val, raw[val, pos])
     out["oracle"] = float(np.nanmax(2 * precision * recall / np.clip(precision + recall, 1e-12, None)))
     return out
@@ -99,7 +106,7 @@ def main(argv=None) -> dict:
     rows = [r for name in args.datasets for strategy in ("diverse_margin", "random") for seed in args.seeds
             for r in run(name, strategy, seed)]
     frame = pd.DataFrame(rows)
-    rule_cols = [c for c in frame if c.startswith(("expected_f1", "f1"))]
+    rule_cols = [c for c in frame if c.startswith(("expected_f1", "f1", "pool_share"))]
     ratios = frame[rule_cols].div(frame["oracle"], axis=0)
     summary = []
     for col in rule_cols:

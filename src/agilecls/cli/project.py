@@ -17,8 +17,8 @@ project_app = typer.Typer(no_args_is_help=True, help="A labelling project: impor
                                                      "teach most, train, review errors, export.")
 FOLDER = typer.Argument(..., help="The project folder.")
 POSITIVE_HELP = "Two labels: the one the decision rule cuts on, e.g. the violation (default: the rarer in the pool)."
-RULE_HELP = ("Two labels: the decision rule, f1 (the best F1 on your labels out of fold), expected_f1, "
-             "precision:<t> or recall:<t> (e.g. recall:0.9).")
+RULE_HELP = ("Two labels: the decision rule, f1 (the best F1 on your labels out of fold), pool_share, "
+             "expected_f1, precision:<t> or recall:<t> (e.g. recall:0.9).")
 AUDIT_HELP = "Share of the texts shown that are random audit texts, never trained on (0 turns it off)."
 RETRAIN_HELP = "Labels between background retrains of the fast model on the Label page (0 turns it off)."
 

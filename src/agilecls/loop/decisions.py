@@ -38,9 +38,10 @@ from ..calibration.thresholds import DecisionThreshold, check_rule, expected_f1_
 from . import fast
 
 #: The fast model's two-class decision rule unless the project sets one: the cut with the best F1
-#: on the labelled texts out of fold. Chosen on validation rows (the pool's unlabelled texts) by
-#: bench/loop_rules.py over the expected-F1 cut, whose premise (calibrated probabilities) a
-#: logistic head on a few dozen labels does not meet.
+#: on the labelled texts out of fold, or, while the positive class has fewer than 5 labels, the cut
+#: that flags the pool's estimated share of it. Chosen on validation rows (the pool's unlabelled
+#: texts) by bench/loop_rules.py over the expected-F1 cut, whose premise (calibrated
+#: probabilities) a logistic head on a few dozen labels does not meet.
 DEFAULT_RULE = "f1"
 #: EM steps of the pool's class-share estimate: one, the mean calibrated probability. Run to
 #: convergence, EM ran off to shares of 0.00-0.66 where the truth was 0.14 (bench/loop_rules.py).
@@ -141,19 +142,30 @@ def expected_cut(p_pos: np.ndarray, positive: str) -> DecisionThreshold:
     return DecisionThreshold("expected_f1", positive, float(cut), precision, recall, f1)
 
 
+def share_cut(p_pos: np.ndarray, positive: str) -> DecisionThreshold:
+    """The cut that flags the pool's estimated share of ``positive`` (the mean of its probabilities
+    under the pool's shares): the most probable texts first. It depends on the ranking and the
+    share only, not on how well the probabilities are scaled."""
+    share = float(np.mean(p_pos))
+    cut = float(np.quantile(p_pos, 1 - share)) if 0 < share < 1 else 0.5
+    return DecisionThreshold("pool_share", positive, cut)
+
+
 def fit_rule(pool_proba: np.ndarray, oof: np.ndarray, y_idx: np.ndarray, labels, rule: str | float,
              positive: str) -> DecisionThreshold | None:
-    """A two-class cut by ``rule``: "expected_f1" on the pool's probabilities (no labels needed),
-    a number as given, or a precision / recall target (or "f1") on the labelled rows out of fold
-    ("f1" falls back to "expected_f1" while the positive class has fewer than
+    """A two-class cut by ``rule``: "pool_share" or "expected_f1" on the pool's probabilities (no
+    labels needed), a number as given, or a precision / recall target (or "f1") on the labelled
+    rows out of fold ("f1" falls back to "pool_share" while the positive class has fewer than
     :data:`MIN_PER_CLASS_TO_BLEND` labels). None for more than two classes."""
     if len(labels) != 2:
         return None
-    rule = check_rule(rule)
     pos = list(labels).index(positive)
-    if rule == "expected_f1" or (rule == "f1" and (y_idx == pos).sum() < MIN_PER_CLASS_TO_BLEND):
+    if rule == "pool_share" or (rule == "f1" and (y_idx == pos).sum() < MIN_PER_CLASS_TO_BLEND):
         # with a handful of positive labels the best labelled cut is a coin toss (measured: F1 0 on
-        # ETHOS at 8 random labels); the pool's expected-F1 cut needs no labels
+        # ETHOS at 8 random labels); the pool's estimated share of the class needs no more labels
+        return share_cut(pool_proba[:, pos], positive)
+    rule = check_rule(rule)
+    if rule == "expected_f1":
         return expected_cut(pool_proba[:, pos], positive)
     if isinstance(rule, float):
         return DecisionThreshold("fixed", positive, rule)
@@ -161,6 +173,7 @@ def fit_rule(pool_proba: np.ndarray, oof: np.ndarray, y_idx: np.ndarray, labels,
 
 
 def rule_state(labels, priors, threshold: DecisionThreshold | None, calibration: str) -> dict:
+    """A version's decision rule as saved in its row: the pool's shares, the map, the cut, in words."""
     return {"priors": dict(zip(labels, map(float, priors))), "calibration": calibration,
             "threshold": None if threshold is None else threshold.to_dict(),
             "describe": ("the most probable class under the pool's class shares" if threshold is None
@@ -182,8 +195,8 @@ def pool_priors(population: np.ndarray, train_shares: np.ndarray, counts: np.nda
 
 
 def fit_pool(emb: np.ndarray, rows: np.ndarray, y_idx: np.ndarray, labels, rule=DEFAULT_RULE,
-             positive: str | None = None, population: np.ndarray | None = None, seed: int = 0,
-             prior_steps: int = PRIOR_STEPS, audit_idx: np.ndarray | None = None) -> PoolFit:
+             positive: str | None = None, seed: int = 0, prior_steps: int = PRIOR_STEPS,
+             audit_idx: np.ndarray | None = None) -> PoolFit:
     """The fast model on ``emb[rows]`` (class indices ``y_idx``) applied to every row of ``emb``.
 
     Parameters
@@ -197,8 +210,6 @@ def fit_pool(emb: np.ndarray, rows: np.ndarray, y_idx: np.ndarray, labels, rule=
         The two-class decision rule (:func:`fit_rule`).
     positive : str or None, default=None
         The class the rule cuts on (None: the rarer one in the pool estimate).
-    population : ndarray of int or None, default=None
-        The rows whose class shares the pool estimate describes (None: every row).
     seed : int, default=0
     prior_steps : int, default=1
         EM steps of the pool's class-share estimate (:func:`pool_priors`).
@@ -223,9 +234,8 @@ def fit_pool(emb: np.ndarray, rows: np.ndarray, y_idx: np.ndarray, labels, rule=
     shares = counts / len(local)
     population_proba = cal.copy()
     population_proba[rows] = oof  # a labelled row by a model that never saw it
-    scope = np.arange(len(emb)) if population is None else np.asarray(population, dtype=int)
     audit_counts = None if audit_idx is None else np.bincount(audit_idx, minlength=n_classes)[present]
-    priors = pool_priors(population_proba[scope], shares, counts, len(scope), prior_steps, audit_counts)
+    priors = pool_priors(population_proba, shares, counts, len(emb), prior_steps, audit_counts)
     full = lambda part: _widen(part, present, n_classes)  # noqa: E731
     all_priors = full(priors[None, :])[0]
     fit = PoolFit(labels, full(shift_priors(cal, shares, priors)), full(cal), ood,
@@ -233,7 +243,7 @@ def fit_pool(emb: np.ndarray, rows: np.ndarray, y_idx: np.ndarray, labels, rule=
                   full(shares[None, :])[0], all_priors)
     if n_classes == 2 and len(present) == 2:
         chosen = positive_class(labels, all_priors, positive)
-        scored = full(shift_priors(population_proba[scope], shares, priors))
+        scored = full(shift_priors(population_proba, shares, priors))
         fit.threshold = fit_rule(scored, fit.oof, y_idx, labels, rule, chosen)
     return fit
 

@@ -26,6 +26,8 @@ def check_setting(key: str, value, labels) -> object:
             raise ProjectError(f"positive={value!r} is not a label; the labels are {', '.join(labels)}")
         return value
     if key == "rule":
+        if value == "pool_share":
+            return value
         try:
             checked = check_rule(value)
         except ValueError as err:
@@ -80,7 +82,7 @@ class Scores:
 
 def score_pool(frame: pd.DataFrame, emb: np.ndarray, rows: np.ndarray, y_idx: np.ndarray, labels,
                zero_shot: np.ndarray | None, rule=decisions.DEFAULT_RULE, positive: str | None = None,
-               population: np.ndarray | None = None, audit_idx: np.ndarray | None = None) -> Scores:
+               audit_idx: np.ndarray | None = None) -> Scores:
     """Fit the fast model on ``rows`` (if it can be) and choose what the page shows.
 
     Parameters
@@ -94,8 +96,6 @@ def score_pool(frame: pd.DataFrame, emb: np.ndarray, rows: np.ndarray, y_idx: np
         Zero-shot probabilities of every row (None: none).
     rule, positive
         The two-class decision rule and its positive class (:func:`decisions.fit_pool`).
-    population : ndarray of int or None
-        The rows the pool's class shares describe (None: all).
     audit_idx : ndarray of int or None
         Class indices of the labelled audit texts (pooled into the class-share estimate).
 
@@ -103,7 +103,7 @@ def score_pool(frame: pd.DataFrame, emb: np.ndarray, rows: np.ndarray, y_idx: np
     -------
     Scores
     """
-    fit = (decisions.fit_pool(emb, rows, y_idx, labels, rule, positive, population, audit_idx=audit_idx)
+    fit = (decisions.fit_pool(emb, rows, y_idx, labels, rule, positive, audit_idx=audit_idx)
            if decisions.can_fit(y_idx) else None)
     if fit is None and zero_shot is None:
         return Scores(frame, emb, None, None, None, 1.0, {})
@@ -115,9 +115,8 @@ def score_pool(frame: pd.DataFrame, emb: np.ndarray, rows: np.ndarray, y_idx: np
     if weight == 0:
         return Scores(frame, emb, fit, fit.proba, fit.decide(), weight, scores)
     shown = decisions.blend(fit.proba, zero_shot, weight)
-    scope = np.arange(len(emb)) if population is None else np.asarray(population, dtype=int)
     positive_label = None if fit.threshold is None else fit.threshold.positive
     cut = (None if positive_label is None else
-           decisions.fit_rule(shown[scope], decisions.blend(fit.oof, zero_shot[fit.rows], weight), fit.y_idx,
+           decisions.fit_rule(shown, decisions.blend(fit.oof, zero_shot[fit.rows], weight), fit.y_idx,
                               labels, rule, positive_label))
     return Scores(frame, emb, fit, shown, decisions.decide(shown, labels, cut), weight, scores)
