@@ -100,7 +100,7 @@ def label_review_floor() -> list[str]:
     lines = _table(["labels per class", *[f"{n}: precision at k (lift)" for n in names]],
                    [[str(c), *[f"{cell[(n, c)]['precision at k']:.2f} ({cell[(n, c)]['lift']:.1f}×)" for n in names]]
                     for c in counts])
-    lines += ["", f"Smallest count with a lift of at least {data['min_lift']:g} on every dataset: "
+    lines += ["", f"Smallest count with a median lift of at least {data['min_lift']:g} over the datasets: "
                   f"**{data['floor']}**. Measured with {_machine(data)}"]
     return lines
 

@@ -7,7 +7,8 @@ labels (at least one) are flipped to another class; the loop's fast model scores
 text out of fold and cleanlab's label quality score ranks them (the review's order). Reported: the
 share of the flipped labels among the first k listed (k = the number flipped; precision at k) and
 its lift over chance (the flip rate). The loop lists possible label errors from the smallest n
-whose lift is at least 3 on every dataset (``REVIEW_MIN_PER_CLASS`` in agilecls.loop.review).
+whose median lift over the datasets is at least 3 (``REVIEW_MIN_PER_CLASS`` in
+agilecls.loop.review); on a task the fast model separates poorly (ETHOS) no count reaches it.
 
 Datasets: ETHOS (hateful or not), the marketing tweets (7 sectors), CLINC150's first 10 intents.
 """
@@ -70,8 +71,9 @@ def main(argv=None) -> dict:
             rows.append({"dataset": name, "per class": n, "precision at k": float(np.mean(scores)),
                          "lift": float(np.mean(scores) / FLIP_RATE)})
         print(format_table([r for r in rows if r["dataset"] == name]), flush=True)
-    floor = next((n for n in PER_CLASS if all(r["lift"] >= MIN_LIFT for r in rows if r["per class"] == n)), None)
-    print(f"smallest labels per class with lift >= {MIN_LIFT} on every dataset: {floor}")
+    floor = next((n for n in PER_CLASS
+                  if np.median([r["lift"] for r in rows if r["per class"] == n]) >= MIN_LIFT), None)
+    print(f"smallest labels per class with a median lift >= {MIN_LIFT} over the datasets: {floor}")
     payload = {"rows": rows, "floor": floor, "flip_rate": FLIP_RATE, "min_lift": MIN_LIFT, "draws": args.draws}
     write_results("label_review_floor", payload, args.out, argv=argv)
     return payload

@@ -352,6 +352,9 @@ def main(argv=None) -> dict:
                 print(f"{name} {strategy} seed {seed}: {last}", flush=True)
         if args.reference:
             references[name] = reference(name, data)
+        table, verdict = summarise(runs, references)  # written after every dataset: a stopped run keeps them
+        write_results("loop_decisions", {"table": table, "verdict": verdict, "runs": runs, "references": references,
+                                         "loop_step": None}, args.out, argv=argv)
     table, verdict = summarise(runs, references)
     print(format_table(table))
     print(verdict)

@@ -236,6 +236,11 @@ def fit_pool(emb: np.ndarray, rows: np.ndarray, y_idx: np.ndarray, labels, rule=
     population_proba[rows] = oof  # a labelled row by a model that never saw it
     audit_counts = None if audit_idx is None else np.bincount(audit_idx, minlength=n_classes)[present]
     priors = pool_priors(population_proba, shares, counts, len(emb), prior_steps, audit_counts)
+    if n_classes > 2 and not blend_ready(np.bincount(y_idx, minlength=n_classes)):
+        # a class with one or two labels has a tiny labelled share, and p · share_pool / share_labelled
+        # then makes it win everywhere (CLINC150, 20 intents + oos, 32-64 labels: macro F1 of the
+        # shifted decisions 0.004-0.58 against 0.21-0.70 unshifted): keep the labelled shares
+        priors = shares.copy()
     full = lambda part: _widen(part, present, n_classes)  # noqa: E731
     all_priors = full(priors[None, :])[0]
     fit = PoolFit(labels, full(shift_priors(cal, shares, priors)), full(cal), ood,
