@@ -200,6 +200,7 @@ def test_serving_version_audit_interval_and_stopping_signal_in_chromium(page, se
                            ".contains('hidden')", timeout=120_000)
     assert len(Project(folder).versions()) >= 3  # every 4 training labels, no button pressed
     page.goto(url + "/label")  # the panel as it stands after the last label
+    page.errors.clear()  # requests of the page before, cut short by the reload
     page.wait_for_selector("#audit[data-enough]")
     report = Project(folder).evaluate()
     assert report["audit"]["enough"] and report["audit"]["n"] >= 12

@@ -91,23 +91,26 @@ def test_a_version_worse_on_the_audit_never_serves(tmp_path, tweets):
     truth = np.array([LABELS.index(v) if v else 0 for v in frame["label"]])
     positive = project.version(first)["metrics"]["rule"]["threshold"]["positive"]
 
-    def add(kind: str, correct: bool) -> int:
-        """A version whose stored predictions are right (or wrong) on every labelled text."""
+    def add(kind: str, wrong: float) -> int:
+        """A version whose stored predictions are wrong on every text whose row number is below
+        ``wrong`` of the way (on the labelled audit texts among them too)."""
+        flip = np.arange(len(frame)) < wrong * len(frame)
         proba = np.full((len(frame), 2), 0.1)
-        proba[np.arange(len(frame)), truth if correct else 1 - truth] = 0.9
+        proba[np.arange(len(frame)), np.where(flip, 1 - truth, truth)] = 0.9
         rule = {"threshold": {"rule": "fixed", "positive": positive, "threshold": 0.5}}
         return project.store.add_version(kind, 0, project.version(first)["folder"], {"rule": rule},
                                          frame["id"].tolist(), proba, [None] * len(frame))
 
-    worse = add("full", correct=False)
     from agilecls.loop.serving import consider
 
-    consider(project, worse)
+    medium = add("fast", 0.3)
+    project.serve(medium)
+    consider(project, add("full", 1.0))  # wrong everywhere: never serves
     state = project.evaluate()["serving"]
-    assert state["version"] == first and "not serving" in state["passed_over"]["reason"]
-    better = add("full", correct=True)
+    assert state["version"] == medium and "not serving" in state["passed_over"]["reason"]
+    better = add("full", 0.0)
     consider(project, better)
-    assert current(project)["version"] == better and "audit F1 1.000" in current(project)["reason"]
+    assert current(project)["version"] == better and "audit F1 1.000 vs 0." in current(project)["reason"]
     project.serve(first)  # the user's choice wins
     assert current(project) == {"version": first, "reason": "chosen by you"}
     preds = pd.read_csv(project.export(tmp_path / "pred.csv", "predictions"))

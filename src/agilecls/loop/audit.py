@@ -130,6 +130,7 @@ def estimate(y_idx: np.ndarray, proba: np.ndarray, pred: np.ndarray, labels: Seq
     classes = [pos] if binary else sorted(set(y_idx.tolist()) | set(pred.tolist()))
     value = float(f1_from_confusion(cm, classes))
     low, high = np.percentile(posterior_f1(cm, classes, boot, seed), [2.5, 97.5])
+    low, high = min(low, value), max(high, value)  # the prior pulls a perfect score's interval just below it
     half = (high - low) / 2
     out.update(enough=True, value=value, low=float(low), high=float(high),
                more_for_target=int(max(0, math.ceil(n * (half / TARGET_HALF_WIDTH) ** 2) - n)))

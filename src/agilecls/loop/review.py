@@ -64,7 +64,10 @@ def stopping(project) -> dict:
     frame = project.store.frame()
     ids = frame["id"][frame["label"].isna()].tolist()
     out = {"stable": False, "kappas": [], "window": STOP_WINDOW, "kappa": STOP_KAPPA, "versions": len(fast)}
-    if len(fast) < 2 or not ids:
+    if not ids:
+        out["message"] = "every text is labelled: nothing left to compare predictions on"
+        return out
+    if len(fast) < 2:
         out["message"] = "the model is still changing: too few versions to tell"
         return out
     criterion = KappaAverage(len(project.labels), window_size=STOP_WINDOW, kappa=STOP_KAPPA)
