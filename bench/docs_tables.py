@@ -65,8 +65,10 @@ def loop_decisions_full() -> list[str]:
     for run in data["runs"]:
         fast = {r["labels"]: r for r in run["rounds"]}
         for f in run["full"]:
-            total = next(n for n, r in fast.items() if r.get("n_train") == f["labels"] or n >= f["labels"])
-            r = fast.get(total, {})
+            r = fast.get(f["total_labels"], {})
+            if "error" in f:
+                rows.append([run["dataset"], str(run["seed"]), f"({f['total_labels']} in all)", f["error"], *[""] * 6])
+                continue
             rows.append([run["dataset"], str(run["seed"]), str(f["labels"]), _num(f["f1"]), _num(r.get("f1")),
                          _num(f["roc_auc"]), _num(f["audit"]), _num(f["serving_audit_before"]),
                          "yes" if f["serves"] else "no", f"{f['seconds']} s"])

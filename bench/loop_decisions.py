@@ -186,7 +186,11 @@ def run(name: str, data: dict, strategy: str, seed: int, max_labels: int, full: 
                        bool(audit["low"] <= scores["f1"] <= audit["high"]))
             rounds.append(row)
             if full and done in FULL_AT:
-                served.append(full_version(project, data))
+                try:
+                    served.append({"total_labels": done, **full_version(project, data)})
+                except ValueError as err:  # too few labels of a class for the stacker's hold-out
+                    served.append({"total_labels": done, "error": str(err)})
+                    print("full:", err, flush=True)
         return {"dataset": name, "strategy": strategy, "seed": seed, "rounds": rounds, "full": served}
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -272,7 +276,7 @@ def summarise(runs: list[dict], references: dict) -> tuple[list[dict], dict]:
         r["dataset"]: {"f1": r["f1_rule"], "reference": references.get(r["dataset"], {}).get("f1"),
                        "ratio": (r["f1_rule"] / references[r["dataset"]]["f1"]) if r["dataset"] in references else None}
         for _, r in at128.iterrows()}
-    fulls = [f for run in runs for f in run["full"]]
+    fulls = [f for run in runs for f in run["full"] if "error" not in f]
     verdict["full_versions"] = len(fulls)
     verdict["worse_full_served"] = int(sum(f["worse_but_serves"] for f in fulls))
     return table, verdict

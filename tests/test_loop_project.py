@@ -169,3 +169,40 @@ def test_full_model_trains_in_the_background_with_progress(tmp_path, tiny_lm_fol
     clf = load_classifier(project.folder / version["folder"])
     assert [name for name, _ in clf.estimator_.estimators_] == ["encoder", "llm"]
     assert state["progress"]["scored"] == state["progress"]["total"] == len(TEXTS)  # through the batch engine
+
+
+def test_the_loop_from_the_command_line(tmp_path, source):
+    """Settings at creation and later, training, the versions with their audit estimate, serving a
+    version by hand, the serving version's predictions; bad settings are one line and exit code 2."""
+    from typer.testing import CliRunner
+
+    from agilecls.cli import app
+
+    runner = CliRunner()
+    folder = str(tmp_path / "support")
+
+    def run(*args: str, code: int = 0) -> str:
+        result = runner.invoke(app, list(args))
+        assert result.exit_code == code, result.output
+        return result.output
+
+    run("project", "new", folder, "--labels", "billing,technical", "--rule", "recall:0.9", "--positive", "billing",
+        "--audit-rate", "0.25")
+    run("project", "import", folder, str(source), "--text-col", "body", "--id-col", "ticket", "--no-prelabel")
+    assert "rule: recall:0.9" in run("project", "settings", folder)
+    for i in range(0, 24, 2):
+        run("project", "label", folder, f"t{i}", truth(f"t{i}"))
+    out = run("project", "train", folder)
+    assert "version 1" in out and "decision rule: 'billing' when p >= " in out and "serving: version 1" in out
+    run("project", "settings", folder, "--rule", "f1")
+    run("project", "train", folder)
+    listed = run("project", "versions", folder)
+    assert "* 1" not in listed and "* 2" in listed and "no audit estimate" in listed
+    assert "version 1 now serves" in run("project", "promote", folder, "1")
+    assert run("project", "versions", folder).splitlines()[-1].startswith("* serving: version 1 (chosen by you)")
+    run("project", "export", folder, str(tmp_path / "pred.csv"), "--predictions")
+    assert (pd.read_csv(tmp_path / "pred.csv")["version"] == 1).all()
+    for bad, says in ((["--rule", "magic"], "use 'f1'"), (["--positive", "praise"], "not a label"),
+                      (["--audit-rate", "0.9"], "between 0 (off) and 0.5")):
+        out = run("project", "settings", folder, *bad, code=2)
+        assert says in out and "Traceback" not in out

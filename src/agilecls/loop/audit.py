@@ -52,6 +52,20 @@ def quota(k: int, rate: float, shown_before: int) -> int:
     return int(math.floor((shown_before + k) * rate + 1e-9) - math.floor(shown_before * rate + 1e-9))
 
 
+def next_audit_rows(frame, unlabelled: np.ndarray, salt: str, rate: float, k: int,
+                    shown: int) -> tuple[np.ndarray, np.ndarray]:
+    """(the audit rows among the next ``k`` texts shown, the reserve mask over ``frame``).
+
+    Audit texts handed out before and still unlabelled come first, then the reserve's texts in
+    their random order; ``unlabelled`` marks the rows that may be shown (unlabelled, not skipped,
+    not held by another annotator)."""
+    reserve = in_reserve(frame["id"], salt, rate)
+    pending = np.flatnonzero(unlabelled & frame["audit"].to_numpy())
+    fresh = np.flatnonzero(unlabelled & reserve & ~frame["is_test"].to_numpy())
+    order = np.argsort(draw_keys(frame["id"].iloc[fresh], salt))
+    return np.r_[pending, fresh[order]][: quota(k, rate, shown)].astype(int), reserve
+
+
 def f1_from_confusion(cm: np.ndarray, classes: Sequence[int]) -> np.ndarray:
     """F1 averaged over ``classes`` from confusion matrices (``[..., true, predicted]``, counts or
     probabilities)."""
@@ -134,8 +148,8 @@ def estimate(y_idx: np.ndarray, proba: np.ndarray, pred: np.ndarray, labels: Seq
     half = (high - low) / 2
     out.update(enough=True, value=value, low=float(low), high=float(high),
                more_for_target=int(max(0, math.ceil(n * (half / TARGET_HALF_WIDTH) ** 2) - n)))
-    idx = np.random.default_rng(seed).integers(0, n, size=(boot, n))
     if binary:
+        idx = np.random.default_rng(seed).integers(0, n, size=(boot, n))
         score = proba[:, pos]
         aucs = _aucs(y_idx[idx] == pos, score[idx])  # the rows resampled
         aucs = aucs[~np.isnan(aucs)]

@@ -140,7 +140,8 @@ class Project:
         positive : str or None
             Two classes: the class the decision rule cuts on (None: the rarer in the pool estimate).
         rule : str or float
-            Two classes: "expected_f1" (default), "f1", "precision:<t>", "recall:<t>" or a fixed cut.
+            Two classes: "f1" (default), "pool_share", "expected_f1", "precision:<t>", "recall:<t>"
+            or a fixed cut (:mod:`agilecls.loop.decisions`).
         audit_rate : float in [0, 0.5]
             Share of the texts shown that are random audit texts (0: off).
         retrain_every : int >= 0
@@ -228,13 +229,9 @@ class Project:
             return []
         blocked = frame["id"].isin(self.store.unavailable(client)).to_numpy()
         unlabelled = frame["label"].isna().to_numpy() & ~blocked
-        rate = self.settings()["audit_rate"]
-        reserve = audit.in_reserve(frame["id"], self.meta.get("salt", ""), rate)
-        pending = np.flatnonzero(unlabelled & frame["audit"].to_numpy())
-        fresh = np.flatnonzero(unlabelled & reserve & ~frame["is_test"].to_numpy())
-        order = np.argsort(audit.draw_keys(frame["id"].iloc[fresh], self.meta.get("salt", "")))
         shown = int(self.meta.get("shown", 0))
-        audit_rows = np.r_[pending, fresh[order]][: audit.quota(k, rate, shown)].astype(int)
+        audit_rows, reserve = audit.next_audit_rows(frame, unlabelled, self.meta.get("salt", ""),
+                                                    self.settings()["audit_rate"], k, shown)
         free = unlabelled & ~frame["is_test"].to_numpy() & ~reserve
         fit = scored.fit
         pool = strategies.PoolScores(scored.embeddings, np.flatnonzero(free), None if fit is None else fit.raw,
@@ -314,7 +311,7 @@ class Project:
         return choose(self, version)
 
     def serving(self) -> dict:
-        """The serving version's record (the one exports and ``agilecls serve --project`` use)."""
+        """The serving version's record (the one exports use and ``agilecls project versions`` marks)."""
         from .serving import serving_version
 
         return serving_version(self)

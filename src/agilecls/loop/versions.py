@@ -11,7 +11,7 @@ answers under the pool's class shares and decides by the version's rule, so ``ag
 ``serve`` and ``load_classifier`` give what the page shows:
 
 - fast: a logistic head on the project's frozen sentence embeddings, calibrated, moved to the
-  pool's class shares, with the expected-F1 cut (:func:`agilecls.loop.decisions.fit_pool`);
+  pool's class shares, with the project's decision rule (:func:`agilecls.loop.decisions.fit_pool`);
 - full: the demo's recipe, a LoRA-tuned language model stacked with a fine-tuned sentence encoder
   by a logistic regression on a quarter of the labels held out, its probabilities moved to the
   pool's class shares and cut the same way. Scoring every text then goes through the streaming
@@ -63,7 +63,7 @@ def training_data(project, frame, per_class: int | None = None):
     return rows, y_idx
 
 
-def build_full(project, positive: str | None = None) -> object:
+def build_full(project) -> object:
     """The full model, unfitted: the demo's stacked recipe on the project's LLM and encoder."""
     from ..encoders.members import encoder_member
     from ..ensemble import EnsembleClassifier
