@@ -30,7 +30,7 @@ def tweets(tmp_path_factory):
 
 def labelled_through_the_queue(folder, tweets, n: int, **settings) -> Project:
     path, truth = tweets
-    project = Project.create(folder, LABELS, "¿De qué sector habla el tuit?", **settings)
+    project = Project.create(folder, LABELS, "¿De qué sector habla el tuit?", audit_seed="tests", **settings)
     project.import_texts(path, id_col="id")
     project.prelabel(progress=False)
     while project.status()["labelled"] < n:

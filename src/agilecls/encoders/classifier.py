@@ -67,9 +67,11 @@ def multilabel_targets(clf, X, y) -> tuple[list[str], np.ndarray]:
     return texts, Y
 
 
-def fixed_reject_threshold(rule) -> float | None:
+def fixed_reject_threshold(rule, oos_label: str | None = "oos") -> float | None:
     """A number is the reject threshold itself; a rule ("auto", "recall:0.9", ...) is checked here
-    and applied later by ``calibrate`` (None until then)."""
+    and applied later by ``calibrate`` (None until then). Abstaining needs an ``oos_label``."""
+    if rule is not None and oos_label is None:
+        raise ValueError("reject_threshold answers oos_label; give an oos_label (e.g. 'oos') to abstain with")
     if isinstance(rule, str):
         if rule != "auto" and check_rule(rule) == "expected_f1":
             raise ValueError("reject_threshold='expected_f1' needs probabilities, and out-of-scope scores are not; "
@@ -133,8 +135,7 @@ gp_likelihood, gp_normalize_input : SNGP settings
         out-of-scope rows with as few in-scope rows as it can, "precision:t" and "f1" as for a
         decision threshold (:func:`agilecls.calibration.thresholds.choose_reject_threshold`).
     oos_label : str or None, default="oos"
-        Rows with this label are out-of-scope examples, left out of training (None: every label is
-        a class, e.g. a labelling project's own "oos" class).
+        Out-of-scope rows' label, left out of training (None: every label is a class).
     C : float, default=1.0
         Inverse L2 strength of the logistic head (scikit-learn's ``C``).
     labels : list of str or None, default=None
@@ -197,9 +198,7 @@ gp_likelihood, gp_normalize_input : SNGP settings
         """Embed ``X`` and train the head (and, with ``fine_tune``, the encoder). Rows labelled
         ``oos_label`` are left out of training (they are for :meth:`calibrate`)."""
         self._validate_params()
-        if self.oos_label is None and self.reject_threshold is not None:
-            raise ValueError("reject_threshold answers oos_label; give an oos_label (e.g. 'oos') to abstain with")
-        fixed_threshold = fixed_reject_threshold(self.reject_threshold)  # a bad rule fails before training
+        fixed_threshold = fixed_reject_threshold(self.reject_threshold, self.oos_label)  # fails before training
         texts, y_idx = multilabel_targets(self, X, y) if self.multilabel else self._in_scope(X, y, fitting=True)
         torch.manual_seed(self.random_state)
         np.random.seed(self.random_state)

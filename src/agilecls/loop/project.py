@@ -62,7 +62,8 @@ class Project:
     @classmethod
     def create(cls, folder: str | os.PathLike, labels: Sequence[str], instructions: str = "",
                descriptions: dict[str, str] | None = None, encoder: str = "minilm",
-               model: str | None = None, llm_params: dict | None = None, **settings) -> "Project":
+               model: str | None = None, llm_params: dict | None = None, audit_seed: str | None = None,
+               **settings) -> "Project":
         """A new, empty project.
 
         Parameters
@@ -81,6 +82,8 @@ class Project:
             The language model the full model tunes (None: the bundled default).
         llm_params : dict or None, default=None
             Other ``AgileClassifier`` parameters of the full model (e.g. ``{"epochs": 3}``).
+        audit_seed : str or None, default=None
+            Fixes which texts the random audit sample holds (None: a fresh random draw).
         **settings
             ``positive``, ``rule``, ``audit_rate``, ``retrain_every`` (:meth:`settings`).
         """
@@ -97,7 +100,7 @@ class Project:
         checked = {**SETTINGS, **{key: check_setting(key, value, labels) for key, value in settings.items()}}
         store.create({"labels": labels, "instructions": instructions, "descriptions": descriptions or {},
                       "encoder": encoder, "model": model, "llm_params": llm_params or {},
-                      "name": Path(folder).name, "salt": secrets.token_hex(8), **checked})
+                      "name": Path(folder).name, "salt": audit_seed or secrets.token_hex(8), **checked})
         return cls(folder)
 
     @property
