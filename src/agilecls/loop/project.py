@@ -26,7 +26,8 @@ import pandas as pd
 
 from ..validation import check_labels
 from . import audit, strategies
-from .scoring import SETTINGS, Scores, check_setting, score_pool
+from .scoring import SETTINGS, Scores, check_settings, score_pool
+from .serving import audit_classes
 from .store import ProjectError, ProjectStore
 from .transfer import export_rows, import_rows
 from .zero_shot import label_prompts, zero_shot_proba
@@ -94,10 +95,7 @@ class Project:
         unknown = sorted(set(descriptions or {}) - set(labels))
         if unknown:
             raise ProjectError(f"descriptions given for unknown label(s) {', '.join(unknown)}")
-        unknown = sorted(set(settings) - set(SETTINGS))
-        if unknown:
-            raise ProjectError(f"unknown setting(s) {', '.join(unknown)}; the settings are {', '.join(SETTINGS)}")
-        checked = {**SETTINGS, **{key: check_setting(key, value, labels) for key, value in settings.items()}}
+        checked = {**SETTINGS, **check_settings(settings, labels)}
         store.create({"labels": labels, "instructions": instructions, "descriptions": descriptions or {},
                       "encoder": encoder, "model": model, "llm_params": llm_params or {},
                       "name": Path(folder).name, "salt": audit_seed or secrets.token_hex(8), **checked})
@@ -150,10 +148,7 @@ class Project:
         retrain_every : int >= 0
             Labels between background retrains of the fast model on the Label page (0: off).
         """
-        unknown = sorted(set(values) - set(SETTINGS))
-        if unknown:
-            raise ProjectError(f"unknown setting(s) {', '.join(unknown)}; the settings are {', '.join(SETTINGS)}")
-        checked = {key: check_setting(key, value, self.labels) for key, value in values.items()}
+        checked = check_settings(values, self.labels)
         if checked:
             self.store.set_meta(**checked)
             self.meta = self.store.meta()
@@ -206,8 +201,7 @@ class Project:
         so a retrain, the suggestions after it and the evaluation fit the model once."""
         frame = self.store.frame() if frame is None else frame
         rows, y_idx = self.training_rows(frame)
-        audited = frame["audit"].to_numpy() & frame["label"].notna().to_numpy()
-        audit_idx = np.array([self.labels.index(v) for v in frame["label"][audited]], dtype=int)
+        audit_idx = audit_classes(frame, self.labels)
         settings = self.settings()
         _, cached_prelabels = self.store.prelabels()
         key = (tuple(frame["id"]), tuple(frame["id"].iloc[rows]), tuple(y_idx.tolist()), tuple(audit_idx.tolist()),

@@ -19,6 +19,14 @@ from .store import ProjectError
 SETTINGS = {"positive": None, "rule": decisions.DEFAULT_RULE, "audit_rate": audit.DEFAULT_RATE, "retrain_every": 8}
 
 
+def check_settings(values: dict, labels) -> dict:
+    """``values`` checked (names and values), or a :class:`ProjectError` saying what to give."""
+    unknown = sorted(set(values) - set(SETTINGS))
+    if unknown:
+        raise ProjectError(f"unknown setting(s) {', '.join(unknown)}; the settings are {', '.join(SETTINGS)}")
+    return {key: check_setting(key, value, labels) for key, value in values.items()}
+
+
 def check_setting(key: str, value, labels) -> object:
     """``value`` checked for setting ``key`` (a :class:`ProjectError` saying what to give)."""
     if key == "positive":

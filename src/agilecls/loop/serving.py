@@ -1,4 +1,4 @@
-"""Which version serves: the one exports, ``agilecls serve --project`` and the page's numbers use.
+"""Which version serves: the one exports use, ``agilecls project versions`` marks and the page shows.
 
 A new version becomes the serving version only if it beats the current one on the random audit
 sample (both scored on the same audit texts, from their stored predictions), or when the user
@@ -34,13 +34,18 @@ def audit_rows(frame: pd.DataFrame) -> np.ndarray:
     return np.flatnonzero(frame["audit"].to_numpy() & frame["label"].notna().to_numpy())
 
 
+def audit_classes(frame: pd.DataFrame, labels) -> np.ndarray:
+    """Class indices of the labelled audit texts, in :func:`audit_rows` order."""
+    return np.array([list(labels).index(v) for v in frame["label"].iloc[audit_rows(frame)]], dtype=int)
+
+
 def audit_estimate(project, version: dict, frame: pd.DataFrame | None = None, positive: str | None = None) -> dict:
     """``version``'s quality on the labelled audit texts (:func:`agilecls.loop.audit.estimate`);
     two classes: the F1 of ``positive`` (default: the class its rule cuts on)."""
     frame = project.store.frame() if frame is None else frame
     rows = audit_rows(frame)
     ids = frame["id"].iloc[rows].tolist()
-    y_idx = np.array([project.labels.index(v) for v in frame["label"].iloc[rows]], dtype=int)
+    y_idx = audit_classes(frame, project.labels)
     proba = version_proba(project, version, ids)
     threshold = version_threshold(version)
     positive = positive or (None if threshold is None else threshold.positive)

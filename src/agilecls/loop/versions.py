@@ -124,8 +124,7 @@ def fit_full(project, frame: pd.DataFrame, rows: np.ndarray, y_idx: np.ndarray, 
     clf.fit(texts, y, llm={"callback": on_epoch})
     raw, ood = score_through_batch_engine(project, clf, frame, folder, report)
     shares = np.bincount(y_idx, minlength=len(project.labels)) / len(y_idx)
-    audited = frame["audit"].to_numpy() & frame["label"].notna().to_numpy()
-    audit_counts = np.bincount([project.labels.index(v) for v in frame["label"][audited]], minlength=len(shares))
+    audit_counts = np.bincount(serving.audit_classes(frame, project.labels), minlength=len(shares))
     priors = decisions.pool_priors(raw, shares, np.bincount(y_idx, minlength=len(shares)), len(frame),
                                    audit_counts=audit_counts)
     proba = shift_priors(raw, shares, priors)
