@@ -37,8 +37,8 @@ from __future__ import annotations
 
 from typing import Callable
 
-from agilecls import AgileClassifier, CalibratedClassifier, EnsembleClassifier
 from agilecls.encoders.members import encoder_member
+from agilecls.recipes import build_recipe
 
 #: name -> (recipe written to the JSON, builder(train, seed) -> unfitted estimator)
 CONFIGS: dict[str, tuple[str, Callable]] = {}
@@ -88,8 +88,10 @@ def _mpnet_s200(train, seed):
 
 
 def calibrated(cv: float | int, ensemble: bool = False):
+    """The ``encoder`` recipe without its cut, with the 100-step floor and ``cv`` / ``ensemble``."""
     def build(train, seed):
-        return CalibratedClassifier(member("minilm", seed), cv=cv, random_state=seed, ensemble=ensemble)
+        return build_recipe("encoder", train.labels, seed=seed, threshold=None).set_params(
+            cv=cv, ensemble=ensemble, estimator__min_steps=100)
     return build
 
 
@@ -100,11 +102,11 @@ config("encoder_cal5e", CALIBRATED.format(5, ", ensemble=True"))(calibrated(5, e
 
 
 def stacked(encoder: str, threshold: str | None):
+    """The ``best`` recipe on ``encoder`` with the 100-step floor and ``threshold``."""
     def build(train, seed):
-        llm = AgileClassifier(labels=train.labels, tuning="lora", epochs=6, instructions=train.meta["instructions"],
-                              seed=seed)
-        return EnsembleClassifier([("encoder", member(encoder, seed)), ("llm", llm)], combine="stack", cv=0.25,
-                                  pos_label=train.meta["positive_label"], threshold=threshold, random_state=seed)
+        return build_recipe("best", train.labels, encoder=encoder, seed=seed, instructions=train.meta["instructions"],
+                            positive=train.meta["positive_label"], threshold=threshold or "none").set_params(
+            encoder__min_steps=100)
     return build
 
 

@@ -13,8 +13,9 @@ PACKAGE = Path(__file__).resolve().parent.parent / "src" / "agilecls"
 #: Modules that define or assemble estimators; everything below them must not import them.
 ESTIMATOR_MODULES = {"agilecls.lm.classifier", "agilecls.encoders.classifier", "agilecls.encoders.members",
                      "agilecls.ensemble"}
-#: The top: commands and the web app may import anything.
-TOP = ("agilecls.cli", "agilecls.server", "agilecls.loop")
+#: The top: commands, the web app, the loop, and the recipes and distillation that compose estimators
+#: may import anything.
+TOP = ("agilecls.cli", "agilecls.server", "agilecls.loop", "agilecls.recipes", "agilecls.distillation")
 
 
 def module_name(path: Path) -> str:

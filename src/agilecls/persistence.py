@@ -208,13 +208,16 @@ def read_manifest(path: str | os.PathLike) -> dict:
 
 def save_estimator(estimator, path: str | os.PathLike) -> Path:
     """Save a fitted registered estimator atomically: its ``_save_state(tmp)`` writes its tensors
-    and returns the manifest content."""
+    and returns the manifest content. The estimator's ``provenance`` (where it came from: the recipe
+    and its options, the teacher it was distilled from), when set, is kept in the manifest."""
     name = getattr(type(estimator), "_estimator_name", None)
     if name is None:
         raise TypeError(f"{type(estimator).__name__} is not a registered agilecls estimator")
+    provenance = getattr(estimator, "provenance", None)
 
     def write(folder: Path) -> None:
-        write_manifest(folder, name, estimator._save_state(folder))
+        content = estimator._save_state(folder)
+        write_manifest(folder, name, content if provenance is None else {**content, "provenance": provenance})
 
     return atomic_folder(path, write, may_replace=is_saved)
 
@@ -253,7 +256,10 @@ def load_classifier(path: str | os.PathLike, **kwargs):
     manifest = read_manifest(path)
     cls = estimator_class(manifest["estimator"])
     try:
-        return cls._from_state(Path(path), manifest, **kwargs)
+        obj = cls._from_state(Path(path), manifest, **kwargs)
+        if isinstance(manifest.get("provenance"), dict):
+            obj.provenance = manifest["provenance"]
+        return obj
     except ModelFormatError:
         raise
     except (KeyError, TypeError, ValueError, IndexError, RuntimeError, SafetensorError) as err:

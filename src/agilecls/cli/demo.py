@@ -53,7 +53,6 @@ def register(app: typer.Typer) -> None:
 
         if combine not in ("stack", "vote"):
             raise ValueError(f"--combine {combine!r}: use 'stack' or 'vote'")
-        rule = None if (threshold or "none").lower() == "none" or combine != "stack" else threshold
         check_output_file(report, "--report")
         if save is not None:
             check_output_folder(save, "--save")
@@ -66,19 +65,18 @@ def register(app: typer.Typer) -> None:
                                       instructions=train.meta["instructions"])
                 typer.echo(f"agilecls demo: {clf.model}, {shots}-shot, ETHOS test split ({len(test)} texts)")
                 return clf.fit(train.texts, train.y), test
-            clf = AgileClassifier(labels=train.labels, model=model or DEFAULT_MODEL, tuning="lora", epochs=epochs,
-                                  instructions=train.meta["instructions"])
-            what = f"{clf.model} LoRA-tuned for {epochs} epochs (top {clf.top_layers} layers, rank {clf.rank})"
-            if encoder:
-                from ..encoders.members import encoder_member  # loads torch/pandas: only when the command runs
-                from ..ensemble import EnsembleClassifier  # loads torch/pandas: only when the command runs
+            from ..recipes import build_recipe  # loads torch/pandas: only when the command runs
 
-                stack = {"combine": "stack", "cv": holdout, "threshold": rule,
-                         "pos_label": train.meta.get("positive_label")} if combine == "stack" else {}
-                clf = EnsembleClassifier([("encoder", encoder_member(encoder, "finetuned")), ("llm", clf)], **stack)
+            clf = build_recipe("best" if encoder else "llm", train.labels, model=model, encoder=encoder or "minilm",
+                               instructions=train.meta["instructions"], positive=train.meta.get("positive_label"),
+                               holdout=holdout, combine=combine, threshold=threshold or "none",
+                               llm={"epochs": epochs})
+            llm = clf.estimators[1][1] if encoder else clf
+            what = f"{llm.model} LoRA-tuned for {epochs} epochs (top {llm.top_layers} layers, rank {llm.rank})"
+            if encoder:
                 what += f" + the {encoder} sentence encoder fine-tuned with a softmax head"
-                what += (f", stacked by a logistic regression on {holdout:.0%} held-out rows" if stack else
-                         ", soft-voted")
+                what += (f", stacked by a logistic regression on {holdout:.0%} held-out rows" if combine == "stack"
+                         else ", soft-voted")
             typer.echo(f"agilecls demo: {what}; {train_size} ETHOS training texts; ETHOS test split ({len(test)} texts)")
             start = time.perf_counter()
             clf.fit(train.texts[:train_size], train.y[:train_size])

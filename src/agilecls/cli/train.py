@@ -10,6 +10,7 @@ from typing import List, Optional
 import typer
 
 from ..lm.config import TuningConfig
+from ..recipes import RECIPES, recipe_help
 from .common import check_output_folder, parse_labels
 from .multilabel import LABEL_COLUMNS_HELP, MULTILABEL_HELP
 
@@ -68,6 +69,29 @@ def member_name(kind: str, spec: str) -> str:
     return f"{kind}_{slug}"
 
 
+#: AgileClassifier parameters that ``train``'s tuning options set, in every recipe with a language model.
+TUNING_OPTIONS = ("epochs", "rank", "learning_rate", "train_batch_size", "top_layers", "target_modules", "loss",
+                  "validation_fraction", "max_length")
+
+
+def recipe_estimator(name: str | None, dataset, many: bool, model: list[str] | None, instructions: str | None,
+                     pos_label: str | None, folds, seed: int, tuning: dict):
+    """The estimator of recipe ``name`` (default ``best``; ``llm`` for multi-label data) for
+    ``dataset``, with the tuning options given to ``train``."""
+    from ..recipes import build_recipe
+
+    name = name or ("llm" if many else "best")
+    if model and len(model) > 1:
+        raise ValueError("--recipe tunes one --model; to soft-vote several models, drop --recipe and give "
+                         "--combine vote")
+    options = {"model": model[0] if model else None, "instructions": instructions or dataset.meta.get("instructions"),
+               "positive": pos_label or dataset.meta.get("positive_label"), "seed": seed, "multilabel": many,
+               "llm": tuning}
+    if isinstance(folds, float):
+        options["holdout"] = folds
+    return build_recipe(name, dataset.labels, **options)
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def train(data: str = typer.Argument(..., help="CSV/JSONL file or a reference dataset (ethos, tweets, clinc150)."),
@@ -91,6 +115,10 @@ def register(app: typer.Typer) -> None:
               validation_fraction: float = tuning_option("validation_fraction"),
               max_length: Optional[int] = typer.Option(None, help="Prompt tokens kept per text (default 128)."),
               seed: int = typer.Option(0),
+              recipe: Optional[str] = typer.Option(
+                  None, help="Named recipe (default: best; llm with --multilabel): " + recipe_help()
+                  + ". --encoder, --ensemble-*, --calibrate, --threshold, --reject or several --model compose a "
+                  "custom estimator instead."),
               encoder: Optional[str] = typer.Option(None, help="Fit an EncoderClassifier on this sentence "
                                                                "encoder (minilm, mpnet, folder) instead."),
               head: Optional[str] = typer.Option(None, help="Head of --encoder: sngp (default), softmax, logistic "
@@ -142,9 +170,16 @@ def register(app: typer.Typer) -> None:
 
         check_output_folder(out)
         folds = parse_cv(cv)
-        if unlabeled is not None and (not calibrate or multilabel):
+        custom = bool(encoder or ensemble_encoder or ensemble_finetuned_encoder or len(model or []) > 1 or calibrate
+                      or threshold or reject or average_folds)
+        if recipe is not None and recipe not in RECIPES:
+            raise ValueError(f"--recipe {recipe!r}: choose one of {', '.join(sorted(RECIPES))}")
+        if recipe is not None and custom:
+            raise ValueError("--recipe builds the whole estimator; drop --recipe to compose one with --encoder, "
+                             "--ensemble-*, --calibrate, --threshold or --reject")
+        if unlabeled is not None and custom and (not calibrate or multilabel):
             raise ValueError("--unlabeled adapts a calibrated single-label classifier: add --calibrate "
-                             "(and drop --multilabel)")
+                             "(and drop --multilabel), or use a recipe")
         if average_folds and not isinstance(folds, int):
             raise ValueError(f"--average-folds averages k fold models: give --cv k (e.g. 5), not a hold-out share {cv}")
         if multilabel and (combine == "stack" or pos_label):
@@ -166,7 +201,13 @@ def register(app: typer.Typer) -> None:
 
             if (fine_tune or encoder_epochs or reject) and not encoder:
                 raise ValueError("--fine-tune, --encoder-epochs and --reject apply to an --encoder classifier")
-            if encoder:
+            tuning = {"epochs": epochs, "rank": rank, "learning_rate": learning_rate,
+                      "train_batch_size": train_batch_size, "top_layers": parse_top_layers(top_layers),
+                      "target_modules": target_modules, "loss": loss, "validation_fraction": validation_fraction,
+                      "max_length": max_length}
+            if not custom:
+                clf = recipe_estimator(recipe, dataset, many, model, instructions, pos_label, folds, seed, tuning)
+            elif encoder:
                 clf = EncoderClassifier(encoder=encoder, head=head or ("logistic" if many else "sngp"),
                                         labels=dataset.labels, random_state=seed, fine_tune=fine_tune,
                                         epochs=encoder_epochs, multilabel=many, reject_threshold=reject)
@@ -177,12 +218,8 @@ def register(app: typer.Typer) -> None:
 
                 def tuned(spec: str) -> AgileClassifier:
                     return AgileClassifier(labels=dataset.labels, model=spec, tuning="lora",
-                                           instructions=instructions or dataset.meta.get("instructions"),
-                                           epochs=epochs, rank=rank, learning_rate=learning_rate,
-                                           train_batch_size=train_batch_size, top_layers=parse_top_layers(top_layers),
-                                           target_modules=target_modules, loss=loss,
-                                           validation_fraction=validation_fraction, max_length=max_length, seed=seed,
-                                           multilabel=many)
+                                           instructions=instructions or dataset.meta.get("instructions"), seed=seed,
+                                           multilabel=many, **tuning)
 
                 specs = list(model or [DEFAULT_MODEL])
                 encoders = [(e, "logistic") for e in ensemble_encoder or []] + \
@@ -198,13 +235,17 @@ def register(app: typer.Typer) -> None:
                         raise ValueError(f"--combine {combine!r}: use 'vote' or 'stack'")
                     clf = EnsembleClassifier(members, labels=dataset.labels, combine=combine, cv=folds,
                                              threshold=None if calibrate or many else threshold, pos_label=pos_label)
-            if calibrate or (threshold and (many or not isinstance(clf, EnsembleClassifier))):
+            if custom and (calibrate or (threshold and (many or not isinstance(clf, EnsembleClassifier)))):
                 from ..calibration.classifier import CalibratedClassifier  # loads torch: only when the command runs
 
                 clf = CalibratedClassifier(clf, method="auto" if calibrate else "none", cv=folds,
                                            threshold=threshold, pos_label=pos_label, ensemble=average_folds)
             elif average_folds:
                 raise ValueError("--average-folds averages calibrated fold models: add --calibrate (or --threshold)")
+            distilled = not custom and recipe == "distilled"
+            if stream is not None and not distilled and not hasattr(clf, "adapt_priors"):
+                raise ValueError(f"--unlabeled: the {recipe or 'best'} recipe does not adapt to class shares; use "
+                                 f"--recipe distilled (learns from them) or fast/encoder (adapts to their shares)")
             kind = f"{type(clf).__name__}({clf.describe()})"
             typer.echo(f"training {kind} on {len(dataset)} texts of {dataset.name}")
             start = time.perf_counter()
@@ -215,6 +256,9 @@ def register(app: typer.Typer) -> None:
                 refused = held_y.count(clf.oos_label)
                 typer.echo(f"abstains when the out-of-scope score > {clf.threshold_:.3f}, chosen by {reject} on "
                            f"{len(held_x)} held-out rows ({refused} out of scope)")
+            elif distilled:
+                clf.fit(dataset.texts, dataset.y, unlabeled=stream)
+                stream = None
             else:
                 clf.fit(dataset.texts, dataset.y)
             seconds = time.perf_counter() - start

@@ -23,48 +23,15 @@ from ..evaluation.metrics import multilabel_metrics, uncertainty_metrics
 from ..persistence import load_as, register_estimator, save_estimator
 from ..runtime import cache_dir, pick_device
 from ..uncertainty import fit_temperature
-from ..validation import TextInputTags, check_labels, check_multilabel_xy, check_texts, check_xy, sigmoid
+from ..validation import TextInputTags, check_labels, check_multilabel_xy, check_texts, sigmoid
 from . import saving
 from .heads import MEAN_FIELD_FACTOR, LogisticHead, SNGPHead, build_head
 from .ood import OOD_SCORERS, CombinedOOD, MahalanobisScorer, make_ood_scorer
 from .sentence import EmbeddingMemo, SentenceEncoder
+from .targets import check_soft_targets, class_indices, in_scope_rows, multilabel_targets
 from .training import Schedule, fine_tune, train_head
 
 HEADS = ("sngp", "softmax", "logistic", "mahalanobis")
-#: Heads that take ``multilabel=True``: a sigmoid output per label, trained with binary cross-entropy.
-MULTILABEL_HEADS = ("logistic", "softmax")
-
-
-def in_scope_rows(X, y, oos_label: str | None, warn: bool = False) -> tuple[list[str], list[str]]:
-    """(texts, labels) without the rows labelled ``oos_label`` (``warn``: say how many were dropped;
-    None: every row is in scope)."""
-    texts, y_list, _ = check_xy(X, y)
-    keep = [i for i, v in enumerate(y_list) if v != oos_label]
-    if warn and len(keep) < len(texts):
-        warnings.warn(f"{len(texts) - len(keep)} rows labelled {oos_label!r} are left out of training; "
-                      f"pass them to calibrate() to choose a reject threshold", stacklevel=4)
-    return [texts[i] for i in keep], [y_list[i] for i in keep]
-
-
-def class_indices(y_list: list[str], classes) -> np.ndarray:
-    """Index of each label in ``classes``; labels the classifier does not know are refused."""
-    index = {label: i for i, label in enumerate(list(classes))}
-    unknown = sorted(set(y_list) - set(index))
-    if unknown:
-        raise ValueError(f"y contains labels {unknown[:10]} the classifier was not trained on")
-    return np.array([index[v] for v in y_list], dtype=np.int64)
-def multilabel_targets(clf, X, y) -> tuple[list[str], np.ndarray]:
-    """Texts and their 0/1 label matrix for a multi-label fit (sets ``clf.classes_``); refuses heads
-    without a sigmoid output and a reject threshold."""
-    if clf.head not in MULTILABEL_HEADS:
-        raise ValueError(f"head={clf.head!r} does not support multilabel=True; use head='logistic' (binary "
-                         f"relevance, or a sigmoid output when fine-tuned) or head='softmax' (an MLP with a "
-                         f"sigmoid output)")
-    if clf.reject_threshold is not None:
-        raise ValueError("reject_threshold does not apply to multilabel=True (a text may have no label); leave it None")
-    texts, Y, labels = check_multilabel_xy(X, y, clf.labels, fitting=True)
-    clf.classes_ = np.array(labels, dtype=object)
-    return texts, Y
 
 
 def fixed_reject_threshold(rule, oos_label: str | None = "oos") -> float | None:
@@ -194,12 +161,15 @@ gp_likelihood, gp_normalize_input : SNGP settings
                 setattr(self, name, value)
 
     # ---- fitting ---------------------------------------------------------------------------------
-    def fit(self, X, y):
+    def fit(self, X, y, *, targets=None, temperature: float = 1.0):
         """Embed ``X`` and train the head (and, with ``fine_tune``, the encoder). Rows labelled
-        ``oos_label`` are left out of training (they are for :meth:`calibrate`)."""
+        ``oos_label`` are left out of training (they are for :meth:`calibrate`). ``targets``: class
+        probabilities [n, classes] learnt instead of ``y`` (distillation; ``y`` still names each
+        row's class for the out-of-scope statistics), at softmax ``temperature``."""
         self._validate_params()
         fixed_threshold = fixed_reject_threshold(self.reject_threshold, self.oos_label)  # fails before training
         texts, y_idx = multilabel_targets(self, X, y) if self.multilabel else self._in_scope(X, y, fitting=True)
+        goal = y_idx if targets is None else check_soft_targets(self, targets, len(texts))
         torch.manual_seed(self.random_state)
         np.random.seed(self.random_state)
         self.device_ = pick_device(self.device)
@@ -209,10 +179,10 @@ gp_likelihood, gp_normalize_input : SNGP settings
         schedule = Schedule(int(self.epochs or (3 if self.fine_tune else 40)), self.batch_size, self.learning_rate,
                             self.encoder_learning_rate, self.weight_decay, self.random_state,
                             self.verbose or self.fine_tune,  # fine-tuning takes minutes: always a progress bar
-                            self.multilabel, self.min_steps)
+                            self.multilabel, self.min_steps, temperature)
         self.head_ = build_head(self.get_params(), self.encoder_.dim, len(self.classes_))
         if self.fine_tune:
-            emb = fine_tune(self.encoder_, self.head_, texts, y_idx, schedule, self.fine_tune_layers, self.device_)
+            emb = fine_tune(self.encoder_, self.head_, texts, goal, schedule, self.fine_tune_layers, self.device_)
             if self._needs_statistics():
                 emb = self.encoder_.embed(texts, show_progress=self.verbose)  # the final encoder, eval mode
         else:
@@ -221,7 +191,7 @@ gp_likelihood, gp_normalize_input : SNGP settings
                 fit_head = self.head_.fit_binary_relevance if self.multilabel else self.head_.fit_embeddings
                 fit_head(emb, y_idx, self.C, self.random_state).to(self.device_).eval()
             elif self.head_ is not None:
-                train_head(self.head_, emb, y_idx, schedule, self.device_)
+                train_head(self.head_, emb, goal, schedule, self.device_)
         self.embedding_dim_ = int(emb.shape[1])
         self.temperature_ = 1.0
         self._fit_ood(emb, y_idx)
@@ -370,8 +340,6 @@ gp_likelihood, gp_normalize_input : SNGP settings
         """One line naming the classifier, for the CLI and reports."""
         kind = " (multi-label)" if self.multilabel else ""
         return f"{self.encoder}{' fine-tuned' if self.fine_tune else ''} + {self.head} head{kind}"
-
-
 
     # ---- persistence -----------------------------------------------------------------------------
     def save(self, path):

@@ -32,6 +32,7 @@ class Schedule:
     progress: bool = False
     multilabel: bool = False  # targets are 0/1 rows [n, labels]: a sigmoid per label, binary cross-entropy
     min_steps: int = 0  # fine-tuning: more epochs when fewer than this many steps would run
+    temperature: float = 1.0  # soft targets (distillation): logits / T, loss x T^2 (Hinton et al. 2015)
 
     def fine_tune_epochs(self, n_texts: int) -> int:
         """Epochs fine-tuning runs on ``n_texts``: ``epochs``, raised to whole epochs until at least
@@ -40,10 +41,13 @@ class Schedule:
         return max(self.epochs, math.ceil(self.min_steps / max(per_epoch, 1)))
 
 
-def _step(head, opt, sched, z: torch.Tensor, target: torch.Tensor, multilabel: bool = False) -> torch.Tensor:
+def _step(head, opt, sched, z: torch.Tensor, target: torch.Tensor, multilabel: bool = False,
+          temperature: float = 1.0) -> torch.Tensor:
     logits = head(z, update_covariance=True)
     if multilabel:  # mean over (text, label) pairs
         loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, target.to(logits.dtype))
+    elif target.is_floating_point():  # soft targets [batch, classes]: cross-entropy at the temperature
+        loss = torch.nn.functional.cross_entropy(logits / temperature, target.to(logits.dtype)) * temperature ** 2
     else:
         loss = torch.nn.functional.cross_entropy(logits, target)
     opt.zero_grad()
@@ -56,7 +60,8 @@ def _step(head, opt, sched, z: torch.Tensor, target: torch.Tensor, multilabel: b
 def train_head(head: torch.nn.Module, emb: np.ndarray, y_idx: np.ndarray, schedule: Schedule,
                device: str = "cpu") -> torch.nn.Module:
     """Train ``head`` on frozen embeddings [n, d] with AdamW and a one-cycle learning rate; returns
-    the head in eval mode, finalised."""
+    the head in eval mode, finalised. ``y_idx``: class indices [n], 0/1 rows [n, labels] with
+    ``schedule.multilabel``, or class probabilities [n, classes] (soft targets)."""
     head = head.to(device)
     emb_t, y = torch.from_numpy(np.asarray(emb)).to(device), torch.from_numpy(np.asarray(y_idx)).to(device)
     n = len(y)
@@ -74,7 +79,7 @@ def train_head(head: torch.nn.Module, emb: np.ndarray, y_idx: np.ndarray, schedu
             head.train()
             head.reset_covariance()
             for batch in torch.randperm(n, generator=gen).split(schedule.batch_size):
-                _step(head, opt, sched, emb_t[batch], y[batch], schedule.multilabel)
+                _step(head, opt, sched, emb_t[batch], y[batch], schedule.multilabel, schedule.temperature)
     finally:
         torch.set_num_threads(threads)
     head.eval()
@@ -131,7 +136,8 @@ def fine_tune(encoder: SentenceEncoder, head: torch.nn.Module, texts: list[str],
         head.reset_covariance()
         for batch in batches:
             z = encoder.forward([texts[i] for i in batch.tolist()])
-            loss = _step(head, opt, sched, z, y[torch.from_numpy(batch)].to(z.device), schedule.multilabel)
+            loss = _step(head, opt, sched, z, y[torch.from_numpy(batch)].to(z.device), schedule.multilabel,
+                         schedule.temperature)
             emb[batch] = z.detach().float().cpu().numpy()
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.3f}")

@@ -17,9 +17,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
 from ..encoders.ood import MahalanobisScorer
+from ..recipes.builtin import FAST_PARAMS  # the saved fast version: the same model as an EncoderClassifier
 
-#: The saved fast version: the same model as an EncoderClassifier.
-FAST_PARAMS = {"head": "logistic", "ood_method": "mahalanobis", "C": 1.0}
 #: Shrinkage of the Mahalanobis covariance toward the identity (EncoderClassifier's default).
 SHRINKAGE = 0.9
 

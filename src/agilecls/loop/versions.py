@@ -12,8 +12,8 @@ answers under the pool's class shares and decides by the version's rule, so ``ag
 
 - fast: a logistic head on the project's frozen sentence embeddings, calibrated, moved to the
   pool's class shares, with the project's decision rule (:func:`agilecls.loop.decisions.fit_pool`);
-- full: the demo's recipe, a LoRA-tuned language model stacked with a fine-tuned sentence encoder
-  by a logistic regression on a quarter of the labels held out, its probabilities moved to the
+- full: the ``best`` recipe (:mod:`agilecls.recipes`), a LoRA-tuned language model stacked with a
+  fine-tuned sentence encoder by a logistic regression on a quarter of the labels held out, its probabilities moved to the
   pool's class shares and cut the same way. Scoring every text then goes through the streaming
   batch engine (:func:`agilecls.batch.local.predict_file`), with progress, in the job's process.
 """
@@ -33,8 +33,7 @@ from ..evaluation.metrics import classification_metrics
 from . import decisions, serving
 from .store import ProjectError
 
-#: The full model's language-model epochs and its stacker's hold-out share (the demo's recipe).
-FULL_EPOCHS = 6
+#: The full model's stacker's hold-out share (the ``best`` recipe's).
 FULL_HOLDOUT = 0.25
 MIN_PER_CLASS = decisions.MIN_PER_CLASS
 #: Labels per class the full model needs: its stacker holds out a quarter of them.
@@ -64,17 +63,13 @@ def training_data(project, frame, per_class: int | None = None):
 
 
 def build_full(project) -> object:
-    """The full model, unfitted: the demo's stacked recipe on the project's LLM and encoder."""
-    from ..encoders.members import encoder_member
-    from ..ensemble import EnsembleClassifier
-    from ..lm.classifier import AgileClassifier
+    """The full model, unfitted: the ``best`` recipe on the project's LLM and encoder, without a cut
+    (the version takes the project's rule on the pool's class shares)."""
+    from ..recipes import build_recipe
 
-    params = {"labels": project.labels, "tuning": "lora", "epochs": FULL_EPOCHS, "progress": False,
-              **{key: project.meta[key] for key in ("instructions", "model") if project.meta.get(key)},
-              **project.meta.get("llm_params", {})}
-    return EnsembleClassifier([("encoder", encoder_member(project.meta["encoder"], "finetuned")),
-                               ("llm", AgileClassifier(**params))], labels=project.labels, combine="stack",
-                              cv=FULL_HOLDOUT)
+    return build_recipe("best", project.labels, model=project.meta.get("model"), encoder=project.meta["encoder"],
+                        instructions=project.meta.get("instructions"), threshold=None, holdout=FULL_HOLDOUT,
+                        llm={"progress": False, **project.meta.get("llm_params", {})})
 
 
 def held_out_metrics(project, frame: pd.DataFrame, proba: np.ndarray, threshold) -> dict:
@@ -90,14 +85,12 @@ def held_out_metrics(project, frame: pd.DataFrame, proba: np.ndarray, threshold)
 
 def fit_fast(project, frame: pd.DataFrame, rows: np.ndarray, y_idx: np.ndarray):
     """The fast version: (classifier, probabilities of every row, out-of-scope scores, metrics)."""
-    from ..encoders.classifier import EncoderClassifier
-    from . import fast
+    from ..recipes.builtin import fast_encoder
 
     fit = project.scores(frame).fit
     present = np.flatnonzero(fit.train_shares > 0)
     names = [project.labels[i] for i in present]
-    base = EncoderClassifier(project.meta["encoder"], cache_dir=str(project.folder / "embeddings"),
-                             labels=names, oos_label=None, **fast.FAST_PARAMS)
+    base = fast_encoder(project.meta["encoder"], names, cache_dir=str(project.folder / "embeddings"))
     base.fit(frame["text"].iloc[rows].tolist(), [project.labels[i] for i in y_idx])
     clf = CalibratedClassifier.from_parts(base, names, fit.calibrator, fit.train_shares[present],
                                           fit.priors[present], fit.threshold)
