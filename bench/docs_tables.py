@@ -17,7 +17,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-DOCS = [ROOT / "docs" / "loop.md"]
+DOCS = [ROOT / "docs" / "loop.md", ROOT / "docs" / "distillation.md"]
 BLOCK = re.compile(r"(<!-- results:([a-z_]+) -->\n)(.*?)(<!-- /results -->)", re.S)
 
 
@@ -107,7 +107,59 @@ def label_review_floor() -> list[str]:
     return lines
 
 
-TABLES = {"loop_decisions": loop_decisions, "loop_decisions_full": loop_decisions_full, "loop_rules": loop_rules,
+def distill() -> list[str]:
+    data = _load("distill")
+    summary = data["summary"]
+    header = ["dataset", "model", "agilecls encoders", "seeds", "ROC-AUC", "F1", "macro F1", "ECE", "fit s",
+              "predict texts/s"]
+    rows = [[r["dataset"], r["model"], r.get("encoder_embedding", "fp32"), str(r["seeds"]), _num(r.get("roc_auc")),
+             _num(r.get("f1")), _num(r.get("f1_macro")), _num(r.get("ece")), _num(r.get("fit_seconds"), 0),
+             _num(r.get("texts_per_second"), 1)] for r in summary]
+    flags = ", ".join(data["machine"].get("cpu_flags") or [])
+    lines = _table(header, rows) + ["", f"Measured with {_machine(data)} CPU flags: {flags}; language models in "
+                                        f"{data['machine']['dtype'].replace('torch.', '')}. Means over the seeds; F1 is the hateful "
+                                        f"class's at each model's rule (ETHOS), macro F1 the tweets'. \"agilecls "
+                                        f"encoders\" is how agilecls's sentence encoders embedded in that run "
+                                        f"(SetFit's body runs in fp32)."]
+
+    def get(dataset, embedding, model, key):
+        return next((r.get(key) for r in summary if r["dataset"] == dataset and r["model"].startswith(model)
+                     and r.get("encoder_embedding", "fp32") == embedding), None)
+
+    def verdict(ok) -> str:
+        return "yes" if ok else "no"
+
+    checks = []
+    for dataset, embedding in dict.fromkeys((r["dataset"], r.get("encoder_embedding", "fp32")) for r in summary):
+        key = "roc_auc" if dataset == "ethos" else "f1_macro"
+        where = f"{dataset} ({embedding})"
+        teacher, student, alone = (get(dataset, embedding, m, key) for m in ("teacher", "student", "labels only"))
+        if None in (teacher, student, alone):
+            continue
+        checks.append([f"{where}: student {key} within 0.01 of the teacher's and above labels only",
+                       f"{_num(student)} vs teacher {_num(teacher)}, labels only {_num(alone)}",
+                       verdict(student >= teacher - 0.01 and student > alone)])
+        speeds = [get(dataset, embedding, m, "texts_per_second") for m in ("teacher", "student", "SetFit")]
+        if None not in speeds:
+            checks.append([f"{where}: student predicts ≥ 8× the teacher's texts/s and ≥ SetFit's",
+                           f"{speeds[1]:.0f} vs teacher {speeds[0]:.1f} ({speeds[1] / speeds[0]:.1f}×), "
+                           f"SetFit {speeds[2]:.0f}", verdict(speeds[1] >= 8 * speeds[0] and speeds[1] >= speeds[2])])
+        ece_s, ece_t = get(dataset, embedding, "student", "ece"), get(dataset, embedding, "teacher", "ece")
+        target = 0.05 if dataset == "tweets" else ece_t
+        checks.append([f"{where}: student ECE ≤ " + ("0.05" if dataset == "tweets" else "the teacher's"),
+                       f"{_num(ece_s)} (teacher {_num(ece_t)})", verdict(ece_s <= target)])
+    lines += ["", *_table(["target", "measured", "met"], checks)]
+    estimates = data.get("estimate_20k") or []
+    if estimates:
+        lines += ["", "Distilling 20,000 unlabelled texts, estimated from the rates measured above (no run on "
+                      "20,000 texts was made):", "",
+                  *_table(["texts like", "seed", "teacher labels texts/s", "student s per step", "minutes in all"],
+                          [[e["dataset"], str(e["seed"]), _num(e["teacher_texts_per_s"], 1),
+                            _num(e["student_s_per_step"]), _num(e["minutes_for_20k"], 0)] for e in estimates])]
+    return lines
+
+
+TABLES = {"distill": distill, "loop_decisions": loop_decisions, "loop_decisions_full": loop_decisions_full, "loop_rules": loop_rules,
           "label_review_floor": label_review_floor}
 
 

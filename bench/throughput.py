@@ -44,14 +44,15 @@ def main() -> None:
     parser.add_argument("--model", default="smollm2-135m-instruct")
     parser.add_argument("--texts", type=int, default=48)
     parser.add_argument("--shots", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--batch-size", default="auto", help="texts per forward pass, or auto (measured at load)")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--out", default=None, help="default: bench/results/throughput.json")
     args = parser.parse_args()
     train, test = load_ethos("train"), load_ethos("test")
     texts = test.texts[: args.texts]
     clf = AgileClassifier(labels=train.labels, model=args.model, shots=args.shots, calibration=None,
-                          template="separator", batch_size=args.batch_size, progress=False,
+                          template="separator", progress=False,
+                          batch_size=args.batch_size if args.batch_size == "auto" else int(args.batch_size),
                           instructions=train.meta["instructions"]).fit(train.texts, train.y)
     prompts = clf.prompts(texts)
     prefix_tokens = len(prompts[0].prefix)
@@ -79,12 +80,13 @@ def main() -> None:
                      "texts_per_s": len(texts) / best, "model_gflop_s": gflops, "of_matmul_ceiling": gflops / ceiling})
     ratio = rows[0]["seconds"] / rows[1]["seconds"]
     print(f"model {args.model}, {args.shots} shots/class, prefix {prefix_tokens} tokens, "
-          f"mean text+tail {body_tokens / len(texts):.0f} tokens, batch {args.batch_size}")
+          f"mean text+tail {body_tokens / len(texts):.0f} tokens, batch {clf.scorer_.batch_size} ({args.batch_size})")
     print(format_table(rows))
     print(f"engine / naive speed-up: {ratio:.1f}x; {dtype} matmul ceiling {ceiling:.1f} GFLOP/s; "
           f"max |p_naive - p_engine| = {max_diff:.2e}")
     path = write_results("throughput", {"model": args.model, "shots": args.shots, "prefix_tokens": prefix_tokens,
                                         "rows": rows, "speedup": ratio, "matmul_gflops": ceiling,
+                                        "batch_size": clf.scorer_.batch_size, "batch_size_option": args.batch_size,
                                         "dtype": str(dtype).replace("torch.", ""),
                                         "max_prob_diff": max_diff, "timings": timings}, args.out)
     print(f"wrote {path}")

@@ -198,7 +198,7 @@ def test_cli_train_random_labels(tmp_path, tiny_lm_folder, labels):
     out = tmp_path / "model"
     shutil.rmtree(out, ignore_errors=True)
     result = CliRunner().invoke(app, ["train", str(data), "--out", str(out), "--model", str(tiny_lm_folder),
-                                      "--epochs", "1", "--top-layers", "1"])
+                                      "--recipe", "llm", "--epochs", "1", "--top-layers", "1"])
     check_cli(result)
     assert out.exists() == (result.exit_code == 0)
     if labels == ["good", "bad"]:
@@ -258,7 +258,7 @@ def test_bad_labels_are_refused_before_training(tmp_path, tiny_lm_folder, labels
     data = tmp_path / "d.csv"
     pd.DataFrame({"text": ["good", "bad", "great", "awful"], "label": labels}).to_csv(data, index=False)
     result = CliRunner().invoke(app, ["train", str(data), "--out", str(tmp_path / "m"), "--model",
-                                      str(tiny_lm_folder)])
+                                      str(tiny_lm_folder), "--recipe", "llm"])
     check_cli(result)
     assert result.exit_code == 2 and message in result.output and not (tmp_path / "m").exists()
 

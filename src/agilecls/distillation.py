@@ -55,6 +55,16 @@ def soften(proba: np.ndarray, temperature: float) -> np.ndarray:
     return out / out.sum(axis=1, keepdims=True)
 
 
+def student_targets(proba: np.ndarray, truth: np.ndarray, labelled_rows: np.ndarray, classes: list[str],
+                    temperature: float, label_weight: float) -> np.ndarray:
+    """The teacher's probabilities softened by ``temperature``; on ``labelled_rows`` mixed with the
+    one-hot label (``label_weight`` of it)."""
+    targets = soften(proba, temperature)
+    onehot = np.eye(len(classes))[[classes.index(v) for v in truth[labelled_rows]]]
+    targets[labelled_rows] = (1 - label_weight) * targets[labelled_rows] + label_weight * onehot
+    return targets
+
+
 def teacher_probabilities(teacher, texts: list[str], progress: bool = True) -> np.ndarray:
     """The teacher's probabilities [texts, classes], in chunks with a progress bar."""
     parts = []
@@ -92,7 +102,7 @@ def student_encoder(student: str, classes: list[str], seed: int, epochs: int | N
     (at least 200 optimiser steps), every label a class."""
     from .encoders.classifier import EncoderClassifier
 
-    params = {**ENCODER_MEMBERS["finetuned"]["params"], **({} if epochs is None else {"epochs": epochs})}
+    params = {**ENCODER_MEMBERS["finetuned"]["params"], **({} if epochs is None else {"epochs": epochs, "min_steps": 0})}
     return EncoderClassifier(student, labels=classes, oos_label=None, random_state=seed, **params)
 
 
@@ -117,7 +127,7 @@ def distill(teacher, texts, student: str = "minilm", *, labeled=None, temperatur
     label_weight : float in [0, 1], default=0.5
     holdout : float in [0, 1), default=0.25
     epochs : int or None, default=None
-        Student epochs (None: 4, with at least 200 optimiser steps).
+        Student epochs (None: 4, raised until at least 200 optimiser steps run; a number: exactly).
     random_state : int, default=0
     progress : bool, default=True
 
@@ -169,10 +179,7 @@ def distill(teacher, texts, student: str = "minilm", *, labeled=None, temperatur
         train = np.concatenate([np.arange(len(unlabelled)), len(unlabelled) + fit_lab])
     else:
         train, held = split_labelled(unlabelled, list(teacher_pred), holdout, random_state)
-    targets = soften(proba, temperature)
-    labelled_rows = train[train >= len(unlabelled)]
-    onehot = np.eye(len(classes))[[classes.index(v) for v in truth[labelled_rows]]]
-    targets[labelled_rows] = (1 - label_weight) * targets[labelled_rows] + label_weight * onehot
+    targets = student_targets(proba, truth, train[train >= len(unlabelled)], classes, temperature, label_weight)
 
     start = time.perf_counter()
     student_clf = student_encoder(student, classes, random_state, epochs).set_params(verbose=progress)

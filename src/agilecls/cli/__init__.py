@@ -9,7 +9,7 @@ import os
 
 import typer
 
-from . import classify, demo, distill, explain, predict, project, serve, train
+from . import classify, demo, distill, explain, info, predict, project, serve, train
 from .common import DEBUG_ENV, SETTINGS, guarded
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -23,7 +23,7 @@ def main(debug: bool = typer.Option(False, "--debug", help="Show the full traceb
     SETTINGS["debug"] = debug or os.environ.get(DEBUG_ENV) == "1"
 
 
-for _module in (demo, classify, train, distill, predict, explain, serve):
+for _module in (demo, classify, train, distill, predict, explain, serve, info):
     _module.register(app)
 for _command in app.registered_commands:
     _command.callback = guarded(_command.callback)

@@ -22,6 +22,16 @@ DEMO_ENCODER = "minilm"
 DEMO_HOLDOUT = 0.25
 
 
+def demo_estimator(train, model: str | None, encoder: str, combine: str, holdout: float, threshold: str | None,
+                   epochs: int):
+    """The demo's tuned classifier, unfitted: the ``best`` recipe (``llm`` when ``encoder`` is '')."""
+    from ..recipes import build_recipe  # loads no torch until it builds
+
+    return build_recipe("best" if encoder else "llm", train.labels, model=model, encoder=encoder or "minilm",
+                        instructions=train.meta["instructions"], positive=train.meta.get("positive_label"),
+                        holdout=holdout, combine=combine, threshold=threshold or "none", llm={"epochs": epochs})
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def demo(model: Optional[str] = typer.Option(None, help="Model spec (default: the bundled default)."),
@@ -65,12 +75,7 @@ def register(app: typer.Typer) -> None:
                                       instructions=train.meta["instructions"])
                 typer.echo(f"agilecls demo: {clf.model}, {shots}-shot, ETHOS test split ({len(test)} texts)")
                 return clf.fit(train.texts, train.y), test
-            from ..recipes import build_recipe  # loads torch/pandas: only when the command runs
-
-            clf = build_recipe("best" if encoder else "llm", train.labels, model=model, encoder=encoder or "minilm",
-                               instructions=train.meta["instructions"], positive=train.meta.get("positive_label"),
-                               holdout=holdout, combine=combine, threshold=threshold or "none",
-                               llm={"epochs": epochs})
+            clf = demo_estimator(train, model, encoder, combine, holdout, threshold, epochs)
             llm = clf.estimators[1][1] if encoder else clf
             what = f"{llm.model} LoRA-tuned for {epochs} epochs (top {llm.top_layers} layers, rank {llm.rank})"
             if encoder:

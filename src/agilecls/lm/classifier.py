@@ -23,7 +23,7 @@ from . import saving
 from .config import LOSSES, LR_SCHEDULES, TARGET_MODULES, TuningConfig
 from .loading import DEFAULT_MODEL, LanguageModel, load_lm, private_copy
 from .prompts import DEFAULT_INSTRUCTIONS, PromptEncoder, PromptTemplate, label_token_ids, select_examples
-from .scoring import LabelScorer
+from .scoring import LabelScorer, scoring_batch_size
 from .tuning import LoraTrainer, add_lora
 
 _DEFAULTS = TuningConfig()
@@ -68,8 +68,9 @@ class AgileClassifier(TextInputTags, ClassifierMixin, BaseEstimator):
         Average multi-token labels' log-likelihood per token.
     tuning : {"lora", "none"} or None, default=None
         None prompts only; "lora" trains LoRA adapters on (X, y).
-    batch_size : int, default=4
-        Texts per scoring forward pass; 4 measured fastest on a 2-core CPU (bench/throughput.py).
+    batch_size : int or "auto", default="auto"
+        Texts per scoring forward pass; "auto" measures 4, 8 and 16 on this machine's first load of
+        the model and keeps the fastest (:func:`agilecls.lm.scoring.scoring_batch_size`).
     max_length : int or None, default=None
         Prompt tokens kept per text (long texts are truncated, the template kept); None is the
         model's context, or 128 when tuning (training cost grows with length).
@@ -116,7 +117,7 @@ patience, gradient_checkpointing
         "labels": ["array-like", None], "model": [str, LanguageModel], "template": [str, dict, PromptTemplate, None],
         "shots": [Interval(Integral, 0, None, closed="left")], "shot_selection": [StrOptions({"random", "similar"})],
         "instructions": [str, None], "calibration": [StrOptions({"auto", "content_free", "none"}), None],
-        "length_normalize": ["boolean"], "tuning": [StrOptions({"lora", "none"}), None], "batch_size": [_count],
+        "length_normalize": ["boolean"], "tuning": [StrOptions({"lora", "none"}), None], "batch_size": [_count, StrOptions({"auto"})],
         "max_length": [_count, None], "device": [str, None], "dtype": [str, None],
         "seed": [Interval(Integral, 0, None, closed="left")], "progress": ["boolean"], "rank": [_count],
         "lora_alpha": [Interval(Real, 0, None, closed="neither")], "lora_dropout": [_share],
@@ -130,7 +131,7 @@ patience, gradient_checkpointing
     def __init__(self, labels: Sequence[str] | None = None, model: str = DEFAULT_MODEL, template="auto",
                  shots: int = 0, shot_selection: str = "random", instructions: str | None = None,
                  calibration: str | None = "auto", length_normalize: bool = False, tuning: str | None = None,
-                 batch_size: int = 4, max_length: int | None = None, device: str | None = None,
+                 batch_size: int | str = "auto", max_length: int | None = None, device: str | None = None,
                  dtype: str | None = None, seed: int = 0,
                  progress: bool = True, rank: int = _DEFAULTS.rank, lora_alpha: float = _DEFAULTS.lora_alpha,
                  lora_dropout: float = _DEFAULTS.lora_dropout, target_modules=_DEFAULTS.target_modules,
@@ -242,8 +243,9 @@ patience, gradient_checkpointing
         self.label_ids_ = label_token_ids(self.lm_.tokenizer, words, template.label_prefix)
         max_length = self.max_length or (TUNED_MAX_LENGTH if self.tuning == "lora" else None)
         self.encoder_ = PromptEncoder(self.lm_, max_length, reserve=max(len(ids) for ids in self.label_ids_))
+        batch = scoring_batch_size(self.lm_, self.label_ids_) if self.batch_size == "auto" else self.batch_size
         self.scorer_ = LabelScorer(self.lm_, self.label_ids_, length_normalize=self.length_normalize,
-                                   batch_size=self.batch_size, progress=self.progress)
+                                   batch_size=batch, progress=self.progress)
 
     def _calibration(self) -> str | None:
         """The calibration in effect: ``'auto'`` resolved by the fitting mode."""

@@ -261,10 +261,18 @@ class Project:
         ``kind="fast"``: the loop's model as a saved ``EncoderClassifier`` (seconds).
         ``kind="full"``: the tuned language model + fine-tuned encoder ensemble (minutes; run it
         with :func:`agilecls.loop.jobs.start_training` to keep working meanwhile).
+        ``kind="distilled"``: see :meth:`publish`.
         """
         from .versions import train_version
 
         return train_version(self, kind, progress)
+
+    def publish(self, progress=None) -> int:
+        """Distil the serving version into the project's sentence encoder, fine-tuned on its
+        probabilities over every text of the pool, and return the new version's id: the model to
+        deploy when the serving one is the slow full model (minutes; run it with
+        :func:`agilecls.loop.jobs.start_training` and ``kind="distilled"`` to keep working)."""
+        return self.train("distilled", progress)
 
     def versions(self) -> list[dict]:
         return self.store.versions()

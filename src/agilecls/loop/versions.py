@@ -15,7 +15,9 @@ answers under the pool's class shares and decides by the version's rule, so ``ag
 - full: the ``best`` recipe (:mod:`agilecls.recipes`), a LoRA-tuned language model stacked with a
   fine-tuned sentence encoder by a logistic regression on a quarter of the labels held out, its probabilities moved to the
   pool's class shares and cut the same way. Scoring every text then goes through the streaming
-  batch engine (:func:`agilecls.batch.local.predict_file`), with progress, in the job's process.
+  batch engine (:func:`agilecls.batch.local.predict_file`), with progress, in the job's process;
+- distilled (:meth:`Project.publish`): the serving version distilled into the project's sentence
+  encoder on the pool's texts, fast to serve (:mod:`agilecls.distillation`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import pandas as pd
 from ..calibration.classifier import CalibratedClassifier
 from ..calibration.priors import shift_priors
 from ..evaluation.metrics import classification_metrics
+from ..recipes import RECIPES
 from . import decisions, serving
 from .store import ProjectError
 
@@ -37,7 +40,9 @@ from .store import ProjectError
 FULL_HOLDOUT = 0.25
 MIN_PER_CLASS = decisions.MIN_PER_CLASS
 #: Labels per class the full model needs: its stacker holds out a quarter of them.
-FULL_MIN_PER_CLASS = 8
+FULL_MIN_PER_CLASS = RECIPES["best"].min_per_class
+#: Version kinds: the fast model, the full model, the serving version distilled into a fast student.
+KINDS = ("fast", "full", "distilled")
 
 
 def headline(metrics: dict, labels) -> tuple[str, float | None]:
@@ -131,6 +136,33 @@ def fit_full(project, frame: pd.DataFrame, rows: np.ndarray, y_idx: np.ndarray, 
     return wrapped, proba, ood, {"rule": decisions.rule_state(project.labels, priors, threshold, "stacker")}
 
 
+def fit_distilled(project, frame: pd.DataFrame, rows: np.ndarray, y_idx: np.ndarray, folder, report):
+    """The serving version distilled into the project's sentence encoder, fine-tuned on its
+    probabilities over the pool (:func:`agilecls.distillation.distill`): (classifier,
+    probabilities, ood, metrics). The student keeps the teacher's rule, fitted again on a quarter
+    of the training labels held out of its training."""
+    from ..distillation import distill
+
+    teacher_version = serving.serving_version(project)  # refuses a project without versions
+    teacher = project.classifier(teacher_version["id"])
+    labelled = frame["label"].notna().to_numpy()
+    pool = frame["text"][~labelled].tolist()
+    report({"stage": f"version {teacher_version['id']} labels {len(pool) + len(rows)} texts, then the student "
+                     f"learns them", "teacher": teacher_version["id"]})
+    student = distill(teacher, pool, project.meta["encoder"], progress=False, labeled=(
+        frame["text"].iloc[rows].tolist(), [project.labels[i] for i in y_idx]))
+    proba, ood = score_through_batch_engine(project, student, frame, folder, report)
+    facts = student.provenance["distilled_from"]
+    priors = getattr(teacher, "priors_", None)
+    shares = (priors if priors is not None and len(priors) == len(project.labels)
+              else np.bincount(y_idx, minlength=len(project.labels)) / len(y_idx))
+    return student, proba, ood, {"rule": decisions.rule_state(project.labels, shares, student.threshold_,
+                                                              "distilled"),
+                                 "distilled_from": {"version": teacher_version["id"], **{
+                                     k: facts.get(k) for k in ("agreement", "held_out", "unlabelled_texts",
+                                                               "teacher_seconds", "student_seconds")}}}
+
+
 def score_through_batch_engine(project, clf, frame: pd.DataFrame, folder, report) -> tuple[np.ndarray, np.ndarray]:
     """Every text of the project scored by ``clf`` with the streaming batch engine, chunk by chunk
     with progress (``report``), from a scratch copy of the model beside the version folder."""
@@ -152,24 +184,25 @@ def score_through_batch_engine(project, clf, frame: pd.DataFrame, folder, report
 
 
 def train_version(project, kind: str = "fast", progress: Callable[[dict], None] | None = None) -> int:
-    """Fit, save and register a version of ``kind`` ("fast" or "full"), consider it for serving;
-    returns its id.
+    """Fit, save and register a version of ``kind`` ("fast", "full" or "distilled": the serving
+    version distilled into a fast student), consider it for serving; returns its id.
 
     ``progress(dict)`` is called with ``stage`` and, while the language model tunes, ``epoch``,
     ``epochs``, ``loss`` and ``seconds_left``; while every text is scored, ``scored`` and ``total``.
     """
-    if kind not in ("fast", "full"):
-        raise ProjectError(f"kind must be 'fast' or 'full', got {kind!r}")
+    if kind not in KINDS:
+        raise ProjectError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
     report = progress or (lambda info: None)
     frame = project.store.frame()
-    rows, y_idx = training_data(project, frame, None if kind == "fast" else FULL_MIN_PER_CLASS)
+    rows, y_idx = training_data(project, frame, FULL_MIN_PER_CLASS if kind == "full" else None)
     start = time.time()
     folder = project.folder / "versions" / f"{time.strftime('%Y%m%d-%H%M%S')}-{int(time.time() * 1e3) % 1000:03d}-{kind}"
     if kind == "fast":
         report({"stage": "fitting the fast model"})
         clf, proba, ood, metrics = fit_fast(project, frame, rows, y_idx)
     else:
-        clf, proba, ood, metrics = fit_full(project, frame, rows, y_idx, folder, report)
+        fit = fit_full if kind == "full" else fit_distilled
+        clf, proba, ood, metrics = fit(project, frame, rows, y_idx, folder, report)
     threshold = serving.version_threshold({"metrics": metrics})
     metrics.update(held_out_metrics(project, frame, proba, threshold))
     metrics["fit_seconds"] = round(time.time() - start, 2)

@@ -19,6 +19,16 @@ Examples
 from __future__ import annotations
 
 from . import builtin  # noqa: F401  (fills RECIPES with the built-in recipes)
-from .registry import RECIPES, Recipe, RecipeOptions, build_recipe, check_options, recipe_help, register_recipe
+from .registry import (
+    RECIPES,
+    Recipe,
+    RecipeOptions,
+    build_recipe,
+    check_options,
+    check_recipe_data,
+    recipe_help,
+    register_recipe,
+)
 
-__all__ = ["RECIPES", "Recipe", "RecipeOptions", "build_recipe", "check_options", "recipe_help", "register_recipe"]
+__all__ = ["RECIPES", "Recipe", "RecipeOptions", "build_recipe", "check_options", "check_recipe_data", "recipe_help",
+           "register_recipe"]

@@ -29,7 +29,7 @@ def fast_encoder(encoder: str, labels: list[str] | None = None, seed: int = 0, *
 @register_recipe("fast", "logistic head on frozen sentence embeddings, temperature-calibrated (seconds)",
                  "the labelling loop's fast version: rank-keeping calibration (Platt inverted ETHOS's ranking at 32 "
                  "labels, ROC-AUC 0.38) and the best out-of-fold F1 cut (python -m bench.loop_rules)",
-                 multilabel=True)
+                 multilabel=True, min_per_class=2)
 def fast(labels: list[str], options: RecipeOptions):
     from ..calibration.classifier import CalibratedClassifier
 
@@ -42,7 +42,7 @@ def fast(labels: list[str], options: RecipeOptions):
 @register_recipe("encoder", "sentence encoder fine-tuned with a softmax head, calibrated on a hold-out (minutes)",
                  "MiniLM fine-tuned for at least 200 steps: macro F1 +0.001 to +0.026 and ECE 0.12-0.19 -> 0.02-0.05 "
                  "over 100 steps on the tweets' validation rows (python -m bench.fewshot_epochs --steps 100 200)",
-                 multilabel=True)
+                 multilabel=True, min_per_class=4)
 def encoder(labels: list[str], options: RecipeOptions):
     from ..calibration.classifier import CalibratedClassifier
     from ..encoders.members import encoder_member
@@ -73,7 +73,8 @@ def llm(labels: list[str], options: RecipeOptions):
 @register_recipe("best", "the LoRA-tuned language model stacked with a fine-tuned sentence encoder by a logistic "
                          "regression on a held-out quarter, with the expected-F1 cut (the demo's model)",
                  "stacking beat either member and their mean on ETHOS validation rows, and the expected-F1 cut "
-                 "beat the best held-out cut by F1 +0.007 to +0.013 (python -m bench.threshold_rules)")
+                 "beat the best held-out cut by F1 +0.007 to +0.013 (python -m bench.threshold_rules)",
+                 min_per_class=8)
 def best(labels: list[str], options: RecipeOptions):
     from ..encoders.members import encoder_member
     from ..ensemble import EnsembleClassifier
@@ -91,7 +92,7 @@ def best(labels: list[str], options: RecipeOptions):
 
 @register_recipe("distilled", "'best' trained on the labels, then distilled into a fine-tuned sentence encoder on "
                               "the labelled and unlabelled texts (fast to predict)",
-                 "the student's quality and speed against the teacher's: python -m bench.distill")
+                 "the student's quality and speed against the teacher's: python -m bench.distill", min_per_class=8)
 def distilled(labels: list[str], options: RecipeOptions):
     from ..distillation import DistilledClassifier
 

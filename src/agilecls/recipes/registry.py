@@ -63,21 +63,37 @@ class Recipe:
     evidence: str
     build: Callable[[list[str], RecipeOptions], object]
     multilabel: bool = False
+    min_per_class: int = 1
 
 
-def register_recipe(name: str, description: str, evidence: str, multilabel: bool = False):
+def register_recipe(name: str, description: str, evidence: str, multilabel: bool = False, min_per_class: int = 1):
     """Decorator that registers ``build(labels, options) -> unfitted estimator`` as recipe ``name``.
 
+    ``min_per_class``: labelled texts each class needs (a recipe that holds rows out needs more).
     A second recipe of the same name is refused: two definitions of one recipe would drift apart.
     """
 
     def wrap(build: Callable) -> Callable:
         if name in RECIPES and RECIPES[name].build is not build:
             raise ValueError(f"recipe {name!r} is already registered by {RECIPES[name].build.__qualname__}")
-        RECIPES[name] = Recipe(name, description, evidence, build, multilabel)
+        RECIPES[name] = Recipe(name, description, evidence, build, multilabel, min_per_class)
         return build
 
     return wrap
+
+
+def check_recipe_data(name: str, y) -> None:
+    """Refuse, before any training, labels too few for recipe ``name``, naming the recipes that fit."""
+    recipe = RECIPES[name]
+    counts: dict[str, int] = {}
+    for label in y:
+        for one in (label if isinstance(label, (list, tuple)) else [label]):
+            counts[str(one)] = counts.get(str(one), 0) + 1
+    short = {label: n for label, n in counts.items() if n < recipe.min_per_class}
+    if short:
+        fits = ", ".join(sorted(n for n, r in RECIPES.items() if r.min_per_class <= min(counts.values())))
+        raise ValueError(f"the {name} recipe needs at least {recipe.min_per_class} labelled texts per class (it "
+                         f"holds some out to fit on); {short} have fewer: label more, or use --recipe {fits}")
 
 
 def check_options(options: dict) -> RecipeOptions:

@@ -247,7 +247,8 @@ def add_label_routes(app: FastAPI, folder: str | os.PathLike, queue: WorkQueue, 
 
     @app.post(PREFIX + "/train", responses=LABEL_RESPONSES)
     async def train(req: TrainRequest) -> dict:
-        """``fast``: train a version now and answer with it; ``full``: start the background job."""
+        """``fast``: train a version now and answer with it; ``full`` and ``distilled`` (Publish):
+        start the background job."""
         if req.kind == "fast":
             version = await run(lambda: project.train("fast"))
             newest = next(v for v in project.versions() if v["id"] == version)
@@ -256,10 +257,12 @@ def add_label_routes(app: FastAPI, folder: str | os.PathLike, queue: WorkQueue, 
         if job and job["status"] in loop_jobs.ACTIVE:
             raise HTTPException(409, f"training job {job['id']} is still running; wait for it or cancel it")
         try:
-            job_id = await run_in_threadpool(loop_jobs.start_training, project.folder, "full")
-        except ProjectError as err:  # another request started one meanwhile
+            if not project.versions():
+                raise ProjectError("train a version first: Publish distils the serving version")
+            job_id = await run_in_threadpool(loop_jobs.start_training, project.folder, req.kind)
+        except ProjectError as err:  # another request started one meanwhile, or nothing to distil
             raise HTTPException(409, str(err)) from None
-        return {"kind": "full", "job": job_id}
+        return {"kind": req.kind, "job": job_id}
 
     @app.post(PREFIX + "/serve", responses=LABEL_RESPONSES)
     def serve_version(req: ServeRequest) -> dict:

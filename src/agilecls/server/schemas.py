@@ -181,8 +181,9 @@ class SkipRequest(BaseModel):
 
 
 class TrainRequest(BaseModel):
-    kind: Literal["fast", "full"] = Field("fast", description="fast: seconds, answered when done; full: a "
-                                                              "background job, followed with GET status")
+    kind: Literal["fast", "full", "distilled"] = Field(
+        "fast", description="fast: seconds, answered when done; full: a background job, followed with GET status; "
+                            "distilled (Publish): the serving version distilled into a fast student, a background job")
 
 
 class ServeRequest(BaseModel):

@@ -203,16 +203,20 @@ function renderJob(job) {
   const p = job.progress || {};
   const active = job.status === "queued" || job.status === "running";
   box.classList.toggle("failed", job.status === "failed");
-  $("job-title").textContent = `Full model (job ${job.id}): ${job.status}`;
+  const what = job.kind === "distilled" ? "Publish: distilling the serving version" : "Full model";
+  $("job-title").textContent = `${what} (job ${job.id}): ${job.status}`;
   $("cancel").classList.toggle("hidden", !active);
   const parts = [p.stage, p.epoch ? `epoch ${p.epoch}/${p.epochs}` : "", p.loss !== undefined ? `loss ${num(p.loss, 3)}` : "",
-                 p.seconds_left !== undefined ? `about ${seconds(p.seconds_left)} left` : ""].filter(Boolean);
+                 p.seconds_left !== undefined ? `about ${seconds(p.seconds_left)} left` : "",
+                 p.scored !== undefined ? `${p.scored}/${p.total} texts scored` : ""].filter(Boolean);
   if (job.status === "done") parts.push(`version ${job.version_id}`);
   if (job.error) parts.push(job.error);
   $("job-detail").textContent = parts.join(" · ");
-  const frac = job.status === "done" ? 1 : p.epoch && p.epochs ? p.epoch / p.epochs : active ? 0.03 : 0;
+  const frac = job.status === "done" ? 1 : p.epoch && p.epochs ? p.epoch / p.epochs
+    : p.scored && p.total ? p.scored / p.total : active ? 0.03 : 0;
   $("job-bar").style.width = (100 * frac).toFixed(1) + "%";
   $("train-full").disabled = active;
+  $("publish").disabled = active;
 }
 
 function pollJob() {
@@ -236,10 +240,10 @@ async function trainFast() {
   await refreshModel();
 }
 
-async function trainFull() {
-  const out = await busy("starting the full model", () => api("train", { kind: "full" }));
+async function startJob(kind, what) {
+  const out = await busy(what, () => api("train", { kind }));
   $("train-info").textContent = `job ${out.job} started`;
-  renderJob({ id: out.job, status: "queued", progress: { stage: "starting" } });
+  renderJob({ id: out.job, kind, status: "queued", progress: { stage: "starting" } });
   pollJob();
 }
 
@@ -368,7 +372,8 @@ async function init() {
   $("undo").onclick = undo;
   $("test").onclick = toggleTest;
   $("train-fast").onclick = () => trainFast().catch(() => {});
-  $("train-full").onclick = () => trainFull().catch(() => {});
+  $("train-full").onclick = () => startJob("full", "starting the full model").catch(() => {});
+  $("publish").onclick = () => startJob("distilled", "starting to distil the serving version").catch(() => {});
   $("versions").onclick = (ev) => {
     const b = ev.target.closest("button[data-serve]");
     if (b) serveVersion(Number(b.dataset.serve)).catch(() => {});
