@@ -160,16 +160,17 @@ def main(argv=None) -> dict:
         rows.append(_row(name, f"inference batches of {4 * default} (not {default})", base_s, seconds, base, proba,
                          len(texts)))
         dtype = next(torch_model(member).parameters()).dtype
-        autocast = getattr(getattr(member, "encoder_", None), "bf16", False)  # encoders embed in bf16 autocast
-        if dtype == torch.float32 and not autocast:
+        autocast = not hasattr(member, "lm_") and member.encoder_.bf16  # SentenceEncoder(dtype="auto"|"bf16")
+        if not hasattr(member, "lm_"):  # a sentence encoder switches its own autocast (SentenceEncoder.bf16)
+            member.encoder_.bf16 = not autocast
+            seconds, proba = best_time(score, args.repeats)
+            member.encoder_.bf16 = False  # the int8 pass below runs with fp32 activations
+            rows.append(_row(name, "fp32 instead of bf16 autocast" if autocast else "bf16 autocast", base_s, seconds,
+                             base, proba, len(texts)))
+        elif dtype == torch.float32:
             with torch.autocast("cpu", dtype=torch.bfloat16):
                 seconds, proba = best_time(score, args.repeats)
             rows.append(_row(name, "bf16 autocast", base_s, seconds, base, proba, len(texts)))
-        elif autocast:  # the default here (pick_dtype measured bf16 faster): show what fp32 would cost
-            member.encoder_.bf16 = False
-            seconds, proba = best_time(score, args.repeats)
-            rows.append(_row(name, "fp32 instead of the default bf16 autocast", base_s, seconds, base, proba,
-                             len(texts)))
         else:  # agilecls loaded it in bf16 already (pick_dtype measured bf16 faster here)
             rows.append(skipped(name, "bf16 autocast", f"the model already runs in {dtype}"))
         if not hasattr(member, "lm_") and (result := onnx_proba(member, texts, args.repeats)) is not None:
