@@ -13,8 +13,8 @@ answers under the pool's class shares and decides by the version's rule, so ``ag
 - fast: a logistic head on the project's frozen sentence embeddings, calibrated, moved to the
   pool's class shares, with the project's decision rule (:func:`agilecls.loop.decisions.fit_pool`);
 - full: the ``best`` recipe (:mod:`agilecls.recipes`), a LoRA-tuned language model stacked with a
-  fine-tuned sentence encoder by a logistic regression on a quarter of the labels held out, its probabilities moved to the
-  pool's class shares and cut the same way. Scoring every text then goes through the streaming
+  fine-tuned sentence encoder by a logistic regression on a quarter of the labels held out, its
+  probabilities moved to the pool's class shares and cut the same way. Scoring every text then goes through the streaming
   batch engine (:func:`agilecls.batch.local.predict_file`), with progress, in the job's process;
 - distilled (:meth:`Project.publish`): the serving version distilled into the project's sentence
   encoder on the pool's texts, fast to serve (:mod:`agilecls.distillation`).
