@@ -33,7 +33,6 @@ import argparse
 import json
 import math
 import os
-import random
 import shutil
 import tempfile
 import time
@@ -42,7 +41,6 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 
 from agilecls.datasets import load_ethos, load_ethos_multilabel, load_tweets  # noqa: E402
 from agilecls.distillation import decide, distill, teacher_rule  # noqa: E402
@@ -51,6 +49,7 @@ from agilecls.evaluation.metrics import classification_metrics, format_table  # 
 from agilecls.recipes import build_recipe  # noqa: E402
 from agilecls.runtime import pick_dtype  # noqa: E402
 from bench.common import RESULTS, write_results  # noqa: E402
+from bench.peers import seed_everything  # noqa: E402
 
 #: How agilecls's sentence encoders embed in this run (``SentenceEncoder``'s default dtype; SetFit's
 #: body runs in fp32 either way).
@@ -59,12 +58,6 @@ EMBEDDING = "bf16 autocast" if SentenceEncoder.dtype == "bf16" or (
 PER_CLASS_TWEETS = 32
 THROUGHPUT_TEXTS = 2000
 SETFIT_PAIRS = 3200
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def ethos(seed: int):
