@@ -36,7 +36,7 @@ class DatasetError(ValueError):
     """Raised for data that cannot be used as given; the message says what to change."""
 
 
-def _is_missing(value) -> bool:
+def is_missing(value) -> bool:
     """None, NaN (float or pandas' NA) or a blank string: a label nobody gave."""
     if value is None or type(value).__name__ == "NAType":
         return True
@@ -66,14 +66,14 @@ def check_labels(y, labels: Sequence[str] | None, fitting: bool = False, row_nam
     if isinstance(y, str):
         raise TypeError(f"y is a single string; pass a list of labels, e.g. [{y[:30]!r}]")
     raw = y.tolist() if hasattr(y, "tolist") else list(y)
-    missing = [i for i, v in enumerate(raw) if _is_missing(v)]
+    missing = [i for i, v in enumerate(raw) if is_missing(v)]
     if missing:
         raise ValueError(f"{row_name.format(missing[0])} is a blank or missing label ({raw[missing[0]]!r}), {len(missing)} such "
                          f"row(s); label those rows or drop them")
     y_list = [str(v) for v in raw]
     explicit = labels is not None
     labels = sorted(set(y_list)) if labels is None else [str(label) for label in labels]
-    if any(_is_missing(label) for label in labels):
+    if any(is_missing(label) for label in labels):
         raise ValueError(f"labels {labels} include a blank name; every class needs a name")
     if len(set(labels)) != len(labels):
         raise ValueError(f"duplicate labels in {labels}")
@@ -170,7 +170,7 @@ def check_multilabel_y(y, labels: Sequence[str] | None = None, fitting: bool = F
         Y = np.zeros((len(rows), len(labels)), dtype=int)
         for i, row in enumerate(rows):
             Y[i, [index[v] for v in row]] = 1
-    if any(_is_missing(label) for label in labels) or len(set(labels)) != len(labels):
+    if any(is_missing(label) for label in labels) or len(set(labels)) != len(labels):
         raise ValueError(f"labels {labels} must be distinct, non-blank names")
     if len(labels) < 2:
         raise ValueError(f"multi-label needs at least two labels, got {labels}; for one label use a binary classifier")
