@@ -15,7 +15,7 @@ import pandas as pd
 from ..batch.io import output_format, write_frame
 from ..datasets import REFERENCE_LOADERS
 from ..readers import read_table
-from ..validation import _is_missing
+from ..validation import is_missing
 from .store import ProjectError, ProjectStore
 
 
@@ -58,7 +58,7 @@ def check_rows(rows: pd.DataFrame, labels: list[str], source) -> tuple[list[str 
                 raise ProjectError(f"{source}: id {v!r} appears twice (rows {seen[v] + 1} and {i + 1}); ids must "
                                    "be unique")
             seen[v] = i
-    given = [None if _is_missing(v) else str(v).strip() for v in rows["label"].tolist()]
+    given = [None if is_missing(v) else str(v).strip() for v in rows["label"].tolist()]
     unknown = sorted({v for v in given if v is not None and v not in labels})
     if unknown:
         raise ProjectError(f"{source}: label(s) {', '.join(map(repr, unknown[:5]))} are not among the project's "
