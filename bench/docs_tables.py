@@ -822,8 +822,10 @@ TABLES = {
 
 
 CLI_PAGE = ROOT / "docs" / "reference" / "cli.md"
-#: A markdown table row holding a decimal number (a measurement unless it sits in a results block).
-DECIMAL_ROW = re.compile(r"^\|.*\d\.\d.*\|[ \t]*$", re.M)
+#: A markdown table row, and a decimal number outside code spans (a measurement unless a results block writes it).
+TABLE_ROW = re.compile(r"^\|.*\|[ \t]*$", re.M)
+DECIMAL = re.compile(r"\d\.\d")
+CODE_SPAN = re.compile(r"`[^`]*`")
 
 
 def render(text: str) -> str:
@@ -846,7 +848,8 @@ def render(text: str) -> str:
 
 def tables_outside_blocks(text: str) -> list[str]:
     """Table rows with decimal numbers that no results block writes (numbers copied by hand)."""
-    return DECIMAL_ROW.findall(BLOCK.sub("", text))
+    rows = TABLE_ROW.findall(BLOCK.sub("", text))
+    return [row for row in rows if DECIMAL.search(CODE_SPAN.sub("", row))]
 
 
 def cli_reference() -> str:
