@@ -25,6 +25,7 @@ from fastapi.staticfiles import StaticFiles
 
 from ..lm.classifier import AgileClassifier
 from ..lm.loading import DEFAULT_MODEL, LanguageModel, load_lm
+from ..monitoring.drift import ReferenceProfile
 from ..persistence import load_classifier
 from ..readers import parse_prompt_records
 from ..salience.explanation import explain, generate
@@ -46,7 +47,7 @@ from .work import QueueFull, WorkQueue, WorkTimeout, wait_for
 STATIC = Path(__file__).parent / "static"
 VIEW_GRANULARITIES = ["tokens", "words", "sentences", "lines", "paragraphs"]
 #: Paths that need the bearer token when the server has one.
-GUARDED_PREFIXES = ("/api/", "/v1/")
+GUARDED_PREFIXES = ("/api/", "/v1/", "/metrics")
 
 
 def sample_examples() -> list[dict]:
@@ -150,7 +151,9 @@ def create_app(model=None, classifiers: Optional[dict] = None, max_body: int = M
         return FileResponse(STATIC / "index.html")
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    add_prediction_routes(app, trained, queue, time_limit)
+    folders = {name: c for name, c in (classifiers or {}).items() if isinstance(c, (str, os.PathLike))}
+    profiles = {name: p for name, p in ((n, ReferenceProfile.load(f)) for n, f in folders.items()) if p is not None}
+    add_prediction_routes(app, trained, queue, time_limit, profiles=profiles)
     app.state.project = None if project is None else add_label_routes(app, project, queue, time_limit)
     project_name = None if app.state.project is None else app.state.project.meta.get("name") or str(project)
 

@@ -147,6 +147,8 @@ class Health(BaseModel):
     batches: int = Field(..., description="model calls so far")
     items_per_batch: float = Field(..., description="mean texts (or jobs) per model call")
     classifiers: list[str]
+    drift: dict[str, dict] = Field(default_factory=dict, description="each watched classifier's drift state "
+                                   "(ok, drifting or warming up) and the numbers behind it")
 
 
 # ---- the labelling page (/api/project) ---------------------------------------------------------
