@@ -13,19 +13,21 @@ module stays at the bottom of the import graph.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import json
 import os
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
-from typing import Callable
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from safetensors import SafetensorError
 
 from .atomic import atomic_folder, recover_folder
+from .jsonsafe import jsonable
+from .registry import Registry
 
 #: The manifest's file name inside a saved folder.
 MANIFEST = "agilecls.json"
@@ -33,7 +35,7 @@ MANIFEST = "agilecls.json"
 FORMAT_VERSION = 1
 
 #: Estimator name -> class, filled by :func:`register_estimator`.
-ESTIMATORS: dict[str, type] = {}
+ESTIMATORS: Registry[type] = Registry("estimator", sort_names=True)
 #: Where the built-in estimators live (imported on first load of a folder that holds one).
 BUILTIN_MODULES = {"AgileClassifier": "agilecls.lm.classifier",
                    "EncoderClassifier": "agilecls.encoders.classifier",
@@ -124,9 +126,7 @@ def register_estimator(name: str) -> Callable[[type], type]:
     """
 
     def wrap(cls: type) -> type:
-        if ESTIMATORS.get(name, cls) is not cls:
-            raise ValueError(f"estimator name {name!r} is already registered by {ESTIMATORS[name].__qualname__}")
-        ESTIMATORS[name] = cls
+        ESTIMATORS.add(name, cls)  # a second class under a taken name is refused
         cls._estimator_name = name
         return cls
 
@@ -138,26 +138,9 @@ def package_versions() -> dict[str, str]:
     out = {}
     for name in ("agilecls", "torch", "transformers", "peft", "safetensors", "scikit-learn",
                  "sentence-transformers", "numpy"):
-        try:
+        with contextlib.suppress(metadata.PackageNotFoundError):
             out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
     return out
-
-
-def jsonable(value):
-    """``value`` with numpy scalars and arrays turned into plain JSON types (other objects as str)."""
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return str(value)
 
 
 def is_saved(path: str | os.PathLike) -> bool:
@@ -227,7 +210,8 @@ def estimator_class(name: str) -> type:
     if name not in ESTIMATORS and name in BUILTIN_MODULES:
         importlib.import_module(BUILTIN_MODULES[name])  # its @register_estimator fills the registry
     if name not in ESTIMATORS:
-        raise ModelFormatError(f"unknown estimator {name!r} in {MANIFEST}; known: {sorted(set(ESTIMATORS) | set(BUILTIN_MODULES))}")
+        raise ModelFormatError(f"unknown estimator {name!r} in {MANIFEST}; known: "
+                               f"{sorted(set(ESTIMATORS) | set(BUILTIN_MODULES))}")
     return ESTIMATORS[name]
 
 

@@ -11,7 +11,7 @@ classifier that is already calibrated is left alone.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from sklearn.isotonic import IsotonicRegression
@@ -19,20 +19,31 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss
 from sklearn.model_selection import StratifiedKFold
 
+from ..registry import Registry
 from ..uncertainty import fit_temperature
 from ..validation import softmax
 
 #: Probabilities are kept in [EPS, 1 - EPS] before a logarithm.
 EPS = 1e-6
-#: Calibration method name -> class, filled by :func:`register_calibrator`.
-CALIBRATORS: dict[str, type] = {}
+#: Calibration method name -> class, filled by :func:`register_calibrator`; metadata ``binary_only``.
+CALIBRATORS: Registry[type] = Registry("calibration method", sort_names=True)
 
 
-def register_calibrator(name: str) -> Callable[[type], type]:
+def register_calibrator(name: str, *, binary_only: bool) -> Callable[[type], type]:
+    """Class decorator that adds a calibration map as method ``name`` (also set as ``cls.name``).
+
+    Parameters
+    ----------
+    name : str
+    binary_only : bool
+        The map calibrates two classes only (it is never a candidate for more).
+    """
+
     def wrap(cls: type) -> type:
-        CALIBRATORS[name] = cls
+        CALIBRATORS.add(name, cls, binary_only=binary_only)
         cls.name = name
         return cls
+
     return wrap
 
 
@@ -45,13 +56,11 @@ def _binary(proba: np.ndarray, p_pos: np.ndarray) -> np.ndarray:
     return np.column_stack([1.0 - p_pos, p_pos])
 
 
-@register_calibrator("none")
+@register_calibrator("none", binary_only=False)
 class Identity:
     """No change (chosen when no map lowers the out-of-fold log loss)."""
 
-    binary_only = False
-
-    def fit(self, proba: np.ndarray, y_idx: np.ndarray) -> "Identity":
+    def fit(self, proba: np.ndarray, y_idx: np.ndarray) -> Identity:
         return self
 
     def transform(self, proba: np.ndarray) -> np.ndarray:
@@ -61,20 +70,18 @@ class Identity:
         return {}
 
     @classmethod
-    def from_state(cls, state: dict) -> "Identity":
+    def from_state(cls, state: dict) -> Identity:
         return cls()
 
 
-@register_calibrator("temperature")
+@register_calibrator("temperature", binary_only=False)
 class Temperature:
     """``softmax(log p / T)``: one temperature, fitted by LBFGS on the log loss; keeps the ranking."""
-
-    binary_only = False
 
     def __init__(self, temperature: float = 1.0):
         self.temperature = temperature
 
-    def fit(self, proba: np.ndarray, y_idx: np.ndarray) -> "Temperature":
+    def fit(self, proba: np.ndarray, y_idx: np.ndarray) -> Temperature:
         self.temperature = fit_temperature(_log(proba), y_idx)
         return self
 
@@ -85,15 +92,13 @@ class Temperature:
         return {"temperature": float(self.temperature)}
 
     @classmethod
-    def from_state(cls, state: dict) -> "Temperature":
+    def from_state(cls, state: dict) -> Temperature:
         return cls(float(state["temperature"]))
 
 
-@register_calibrator("sigmoid")
+@register_calibrator("sigmoid", binary_only=True)
 class Platt:
     """Platt scaling: ``sigmoid(a * logit(p) + b)`` on the positive class (binary only)."""
-
-    binary_only = True
 
     def __init__(self, a: float = 1.0, b: float = 0.0):
         self.a, self.b = a, b
@@ -103,7 +108,7 @@ class Platt:
         logp = _log(proba)
         return (logp[:, 1] - logp[:, 0]).reshape(-1, 1)
 
-    def fit(self, proba: np.ndarray, y_idx: np.ndarray) -> "Platt":
+    def fit(self, proba: np.ndarray, y_idx: np.ndarray) -> Platt:
         lr = LogisticRegression(C=1e4).fit(self._logit(proba), np.asarray(y_idx) == 1)
         self.a, self.b = float(lr.coef_[0, 0]), float(lr.intercept_[0])
         return self
@@ -115,21 +120,19 @@ class Platt:
         return {"a": self.a, "b": self.b}
 
     @classmethod
-    def from_state(cls, state: dict) -> "Platt":
+    def from_state(cls, state: dict) -> Platt:
         return cls(float(state["a"]), float(state["b"]))
 
 
-@register_calibrator("isotonic")
+@register_calibrator("isotonic", binary_only=True)
 class Isotonic:
     """A non-decreasing step map of the positive class's probability (binary only); its knots are
     scikit-learn ``IsotonicRegression``'s, applied with the same linear interpolation."""
 
-    binary_only = True
-
     def __init__(self, x: Sequence[float] = (0.0, 1.0), y: Sequence[float] = (0.0, 1.0)):
         self.x, self.y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
 
-    def fit(self, proba: np.ndarray, y_idx: np.ndarray) -> "Isotonic":
+    def fit(self, proba: np.ndarray, y_idx: np.ndarray) -> Isotonic:
         iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
         iso.fit(np.asarray(proba)[:, 1], (np.asarray(y_idx) == 1).astype(float))
         self.x, self.y = iso.X_thresholds_, iso.y_thresholds_
@@ -142,13 +145,13 @@ class Isotonic:
         return {"x": self.x.tolist(), "y": self.y.tolist()}
 
     @classmethod
-    def from_state(cls, state: dict) -> "Isotonic":
+    def from_state(cls, state: dict) -> Isotonic:
         return cls(state["x"], state["y"])
 
 
 def candidates(n_classes: int) -> list[str]:
     """The methods that apply to ``n_classes`` classes, simplest first."""
-    return [name for name, cls in CALIBRATORS.items() if n_classes == 2 or not cls.binary_only]
+    return CALIBRATORS.names() if n_classes == 2 else CALIBRATORS.names(binary_only=False)
 
 
 def make_calibrator(name: str, state: dict | None = None):

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Callable
 
-#: Recipe name -> :class:`Recipe`, filled by :func:`register_recipe`.
-RECIPES: dict[str, "Recipe"] = {}
+from ..registry import Registry
 
 
 @dataclass(frozen=True)
@@ -66,6 +65,10 @@ class Recipe:
     min_per_class: int = 1
 
 
+#: Recipe name -> :class:`Recipe`, filled by :func:`register_recipe`.
+RECIPES: Registry[Recipe] = Registry("recipe", sort_names=True)
+
+
 def register_recipe(name: str, description: str, evidence: str, multilabel: bool = False, min_per_class: int = 1):
     """Decorator that registers ``build(labels, options) -> unfitted estimator`` as recipe ``name``.
 
@@ -74,9 +77,8 @@ def register_recipe(name: str, description: str, evidence: str, multilabel: bool
     """
 
     def wrap(build: Callable) -> Callable:
-        if name in RECIPES and RECIPES[name].build is not build:
-            raise ValueError(f"recipe {name!r} is already registered by {RECIPES[name].build.__qualname__}")
-        RECIPES[name] = Recipe(name, description, evidence, build, multilabel, min_per_class)
+        RECIPES.add(name, Recipe(name, description, evidence, build, multilabel, min_per_class),
+                    multilabel=multilabel, min_per_class=min_per_class)
         return build
 
     return wrap
@@ -123,11 +125,9 @@ def build_recipe(name: str, labels, **options):
         Unfitted; its ``provenance`` holds the recipe's name and options, which ``save`` writes
         into the manifest.
     """
-    if name not in RECIPES:
-        raise ValueError(f"unknown recipe {name!r}; choose one of {', '.join(sorted(RECIPES))}")
     recipe, checked = RECIPES[name], check_options(options)
     if checked.multilabel and not recipe.multilabel:
-        usable = ", ".join(sorted(n for n, r in RECIPES.items() if r.multilabel))
+        usable = ", ".join(sorted(RECIPES.names(multilabel=True)))
         raise ValueError(f"recipe {name!r} is for one label per text; with --multilabel use one of: {usable}")
     estimator = recipe.build([str(label) for label in labels], checked)
     estimator.provenance = {"recipe": name, "options": asdict(checked)}

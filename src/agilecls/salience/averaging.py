@@ -3,13 +3,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from .explanation import Explanation
+from .result import Explanation
 
 
 def mean_explanation(explanations: Sequence[Explanation], model: str, context: dict) -> Explanation:

@@ -6,18 +6,21 @@ input embeddings x to a score per token.
 - ``integrated_gradients``: (embedding − baseline) · the gradient averaged along the straight
   path from a zero-embedding baseline (signed; sums to f(input) − f(baseline)).
 
-Add a method with ``@register_method("name", signed=...)``; the CLI and the web app list the registry.
+Add a method with ``@register_method("name", signed=..., title=...)``; the CLI and the web app list
+the registry, and :func:`method_titles` gives the names people read.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
-from .objectives import _Objective
+from ..registry import Registry
 
-METHODS: dict[str, Callable] = {}
+#: Method name -> ``fn(objective, embeds, **options) -> (scores, info)``, with ``signed`` and ``title``
+#: as metadata (:func:`register_method`).
+METHODS: Registry[Callable] = Registry("salience method")
 
 #: Integrated Gradients is flagged when its completeness error exceeds this share of
 #: |f(input) - f(baseline)| (and :data:`COMPLETENESS_FLOOR` in absolute terms).
@@ -26,30 +29,48 @@ COMPLETENESS_TOLERANCE = 0.1
 COMPLETENESS_FLOOR = 1e-4
 
 
-def register_method(name: str, signed: bool):
-    """Add a salience method to the registry: ``fn(objective, embeds, **options) -> (scores, info)``."""
+def register_method(name: str, signed: bool, title: str):
+    """Decorator that adds a salience method: ``fn(objective, embeds, **options) -> (scores, info)``.
+
+    Parameters
+    ----------
+    name : str
+        The name the CLI, the API and :func:`~agilecls.explain` take.
+    signed : bool
+        Whether a score's sign means something (for or against the target); kept as ``fn.signed`` too.
+    title : str
+        The name shown to people (the web app's method menu).
+    """
 
     def wrap(fn):
         fn.signed = signed
-        METHODS[name] = fn
-        return fn
+        return METHODS.register(name, signed=signed, title=title)(fn)
 
     return wrap
 
 
+def method_titles() -> dict[str, str]:
+    """Display title of every salience method, by name, in registration order.
+
+    Examples
+    --------
+    >>> method_titles()["grad_dot_input"]
+    'Grad · Input'
+    """
+    return {name: METHODS.meta(name)["title"] for name in METHODS}
+
 
 def run_method(method: str, objective, embeds, options) -> tuple[torch.Tensor, dict]:
     """Run the registered ``method``; an unknown name is a clear error listing the known ones."""
-    return METHODS[check_method(method)](objective, embeds, **options)
+    return METHODS[method](objective, embeds, **options)
 
 
 def check_method(method: str) -> str:
-    if method not in METHODS:
-        raise ValueError(f"unknown salience method {method!r}; use one of {', '.join(METHODS)}")
-    return method
+    """``method`` when it is a registered salience method, else a ``ValueError`` listing them."""
+    return METHODS.check(method)
 
 
-def _gradients(objective: _Objective, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _gradients(objective: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(f(x) [B], ∂f/∂x [B, L, d]); only the input gradient is computed, never weight gradients."""
     x = x.detach().requires_grad_(True)
     with torch.enable_grad():
@@ -58,19 +79,19 @@ def _gradients(objective: _Objective, x: torch.Tensor) -> tuple[torch.Tensor, to
     return f.detach(), grad
 
 
-@register_method("grad_l2", signed=False)
+@register_method("grad_l2", signed=False, title="Grad L2")
 def grad_l2(objective, embeds, **_):
     f, grad = _gradients(objective, embeds[None])
     return grad[0].norm(dim=-1), {"score": float(f[0])}
 
 
-@register_method("grad_dot_input", signed=True)
+@register_method("grad_dot_input", signed=True, title="Grad · Input")
 def grad_dot_input(objective, embeds, **_):
     f, grad = _gradients(objective, embeds[None])
     return (grad[0] * embeds).sum(-1), {"score": float(f[0])}
 
 
-@register_method("integrated_gradients", signed=True)
+@register_method("integrated_gradients", signed=True, title="Integrated Gradients")
 def integrated_gradients(objective, embeds, steps: int = 16, batch_size: int = 8, **_):
     """Midpoint Riemann sum of the path integral from a zero-embedding baseline; the ``steps``
     interpolation points run ``batch_size`` at a time. Also reports f(baseline) and how far the

@@ -1,13 +1,28 @@
-"""Renderers of an :class:`~agilecls.explain.explanation.Explanation`: a standalone HTML heat map
-and a coloured console view. They read only the explanation's plain data."""
+"""Renderers of an :class:`~agilecls.salience.result.Explanation`: a standalone HTML heat map
+and a coloured console view. They read only the explanation's plain data (:class:`Renderable`), so
+this module imports nothing of the explanation's own."""
 
 from __future__ import annotations
 
 import html
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from .explanation import Explanation
+
+class Renderable(Protocol):
+    """What the renderers read of an explanation."""
+
+    prompt: str
+    target: str
+    method: str
+    model: str
+    score: float
+    signed: bool
+    warnings: list[str]
+
+    def spans(self, granularity: str = "words", pattern: str | None = None) -> list[dict]: ...
+
+    def top(self, k: int = 5, granularity: str = "sentences", pattern: str | None = None) -> list[dict]: ...
 
 
 def _scale(values: Sequence[float], signed: bool) -> float:
@@ -22,7 +37,7 @@ def _color(score: float, scale: float, signed: bool) -> str:
     return f"rgba(234, 88, 12, {w * 0.85:.3f})" if signed else f"rgba(124, 58, 237, {w * 0.85:.3f})"
 
 
-def _html_body(exp: Explanation, granularity: str, pattern: str | None) -> str:
+def _html_body(exp: Renderable, granularity: str, pattern: str | None) -> str:
     spans = [s for s in exp.spans(granularity, pattern) if not s["special"]]
     scale = _scale([s["score"] for s in spans], exp.signed)
     parts, cursor = [], 0
@@ -37,7 +52,7 @@ def _html_body(exp: Explanation, granularity: str, pattern: str | None) -> str:
     return "".join(parts)
 
 
-def render_html(exp: Explanation, granularity: str = "words", pattern: str | None = None,
+def render_html(exp: Renderable, granularity: str = "words", pattern: str | None = None,
                 title: str | None = None, fragment: bool = False) -> str:
     body = _html_body(exp, granularity, pattern)
     top = "".join(f"<li><b>{s['score']:.4g}</b> {html.escape(s['text'][:120])}</li>"
@@ -63,7 +78,7 @@ def render_html(exp: Explanation, granularity: str = "words", pattern: str | Non
             f"</head><body><h1>{heading}</h1>{inner}</body></html>")
 
 
-def render_console(exp: Explanation, granularity: str = "words", pattern: str | None = None,
+def render_console(exp: Renderable, granularity: str = "words", pattern: str | None = None,
                    color: bool = True, top: int = 5) -> str:
     """The prompt with 24-bit background colours per span (or [score] marks without colour),
     followed by the top spans."""

@@ -16,13 +16,13 @@ project database by ``GET /api/project/status``.
 from __future__ import annotations
 
 import asyncio
-import math
 import os
+from functools import partial
 
-import numpy as np
 from fastapi import FastAPI, HTTPException, Query
 from starlette.concurrency import run_in_threadpool
 
+from ..jsonsafe import jsonable
 from ..loop import Project, ProjectError, review
 from ..loop import jobs as loop_jobs
 from ..loop.decisions import can_fit
@@ -50,32 +50,8 @@ PREFIX = "/api/project"
 TEXT_GRANULARITIES = ("words", "sentences")
 
 
-def plain(value):
-    """A JSON-safe copy of ``value``: numpy scalars as Python numbers, NaN and infinities as None.
-
-    Parameters
-    ----------
-    value : object
-        Dicts, lists, tuples, numbers and strings, nested.
-
-    Returns
-    -------
-    object
-
-    Examples
-    --------
-    >>> plain({"auc": float("nan"), "n": np.int64(3), "p": [np.float32(0.5)]})
-    {'auc': None, 'n': 3, 'p': [0.5]}
-    """
-    if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+#: JSON-safe copy of a route's result (NaN and infinities as null).
+plain = partial(jsonable, finite=True)
 
 
 def text_view(data: dict, text: str, granularities=TEXT_GRANULARITIES) -> dict:
