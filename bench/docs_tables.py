@@ -41,8 +41,8 @@ def _load(name: str) -> dict:
 def _machine(data: dict) -> str:
     m = data.get("machine") or {}
     command = f"`{data['command']}`" if data.get("command") else "a command not recorded in the results file"
-    cpu = m.get("cpu_model") or m.get("device") or m.get("processor") or "a machine not recorded"
-    cores = m.get("cpus_usable") or m.get("cpu_count")
+    cpu = m.get("cpu_model") or m.get("device") or "a CPU whose model was not recorded"
+    cores = m.get("cpus_usable") or m.get("cpu_count") or m.get("cpus")
     when = (data.get("written_at") or "")[:10] or "date not recorded"
     return f"{command} on {cpu}" + (f" ({cores} cores)" if cores else "") + f", {when}."
 
