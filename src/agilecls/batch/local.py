@@ -8,7 +8,7 @@ the chunks whose part is there and scores the rest: no row is lost or written tw
 chunk is done the parts are joined into the output (atomically) and the folder is removed.
 
 Rows that cannot be scored (empty, missing or not text) get a message in the ``error`` column and
-the job goes on.
+the job goes on; the column is null for the rows that were scored (an empty cell in CSV/TSV).
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ def _text_errors(texts: pd.Series) -> list[str | None]:
 def score_chunk(clf, chunk: pd.DataFrame, first_row: int, text_col: str, id_col: str | None,
                 keep: Sequence[str]) -> pd.DataFrame:
     """One chunk's output rows: id, kept columns, label (a multi-label classifier's labels joined by
-    ``|``), per-label probabilities, out-of-scope score (empty for multi-label) and error (empty
+    ``|``), per-label probabilities, out-of-scope score (empty for multi-label) and error (null
     where the row was scored)."""
     errors = _text_errors(chunk[text_col])
     ok = np.array([e is None for e in errors], dtype=bool)
@@ -119,7 +119,7 @@ def score_chunk(clf, chunk: pd.DataFrame, first_row: int, text_col: str, id_col:
     for k, label in enumerate(labels):
         out[f"p_{label}"] = proba[:, k]
     out["ood_score"] = ood
-    out["error"] = [e or "" for e in errors]
+    out["error"] = pd.array(errors, dtype="string")  # null where the row was scored (an empty cell in CSV/TSV)
     return out
 
 
@@ -215,7 +215,7 @@ def _run(clf, chunks, total: int | None, out: Path, out_fmt: str, parts: Path, t
         tmp = parts / f".{part.name}.tmp"
         write_frame(frame, tmp, out_fmt)
         os.replace(tmp, part)
-        bad = frame["error"] != ""
+        bad = frame["error"].notna().to_numpy()
         summary.errors += int(bad.sum())
         summary.scored += int((~bad).sum())
         summary.error_examples += [f"row {r}: {e}" for r, e in zip(frame["id"][bad], frame["error"][bad])][:3]

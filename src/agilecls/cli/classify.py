@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
-from typing import List, Optional
 
 import numpy as np
 import typer
 
 from ..persistence import is_saved, load_classifier
 from ..validation import decision_labels
-from .common import check_output_file, fail, load_or_zero_shot, parse_labels, read_texts
+from .common import check_output_file, check_split, fail, load_or_zero_shot, parse_labels, read_texts, refuse
 from .multilabel import LABEL_COLUMNS_HELP, MULTILABEL_HELP, check_matches, evaluate_multilabel
 
 
@@ -48,11 +46,11 @@ def evaluate(clf, data, report: Path, title: str, info: dict, proba=None, second
         positive = positive or str(clf.classes_[1])
         info["precision, recall, F1 of"] = named[list(map(str, clf.classes_)).index(positive)]
         typer.echo(f"classes: {info['classes']}; precision, recall and F1 are of {info['precision, recall, F1 of']}")
-    threshold = getattr(clf, "threshold_", None)  # a tuned decision threshold decides, not the argmax
-    y_pred = None if threshold is None else threshold.decide(proba[in_scope], clf.classes_)
-    if threshold is not None:
-        info["decision"] = threshold.describe()
-        typer.echo(f"decision: {threshold.describe()}")
+    rule = clf.decision_rule()  # a tuned decision threshold decides, not the argmax
+    y_pred = None if rule is None else rule.decide(proba[in_scope], clf.classes_)
+    if rule is not None:
+        info["decision"] = rule.describe()
+        typer.echo(f"decision: {rule.describe()}")
     metrics = write_report(report, [data.y[i] for i in in_scope], proba[in_scope], list(clf.classes_), title=title,
                            positive_label=positive, info=info, extra_figures=figures, y_pred=y_pred)
     shown = {k: v for k, v in metrics.items() if k != "n"}
@@ -64,50 +62,80 @@ def evaluate(clf, data, report: Path, title: str, info: dict, proba=None, second
     return metrics
 
 
+MODEL = typer.Option(None, "--model", "-m", help="A saved classifier folder, or a language model spec "
+                                                 "(bundled name, Hugging Face id, local folder) to prompt "
+                                                 "zero-shot (default: the bundled default).")
+TEXTS = typer.Argument(None, help="Texts to classify (or use --file / stdin).")
+FILE = typer.Option(None, help="Text file (one per line), CSV, TSV, JSONL or Parquet.")
+LIMIT = typer.Option(None, help="Read only the first N texts.")
+REPORT = typer.Option(Path("reports/eval.html"), help="Where to write the HTML report.")
+#: Options that build a zero-shot classifier: no effect on a saved one.
+PROMPT_OPTIONS = ("labels", "template", "instructions", "shots")
+
+
+def refuse_prompt_options(ctx, model: str | None) -> None:
+    """With a saved classifier as --model, the options that build a prompted one are errors."""
+    if model and is_saved(model):
+        refuse(ctx, [n for n in PROMPT_OPTIONS if n in ctx.params], f"has no effect with a saved classifier "
+                                                                    f"(--model {model}); it builds a prompted one")
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
-    def classify(texts: List[str] = typer.Argument(None, help="Texts to classify (or use --file / stdin)."),
-                 labels: Optional[str] = typer.Option(None, help="Comma-separated class names (zero-shot)."),
-                 model: Optional[str] = typer.Option(None, help="Model spec or a saved classifier folder."),
-                 file: Optional[Path] = typer.Option(None, help="Text file (one per line), CSV or JSONL."),
-                 text_col: str = typer.Option("text", help="Text column of a CSV/JSONL file."),
+    def classify(ctx: typer.Context, texts: list[str] = TEXTS,
+                 model: str | None = MODEL,
+                 labels: str | None = typer.Option(None, help="Comma-separated class names (zero-shot)."),
+                 file: Path | None = FILE,
+                 text_col: str = typer.Option("text", help="Text column of a CSV/TSV/JSONL/Parquet --file."),
+                 limit: int | None = LIMIT,
                  template: str = typer.Option("auto", help="auto, separator, separator-newlines or chat."),
-                 instructions: Optional[str] = typer.Option(None, help="Instruction sentence of the prompt."),
-                 as_json: bool = typer.Option(False, "--json", help="One JSON object per text.")):
+                 instructions: str | None = typer.Option(None, help="Instruction sentence of the prompt."),
+                 as_json: bool = typer.Option(False, "--json", help="Print the labels as one JSON object.")):
         """Print the label and per-label probabilities of each text."""
-        items = read_texts(texts, file, text_col)
+        refuse_prompt_options(ctx, model)
+        if file is None:
+            refuse(ctx, ["text_col"], "needs --file")
+        items = read_texts(texts, file, text_col)[:limit]
         if not items:
             fail("no texts to classify")
 
         clf = load_or_zero_shot(model, labels, template=template, instructions=instructions)
         details = clf.details(items)  # a multi-label classifier's labels are joined by |
         decisions = decision_labels(details["pred"], [str(c) for c in clf.classes_])
-        for text, best, p in zip(items, decisions, details["proba"]):
-            probs = {str(label): round(float(v), 4) for label, v in zip(clf.classes_, p)}
-            if as_json:
-                typer.echo(json.dumps({"text": text, "label": str(best), "probabilities": probs}, ensure_ascii=False))
-            else:
+        rows = []
+        for text, best, p in zip(items, decisions, details["proba"], strict=True):
+            probs = {str(label): round(float(v), 4) for label, v in zip(clf.classes_, p, strict=True)}
+            rows.append({"text": text, "label": str(best), "probabilities": probs})
+            if not as_json:
                 shown = "  ".join(f"{k}={v:.3f}" for k, v in probs.items())
                 typer.echo(f"{best}\t{shown}\t{text[:80]}")
+        return {"model": clf.describe(), "classes": [str(c) for c in clf.classes_], "predictions": rows}
 
     @app.command("eval")
-    def eval_command(data: str = typer.Argument(..., help="ethos, tweets, clinc150 (name[:split]) or a CSV/JSONL file."),
-                     model: Optional[str] = typer.Option(None, help="Model spec or a saved classifier folder."),
+    def eval_command(ctx: typer.Context,
+                     data: str = typer.Argument(..., help="ethos, tweets, clinc150 (name[:split]) or a "
+                                                          "CSV/TSV/JSONL/Parquet file."),
+                     model: str | None = MODEL,
                      split: str = typer.Option("test", help="Split of a reference dataset."),
-                     text_col: str = typer.Option("text"), label_col: str = typer.Option("label"),
-                     labels: Optional[str] = typer.Option(None, help="Comma-separated class names."),
+                     text_col: str = typer.Option("text", help="Text column of a file."),
+                     label_col: str = typer.Option("label", help="Label column of a file."),
+                     labels: str | None = typer.Option(None, help="Comma-separated class names."),
                      shots: int = typer.Option(0, help="In-context examples per class from the train split."),
-                     template: str = typer.Option("auto"),
-                     limit: Optional[int] = typer.Option(None, help="Evaluate only the first N texts."),
-                     report: Path = typer.Option(Path("reports/eval.html"), help="Where to write the HTML report."),
+                     template: str = typer.Option("auto", help="auto, separator, separator-newlines or chat."),
+                     limit: int | None = LIMIT, report: Path = REPORT,
                      multilabel: bool = typer.Option(False, "--multilabel", help=MULTILABEL_HELP),
-                     label_columns: Optional[str] = typer.Option(None, help=LABEL_COLUMNS_HELP)):
+                     label_columns: str | None = typer.Option(None, help=LABEL_COLUMNS_HELP),
+                     as_json: bool = typer.Option(False, "--json", help="Print the metrics as one JSON object.")):
         """Evaluate a classifier on a dataset: metrics table + HTML report."""
         from ..datasets import load_dataset  # loads torch/pandas: only when the command runs
         from ..lm.classifier import AgileClassifier  # loads torch/pandas: only when the command runs
         from ..lm.loading import DEFAULT_MODEL  # loads torch/pandas: only when the command runs
 
         check_output_file(report, "--report")
+        check_split(ctx, data)
+        if model and is_saved(model):
+            refuse(ctx, ["shots", "template"], f"has no effect with a saved classifier (--model {model}); it "
+                                               f"builds a prompted one")
 
         def run():
             test = load_dataset(data, split, text_col, label_col, parse_labels(labels), multilabel=multilabel,
@@ -128,5 +156,7 @@ def register(app: typer.Typer) -> None:
         clf, test = run()
         name = clf.describe()
         if test.meta.get("multilabel"):
-            return evaluate_multilabel(clf, test, report, f"{test.name}: {name}", {"model": name})
-        evaluate(clf, test, report, f"{test.name}: {name}", {"model": name, "shots": shots})
+            metrics = evaluate_multilabel(clf, test, report, f"{test.name}: {name}", {"model": name})
+        else:
+            metrics = evaluate(clf, test, report, f"{test.name}: {name}", {"model": name, "shots": shots})
+        return {"model": name, "data": test.name, "texts": len(test), "report": str(report), "metrics": metrics}

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import math
 import os
 import sys
 from collections.abc import Callable, Iterable
@@ -74,11 +75,21 @@ def prints_result(command: Callable) -> Callable:
         stdout = sys.stdout
         with contextlib.redirect_stdout(sys.stderr):
             result = command(*args, **kwargs)
-        stdout.write(json.dumps(jsonable(result if result is not None else {}), ensure_ascii=False) + "\n")
+        text = json.dumps(finite(jsonable(result if result is not None else {})), ensure_ascii=False)
+        stdout.write(text + "\n")
         stdout.flush()
         return result
 
     return run
+
+
+def finite(value):
+    """``value`` (plain JSON types) with NaN and infinities as null: JSON has no such numbers."""
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [finite(v) for v in value]
+    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def option_name(ctx: click.Context, name: str) -> str:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 from .classify import evaluate
-from .common import check_output_file, check_output_folder
+from .common import check_output_file, check_output_folder, refuse
 
 DEMO_REPORT = Path("reports/demo.html")
 #: Demo tuning budget: a few minutes on a 2-core CPU (docs/benchmarks.md).
@@ -32,9 +31,35 @@ def demo_estimator(train, model: str | None, encoder: str, combine: str, holdout
                         holdout=holdout, combine=combine, threshold=threshold or "none", llm={"epochs": epochs})
 
 
+MODEL = typer.Option(None, "--model", "-m", help="Language model spec (default: the bundled default).")
+OUT = typer.Option(None, "--out", "-o", help="Also save the tuned classifier to this folder.")
+LIMIT = typer.Option(None, help="Read only the first N test texts.")
+REPORT = typer.Option(DEMO_REPORT, help="Where to write the HTML report.")
+THRESHOLD = typer.Option("expected_f1", help="Decision threshold of the hateful class chosen on the held-out rows: "
+                                             "expected_f1, f1, precision:<t>, recall:<t> or 'none' (with "
+                                             "--combine stack).")
+#: Options that only the tuned demo reads, and those that only its ensemble (an --encoder) reads.
+TUNED_ONLY = ("encoder", "combine", "holdout", "threshold", "train_size", "epochs", "out")
+ENSEMBLE_ONLY = ("combine", "holdout", "threshold")
+
+
+def check_options(ctx, tune: bool, encoder: str, combine: str) -> None:
+    """Refuse options that the chosen demo would ignore (one line naming what they need)."""
+    if combine not in ("stack", "vote"):
+        raise ValueError(f"--combine {combine!r}: use 'stack' or 'vote'")
+    if not tune:
+        refuse(ctx, TUNED_ONLY, "has no effect with --no-tune (it sets the tuned demo)")
+        return
+    refuse(ctx, ["shots"], "needs --no-tune (the tuned demo prompts without examples)")
+    if not encoder:
+        refuse(ctx, ENSEMBLE_ONLY, "has no effect with --encoder '' (it sets the ensemble)")
+    if combine == "vote":
+        refuse(ctx, ["threshold", "holdout"], "has no effect with --combine vote")
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
-    def demo(model: Optional[str] = typer.Option(None, help="Model spec (default: the bundled default)."),
+    def demo(ctx: typer.Context, model: str | None = MODEL,
              tune: bool = typer.Option(True, "--tune/--no-tune", help="LoRA-tune on ETHOS training rows first "
                                                                       "(else few-shot prompting)."),
              encoder: str = typer.Option(DEMO_ENCODER, help="Sentence encoder that is fine-tuned and joins the tuned "
@@ -44,16 +69,13 @@ def register(app: typer.Typer) -> None:
                                                        "or 'vote' (the mean, on all training rows)."),
              holdout: float = typer.Option(DEMO_HOLDOUT, help="Share of the training rows held out for the "
                                                               "stacker and the threshold (with --combine stack)."),
-             threshold: Optional[str] = typer.Option("expected_f1", help="Decision threshold of the hateful class "
-                                                                         "chosen on the held-out rows: expected_f1, "
-                                                                         "f1, precision:<t>, recall:<t> or 'none' "
-                                                                         "(with --combine stack)."),
+             threshold: str | None = THRESHOLD,
              train_size: int = typer.Option(DEMO_TRAIN_SIZE, help="Training rows used for tuning."),
              epochs: int = typer.Option(DEMO_EPOCHS, help="Tuning epochs."),
              shots: int = typer.Option(1, help="In-context examples per class (with --no-tune)."),
-             limit: Optional[int] = typer.Option(None, help="Evaluate only the first N test texts."),
-             save: Optional[Path] = typer.Option(None, help="Also save the tuned classifier to this folder."),
-             report: Path = typer.Option(DEMO_REPORT, help="Where to write the HTML report.")):
+             limit: int | None = LIMIT, out: Path | None = OUT,
+             report: Path = REPORT,
+             as_json: bool = typer.Option(False, "--json", help="Print the metrics as one JSON object.")):
         """The main job: classify the ETHOS hate-speech test split with the bundled default model,
         LoRA-tuned on ETHOS training rows in a few minutes on a CPU and joined by a sentence-encoder
         head (or prompted, with --no-tune)."""
@@ -61,11 +83,10 @@ def register(app: typer.Typer) -> None:
         from ..lm.classifier import AgileClassifier  # loads torch/pandas: only when the command runs
         from ..lm.loading import DEFAULT_MODEL  # loads torch/pandas: only when the command runs
 
-        if combine not in ("stack", "vote"):
-            raise ValueError(f"--combine {combine!r}: use 'stack' or 'vote'")
+        check_options(ctx, tune, encoder, combine)
         check_output_file(report, "--report")
-        if save is not None:
-            check_output_folder(save, "--save")
+        if out is not None:
+            check_output_folder(out)
 
         def run():
             train, test = load_ethos("train"), load_ethos("test")
@@ -80,17 +101,18 @@ def register(app: typer.Typer) -> None:
             what = f"{llm.model} LoRA-tuned for {epochs} epochs (top {llm.top_layers} layers, rank {llm.rank})"
             if encoder:
                 what += f" + the {encoder} sentence encoder fine-tuned with a softmax head"
-                what += (f", stacked by a logistic regression on {holdout:.0%} held-out rows" if combine == "stack"
-                         else ", soft-voted")
-            typer.echo(f"agilecls demo: {what}; {train_size} ETHOS training texts; ETHOS test split ({len(test)} texts)")
+                what += (f", stacked by a logistic regression on {holdout:.0%} held-out rows"
+                         if combine == "stack" else ", soft-voted")
+            typer.echo(f"agilecls demo: {what}; {train_size} ETHOS training texts; ETHOS test split "
+                       f"({len(test)} texts)")
             start = time.perf_counter()
             clf.fit(train.texts[:train_size], train.y[:train_size])
             tuned = clf.named_estimators_["llm"] if encoder else clf
             typer.echo(f"trained in {time.perf_counter() - start:.0f} s; train loss per epoch: "
                        + ", ".join(f"{h['train_loss']:.3f}" for h in tuned.history_))
-            if save is not None:
-                clf.save(save)
-                typer.echo(f"saved to {save}")
+            if out is not None:
+                clf.save(out)
+                typer.echo(f"saved to {out}")
             return clf, test
 
         clf, test = run()
@@ -99,6 +121,8 @@ def register(app: typer.Typer) -> None:
         info = {"model": name}
         info.update({"train texts": train_size, "epochs": epochs} if tune else {"shots": shots})
         proba = seconds = None
+        result = {"model": name, "data": test.name, "texts": len(test), "report": str(report),
+                  "out": None if out is None else str(out)}
         if tune and encoder:  # each member alone and their plain mean, for comparison with the ensemble
             from ..ensemble import soft_vote  # loads torch/pandas: only when the command runs
             from ..evaluation.metrics import (  # loads torch/pandas: only when the command runs
@@ -119,4 +143,6 @@ def register(app: typer.Typer) -> None:
             typer.echo("each member alone" + (", and their plain mean:" if clf.combine == "stack" else ":"))
             typer.echo(format_table(rows))
             typer.echo("the ensemble:")
-        evaluate(clf, test, report, f"ETHOS hate speech, {how}, {name}", info, proba, seconds)
+            result["members"] = rows
+        result["metrics"] = evaluate(clf, test, report, f"ETHOS hate speech, {how}, {name}", info, proba, seconds)
+        return result

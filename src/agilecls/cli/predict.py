@@ -4,50 +4,56 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 from ..persistence import is_saved
-from .common import check_output_file, check_output_folder, fail, parse_labels
+from .common import check_output_file, check_output_folder, check_split, fail, parse_labels, refuse
+
+DATA = typer.Argument(..., help="CSV, TSV, JSONL or Parquet file, or a reference dataset name[:split].")
+MODEL = typer.Option(..., "--model", "-m", help="Folder of a saved classifier (agilecls train).")
+OUT = typer.Option(Path("preds.csv"), "--out", "-o", help="Predictions: .csv, .tsv, .jsonl or .parquet (id, kept "
+                                                          "columns, label, p_<label>, ood_score, error: null where "
+                                                          "the row was scored; empty in CSV/TSV).")
+LIMIT = typer.Option(None, help="Read only the first N rows of the data.")
+JSON = typer.Option(False, "--json", help="Print the run's summary as one JSON object.")
 
 
 def register(app: typer.Typer) -> None:
     @app.command()
-    def predict(model_dir: Path = typer.Argument(..., help="Folder of a saved classifier (agilecls train)."),
-                data: str = typer.Argument(..., help="CSV, TSV, JSONL or Parquet file, or a reference dataset "
-                                                     "name[:split]."),
-                out: Path = typer.Option(Path("preds.csv"), "--out", help="Predictions: .csv, .tsv, .jsonl or "
-                                                                          ".parquet (id, kept columns, label, "
-                                                                          "p_<label>, ood_score, error)."),
+    def predict(ctx: typer.Context, data: str = DATA, model: Path = MODEL, out: Path = OUT,
                 text_col: str = typer.Option("text", help="Text column of the file."),
-                id_col: Optional[str] = typer.Option(None, help="Column copied as id (default: the row number)."),
-                keep: Optional[str] = typer.Option(None, help="Comma-separated input columns copied to the "
-                                                              "output (default: the text column)."),
+                id_col: str | None = typer.Option(None, help="Column copied as id (default: the row number)."),
+                keep: str | None = typer.Option(None, help="Comma-separated input columns copied to the output "
+                                                           "(default: the text column)."),
                 chunk_size: int = typer.Option(1000, help="Rows read, scored and written at a time."),
                 resume: bool = typer.Option(False, "--resume", help="Continue an unfinished run of the same job "
                                                                     "from its last whole chunk."),
                 split: str = typer.Option("test", help="Split of a reference dataset."),
-                limit: Optional[int] = typer.Option(None, help="Predict only the first N texts."),
+                limit: int | None = LIMIT,
                 engine: str = typer.Option("local", help="local (streaming, resumable) or ray (Ray Data; needs "
                                                          "agilecls[ray]; --out is a folder of Parquet files)."),
-                ray_address: Optional[str] = typer.Option(None, help="Ray cluster address (default: a local Ray)."),
+                ray_address: str | None = typer.Option(None, help="Ray cluster address (default: a local Ray)."),
                 actors: int = typer.Option(2, help="Ray actors, each holding one copy of the classifier."),
-                batch_size: int = typer.Option(256, help="Rows per Ray batch.")):
+                batch_size: int = typer.Option(256, help="Rows per Ray batch."),
+                as_json: bool = JSON):
         """Label every row of a file with a saved classifier; rows that cannot be scored get an
         error column value and the job goes on."""
         from ..batch.local import predict_file  # loads torch: only when the command runs
         from ..datasets import load_dataset  # pandas: only when the command runs
         from ..runtime import cache_dir  # torch: only when the command runs
 
-        if not is_saved(model_dir):
-            fail(f"{model_dir} is not a saved classifier; create one with `agilecls train`")
+        if not is_saved(model):
+            fail(f"--model {model} is not a saved classifier; create one with `agilecls train`")
+        if engine not in ("local", "ray"):
+            fail(f"--engine must be local or ray, got {engine!r}")
+        check_split(ctx, data)
         kept = parse_labels(keep) if keep is not None else [text_col]
         if engine == "ray":
+            refuse(ctx, ["resume", "chunk_size", "limit", "split"], "has no effect with --engine ray")
             check_output_folder(out)
-            return _predict_on_ray(model_dir, data, out, text_col, id_col, kept, actors, batch_size, ray_address)
-        if engine != "local":
-            fail(f"--engine must be local or ray, got {engine!r}")
+            return _predict_on_ray(model, data, out, text_col, id_col, kept, actors, batch_size, ray_address)
+        refuse(ctx, ["ray_address", "actors", "batch_size"], "needs --engine ray")
         from ..batch.io import output_format  # pandas: only when the command runs
 
         check_output_file(out)
@@ -64,7 +70,7 @@ def register(app: typer.Typer) -> None:
                     tmp = source.with_name(f".{source.name}.tmp")
                     dataset.to_frame()[["text"]].rename(columns={"text": text_col}).to_parquet(tmp, index=False)
                     os.replace(tmp, source)
-            return predict_file(model_dir, source, out, text_col=text_col, id_col=id_col, keep=kept,
+            return predict_file(model, source, out, text_col=text_col, id_col=id_col, keep=kept,
                                 chunk_size=chunk_size, limit=limit, resume=resume)
 
         summary = run()
@@ -74,9 +80,12 @@ def register(app: typer.Typer) -> None:
                    + f"; written to {out}")
         for example in summary.error_examples:
             typer.echo(f"  {example}")
+        return {"out": str(out), "rows": summary.rows, "scored": summary.scored, "errors": summary.errors,
+                "seconds": round(summary.seconds, 3), "texts_per_second": round(summary.texts_per_second, 3),
+                "resumed_chunks": summary.resumed_chunks, "error_examples": summary.error_examples}
 
 
-def _predict_on_ray(model_dir, data, out, text_col, id_col, keep, actors, batch_size, ray_address) -> None:
+def _predict_on_ray(model, data, out, text_col, id_col, keep, actors, batch_size, ray_address) -> dict:
     try:
         import ray  # noqa: F401
 
@@ -85,6 +94,7 @@ def _predict_on_ray(model_dir, data, out, text_col, id_col, keep, actors, batch_
         fail('the Ray engine needs Ray: pip install "agilecls[ray]"')
     if not id_col:
         fail("--engine ray needs --id-col: rows are scored out of order across actors")
-    folder = predict_dataset(model_dir, data, out, text_col=text_col, id_col=id_col, keep=keep,
+    folder = predict_dataset(model, data, out, text_col=text_col, id_col=id_col, keep=keep,
                          actors=actors, batch_size=batch_size, ray_address=ray_address)
     typer.echo(f"predictions written to {folder} (Parquet files)")
+    return {"out": str(folder), "engine": "ray"}
