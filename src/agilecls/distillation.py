@@ -19,10 +19,10 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.model_selection import train_test_split
-from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
+from ._compat import Interval
 from .calibration.calibrators import choose_calibrator
 from .calibration.classifier import CalibratedClassifier
 from .calibration.thresholds import DecisionThreshold, fit_threshold

@@ -21,10 +21,9 @@ from typing import Sequence
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sklearn.base import ClassifierMixin
-from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.metaestimators import _BaseComposition
 from sklearn.utils.validation import check_is_fitted
 
+from ._compat import BaseComposition, Interval, StrOptions
 from .calibration.crossfit import clone_with_labels, columns_in, out_of_fold, with_shared_lower_cache
 from .calibration.stacking import Stacker
 from .calibration.thresholds import DecisionThreshold, check_threshold_setting, fit_threshold
@@ -61,7 +60,7 @@ class EnsembleManifest(BaseModel):
 
 
 @register_estimator("EnsembleClassifier")
-class EnsembleClassifier(TextInputTags, ClassifierMixin, _BaseComposition):
+class EnsembleClassifier(TextInputTags, ClassifierMixin, BaseComposition):
     """Soft-voting or stacked ensemble of agilecls classifiers (any estimator with ``fit`` /
     ``predict_proba`` / ``classes_`` / ``save``, loadable by :func:`agilecls.persistence.load_classifier`).
 

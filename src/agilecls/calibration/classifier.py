@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
+from .._compat import HasMethods, Interval, StrOptions
 from ..persistence import load_as, load_classifier, register_estimator, save_estimator, validate_manifest
 from ..validation import TextInputTags, check_multilabel_xy, check_texts, check_xy, is_multilabel
 from .calibrators import CALIBRATORS, choose_calibrator, make_calibrator

@@ -15,9 +15,9 @@ from numbers import Integral, Real
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
+from .._compat import Interval, StrOptions
 from ..calibration.thresholds import check_rule, choose_reject_threshold
 from ..evaluation.metrics import multilabel_metrics, uncertainty_metrics
 from ..persistence import load_as, register_estimator, save_estimator

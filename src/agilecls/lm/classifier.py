@@ -11,9 +11,9 @@ from typing import Sequence
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
+from .._compat import Interval, StrOptions
 from ..batching import distinct_rows
 from ..persistence import load_as, register_estimator, save_estimator
 from ..uncertainty import label_ood_scores
