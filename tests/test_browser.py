@@ -6,11 +6,16 @@ the mistaken and the fixed prompt side by side, classifies a text, and saves a s
 
 from __future__ import annotations
 
+import json
+import urllib.request
+from pathlib import Path
+
 import pytest
 
 from conftest import ARTIFACTS, NEEDS_CHROMIUM, chromium_page, serve_in_thread
 
 SUFFIX = " Contains eggs.\nRecommendation:"
+STATIC = Path(__file__).parent.parent / "src" / "agilecls" / "server" / "static"
 pytestmark = NEEDS_CHROMIUM
 
 
@@ -28,6 +33,15 @@ def server():
 def page(server):
     with chromium_page() as page:
         yield page
+
+
+def method_titles(url: str, token: str | None = None) -> dict[str, str]:
+    """``{method: display title}`` as the server's /api/info answers, in its method order."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    with urllib.request.urlopen(urllib.request.Request(url + "/api/info", headers=headers)) as answer:
+        info = json.load(answer)
+    assert set(info["method_titles"]) == set(info["methods"])
+    return {name: info["method_titles"][name] for name in info["methods"]}
 
 
 def _explain(page, timeout=240_000):
@@ -53,6 +67,12 @@ def test_prompt_debugging_in_chromium(page, server):
     page.goto(server)
     page.wait_for_selector("body[data-ready='1']")
     assert page.locator("#model-name").inner_text() == "smollm2-135m-instruct"
+    # The method list shows the titles /api/info serves, in its order (the pages hard-code none).
+    titles = method_titles(server)
+    assert page.locator("#method option").all_inner_texts() == list(titles.values())
+    assert page.locator("#clf-method option").evaluate_all("os => os.map(o => o.value)") == list(titles)
+    scripts = "".join(path.read_text(encoding="utf-8") for path in STATIC.glob("*.js"))
+    assert not [title for title in titles.values() if title in scripts]
 
     # Load the samples, edit the few-shot prompt with the copy-paste mistake, explain it.
     page.click("#load-samples")
@@ -64,7 +84,7 @@ def test_prompt_debugging_in_chromium(page, server):
     assert n_sentences > 15
     top_sentence = page.locator("#top-spans li .span-text").first.inner_text()
     assert top_sentence.strip()
-    assert "log p(span)" in page.locator("#result-meta").inner_text()
+    assert page.locator("#result-meta").inner_text().startswith(titles["grad_l2"] + " · log p(span)")
 
     # Switch granularity: words give many more spans, paragraphs fewer; the text stays the same.
     page.select_option("#granularity", "words")

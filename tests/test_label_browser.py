@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 
 from agilecls.loop import Project
+from test_browser import method_titles
 from test_label_api import LABELS, TRUTH, make_project
 
 from conftest import ARTIFACTS, NEEDS_CHROMIUM, chromium_page, serve_in_thread
 
-DOCS_IMG = Path(__file__).parent.parent / "docs" / "img"
+DOCS_IMG = Path(__file__).parent.parent / "docs" / "how-to" / "img"
 
 pytestmark = NEEDS_CHROMIUM
 
@@ -126,12 +127,15 @@ def test_labelling_in_chromium(page, served):
     page.wait_for_function(f"document.body.dataset.explained === '{text_id}'", timeout=120_000)
     assert page.locator("#explain-heatmap").inner_text() == stored.loc[text_id, "text"]
     assert page.locator("#explain-heatmap .hl").count() == len(stored.loc[text_id, "text"].split())
-    assert "Grad · Input" in page.locator("#explain-meta").inner_text()
+    titles = method_titles(url, token="tok")  # the page shows the titles /api/info serves
+    assert page.locator("#method option").all_inner_texts() == list(titles.values())
+    assert f" · {titles['grad_dot_input']} · " in page.locator("#explain-meta").inner_text()
     predicted = row.locator(".review-meta b").nth(1).inner_text()
     assert page.locator("#explain-label").inner_text() == f"“{predicted}”"  # the words behind the disagreement
     with page.expect_response("**/api/project/explain") as answer:
         page.select_option("#method", "integrated_gradients")
-    page.wait_for_function("document.querySelector('#explain-meta').textContent.includes('Integrated')")
+    page.wait_for_function("(t) => document.querySelector('#explain-meta').textContent.includes(t)",
+                           arg=titles["integrated_gradients"])
     warnings = answer.value.json()["warnings"]
     assert page.locator("#explain-warnings").is_visible() == bool(warnings)
     page.locator("#explain-card").screenshot(path=str(ARTIFACTS / "label_salience.png"))

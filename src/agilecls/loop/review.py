@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import confusion_matrix
 
-from ..evaluation.metrics import classification_metrics
+from ..evaluation.metrics import classification_metrics, confidence_bins
 from . import decisions, serving
 from .versions import headline, training_data
 
@@ -26,6 +26,8 @@ REVIEW_MIN_PER_CLASS = 8
 #: small-text's ``KappaAverage``).
 STOP_WINDOW = 3
 STOP_KAPPA = 0.99
+#: Confidence bins of the page's reliability points: fewer than the ECE's 15, as a project's labels
+#: number tens to hundreds.
 RELIABILITY_BINS = 10
 
 
@@ -42,16 +44,11 @@ def out_of_fold(project) -> dict:
 
 
 def reliability(y_idx: np.ndarray, proba: np.ndarray, bins: int = RELIABILITY_BINS) -> list[dict]:
-    """Per confidence bin: mean confidence, accuracy and count (a reliability diagram's points)."""
-    conf, pred = proba.max(axis=1), proba.argmax(axis=1)
-    edges = np.linspace(0, 1, bins + 1)
-    out = []
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        inside = (conf > lo) & (conf <= hi)
-        if inside.any():
-            out.append({"confidence": float(conf[inside].mean()), "accuracy": float((pred[inside] == y_idx[inside]).mean()),
-                        "count": int(inside.sum())})
-    return out
+    """Per non-empty confidence bin (:func:`~agilecls.evaluation.metrics.confidence_bins`): mean
+    confidence, accuracy and count (a reliability diagram's points)."""
+    binned = confidence_bins(y_idx, proba, bins)
+    return [{"confidence": float(c), "accuracy": float(a), "count": int(n)}
+            for c, a, n in zip(binned.confidence, binned.accuracy, binned.counts, strict=True) if n]
 
 
 def stopping(project) -> dict:

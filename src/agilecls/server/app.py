@@ -17,7 +17,6 @@ import os
 import time
 from importlib import resources
 from pathlib import Path
-from typing import Optional
 
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse
@@ -29,7 +28,7 @@ from ..monitoring.drift import ReferenceProfile
 from ..persistence import load_classifier
 from ..readers import parse_prompt_records
 from ..salience.explanation import explain, generate
-from ..salience.methods import METHODS
+from ..salience.methods import METHODS, method_titles
 from ..salience.spans import GRANULARITIES, aggregate
 from .label_api import add_label_routes, text_view
 from .predict_api import add_prediction_routes, named_classifier
@@ -56,11 +55,11 @@ def sample_examples() -> list[dict]:
     return parse_prompt_records(text)
 
 
-def _view(exp, pattern: Optional[str]) -> dict:
+def _view(exp, pattern: str | None) -> dict:
     return exp.to_dict(VIEW_GRANULARITIES + (["regex"] if pattern else []), pattern)
 
 
-def create_app(model=None, classifiers: Optional[dict] = None, max_body: int = MAX_BODY, token: str | None = None,
+def create_app(model=None, classifiers: dict | None = None, max_body: int = MAX_BODY, token: str | None = None,
                max_pending: int = 64, max_batch: int = 64, max_wait: float = 0.02,
                time_limit: float = 120.0, project: str | os.PathLike | None = None) -> FastAPI:
     """The app.
@@ -164,8 +163,10 @@ def create_app(model=None, classifiers: Optional[dict] = None, max_body: int = M
 
     @app.get("/api/info", responses=ERROR_RESPONSES)
     async def info() -> dict:
-        """The model, the salience methods and granularities, the trained classifiers."""
+        """The model, the salience methods (with their display titles) and granularities, the trained
+        classifiers."""
         return {"model": spec, "loaded": state["lm"] is not None, "methods": list(METHODS),
+                "method_titles": method_titles(),
                 "signed": {k: fn.signed for k, fn in METHODS.items()}, "granularities": list(GRANULARITIES),
                 "classifiers": sorted(trained), "max_body": max_body, "project": project_name}
 

@@ -1,11 +1,7 @@
-// agilecls prompt-debugging page: plain JS, no build step, no external assets.
+// agilecls prompt-debugging page: plain JS, no build step, no external assets. Loaded after common.js
+// (api, busy, esc, the method titles, the heat map).
 "use strict";
 
-/** Display names of the salience methods the server lists in /api/info. */
-const METHOD_NAMES = { grad_l2: "Grad L2 norm", grad_dot_input: "Grad · Input", integrated_gradients: "Integrated Gradients" };
-
-
-const $ = (id) => document.getElementById(id);
 const state = {
   info: null,
   datapoints: [],      // {id, source, prompt, target, result, stale}
@@ -16,46 +12,6 @@ const state = {
   nextId: 1,
   classify: null,
 };
-
-// A server started with --token: open the page as http://HOST:PORT/#token=TOKEN.
-const TOKEN = new URLSearchParams(location.hash.slice(1)).get("token") || sessionStorage.getItem("agilecls-token");
-if (TOKEN) sessionStorage.setItem("agilecls-token", TOKEN);
-
-async function api(path, body) {
-  const headers = TOKEN ? { Authorization: "Bearer " + TOKEN } : {};
-  const opts = body === undefined ? { headers } : {
-    method: "POST", headers: { ...headers, "Content-Type": "application/json" }, body: JSON.stringify(body),
-  };
-  const res = await fetch(path, opts);
-  const data = await res.json().catch(() => ({}));
-  if (!res.ok) {
-    const detail = Array.isArray(data.detail) ? data.detail.map((d) => d.msg).join("; ") : data.detail;
-    throw new Error(detail || res.statusText);
-  }
-  return data;
-}
-
-function setStatus(text, kind = "") {
-  const el = $("status");
-  el.textContent = text;
-  el.className = "status " + kind;
-}
-
-async function busy(label, fn) {
-  setStatus(label + "…", "busy");
-  document.body.classList.add("working");
-  const t0 = performance.now();
-  try {
-    const out = await fn();
-    setStatus(`done in ${((performance.now() - t0) / 1000).toFixed(1)} s`, "ok");
-    return out;
-  } catch (err) {
-    setStatus(err.message, "error");
-    throw err;
-  } finally {
-    document.body.classList.remove("working");
-  }
-}
 
 // ---- datapoints -------------------------------------------------------------------------------
 function addDatapoints(records) {
@@ -100,53 +56,12 @@ function renderList() {
   }
 }
 
-function esc(s) {
-  return String(s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
-}
-
 // ---- heat maps --------------------------------------------------------------------------------
-// Intensity multiplies each span's share of the maximum: >1 brings out the weaker spans.
-function weight(score, scale, intensity) { return Math.min(1, intensity * Math.abs(score) / (scale || 1)); }
-
-function colour(score, scale, signed, intensity) {
-  const w = weight(score, scale, intensity);
-  const a = (0.08 + 0.82 * w) * (score === 0 ? 0 : 1);
-  if (!signed) return `rgba(124, 58, 237, ${a.toFixed(3)})`;
-  return score >= 0 ? `rgba(234, 88, 12, ${a.toFixed(3)})` : `rgba(37, 99, 235, ${a.toFixed(3)})`;
-}
-
-function textColour(score, scale, intensity) {
-  return weight(score, scale, intensity) > 0.62 ? "#fff" : "";
-}
+const intensity = () => parseFloat($("intensity").value);
 
 function spansFor(result, granularity, key = "spans") {
   const all = result[key] || {};
   return (all[granularity] || []).filter((s) => !s.special);
-}
-
-function drawHeatmap(el, text, spans, signed, onHover) {
-  const intensity = parseFloat($("intensity").value);
-  const scale = Math.max(1e-12, ...spans.map((s) => Math.abs(s.score)));
-  el.innerHTML = "";
-  el.classList.remove("empty");
-  let cursor = 0;
-  const sorted = [...spans].sort((x, y) => x.start - y.start);
-  for (const s of sorted) {
-    if (s.start < cursor) continue;
-    if (s.start > cursor) el.appendChild(document.createTextNode(text.slice(cursor, s.start)));
-    const span = document.createElement("span");
-    span.className = "hl";
-    span.textContent = text.slice(s.start, s.end);
-    span.style.background = colour(s.score, scale, signed, intensity);
-    const fg = textColour(s.score, scale, intensity);
-    if (fg) span.style.color = fg;
-    span.title = `${s.score.toPrecision(4)}  (${(100 * Math.abs(s.score) / scale).toFixed(0)}% of max)`;
-    span.dataset.score = s.score;
-    el.appendChild(span);
-    cursor = s.end;
-  }
-  if (cursor < text.length) el.appendChild(document.createTextNode(text.slice(cursor)));
-  return scale;
 }
 
 function drawRanking(el, spans, signed) {
@@ -156,9 +71,9 @@ function drawRanking(el, spans, signed) {
   const scale = Math.max(1e-12, ...top.map((s) => Math.abs(s.score)));
   for (const s of top) {
     const li = document.createElement("li");
-    const pct = (100 * Math.abs(s.score) / scale).toFixed(1);
+    const share = (100 * Math.abs(s.score) / scale).toFixed(1);
     const cls = signed && s.score < 0 ? "neg" : signed ? "pos" : "uns";
-    li.innerHTML = `<div class="bar ${cls}" style="width:${pct}%"></div>` +
+    li.innerHTML = `<div class="bar ${cls}" style="width:${share}%"></div>` +
       `<span class="score">${s.score.toPrecision(3)}</span><span class="span-text">${esc(s.text.replace(/\s+/g, " ").slice(0, 80))}</span>`;
     el.appendChild(li);
   }
@@ -180,30 +95,24 @@ function legend(signed) {
     : `<i class="sw uns"></i> darker = the target is more sensitive to it`;
 }
 
-/** One visible warning line per message of an explanation (e.g. Integrated Gradients far from
- *  completeness: raise steps), in a box under the card head holding `metaEl`; hidden when none. */
-function showWarnings(metaEl, warnings) {
-  const id = metaEl.id + "-warnings";
-  let box = $(id);
+/** The warnings box under the card head holding `metaEl`, made on first use. */
+function warningsBox(metaEl) {
+  let box = $(metaEl.id + "-warnings");
   if (!box) {
     box = document.createElement("div");
-    box.id = id;
-    box.className = "salience-warnings";
+    box.id = metaEl.id + "-warnings";
+    box.className = "salience-warnings hidden";
     box.setAttribute("role", "alert");
-    box.style.cssText = "color:#92400e;background:#fef3c7;border:1px solid #fcd34d;border-radius:6px;" +
-      "padding:.35rem .6rem;margin:0 0 .6rem;font-size:13px;white-space:pre-line";
     (metaEl.closest(".card-head") || metaEl).after(box);
   }
-  const list = Array.isArray(warnings) ? warnings : [];
-  box.textContent = list.map((w) => "⚠ " + w).join("\n");
-  box.classList.toggle("hidden", list.length === 0);
+  return box;
 }
 
 async function renderResult() {
   const d = currentDp();
   const g = $("granularity").value;
   const r = d && d.result;
-  showWarnings($("result-meta"), r && r.warnings);
+  showWarnings(warningsBox($("result-meta")), r && r.warnings);
   if (!r) {
     $("heatmap").className = "heatmap empty";
     $("heatmap").textContent = "Run “Explain” to see which parts of the prompt drive the target.";
@@ -215,9 +124,9 @@ async function renderResult() {
   }
   await ensureGranularity(r, g);
   legend(r.signed);
-  drawHeatmap($("heatmap"), r.prompt, spansFor(r, g), r.signed);
+  drawHeatmap($("heatmap"), r.prompt, spansFor(r, g), r.signed, intensity());
   drawRanking($("top-spans"), spansFor(r, g), r.signed);
-  let meta = `${METHOD_NAMES[r.method] || r.method} · log p(span) = ${r.score.toFixed(3)} · ${r.tokens.length} tokens · ${r.seconds.toFixed(2)} s`;
+  let meta = `${methodTitle(r.method)} · log p(span) = ${r.score.toFixed(3)} · ${r.tokens.length} tokens · ${r.seconds.toFixed(2)} s`;
   if (r.info && r.info.completeness_error !== undefined) meta += ` · completeness error ${r.info.completeness_error.toExponential(1)}`;
   if (d.stale) meta += " · edited since — explain again";
   $("result-meta").textContent = meta;
@@ -267,7 +176,7 @@ async function renderCompare() {
     const pre = document.createElement("pre");
     pre.className = "heatmap compact";
     col.appendChild(pre);
-    drawHeatmap(pre, d.result.prompt, spansFor(d.result, g), d.result.signed);
+    drawHeatmap(pre, d.result.prompt, spansFor(d.result, g), d.result.signed, intensity());
   }
 }
 
@@ -343,17 +252,17 @@ function renderClassify() {
       `<span class="pval">${(100 * p).toFixed(1)}%</span>`;
     box.appendChild(row);
   }
-  showWarnings($("clf-meta"), r.warnings);
+  showWarnings(warningsBox($("clf-meta")), r.warnings);
   if (!r.explanation) {
     $("clf-meta").textContent = `${r.classifier} · no prompt to explain (not a language-model classifier)`;
     $("clf-heatmap").className = "heatmap empty";
     $("clf-heatmap").textContent = "Salience needs a language-model (AgileClassifier) classifier.";
     return;
   }
-  $("clf-meta").textContent = `${r.classifier} · explains “${r.label}” · ${r.method} · ${r.seconds.toFixed(2)} s`;
+  $("clf-meta").textContent = `${r.classifier} · explains “${r.label}” · ${methodTitle(r.method)} · ${r.seconds.toFixed(2)} s`;
   const g = "words";
-  drawHeatmap($("clf-heatmap"), r.text, (r.text_spans[g] || []).filter((s) => !s.special), r.signed);
-  drawHeatmap($("clf-prompt-heatmap"), r.prompt, spansFor(r, "words"), r.signed);
+  drawHeatmap($("clf-heatmap"), r.text, r.text_spans[g] || [], r.signed, intensity());
+  drawHeatmap($("clf-prompt-heatmap"), r.prompt, spansFor(r, "words"), r.signed, intensity());
 }
 
 function showTab(name) {
@@ -397,19 +306,13 @@ async function init() {
   document.addEventListener("keydown", (ev) => {
     if ((ev.ctrlKey || ev.metaKey) && ev.key === "Enter") { ev.preventDefault(); $("explain").click(); }
   });
-  state.info = await api("/api/info");
+  state.info = await loadInfo();
   $("model-name").textContent = state.info.model;
   if (state.info.project) {  // started with --project: link its labelling page
     $("label-link").href = "/label" + (TOKEN ? "#token=" + encodeURIComponent(TOKEN) : "");
     $("label-link").classList.remove("hidden");
   }
-  for (const select of [$("method"), $("clf-method")]) {  // one list: the server's method registry
-    for (const name of state.info.methods) {
-      const opt = document.createElement("option");
-      opt.value = name; opt.textContent = METHOD_NAMES[name] || name;
-      select.appendChild(opt);
-    }
-  }
+  for (const select of [$("method"), $("clf-method")]) fillMethods(select, state.info.methods);  // the server's registry
   for (const name of state.info.classifiers) {
     const opt = document.createElement("option");
     opt.value = name; opt.textContent = name;

@@ -1,13 +1,10 @@
-// agilecls labelling page: plain JS, no build step, no external assets. API: /api/project/*.
+// agilecls labelling page: plain JS, no build step, no external assets. API: /api/project/*. Loaded
+// after common.js (api, busy, esc, the method titles, the heat map) and label_charts.js.
 "use strict";
 
-const METHOD_NAMES = { grad_l2: "Grad L2 norm", grad_dot_input: "Grad · Input", integrated_gradients: "Integrated Gradients" };
-const $ = (id) => document.getElementById(id);
-const P = "/api/project/";
+/** The project's API: `path` under /api/project/. */
+const projectApi = (path, body) => api("/api/project/" + path, body);
 
-// A server started with --token: open the page as http://HOST:PORT/label#token=TOKEN.
-const TOKEN = new URLSearchParams(location.hash.slice(1)).get("token") || sessionStorage.getItem("agilecls-token");
-if (TOKEN) sessionStorage.setItem("agilecls-token", TOKEN);
 // Each tab is one annotator: its labels, its undo history and the texts held for its queue.
 const CLIENT = sessionStorage.getItem("agilecls-client") || (() => {
   const bytes = crypto.getRandomValues(new Uint8Array(8));
@@ -21,36 +18,10 @@ const state = {
   acting: false, labelled: 0, polling: null, list: "errors", lists: { errors: [], issues: [] }, explaining: null,
 };
 
-async function api(path, body) {
-  const headers = TOKEN ? { Authorization: "Bearer " + TOKEN } : {};
-  const opts = body === undefined ? { headers } : {
-    method: "POST", headers: { ...headers, "Content-Type": "application/json" }, body: JSON.stringify(body),
-  };
-  const res = await fetch(P + path, opts);
-  const data = await res.json().catch(() => ({}));
-  if (!res.ok) {
-    const detail = Array.isArray(data.detail) ? data.detail.map((d) => d.msg).join("; ") : data.detail;
-    throw new Error(detail || res.statusText);
-  }
-  return data;
-}
-
-function setStatus(text, kind = "") { $("status").textContent = text; $("status").className = "status " + kind; }
-
-async function busy(label, fn) {
-  setStatus(label + "…", "busy");
-  const t0 = performance.now();
-  try {
-    const out = await fn();
-    setStatus(`${label}: done in ${((performance.now() - t0) / 1000).toFixed(1)} s`, "ok");
-    return out;
-  } catch (err) { setStatus(err.message, "error"); throw err; }
-}
-
 // ---- the queue ----------------------------------------------------------------------------------
 function fetchNext() {
   if (!state.fetching) {
-    state.fetching = api("next", { k: 8, strategy: state.strategy, client: CLIENT }).then((rows) => {
+    state.fetching = projectApi("next", { k: 8, strategy: state.strategy, client: CLIENT }).then((rows) => {
       const have = new Set(state.queue.map((r) => r.id));
       if (state.current) have.add(state.current.id);
       for (const r of rows) {
@@ -108,7 +79,7 @@ async function act(fn) {
 const labelCurrent = (label) => act(async () => {
   const r = state.current;
   if (!r) return;
-  const out = await api("label", { id: r.id, label, client: CLIENT });  // 200 = committed
+  const out = await projectApi("label", { id: r.id, label, client: CLIENT });  // 200 = committed
   state.done.add(r.id);
   state.labelled += 1;
   renderCounts(out.counts);
@@ -125,7 +96,7 @@ function watchRetrain() {
   $("retrain").classList.remove("hidden");
   const tick = async () => {
     try {
-      const s = await api("status");
+      const s = await projectApi("status");
       if (s.retraining) { setTimeout(tick, 400); return; }
       state.retraining = false;
       $("retrain").classList.add("hidden");
@@ -142,7 +113,7 @@ function watchRetrain() {
 
 const skip = () => act(async () => {
   if (!state.current) return;
-  await api("skip", { id: state.current.id });
+  await projectApi("skip", { id: state.current.id });
   state.done.add(state.current.id);
   await advance();
 });
@@ -150,13 +121,13 @@ const skip = () => act(async () => {
 const toggleTest = () => act(async () => {
   const r = state.current;
   if (!r) return;
-  r.is_test = (await api("test", { id: r.id, is_test: !r.is_test })).is_test;
+  r.is_test = (await projectApi("test", { id: r.id, is_test: !r.is_test })).is_test;
   setStatus(r.is_test ? `#${r.id} held out for testing` : `#${r.id} back in training`, "ok");
   showCurrent();
 });
 
 const undo = () => act(async () => {
-  const out = await api("undo", { client: CLIENT });
+  const out = await projectApi("undo", { client: CLIENT });
   if (!out.undone) { setStatus("nothing to undo"); return; }
   renderCounts(out.counts);
   const t = out.text;
@@ -223,7 +194,7 @@ function pollJob() {
   if (state.polling) return;
   state.polling = setInterval(async () => {
     try {
-      const s = await api("status");
+      const s = await projectApi("status");
       renderStatus(s);
       if (!s.training) {
         clearInterval(state.polling); state.polling = null;
@@ -234,14 +205,14 @@ function pollJob() {
 }
 
 async function trainFast() {
-  const out = await busy("training", () => api("train", { kind: "fast" }));
+  const out = await busy("training", () => projectApi("train", { kind: "fast" }));
   const v = out.version;
   $("train-info").textContent = `version ${v.id} · ${v.n_labels} labels · ${num(v.metrics.fit_seconds, 1)} s`;
   await refreshModel();
 }
 
 async function startJob(kind, what) {
-  const out = await busy(what, () => api("train", { kind }));
+  const out = await busy(what, () => projectApi("train", { kind }));
   $("train-info").textContent = `job ${out.job} started`;
   renderJob({ id: out.job, kind, status: "queued", progress: { stage: "starting" } });
   pollJob();
@@ -249,10 +220,10 @@ async function startJob(kind, what) {
 
 // ---- evaluation ---------------------------------------------------------------------------------
 async function refreshModel() {
-  const versions = await api("versions");
+  const versions = await projectApi("versions");
   renderVersions(versions, null);
   if (!versions.length) return;
-  const ev = await api("evaluate");
+  const ev = await projectApi("evaluate");
   renderVersions(versions, ev);
   renderAudit(ev);
   renderServing(ev.serving);
@@ -267,13 +238,13 @@ async function refreshModel() {
 }
 
 async function serveVersion(id) {
-  await busy(`serving version ${id}`, () => api("serve", { version: id }));
+  await busy(`serving version ${id}`, () => projectApi("serve", { version: id }));
   await refreshModel();
 }
 
 // ---- review: errors, possible label errors, salience, fixing labels -----------------------------
 async function refreshReview() {
-  const [errors, issues] = await Promise.all([api("errors?limit=40"), api("issues?limit=40")]);
+  const [errors, issues] = await Promise.all([projectApi("errors?limit=40"), projectApi("issues?limit=40")]);
   state.lists = { errors, issues };
   $("review-hint").textContent = errors.length || issues.length
     ? "Click a text to see which words drive the model's decision; fix a wrong label in place."
@@ -305,7 +276,7 @@ function renderReview() {
 }
 
 async function fixLabel(row, label) {
-  const out = await api("label", { id: row.id, label, client: CLIENT });
+  const out = await projectApi("label", { id: row.id, label, client: CLIENT });
   for (const list of Object.values(state.lists)) for (const r of list) if (r.id === row.id) { r.label = label; r.fixed = true; }
   renderCounts(out.counts);
   setStatus(`#${row.id} relabelled ${label}`, "ok");
@@ -323,19 +294,17 @@ async function explainRow(row) {
   state.explaining = row.id;
   renderReview();
   $("explain-card").classList.remove("hidden");
-  const data = await busy("explaining #" + row.id, () => api("explain", { id: row.id, method: $("method").value, label: row.predicted }));
+  const data = await busy("explaining #" + row.id, () => projectApi("explain", { id: row.id, method: $("method").value, label: row.predicted }));
   if (state.explaining !== row.id) return;
   const probs = data.info.probabilities || {};
   $("explain-label").textContent = `“${data.info.label || data.target}”`;
   const cerr = data.info.completeness_error;
-  $("explain-meta").textContent = `#${row.id} · version ${data.version} · ${METHOD_NAMES[data.method] || data.method} · ${num(data.seconds, 2)} s` +
+  $("explain-meta").textContent = `#${row.id} · version ${data.version} · ${methodTitle(data.method)} · ${num(data.seconds, 2)} s` +
     (cerr !== undefined && cerr !== null ? ` · completeness error ${Number(cerr).toExponential(1)}` : "");
-  const warnings = data.warnings || [];
-  $("explain-warnings").textContent = warnings.map((w) => "⚠ " + w).join("\n");
-  $("explain-warnings").classList.toggle("hidden", !warnings.length);
+  showWarnings($("explain-warnings"), data.warnings);
   $("explain-probs").innerHTML = `<div class="muted small">Probabilities of version ${data.version}, which trained on this text's label:</div>` + Object.entries(probs).sort((a, b) => b[1] - a[1]).map(([l, p]) =>
     `<div class="prob${l === data.info.label ? " best" : ""}"><span class="plabel">${esc(l)}</span><div class="ptrack"><div class="pbar" style="width:${(100 * p).toFixed(1)}%"></div></div><span class="pval">${pct(p)}</span></div>`).join("");
-  drawWords($("explain-heatmap"), data.text, data.text_spans.words || [], data.signed);
+  drawHeatmap($("explain-heatmap"), data.text, data.text_spans.words || [], data.signed);
   document.body.dataset.explained = row.id;
 }
 
@@ -352,13 +321,13 @@ function onKey(ev) {
 
 async function init() {
   if (TOKEN) $("debug-link").href = "/#token=" + encodeURIComponent(TOKEN);
-  const s = await api("status");
+  const [s] = await Promise.all([projectApi("status"), loadInfo()]);
   state.labels = s.labels;
   state.strategy = s.default_strategy;
   $("project-name").textContent = s.name;
   document.title = `agilecls · labelling ${s.name}`;
   $("strategy").innerHTML = s.strategies.map((n) => `<option value="${esc(n)}"${n === s.default_strategy ? " selected" : ""}>${esc(n)}</option>`).join("");
-  $("method").innerHTML = s.methods.map((n) => `<option value="${esc(n)}"${n === "grad_dot_input" ? " selected" : ""}>${esc(METHOD_NAMES[n] || n)}</option>`).join("");
+  fillMethods($("method"), s.methods, "grad_dot_input");
   $("label-buttons").innerHTML = s.labels.map((l, i) =>
     `<button class="lbtn" data-label="${esc(l)}">${i < 9 ? `<kbd>${i + 1}</kbd>` : ""}<span>${esc(l)}</span><span class="lp"></span><span class="lbar"></span></button>`).join("");
   for (const b of document.querySelectorAll(".lbtn")) b.onclick = () => labelCurrent(b.dataset.label);
@@ -378,7 +347,7 @@ async function init() {
     const b = ev.target.closest("button[data-serve]");
     if (b) serveVersion(Number(b.dataset.serve)).catch(() => {});
   };
-  $("cancel").onclick = () => busy("cancelling", () => api("cancel", { job: state.jobId })).then(renderJob).catch(() => {});
+  $("cancel").onclick = () => busy("cancelling", () => projectApi("cancel", { job: state.jobId })).then(renderJob).catch(() => {});
   $("method").onchange = () => { $("method").blur(); const row = [...state.lists.errors, ...state.lists.issues].find((r) => r.id === state.explaining); if (row) explainRow(row).catch(() => {}); };
   for (const b of document.querySelectorAll(".subtab")) b.onclick = () => showList(b.dataset.list);
   document.addEventListener("keydown", onKey);

@@ -1,11 +1,8 @@
 // agilecls labelling page, the drawing half: metric tiles, the learning curve (inline SVG), the
-// confusion matrix, the versions table and the salience heat map, each drawn from the API's JSON
-// into its element; label.js (loaded after this file) calls them. No build step, no external assets.
+// confusion matrix and the versions table, each drawn from the API's JSON into its element; label.js
+// (loaded after this file) calls them; esc, pct and num come from common.js (loaded before). No build
+// step, no external assets.
 "use strict";
-
-const esc = (s) => String(s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
-const pct = (p) => (p === null || p === undefined ? "–" : (100 * p).toFixed(0) + "%");
-const num = (v, d = 3) => (v === null || v === undefined ? "–" : Number(v).toFixed(d));
 
 function renderMetrics(ev) {
   const cv = ev.cross_validated;
@@ -99,34 +96,4 @@ function renderVersions(versions, ev) {
       const action = serves ? "<b>serving</b>" : ev ? `<button class="btn small ghost" data-serve="${v.id}" title="Serve this version whatever the audit says">Serve</button>` : "";
       return `<tr class="${serves ? "serving-row" : ""}"><td>${v.id}</td><td>${esc(v.kind)}</td><td>${v.n_labels}</td><td>${num(audit.get(v.id))}</td><td>${num(cv[key])}</td><td>${action}</td></tr>`;
     }).join("");
-}
-
-function colour(score, scale, signed) {
-  const w = Math.min(1, 1.5 * Math.abs(score) / (scale || 1));
-  const a = (0.08 + 0.82 * w) * (score === 0 ? 0 : 1);
-  if (!signed) return `rgba(124, 58, 237, ${a.toFixed(3)})`;
-  return score >= 0 ? `rgba(234, 88, 12, ${a.toFixed(3)})` : `rgba(37, 99, 235, ${a.toFixed(3)})`;
-}
-
-
-/** The text with each word's background coloured by its salience (signed: orange for, blue against). */
-function drawWords(el, text, spans, signed) {
-  spans = spans.filter((s) => !s.special).sort((a, b) => a.start - b.start);
-  const scale = Math.max(1e-12, ...spans.map((s) => Math.abs(s.score)));
-  el.innerHTML = "";
-  let cursor = 0;
-  for (const s of spans) {
-    if (s.start < cursor) continue;
-    if (s.start > cursor) el.appendChild(document.createTextNode(text.slice(cursor, s.start)));
-    const span = document.createElement("span");
-    span.className = "hl";
-    span.textContent = text.slice(s.start, s.end);
-    span.style.background = colour(s.score, scale, signed);
-    if (Math.min(1, 1.5 * Math.abs(s.score) / scale) > 0.62) span.style.color = "#fff";
-    span.title = `${s.score.toPrecision(3)} (${(100 * Math.abs(s.score) / scale).toFixed(0)}% of max)`;
-    span.dataset.score = s.score;
-    el.appendChild(span);
-    cursor = s.end;
-  }
-  if (cursor < text.length) el.appendChild(document.createTextNode(text.slice(cursor)));
 }
