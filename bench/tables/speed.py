@@ -1,0 +1,207 @@
+"""Tables of speed: loading, scoring, batch prediction, serving, salience, fine-tuning."""
+
+from __future__ import annotations
+
+from .common import cell, load, machine, rows_table, simple, table
+
+__all__ = [
+    "load_times",
+    "throughput",
+    "zero_few_shot_tweets",
+    "zero_shot_scorers",
+    "call_sizes",
+    "inference_options",
+    "inference_options_avx512bf16",
+    "batch_predict",
+    "serve_load",
+    "salience_avx2_fp32",
+    "finetune_batching",
+    "shared_cache",
+]
+
+
+def load_times() -> list[str]:
+    return simple(
+        "load_times",
+        [
+            ("model", "model", None),
+            ("first load s (GGUF parse, dequantise, cache)", "first_load_s", 1),
+            ("cached load s", "cached_load_s", 1),
+            ("dtype", "dtype", None),
+        ],
+        note="Each load in a fresh process, imports included.",
+    )
+
+
+def throughput() -> list[str]:
+    data = load("throughput")
+    lines = rows_table(
+        data["rows"],
+        [
+            ("method", "method", None),
+            ("texts", "texts", None),
+            ("tokens run", "tokens_run", None),
+            ("seconds", "seconds", 1),
+            ("texts/s", "texts_per_s", 2),
+            ("model GFLOP/s", "model_gflop_s", 1),
+            ("of the matmul ceiling", "of_matmul_ceiling", 2),
+        ],
+    )
+    return lines + [
+        "",
+        f"{data['model']}, {data['shots']} examples per class ({data['prefix_tokens']}-token shared "
+        f"prefix); the engine is {data['speedup']:.1f}× the naive loop, label probabilities within "
+        f"{data['max_prob_diff']:.1e}. Measured with {machine(data)}",
+    ]
+
+
+def zero_few_shot_tweets() -> list[str]:
+    return simple(
+        "zero_few_shot_tweets",
+        [
+            ("model", "model", None),
+            ("template", "template", None),
+            ("shots/class", "shots", None),
+            ("calibration", "calibration", None),
+            ("accuracy", "accuracy", 3),
+            ("macro F1", "f1", 3),
+            ("ROC-AUC", "roc_auc", 3),
+            ("texts/s", "texts_per_s", 1),
+        ],
+        note="Spanish tweets, 10 test texts per class, 7 classes.",
+    )
+
+
+def zero_shot_scorers() -> list[str]:
+    return simple(
+        "zero_shot_scorers",
+        [
+            ("task", "task", None),
+            ("texts", "texts", None),
+            ("classes", "classes", None),
+            ("scorer", "scorer", None),
+            ("accuracy", "accuracy", 3),
+            ("macro F1", "macro F1", 3),
+            ("ECE", "ECE", 3),
+            ("seconds", "seconds", 1),
+        ],
+    )
+
+
+def call_sizes() -> list[str]:
+    return simple(
+        "call_sizes",
+        [
+            ("member", "member", None),
+            ("texts per call", "texts per call", None),
+            ("seconds", "seconds", 2),
+            ("texts/s", "texts/s", 1),
+        ],
+        key="calls",
+    )
+
+
+def inference_options() -> list[str]:
+    return simple(
+        "inference_options",
+        [
+            ("member", "member", None),
+            ("option", "option", None),
+            ("seconds", "seconds", 2),
+            ("texts/s", "texts/s", 1),
+            ("speed-up", "speed-up", 2),
+            ("max |Δp|", "max |Δp|", 3),
+        ],
+    )
+
+
+def inference_options_avx512bf16() -> list[str]:
+    data = load("inference_options_avx512bf16")
+    return simple(
+        "inference_options_avx512bf16",
+        [
+            ("member", "member", None),
+            ("option", "option", None),
+            ("seconds", "seconds", 2),
+            ("texts/s", "texts/s", 1),
+            ("speed-up", "speed-up", 2),
+            ("max |Δp|", "max |Δp|", 3),
+        ],
+        note=f"{data['texts']} texts.",
+    )
+
+
+def batch_predict() -> list[str]:
+    data = load("batch_predict")
+    lines = rows_table(
+        data["rows"],
+        [
+            ("run", "run", None),
+            ("texts", "texts", None),
+            ("seconds", "seconds", 1),
+            ("texts/s", "texts/s", 1),
+            ("peak RSS MB", "peak RSS MB", None),
+        ],
+    )
+    return lines + [
+        "",
+        f"Peak memory on the large file / the small one: {data['rss_ratio_large_vs_small']:.2f}; a run "
+        f"killed mid-way and resumed lost {data['rows_lost']} rows and duplicated "
+        f"{data['rows_duplicated']}. Measured with {machine(data)}",
+    ]
+
+
+def serve_load() -> list[str]:
+    data = load("serve_load")
+    keys = ["texts/s", "p50 s", "p95 s", "p99 s", "healthz p99 s", "model calls", "texts per call", "errors"]
+    rows = [[mode, *[cell(v.get(k), None) for k in keys]] for mode, v in data["modes"].items()]
+    return table(["mode", *keys], rows) + [
+        "",
+        f"{data['clients']} clients × {data['requests_per_client']} requests on {data['cpu_count']} cores; "
+        f"micro-batching is {data['batching_speedup']:.2f}× the texts/s without it. Measured with {machine(data)}",
+    ]
+
+
+def salience_avx2_fp32() -> list[str]:
+    data = load("salience_avx2_fp32")
+    return simple(
+        "salience_avx2_fp32",
+        [("method", "method", None), ("median s", "median_s", 2), ("best s", "best_s", 2), ("runs", "runs", None)],
+        note=f"{data['model']}, a {data['prompt_tokens']}-token prompt, {data['threads']} threads, fp32.",
+    )
+
+
+def finetune_batching() -> list[str]:
+    lines = []
+    for name, label in (
+        ("finetune_batching_minilm_top2", "top 2 layers"),
+        ("finetune_batching_minilm_topall", "all layers"),
+    ):
+        data = load(name)
+        lines += rows_table(
+            [dict(r, layers=label) for r in data["rows"]],
+            [
+                ("layers tuned", "layers", None),
+                ("schedule", "schedule", None),
+                ("texts/s", "texts_per_s", 1),
+                ("padding share", "padding_share", 2),
+                ("speed-up", "speedup", 2),
+            ],
+        )
+        lines += ["", f"Measured with {machine(data)}", ""]
+    return lines[:-1]
+
+
+def shared_cache() -> list[str]:
+    return simple(
+        "shared_cache",
+        [
+            ("variant", "variant", None),
+            ("fits", "fits", None),
+            ("rows run through the lower layers", "lower_rows_run", None),
+            ("fit s", "fit_s", 1),
+            ("out-of-fold log loss", "oof_log_loss", 4),
+            ("test ROC-AUC", "test_roc_auc", 3),
+        ],
+        key="table",
+    )
