@@ -9,32 +9,26 @@ MiniLM / mpnet with a softmax head, and every soft-voting ensemble of the last e
     python -m bench.ethos_validation [--only lr2e-3_linear gemma ...]
 
 Prints tables and writes bench/results/ethos_validation.json or --out (probabilities included, so
-ensembles can be recomputed without refitting). Settings already in the file are kept; its
-``command`` and ``machine`` are those of the latest run.
+ensembles can be recomputed without refitting). Settings already in the file are kept (``--no-resume``:
+start afresh); its ``command`` and ``machine`` are those of the latest run.
 """
 
 from __future__ import annotations
 
-import argparse
 import itertools
-import json
-import os
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+import numpy as np
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from agilecls import AgileClassifier  # noqa: E402
-from agilecls.datasets import load_ethos  # noqa: E402
-from agilecls.encoders.members import ENCODER_MEMBERS, encoder_member  # noqa: E402
-from agilecls.ensemble import soft_vote  # noqa: E402
-from agilecls.evaluation.metrics import classification_metrics, format_table  # noqa: E402
-from agilecls.lm.classifier import CONTENT_FREE_TEXTS  # noqa: E402
-from agilecls.validation import softmax  # noqa: E402
-from bench.common import META_KEYS, RESULTS, write_results  # noqa: E402
+from agilecls import AgileClassifier
+from agilecls.datasets import load_ethos
+from agilecls.encoders.members import ENCODER_MEMBERS, encoder_member
+from agilecls.ensemble import soft_vote
+from agilecls.evaluation.metrics import classification_metrics, format_table
+from agilecls.lm.classifier import CONTENT_FREE_TEXTS
+from agilecls.validation import softmax
+from bench.common import META_KEYS, RESULTS, bench_parser, load_previous, setup, write_results
 
 OUT = RESULTS / "ethos_validation.json"
 LLM_SETTINGS = {
@@ -89,18 +83,14 @@ def run_llm(name, overrides, tr_x, tr_y, va_x, va_y, labels, instructions) -> di
             "epochs": epochs + [final]}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(prog="python -m bench.ethos_validation", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv=None) -> None:
+    ap = bench_parser(__doc__, out=str(OUT), threads=2, resume=True)
     ap.add_argument("--only", nargs="*", default=None, help=f"settings among {list(LLM_SETTINGS) + list(ENCODERS)}")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", default=str(OUT), help="results file; settings already in it are kept")
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+    args = setup(ap.parse_args(argv))
     train = load_ethos("train")
     tr_x, tr_y, va_x, va_y = train.texts[:600], train.y[:600], train.texts[600:800], train.y[600:800]
     out = Path(args.out)
-    results = json.loads(out.read_text()) if out.exists() else {}
+    results = load_previous(out, args)
     for key in META_KEYS:  # the last run's command and machine: written afresh below
         results.pop(key, None)
     for name in list(LLM_SETTINGS) + list(ENCODERS):
@@ -111,13 +101,13 @@ def main() -> None:
             encoder, kind, overrides = ENCODERS[name]
             clf = encoder_member(encoder, kind).set_params(**overrides).fit(tr_x, tr_y)
             p = clf.predict_proba(va_x)[:, list(clf.classes_).index("Negative")]
-            results[name] = {"epochs": [{"epoch": 0, **{f"raw_{k}": v for k, v in metrics(va_y, p, train.labels).items()},
-                                         "raw_p_hateful": p.tolist()}]}
+            scores = {f"raw_{k}": v for k, v in metrics(va_y, p, train.labels).items()}
+            results[name] = {"epochs": [{"epoch": 0, **scores, "raw_p_hateful": p.tolist()}]}
         else:
             results[name] = run_llm(name, LLM_SETTINGS[name], tr_x, tr_y, va_x, va_y, train.labels,
                                     train.meta["instructions"])
         results[name]["seconds"] = time.perf_counter() - start
-        write_results(out.stem, results, out, indent=None)  # compact: every run's probabilities are in it
+        write_results(out.stem, results, out, argv=argv, indent=None)  # compact: every run's probabilities are in it
     rows = [{"setting": n, "epoch": r["epochs"][-1]["epoch"], "roc_auc": r["epochs"][-1]["raw_roc_auc"],
              "f1": r["epochs"][-1]["raw_f1"], "ece": r["epochs"][-1].get("raw_ece"),
              "f1_content_free": r["epochs"][-1].get("f1"),

@@ -20,33 +20,28 @@ rows: ``python -m bench.fewshot_epochs --encoder mpnet --shots 16 32 --steps 200
 
 from __future__ import annotations
 
-import argparse
 import math
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from agilecls.datasets import load_dataset
 from agilecls.encoders.members import encoder_member
 from agilecls.encoders.training import Schedule
 from agilecls.evaluation.metrics import classification_metrics, format_table
-
-from .common import write_results
+from bench.common import bench_parser, setup, write_results
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(prog="python -m bench.fewshot_epochs", description=__doc__)
+    parser = bench_parser(__doc__, threads=2, seeds=[0],
+                          out_help="results file, .json is added (default: bench/results/fewshot_epochs.json)")
     parser.add_argument("--shots", type=int, nargs="+", default=[8])
     parser.add_argument("--epochs", type=int, nargs="+", default=[4, 12, 25])
     parser.add_argument("--steps", type=int, nargs="+", help="step floors to compare (epochs=1, min_steps=N)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--validation", type=int, default=700)
     parser.add_argument("--encoder", default="minilm", help="bundled encoder of the member (minilm or mpnet)")
-    parser.add_argument("--out", default=None, help="results file (default bench/results/fewshot_epochs.json)")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(2)
+    args = setup(parser.parse_args(argv))
     train = load_dataset("tweets", "train")
     y = np.array(train.y, dtype=object)
     schedules = [{"epochs": 1, "min_steps": s} for s in args.steps] if args.steps else \

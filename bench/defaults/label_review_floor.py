@@ -15,8 +15,6 @@ Datasets: ETHOS (hateful or not), the marketing tweets (7 sectors), CLINC150's f
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 from cleanlab.rank import get_label_quality_scores
 
@@ -25,7 +23,7 @@ from agilecls.encoders.sentence import SentenceEncoder
 from agilecls.evaluation.metrics import format_table
 from agilecls.loop import fast
 from agilecls.runtime import cache_dir
-from bench.common import write_results
+from bench.common import bench_parser, setup, write_results
 
 PER_CLASS = (3, 4, 6, 8, 12, 16, 24)
 FLIP_RATE = 0.1
@@ -56,10 +54,9 @@ def precision_at_k(emb: np.ndarray, y: np.ndarray, n: int, seed: int) -> float:
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = bench_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--draws", type=int, default=30)
-    parser.add_argument("--out", default=None)
-    args = parser.parse_args(argv)
+    args = setup(parser.parse_args(argv))
     encoder = SentenceEncoder("minilm", cache_dir=cache_dir("embeddings"))
     rows = []
     for name, (texts, y) in datasets().items():

@@ -18,7 +18,6 @@ After each round, from the fast model's calibrated probabilities:
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import tempfile
 from pathlib import Path
@@ -31,8 +30,8 @@ from agilecls.calibration.priors import estimate_priors, shift_priors
 from agilecls.calibration.thresholds import expected_f1_cut
 from agilecls.evaluation.metrics import format_table
 from agilecls.loop.decisions import MIN_PER_CLASS_TO_BLEND, share_cut
-from bench.common import write_results
-from bench.loop_decisions import load, make_project, positive_of
+from bench.common import bench_parser, setup, write_results
+from bench.quality.loop_decisions import load, make_project, positive_of
 
 LABEL_COUNTS = (32, 64, 128, 256)
 
@@ -98,11 +97,9 @@ def run(name: str, strategy: str, seed: int) -> list[dict]:
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = bench_parser(__doc__.split("\n\n")[0], seeds=[0, 1, 2])
     parser.add_argument("--datasets", nargs="+", default=["ethos", "tweets"])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--out", default=None)
-    args = parser.parse_args(argv)
+    args = setup(parser.parse_args(argv))
     rows = [r for name in args.datasets for strategy in ("diverse_margin", "random") for seed in args.seeds
             for r in run(name, strategy, seed)]
     frame = pd.DataFrame(rows)

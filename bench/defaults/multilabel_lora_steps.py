@@ -14,23 +14,17 @@ only the first pays for it (its fit time includes that pass).
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+import numpy as np
+from sklearn.model_selection import train_test_split
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from sklearn.model_selection import train_test_split  # noqa: E402
-
-from agilecls import AgileClassifier  # noqa: E402
-from agilecls.datasets import load_ethos_multilabel  # noqa: E402
-from agilecls.evaluation.metrics import format_table, multilabel_metrics  # noqa: E402
-from agilecls.validation import check_multilabel_y  # noqa: E402
-from bench.common import RESULTS, write_results  # noqa: E402
+from agilecls import AgileClassifier
+from agilecls.datasets import load_ethos_multilabel
+from agilecls.evaluation.metrics import format_table, multilabel_metrics
+from agilecls.validation import check_multilabel_y
+from bench.common import RESULTS, bench_parser, load_previous, setup, write_results
 
 
 def parse_config(text: str) -> tuple[int, float]:
@@ -38,24 +32,19 @@ def parse_config(text: str) -> tuple[int, float]:
     return int(batch), float(rate)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.multilabel_lora_steps", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv=None) -> None:
+    parser = bench_parser(__doc__, out=str(RESULTS / "multilabel_lora_steps.json"), threads=2, seed=0, resume=True)
     parser.add_argument("--configs", nargs="+", default=["4:2e-3", "1:2e-3", "4:6e-3"],
                         help="train_batch_size:learning_rate pairs")
     parser.add_argument("--epochs", type=int, default=6)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--progress", action="store_true")
-    parser.add_argument("--out", default=str(RESULTS / "multilabel_lora_steps.json"))
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    args = setup(parser.parse_args(argv))
     train = load_ethos_multilabel("train")
     Y, labels = check_multilabel_y(train.y, train.labels)
     fit_rows, hold_rows = train_test_split(np.arange(len(train.texts)), test_size=0.2, random_state=args.seed)
     fit_texts, hold_texts = [train.texts[i] for i in fit_rows], [train.texts[i] for i in hold_rows]
     out = Path(args.out)
-    results = json.loads(out.read_text())["results"] if out.exists() else {}
+    results = load_previous(out, args).get("results", {})
     lower_cache: dict = {}
     for text in args.configs:
         batch, rate = parse_config(text)
@@ -78,7 +67,7 @@ def main() -> None:
                                              "split": f"train_test_split(test_size=0.2, random_state={args.seed}) "
                                                       "of the training comments"},
                                  "note": "the first config's fit includes caching the lower layers for all",
-                                 "table": rows, "results": results}, out)
+                                 "table": rows, "results": results}, out, argv=argv)
         print(format_table(rows), flush=True)
 
 

@@ -22,7 +22,6 @@ Prints a table and writes bench/results/threshold_rules.json.
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 
@@ -33,8 +32,7 @@ from agilecls.calibration.stacking import Stacker
 from agilecls.calibration.thresholds import fit_threshold
 from agilecls.datasets import load_ethos
 from agilecls.evaluation.metrics import format_table
-
-from .common import RESULTS, write_results
+from bench.common import RESULTS, bench_parser, setup, write_results
 
 #: member -> (results file, setting, epoch index): members trained on ETHOS training rows 0-600
 MEMBERS = {"smollm2_lora": ("ethos_validation.json", "lr2e-3_linear", -1),
@@ -52,12 +50,11 @@ def member_probabilities(name: str) -> np.ndarray:
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(prog="python -m bench.threshold_rules", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = bench_parser(__doc__)
     parser.add_argument("--splits", type=int, default=300)
     parser.add_argument("--holdout", type=int, nargs="+", default=[100, 150],
                         help="rows of the 200 that fit the stacker and choose the cut (the rest evaluate)")
-    args = parser.parse_args(argv)
+    args = setup(parser.parse_args(argv))
     train = load_ethos("train")
     hateful = train.meta["positive_label"]
     other = next(c for c in train.labels if c != hateful)
@@ -102,7 +99,7 @@ def main(argv=None) -> dict:
               f"(better on {d['share_better']:.0%} of splits, worse on {d['share_worse']:.0%})")
     payload = {"splits": args.splits, "holdout": args.holdout, "validation_rows": 200,
                "members": {k: list(v) for k, v in MEMBERS.items()}, "rows": rows, "paired": cuts_out}
-    write_results("threshold_rules", payload, argv=argv)
+    write_results("threshold_rules", payload, args.out, argv=argv)
     return payload
 
 

@@ -13,15 +13,14 @@ messages. Nothing here is tuned: the similarity temperature is fixed in
 
 from __future__ import annotations
 
-import argparse
 import time
 
 from agilecls.datasets import load_tweets
 from agilecls.encoders.sentence import SentenceEncoder
 from agilecls.evaluation.metrics import classification_metrics, format_table
 from agilecls.loop.zero_shot import SCORERS, llm_proba, similarity_proba
-from bench.active_learning import clinc20
-from bench.common import write_results
+from bench.common import bench_parser, setup, write_results
+from bench.quality.active_learning import clinc20
 
 SUPPORT = (["I was charged twice for my subscription this month", "The app crashes every time I open settings",
             "Your team was fantastic, thank you so much!"], ["billing", "technical problem", "praise"])
@@ -43,10 +42,9 @@ def tasks(limit: int | None):
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = bench_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--limit", type=int, default=None, help="score only the first N texts of each task")
-    parser.add_argument("--out", default=None)
-    args = parser.parse_args(argv)
+    args = setup(parser.parse_args(argv))
     encoder = SentenceEncoder("minilm")
     rows = []
     for name, (texts, y, labels, instructions) in tasks(args.limit).items():

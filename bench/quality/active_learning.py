@@ -19,7 +19,6 @@ the out-of-scope training texts in the pool and the out-of-scope test texts in t
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
@@ -30,7 +29,7 @@ from agilecls.encoders.sentence import SentenceEncoder
 from agilecls.evaluation.metrics import classification_metrics, format_table
 from agilecls.loop import fast, strategies
 from agilecls.runtime import cache_dir
-from bench.common import write_results
+from bench.common import bench_parser, setup, write_results
 
 STRATEGIES = ["random", "breaking_ties", "entropy", "ood_uncertainty", "diverse_margin"]
 COLD_START = "kmeans start"
@@ -146,7 +145,9 @@ def full_model_scores(strategy: str, seed: int = 0, max_labels: int = 256) -> li
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = bench_parser(__doc__.split("\n\n")[0],
+                          out_help="results file (default: bench/results/active_learning.json, with --full-model "
+                                   "active_learning_full_model.json)")
     parser.add_argument("--datasets", nargs="*", default=["ethos", "tweets", "clinc20"],
                         help="none: only the loop step's latency")
     parser.add_argument("--strategies", nargs="+", default=STRATEGIES + [COLD_START])
@@ -158,8 +159,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--plot", default="bench/results/active_learning.png")
     parser.add_argument("--full-model", default=None, metavar="STRATEGY",
                         help="only train the full model on ETHOS labels chosen by STRATEGY and by random selection")
-    parser.add_argument("--out", default=None)
-    args = parser.parse_args(argv)
+    args = setup(parser.parse_args(argv))
     if args.full_model:
         rows = full_model_scores(args.full_model, max_labels=args.max_labels)
         print(format_table(rows))
@@ -176,7 +176,7 @@ def main(argv=None) -> dict:
             runs = [simulate(strategy, pool_emb, pool_y, test_emb, test_y, labels, metric, seed, args.seed_size,
                              args.batch, args.max_labels) for seed in range(args.seeds)]
             mean = np.nanmean([[s for _, s in run] for run in runs], axis=0)
-            curves[strategy] = [(n, float(s)) for (n, _), s in zip(runs[0], mean)]
+            curves[strategy] = [(n, float(s)) for (n, _), s in zip(runs[0], mean, strict=True)]
         target = curves["random"][-1][1] if "random" in curves else None
         for strategy, curve in curves.items():
             scores = np.array([s for _, s in curve])
@@ -191,7 +191,8 @@ def main(argv=None) -> dict:
     for name, res in results.items():
         reach = {s: labels_to_reach(c, res["random_final"]) for s, c in res["curves"].items() if s != "random"}
         best = min((n for n in reach.values() if n is not None), default=None)
-        summary[name] = {"best_labels_to_reach_random_at_max": best, "met": best is not None and best <= args.max_labels // 2}
+        summary[name] = {"best_labels_to_reach_random_at_max": best,
+                         "met": best is not None and best <= args.max_labels // 2}
     latency = step_latency(encoder, args.latency_pool) if args.latency_pool else None
     print(format_table(rows))
     print("target (best strategy reaches random@256 with <= 128 labels):",
@@ -214,7 +215,7 @@ def plot(results: dict, path: str) -> None:
     from agilecls.evaluation.plots import learning_curve_figure
 
     fig = Figure(figsize=(5 * len(results), 4.2), layout="constrained")
-    for ax, (name, res) in zip(fig.subplots(1, len(results), squeeze=False)[0], results.items()):
+    for ax, (name, res) in zip(fig.subplots(1, len(results), squeeze=False)[0], results.items(), strict=True):
         learning_curve_figure(res["curves"], res["metric"], ax=ax)
         ax.set(xlabel="labels", title=f"{name} ({res['pool']} pool, {res['classes']} classes)")
     Path(path).parent.mkdir(parents=True, exist_ok=True)

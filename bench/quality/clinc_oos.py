@@ -11,7 +11,6 @@ in-scope test rows, as in the Uncertainty Baselines CLINC table.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -30,7 +29,7 @@ from agilecls.encoders.classifier import EncoderClassifier
 from agilecls.encoders.ood import MahalanobisScorer
 from agilecls.encoders.sentence import SentenceEncoder
 from agilecls.evaluation.metrics import abstention_metrics, format_table, ood_metrics
-from bench.common import RESULTS, write_results
+from bench.common import RESULTS, bench_parser, setup, write_results
 
 #: The seed's reference rows (BERT-base on CLINC150; Uncertainty Baselines / SNGP paper).
 REFERENCE_ROWS = [
@@ -88,7 +87,7 @@ def run_config(name, params, train, val, test, extra_seconds=0.0, tune=None, clf
            "ood_auroc": result["ood_auroc"], "ood_auprc": result["ood_auprc"],
            "combined_acc": result["combined_accuracy"], "oos_recall": result["oos_recall"], "time_s": seconds}
     detail = {"params": {k: v for k, v in clf.get_params().items() if v is not None}, "chosen_on_val": chosen,
-              "temperature": clf.temperature_, "reject_threshold": clf.threshold_, "val": val_metrics,
+              "temperature": clf.temperature_, "reject_threshold": clf.reject_threshold_, "val": val_metrics,
               "test": result, "seconds": seconds, "fit_seconds": clf.fit_seconds_,
               "abstention": abstention}
     print(f"  {name}: {json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()})}",
@@ -103,7 +102,7 @@ def abstention_by_rule(clf, val, test) -> list[dict]:
     for rule in REJECT_RULES:
         clf.set_params(reject_threshold=rule).calibrate(val.texts, val.y, temperature=False)
         v, t = (abstention_metrics(ds.y, clf.predict(ds.texts), "oos") for ds in (val, test))
-        rows.append({"rule": rule, "threshold": clf.threshold_, "val_oos_recall": v["oos_recall"],
+        rows.append({"rule": rule, "threshold": clf.reject_threshold_, "val_oos_recall": v["oos_recall"],
                      "val_oos_precision": v["oos_precision"], "oos_recall": t["oos_recall"],
                      "oos_precision": t["oos_precision"], "in_scope_kept_right": t["in_scope_accuracy"],
                      "rejected": t["rejected"], "combined_acc": t["combined_accuracy"]})
@@ -112,7 +111,7 @@ def abstention_by_rule(clf, val, test) -> list[dict]:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.clinc_oos", description=__doc__.split("\n\n")[0])
+    ap = bench_parser(__doc__.split("\n\n")[0], out=str(RESULTS / "clinc_oos.json"))
     ap.add_argument("--encoder", default="minilm")
     ap.add_argument("--cache-dir", default=None,
                     help="embedding cache (default: a fresh temporary folder, so embedding time is measured)")
@@ -121,10 +120,8 @@ def main(argv=None) -> int:
     ap.add_argument("--finetune-layers", type=int, default=None, help="fine-tune only the top N layers")
     ap.add_argument("--frozen-epochs", type=int, default=40)
     ap.add_argument("--only", nargs="*", default=None, help="run only these configuration names")
-    ap.add_argument("--out", default=str(RESULTS / "clinc_oos.json"))
     ap.add_argument("--plots", action="store_true", help="write reliability and OOD-histogram PNGs next to --out")
-    args = ap.parse_args(argv)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    args = setup(ap.parse_args(argv))
     warnings.filterwarnings("ignore", message=".*left out of training.*")
 
     train = load_clinc150("train", include_oos=False)
@@ -136,8 +133,8 @@ def main(argv=None) -> int:
         cache_dir = tmp.name
     common = {"encoder": args.encoder, "cache_dir": cache_dir, "reject_threshold": "auto", "random_state": 0}
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} CPUs; encoder {args.encoder}", flush=True)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; encoder {args.encoder}", flush=True)
     frozen_names = ["softmax (frozen)", "SNGP (frozen)", "Mahalanobis (frozen)", "SNGP + Mahalanobis (frozen)"]
     embed_seconds, n_texts = 0.0, len(train) + len(val) + len(test)
     if not args.only or set(args.only) & set(frozen_names):  # frozen rows: embed every text once
@@ -223,7 +220,7 @@ def _plots(name, clf, val, test, folder):
     slug = "".join(c if c.isalnum() else "_" for c in name.lower()).strip("_")
     reliability_diagram(y_idx, d["proba"][~ood], title=f"{name}: in-scope test").savefig(
         folder / f"clinc_{slug}_reliability.png", dpi=110)
-    ood_histogram(d["ood_score"][~ood], d["ood_score"][ood], clf.threshold_, title=name).savefig(
+    ood_histogram(d["ood_score"][~ood], d["ood_score"][ood], clf.reject_threshold_, title=name).savefig(
         folder / f"clinc_{slug}_ood_hist.png", dpi=110)
 
 

@@ -30,26 +30,20 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
 import shutil
 import tempfile
 import time
-from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from agilecls.datasets import load_ethos, load_ethos_multilabel, load_tweets  # noqa: E402
-from agilecls.distillation import decide, distill, teacher_rule  # noqa: E402
-from agilecls.encoders.sentence import SentenceEncoder  # noqa: E402
-from agilecls.evaluation.metrics import classification_metrics, format_table  # noqa: E402
-from agilecls.recipes import build_recipe  # noqa: E402
-from agilecls.runtime import pick_dtype  # noqa: E402
-from bench.common import RESULTS, write_results  # noqa: E402
-from bench.peers import seed_everything  # noqa: E402
+from agilecls.datasets import load_ethos, load_ethos_multilabel, load_tweets
+from agilecls.distillation import decide, distill, teacher_rule
+from agilecls.encoders.sentence import SentenceEncoder
+from agilecls.evaluation.metrics import classification_metrics, format_table
+from agilecls.recipes import build_recipe
+from agilecls.runtime import pick_dtype
+from bench.common import RESULTS, bench_parser, load_previous, seed_everything, setup, write_results
 
 #: How agilecls's sentence encoders embed in this run (``SentenceEncoder``'s default dtype; SetFit's
 #: body runs in fp32 either way).
@@ -184,17 +178,13 @@ def run_one(dataset: str, seed: int, measure_speed: bool) -> list[dict]:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = bench_parser(__doc__.split("\n\n")[0], seeds=[0, 1, 2], resume=False)
+    parser.add_argument("--append", dest="resume", action="store_true", help=argparse.SUPPRESS)  # --resume's old name
     parser.add_argument("--datasets", nargs="+", default=["ethos", "tweets"], choices=sorted(DATASETS))
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--out", default=None)
-    parser.add_argument("--append", action="store_true", help="Keep the rows of other (dataset, seed) pairs "
-                                                              "already in the results file.")
     parser.add_argument("--speed-seeds", nargs="*", type=int, default=None,
                         help="The seeds whose runs time predictions (default: every seed).")
-    args = parser.parse_args(argv)
-    out = Path(args.out) if args.out else RESULTS / "distill.json"
-    rows: list[dict] = json.loads(out.read_text())["rows"] if args.append and out.exists() else []
+    args = setup(parser.parse_args(argv))
+    rows: list[dict] = load_previous(args.out or RESULTS / "distill.json", args).get("rows", [])
     for seed in args.seeds:
         for dataset in args.datasets:
             rows = [r for r in rows if (r["dataset"], r["seed"]) != (dataset, seed)]

@@ -20,19 +20,14 @@ Nothing is fitted; the test rows are only scored once.
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
-import time
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from agilecls.datasets import load_dataset  # noqa: E402
-from agilecls.evaluation.metrics import expected_calibration_error, format_table  # noqa: E402
-from agilecls.persistence import load_classifier  # noqa: E402
-from bench.common import RESULTS, write_results  # noqa: E402
+from agilecls.datasets import load_dataset
+from agilecls.evaluation.metrics import expected_calibration_error, format_table
+from agilecls.persistence import load_classifier
+from bench.common import RESULTS, bench_parser, setup, timed, write_results
 
 
 def perfect_ece(proba: np.ndarray, draws: int, rng: np.random.Generator) -> np.ndarray:
@@ -51,22 +46,19 @@ def summary(values: np.ndarray, target: float) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.ece_floor", description=__doc__.split("\n\n")[0])
+    ap = bench_parser(__doc__.split("\n\n")[0], out=str(RESULTS / "ece_floor.json"), seed=0)
     ap.add_argument("--model", default="models/demo-stack", help="a saved agilecls classifier")
     ap.add_argument("--data", default="ethos", help="dataset name or file, scored on its test split")
     ap.add_argument("--draws", type=int, default=2000)
     ap.add_argument("--sizes", nargs="+", type=int, default=[1000, 5000], help="larger test sets to compare")
     ap.add_argument("--target", type=float, default=0.05)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default=str(RESULTS / "ece_floor.json"))
-    args = ap.parse_args(argv)
+    args = setup(ap.parse_args(argv))
     rng = np.random.default_rng(args.seed)
 
     test = load_dataset(args.data, split="test")
     clf = load_classifier(args.model)
-    start = time.time()
-    proba = np.asarray(clf.predict_proba(test.texts), dtype=np.float64)
-    score_seconds = time.time() - start
+    scored = timed(lambda: np.asarray(clf.predict_proba(test.texts), dtype=np.float64))
+    proba, score_seconds = scored.result, scored.best
     index = {str(c): i for i, c in enumerate(clf.classes_)}
     y = np.array([index[str(v)] for v in test.y])
     measured = expected_calibration_error(y, proba)

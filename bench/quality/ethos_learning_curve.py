@@ -16,22 +16,16 @@ fine-tuning, LoRA tuning incl. caching the frozen lower layers), without the per
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-import torch  # noqa: E402
-
-from agilecls import AgileClassifier, EnsembleClassifier  # noqa: E402
-from agilecls.datasets import load_ethos  # noqa: E402
-from agilecls.encoders.members import ENCODER_MEMBERS, encoder_member  # noqa: E402
-from agilecls.evaluation.metrics import classification_metrics, format_table  # noqa: E402
-from agilecls.evaluation.plots import learning_curve_figure  # noqa: E402
-from bench.common import RESULTS, write_results  # noqa: E402
+from agilecls import AgileClassifier, EnsembleClassifier
+from agilecls.datasets import load_ethos
+from agilecls.encoders.members import ENCODER_MEMBERS, encoder_member
+from agilecls.evaluation.metrics import classification_metrics, format_table
+from agilecls.evaluation.plots import learning_curve_figure
+from bench.common import RESULTS, bench_parser, setup, write_results
 
 FINETUNED = ENCODER_MEMBERS["finetuned"]
 SEED_RESULTS = {200: {"f1": 0.80, "roc_auc": 0.78}, 800: {"f1": 0.84, "roc_auc": 0.88}}
@@ -85,9 +79,10 @@ def run(size: int, train, test, args) -> dict:
     return {"epochs": epochs, "final": final}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.ethos_learning_curve", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv=None) -> None:
+    parser = bench_parser(__doc__, out=str(RESULTS / "ethos_learning_curve"), threads=2, seed=0,
+                          out_help="results file, .json and .png are added "
+                                   "(default: bench/results/ethos_learning_curve)")
     parser.add_argument("--models", nargs="*", default=["smollm2-135m-instruct", "gemma-3-270m"])
     parser.add_argument("--encoders", nargs="*", default=["mpnet"], help="logistic heads on frozen embeddings")
     parser.add_argument("--finetuned-encoders", nargs="*", default=["mpnet"],
@@ -101,24 +96,20 @@ def main() -> None:
     parser.add_argument("--rank", type=int, default=4)
     parser.add_argument("--learning-rate", type=float, default=2e-3)
     parser.add_argument("--lr-schedule", default="linear")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--progress", action="store_true")
-    parser.add_argument("--out", default=str(RESULTS / "ethos_learning_curve"))
     parser.add_argument("--report-only", action="store_true", help="Only print and plot the saved JSON.")
-    args = parser.parse_args()
+    args = setup(parser.parse_args(argv))
     out = Path(args.out)
     if args.report_only:
         return report(json.loads(out.with_suffix(".json").read_text())["runs"], out)
     if len(args.models) + len(args.encoders) + len(args.finetuned_encoders) < 2:
         parser.error("an ensemble needs at least two members (--models, --encoders, --finetuned-encoders)")
-    torch.set_num_threads(args.threads)
     train, test = load_ethos("train"), load_ethos("test")
     runs = []
     for size in args.sizes:
         runs.append(run(size, train, test, args))
         write_results(out.stem, {"config": vars(args), "seed_gemma_2b": SEED_RESULTS, "targets": TARGETS,
-                                 "runs": runs}, out.with_suffix(".json"))
+                                 "runs": runs}, out.with_suffix(".json"), argv=argv)
     report(runs, out)
 
 
@@ -138,7 +129,7 @@ def report(runs: list[dict], out: Path) -> None:
     print(format_table(table, ["train_size", "estimator", "f1", "roc_auc", "accuracy", "fit_seconds"]))
     fig = Figure(figsize=(11, 4.5))
     axes = fig.subplots(1, 2)
-    for ax, metric in zip(axes, ("f1", "roc_auc")):
+    for ax, metric in zip(axes, ("f1", "roc_auc"), strict=True):
         curves = {}
         for r in runs:
             size = r["final"]["train_size"]

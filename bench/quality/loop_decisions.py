@@ -28,7 +28,6 @@ the ROC-AUC of the suggestions shown (blend) against the zero-shot scores alone.
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import tempfile
 import time
@@ -43,9 +42,9 @@ from agilecls.datasets import load_ethos, load_tweets
 from agilecls.evaluation.metrics import format_table
 from agilecls.loop import Project
 from agilecls.loop.decisions import ranking_score
-from agilecls.loop.serving import audit_estimate, version_proba
-from bench.active_learning import clinc20
-from bench.common import write_results
+from agilecls.loop.serving import version_proba
+from bench.common import bench_parser, setup, write_results
+from bench.quality.active_learning import clinc20
 
 SCHEDULE_COLD = (8, 16, 24, 32)
 ROUND = 16
@@ -126,7 +125,7 @@ def test_scores(project: Project, version: dict, data: dict) -> dict:
     tx, ty = data["test"]
     labels = project.labels
     ids = [f"t{i}" for i in range(len(tx))]
-    proba = version_proba(project, version, ids)
+    proba = version_proba(project.store, version, ids, len(labels))
     y_idx = np.array([labels.index(v) for v in ty])
     metrics = version["metrics"].get("test", {})
     if len(labels) == 2:
@@ -178,7 +177,7 @@ def run(name: str, data: dict, strategy: str, seed: int, max_labels: int, full: 
                 rounds.append(row)
                 continue
             version = project.version(vid)
-            audit = audit_estimate(project, version)
+            audit = project.audit_estimate(vid)
             scores = test_scores(project, version, data)
             row.update(scores, n_train=version["n_labels"], audit_n=audit["n"], audit_enough=audit["enough"],
                        audit=audit["value"], audit_low=audit["low"], audit_high=audit["high"],
@@ -206,7 +205,8 @@ def full_version(project: Project, data: dict) -> dict:
     ev = project.evaluate()
     serving_after = ev["serving"]
     before_audit = next(p["audit"] for p in ev["learning_curve"] if p["version"] == serving_before["id"])
-    out = {"labels": version["n_labels"], "version": vid, "seconds": round(seconds), **test_scores(project, version, data),
+    out = {"labels": version["n_labels"], "version": vid, "seconds": round(seconds),
+           **test_scores(project, version, data),
            "audit": ev["audit"]["value"], "serving_audit_before": before_audit,
            "serves": serving_after["version"] == vid, "reason": (serving_after.get("passed_over") or {}).get("reason")
            if serving_after["version"] != vid else serving_after["reason"]}
@@ -235,10 +235,7 @@ def reference(name: str, data: dict) -> dict:
     clf.fit(px, py)
     seconds = time.perf_counter() - start
     pred = clf.predict(tx)
-    if binary:
-        f1 = float(f1_score(ty, pred, pos_label=data["positive"]))
-    else:
-        f1 = float(f1_score(ty, pred, average="macro"))
+    f1 = float(f1_score(ty, pred, pos_label=data["positive"]) if binary else f1_score(ty, pred, average="macro"))
     out = {"dataset": name, "rows": len(px), "f1": f1, "fit_seconds": round(seconds)}
     print("reference:", out, flush=True)
     return out
@@ -252,11 +249,13 @@ def summarise(runs: list[dict], references: dict) -> tuple[list[dict], dict]:
     if frame.empty:
         return table, verdict
     for (name, strategy, n), part in frame.groupby(["dataset", "strategy", "labels"], sort=True):
-        mean = lambda col: float(part[col].astype(float).mean()) if col in part and part[col].notna().any() else None  # noqa: E731
+        def mean(col, part=part):
+            return float(part[col].astype(float).mean()) if col in part and part[col].notna().any() else None
+
         table.append({"dataset": name, "strategy": strategy, "labels": int(n), "f1_rule": mean("f1"),
                       "f1_oracle": mean("oracle_f1"), "roc_auc": mean("roc_auc"), "audit": mean("audit"),
-                      "covered": mean("covered"), "shown_auc": mean("shown_auc"), "zero_shot_auc": mean("zero_shot_auc"),
-                      "zs_weight": mean("zero_shot_weight")})
+                      "covered": mean("covered"), "shown_auc": mean("shown_auc"),
+                      "zero_shot_auc": mean("zero_shot_auc"), "zs_weight": mean("zero_shot_weight")})
     rows = pd.DataFrame(table)
     late = rows[rows["labels"] >= 32]
     ratio = late["f1_rule"] / late["f1_oracle"]
@@ -289,8 +288,8 @@ def plot(table: list[dict], path: Path) -> None:
     rows = pd.DataFrame(table)
     names = list(dict.fromkeys(rows["dataset"]))
     fig = Figure(figsize=(5 * len(names), 4), layout="constrained")
-    for ax, name in zip(fig.subplots(1, len(names), squeeze=False)[0], names):
-        for strategy, colour in zip(STRATEGIES, ("#5b3fd6", "#d9480f")):
+    for ax, name in zip(fig.subplots(1, len(names), squeeze=False)[0], names, strict=True):
+        for strategy, colour in zip(STRATEGIES, ("#5b3fd6", "#d9480f"), strict=True):
             part = rows[(rows["dataset"] == name) & (rows["strategy"] == strategy)]
             ax.plot(part["labels"], part["f1_rule"], "-o", ms=3, color=colour, label=f"{strategy}: F1 at its rule")
             ax.plot(part["labels"], part["f1_oracle"], ":", color=colour, label=f"{strategy}: oracle cut")
@@ -331,18 +330,16 @@ def loop_step(pool: int = 10_000, labelled: int = 256, repeats: int = 5) -> dict
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = bench_parser(__doc__.split("\n\n")[0], seeds=[0, 1, 2])
     parser.add_argument("--datasets", nargs="+", default=["ethos", "tweets", "clinc20"])
     parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES))
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--max-labels", type=int, default=256)
     parser.add_argument("--full-seeds", type=int, nargs="*", default=[],
                         help="seeds whose default-strategy runs also train the full model at 128 and 256 labels")
     parser.add_argument("--reference", action="store_true", help="also fit the stacked recipe on every pool row")
     parser.add_argument("--step-pool", type=int, default=10_000, help="0 skips the loop-step latency")
-    parser.add_argument("--out", default=None)
     parser.add_argument("--plot", default="bench/results/loop_decisions.png")
-    args = parser.parse_args(argv)
+    args = setup(parser.parse_args(argv))
     runs, references = [], {}
     for name in args.datasets:
         data = {**load(name), "name": name}

@@ -21,7 +21,8 @@ the ``_cal`` parts at the per-label thresholds chosen out of fold; the baseline'
 ``C`` and the fine-tuned encoder's epochs are chosen by macro F1 on a seeded 20% hold-out of the
 training comments, then refitted on all of them; the LoRA settings are the package defaults with
 ``--lora-epochs`` fixed beforehand to fit the time budget. Each part can run on its own (``--parts``);
-results, including each part's test probabilities (for the ensemble), merge into one JSON file.
+results, including each part's test probabilities (for the ensemble), merge into one JSON file
+(``--no-resume`` starts a new one).
 
     python -m bench.multilabel_ethos --parts baseline encoder
     python -m bench.multilabel_ethos --parts agile ensemble
@@ -30,26 +31,20 @@ results, including each part's test probabilities (for the ensemble), merge into
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+import numpy as np
+from sklearn.model_selection import train_test_split
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from sklearn.model_selection import train_test_split  # noqa: E402
-
-from agilecls import AgileClassifier, CalibratedClassifier, EncoderClassifier  # noqa: E402
-from agilecls.calibration.multilabel import PerLabelCalibrator, fit_label_thresholds  # noqa: E402
-from agilecls.datasets import load_ethos_multilabel  # noqa: E402
-from agilecls.encoders.members import ENCODER_MEMBERS  # noqa: E402
-from agilecls.ensemble import soft_vote  # noqa: E402
-from agilecls.evaluation.metrics import format_table, multilabel_metrics  # noqa: E402
-from agilecls.validation import check_multilabel_y  # noqa: E402
-from bench.common import RESULTS, write_results  # noqa: E402
+from agilecls import AgileClassifier, CalibratedClassifier, EncoderClassifier
+from agilecls.calibration.multilabel import PerLabelCalibrator, fit_label_thresholds
+from agilecls.datasets import load_ethos_multilabel
+from agilecls.encoders.members import ENCODER_MEMBERS
+from agilecls.ensemble import soft_vote
+from agilecls.evaluation.metrics import format_table, multilabel_metrics
+from agilecls.validation import check_multilabel_y
+from bench.common import RESULTS, bench_parser, load_previous, setup, write_results
 
 PARTS = ("baseline", "encoder", "agile", "ensemble", "baseline_cal", "encoder_cal", "agile_cal", "ensemble_cal")
 #: Out-of-fold rows of each calibrated part: 5 folds for the cheap baseline, a 25% hold-out otherwise.
@@ -66,7 +61,7 @@ def macro_f1_on_holdout(make, texts, Y, labels, seed: int) -> float:
 
 
 def choose(name: str, grid, make, texts, Y, labels, seed: int) -> tuple:
-    scores = {value: macro_f1_on_holdout(lambda: make(value), texts, Y, labels, seed) for value in grid}
+    scores = {value: macro_f1_on_holdout(lambda value=value: make(value), texts, Y, labels, seed) for value in grid}
     best = max(grid, key=lambda v: scores[v])
     print(f"{name}: hold-out macro F1 {({k: round(v, 3) for k, v in scores.items()})} -> {best}", flush=True)
     return best, {str(k): v for k, v in scores.items()}
@@ -83,7 +78,9 @@ def make_part(part: str, train, Y_train, args, done: dict):
     baseline's C are chosen here on a hold-out of the training rows, or taken from their done part."""
     labels = train.labels
     if part == "baseline":
-        make = lambda C: EncoderClassifier("minilm", head="logistic", C=C, multilabel=True, labels=labels)
+        def make(C):
+            return EncoderClassifier("minilm", head="logistic", C=C, multilabel=True, labels=labels)
+
         if "baseline" in done:
             C = done["baseline"]["setting"]["C"]
             return (lambda: make(C)), {"C": C}
@@ -92,7 +89,9 @@ def make_part(part: str, train, Y_train, args, done: dict):
     if part == "encoder":
         params = {**ENCODER_MEMBERS["finetuned"]["params"], "multilabel": True, "labels": labels,
                   "random_state": args.seed}
-        make = lambda epochs: EncoderClassifier("minilm", **{**params, "epochs": epochs})
+        def make(epochs):
+            return EncoderClassifier("minilm", **{**params, "epochs": epochs})
+
         shown = {k: v for k, v in params.items() if k != "labels"}
         if "encoder" in done:
             epochs = done["encoder"]["setting"]["epochs"]
@@ -126,7 +125,8 @@ def run_part(part: str, train, test, Y_train, args, done: dict) -> dict:
     clf, seconds = fitted(lambda: CalibratedClassifier(make(), cv=CAL_CV[part], threshold="f1"), train.texts,
                           Y_train)
     raw = clf.estimator_.predict_proba(test.texts)
-    out = {"setting": {**setting, "cv": CAL_CV[part], "threshold": "f1", "maps": [m.name for m in clf.calibrator_.maps]},
+    out = {"setting": {**setting, "cv": CAL_CV[part], "threshold": "f1",
+                       "maps": [m.name for m in clf.calibrator_.maps]},
            "fit_seconds": seconds, "thresholds": [t.threshold for t in clf.threshold_],
            "test_proba": clf.calibrator_.transform(raw).tolist(), "test_raw_proba": raw.tolist(),
            "oof_rows": clf.oof_rows_.tolist()}
@@ -168,22 +168,17 @@ def table_rows(results: dict, Y_test, labels) -> list[dict]:
     return rows
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.multilabel_ethos", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv=None) -> None:
+    parser = bench_parser(__doc__, out=str(RESULTS / "multilabel_ethos.json"), threads=2, seed=0, resume=True)
     parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
     parser.add_argument("--lora-epochs", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--progress", action="store_true")
-    parser.add_argument("--out", default=str(RESULTS / "multilabel_ethos.json"))
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    args = setup(parser.parse_args(argv))
     train, test = load_ethos_multilabel("train"), load_ethos_multilabel("test")
     Y_train, labels = check_multilabel_y(train.y, train.labels)
     Y_test, _ = check_multilabel_y(test.y, labels)
     out = Path(args.out)
-    results = json.loads(out.read_text())["results"] if out.exists() else {}
+    results = load_previous(out, args).get("results", {})
     for part in args.parts:
         print(f"--- {part}", flush=True)
         results[part] = {**run_part(part, train, test, Y_train, args, results), "command_args": vars(args)}
@@ -191,7 +186,8 @@ def main() -> None:
         write_results(out.stem, {"dataset": {"train": len(train), "test": len(test), "labels": labels,
                                              "binarised_at": 0.5, "split": "train_test_split(test_size=0.2, "
                                                                            "random_state=42)"},
-                                 "threshold": "0.5, or per label for the _cal parts", "table": rows, "results": results}, out)
+                                 "threshold": "0.5, or per label for the _cal parts", "table": rows,
+                                 "results": results}, out, argv=argv)
     print(format_table(table_rows(results, Y_test, labels)))
 
 

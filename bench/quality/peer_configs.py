@@ -35,7 +35,7 @@ written to the results JSON, so the recipe recorded and the model fitted cannot 
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from agilecls.encoders.members import encoder_member
 from agilecls.recipes import build_recipe

@@ -44,7 +44,7 @@ the JSON records these numbers.
 
 Resumable: each finished fit is appended to the JSON (through :func:`bench.common.write_results`)
 and fits already there are skipped on a re-run with the same ``--out``, so the long run can be done
-in pieces; the summary is recomputed over every fit in the file.
+in pieces (``--no-resume`` starts afresh); the summary is recomputed over every fit in the file.
 
 Examples
 --------
@@ -62,30 +62,24 @@ Only the summary of a results file::
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
-import random
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+import numpy as np
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import make_pipeline
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from sklearn.feature_extraction.text import TfidfVectorizer  # noqa: E402
-from sklearn.linear_model import LogisticRegression  # noqa: E402
-from sklearn.model_selection import train_test_split  # noqa: E402
-from sklearn.pipeline import make_pipeline  # noqa: E402
-
-from agilecls.datasets import load_dataset, load_ethos, stratified_sample  # noqa: E402
-from agilecls.evaluation.metrics import classification_metrics, format_table  # noqa: E402
-from bench.common import RESULTS, command_line, write_results  # noqa: E402
-from bench.peer_configs import CONFIGS, ETHOS_ONLY, MPNET_CONFIGS, agile_estimator, fitted_facts, recipes  # noqa: E402
+from agilecls.datasets import load_dataset, load_ethos, stratified_sample
+from agilecls.evaluation.metrics import classification_metrics, format_table
+from bench.common import RESULTS, bench_parser, command_line, seed_everything, setup, write_results
+from bench.quality.peer_configs import CONFIGS, ETHOS_ONLY, MPNET_CONFIGS, agile_estimator, fitted_facts, recipes
 
 PEERS = ("tfidf", "setfit")
 AGILE = tuple(CONFIGS)
@@ -127,12 +121,6 @@ def setfit_pairs(y: list[str], iterations: int) -> int:
     same = int((counts * (counts + 1) // 2).sum())
     different = int((counts.sum() ** 2 - (counts ** 2).sum()) // 2)
     return 2 * max(same, different)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def load(name: str):
@@ -204,7 +192,7 @@ def fit_agile(config, train):
         seconds = time.perf_counter() - start
         def score():
             proba = in_order(clf.predict_proba(list(test_texts)), clf.classes_, labels)
-            threshold = getattr(clf, "threshold_", None)
+            threshold = clf.decision_rule()
             return proba, (threshold.decide(proba, labels) if threshold is not None else None)
         return seconds, score, fitted_facts(config, clf)
     return fit
@@ -296,19 +284,19 @@ def print_summary(summary: list[dict], margins: list[dict]) -> None:
         print("\nagilecls's best configuration against SetFit (ETHOS: ROC-AUC, tweets: macro F1; "
               "paired: mean ± std of the per-seed differences)")
         print(format_table([{"dataset": m["dataset"], "size": m["size"], "metric": m["metric"],
-                             "encoders": m.get("encoders", ""), "best agilecls": m["best_agilecls"], "score": m["best_agilecls_score"],
+                             "encoders": m.get("encoders", ""), "best agilecls": m["best_agilecls"],
+                             "score": m["best_agilecls_score"],
                              "peer": m["peer"], "peer score": m["peer_score"],
                              "margin": cell(m["paired_margin"], m["paired_margin_std"]),
                              "fit time ratio": f"{m['fit_seconds_ratio']:.2f}x"} for m in margins]))
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(prog="python -m bench.peers", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = bench_parser(__doc__, out=str(RESULTS / "peers"), threads=2, seeds=[0, 1, 2], resume=True,
+                          out_help="results file, .json is added (default: bench/results/peers.json)")
     parser.add_argument("--datasets", nargs="+", choices=["ethos", "tweets"], default=["ethos", "tweets"])
     parser.add_argument("--ethos-sizes", nargs="+", type=int, default=[200, 400, 800], help="training rows")
     parser.add_argument("--tweets-shots", nargs="+", type=int, default=[8, 16, 32], help="examples per class")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--configs", nargs="+", choices=list(PEERS) + list(AGILE),
                         default=list(PEERS) + ["encoder", "encoder_s200", "encoder_cal5e"])
     parser.add_argument("--with-llm", action="store_true",
@@ -317,23 +305,21 @@ def main(argv=None) -> dict:
                         help="add mpnet and stack_mpnet on ETHOS (the optional mpnet encoder must be installed)")
     parser.add_argument("--setfit-iterations", type=int, default=SETFIT_ITERATIONS,
                         help="SetFit num_iterations (0: SetFit's default sampling_strategy='oversampling')")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", default=str(RESULTS / "peers"), help="results file (.json is added)")
     parser.add_argument("--report-only", action="store_true", help="only print the summary of --out")
-    args = parser.parse_args(argv)
+    args = setup(parser.parse_args(argv))
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     out = Path(args.out).with_suffix(".json")
-    old = json.loads(out.read_text()) if out.exists() else {}
+    old = json.loads(out.read_text()) if out.exists() and (args.resume or args.report_only) else {}
     fits = list(old.get("fits", []))
     if args.report_only:
         print_summary(*summarize(fits))
         return old
-    torch.set_num_threads(args.threads)
     done = {(f["dataset"], f["size"], f["seed"], f["config"]) for f in fits}
     settings = {"threads": args.threads, "setfit_num_iterations": args.setfit_iterations or None,
                 "tfidf": "TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2)) + LogisticRegression(max_iter=2000)",
                 **recipes()}
 
-    pieces = list(old.get("pieces", [])) + [command_line(argv, "bench.peers")]  # every run that added fits
+    pieces = list(old.get("pieces", [])) + [command_line(argv, "bench.quality.peers")]  # every run that added fits
 
     def save() -> None:
         summary, margins = summarize(fits)

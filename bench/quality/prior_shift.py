@@ -27,22 +27,17 @@ Example::
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+import numpy as np
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from agilecls import CalibratedClassifier  # noqa: E402
-from agilecls.calibration.priors import shift_priors  # noqa: E402
-from agilecls.encoders.members import encoder_member  # noqa: E402
-from agilecls.evaluation.metrics import classification_metrics, format_table  # noqa: E402
-from bench.common import RESULTS, write_results  # noqa: E402
-from bench.peers import in_order, load, seed_everything, training_rows  # noqa: E402
+from agilecls import CalibratedClassifier
+from agilecls.calibration.priors import shift_priors
+from agilecls.encoders.members import encoder_member
+from agilecls.evaluation.metrics import classification_metrics, format_table
+from bench.common import RESULTS, bench_parser, seed_everything, setup, write_results
+from bench.quality.peers import in_order, load, training_rows
 
 METRICS = ("f1_macro", "accuracy", "roc_auc", "ece")
 
@@ -75,23 +70,19 @@ def run(shots: int, seed: int, pool_size: int, train, test) -> list[dict]:
         m = classification_metrics(test.y, proba, test.labels)
         out.append({"shots": shots, "seed": seed, "probabilities": name, **{k: m.get(k) for k in METRICS},
                     "fit_seconds": fit_seconds, "adapt_seconds": adapt_seconds, "pool": len(pool),
-                    "estimated_shares": dict(zip(labels, estimated.round(4).tolist())),
-                    "pool_shares": dict(zip(labels, pool_true.round(4).tolist())),
+                    "estimated_shares": dict(zip(labels, estimated.round(4).tolist(), strict=True)),
+                    "pool_shares": dict(zip(labels, pool_true.round(4).tolist(), strict=True)),
                     "max_share_error": float(np.abs(estimated - pool_true).max()),
                     "em_iterations": int(clf.priors_iterations_), "calibration": clf.calibrator_.name})
     return out
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(prog="python -m bench.prior_shift", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = bench_parser(__doc__, out=str(RESULTS / "prior_shift.json"), threads=2, seeds=[0, 1, 2])
     parser.add_argument("--shots", nargs="+", type=int, default=[8], help="labelled examples per class")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--pool", type=int, default=1000, help="unlabelled train-split texts for adapt_priors")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", default=str(RESULTS / "prior_shift.json"))
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    args = setup(parser.parse_args(argv))
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     train, test = load("tweets")
     results = []
     for shots in args.shots:

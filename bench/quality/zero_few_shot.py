@@ -8,14 +8,13 @@ probabilities (the default) and the raw label probabilities are reported, from t
 
 from __future__ import annotations
 
-import argparse
 import time
 
 from agilecls import AgileClassifier
 from agilecls.datasets import load_ethos, load_tweets, stratified_sample
 from agilecls.evaluation.metrics import classification_metrics, format_table
 from agilecls.validation import softmax
-from bench.common import write_results
+from bench.common import bench_parser, setup, write_results
 
 
 def datasets(tweets_per_class: int):
@@ -25,15 +24,13 @@ def datasets(tweets_per_class: int):
     return {"ethos": (load_ethos("train"), load_ethos("test")), "tweets": (load_tweets("train"), tweets)}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.zero_few_shot", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv=None) -> None:
+    parser = bench_parser(__doc__, out_help="results file (default: bench/results/zero_few_shot_<data>.json)")
     parser.add_argument("--models", nargs="+", default=["smollm2-135m-instruct", "gemma-3-270m"])
     parser.add_argument("--shots", nargs="+", type=int, default=[0, 1])
     parser.add_argument("--tweets-per-class", type=int, default=20)
     parser.add_argument("--data", nargs="+", default=["ethos", "tweets"])
-    parser.add_argument("--out", default=None, help="default: bench/results/zero_few_shot_<data>.json")
-    args = parser.parse_args()
+    args = setup(parser.parse_args(argv))
     rows = []
     for data_name, (train, test) in datasets(args.tweets_per_class).items():
         if data_name not in args.data:
@@ -56,7 +53,7 @@ def main() -> None:
     print("\nf1 = binary F1 of the hateful class on ETHOS, macro F1 on tweets")
     print(format_table(rows))
     path = write_results("zero_few_shot_" + "_".join(args.data),
-                         {"rows": rows, "tweets_per_class": args.tweets_per_class}, args.out)
+                         {"rows": rows, "tweets_per_class": args.tweets_per_class}, args.out, argv=argv)
     print(f"wrote {path}")
 
 

@@ -12,7 +12,6 @@ predict`` subprocess whose peak RSS (with its children) is sampled every 0.1 s.
 
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import subprocess
@@ -28,7 +27,7 @@ import psutil
 from agilecls import load_classifier
 from agilecls.batch.local import parts_folder, predict_file
 from agilecls.evaluation.metrics import format_table
-from bench.common import write_results
+from bench.common import bench_parser, setup, write_results
 from bench.corpus import mixed_texts
 
 CLI = [sys.executable, "-m", "agilecls.cli", "predict"]
@@ -74,15 +73,14 @@ def setfit_seconds(texts: list[str]) -> float | None:
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = bench_parser(__doc__.split("\n\n")[0], seed=0)
     parser.add_argument("--model-dir", default="models/demo-ensemble")
-    parser.add_argument("--member", default="encoder", help="member folder used for the scale runs (\"\": the ensemble)")
+    parser.add_argument("--member", default="encoder",
+                        help="member folder used for the scale runs (\"\": the ensemble)")
     parser.add_argument("--small", type=int, default=2000)
     parser.add_argument("--large", type=int, default=20000)
     parser.add_argument("--ensemble-texts", type=int, default=300)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=None)
-    args = parser.parse_args(argv)
+    args = setup(parser.parse_args(argv))
     member_dir = str(Path(args.model_dir) / args.member)
     what = args.member or "whole ensemble"
     work = Path(tempfile.mkdtemp(prefix="agilecls-batch-bench-"))
@@ -147,7 +145,8 @@ def main(argv=None) -> dict:
                "ray_overhead_vs_local": round(ray_overhead, 2), "ray_vs_local_max_abs_diff": ray_diff,
                "engine_vs_predict_proba_speedup": round(direct_s / engine_s, 2),
                "engine_vs_predict_proba_max_abs_diff": ens_diff,
-               "setfit_vs_engine_seconds_ratio": None if setfit_s is None else round(setfit_s / engine_s, 3), "killed_mid_run": killed["killed"],
+               "setfit_vs_engine_seconds_ratio": None if setfit_s is None else round(setfit_s / engine_s, 3),
+               "killed_mid_run": killed["killed"],
                "rows_lost": lost, "rows_duplicated": duplicated, "resumed_vs_uninterrupted_max_abs_diff": same,
                "distinct_texts_large": len(set(texts))}
     print(format_table(rows))

@@ -9,29 +9,19 @@ sample, best of 3 runs, without the embedding cache.
 
 from __future__ import annotations
 
-import argparse
 import random
-import time
 
 from agilecls import load_classifier
 from agilecls.datasets import load_ethos
 from agilecls.evaluation.metrics import format_table
-from bench.common import write_results
-
-
-def timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return round(time.perf_counter() - start, 2)
+from bench.common import bench_parser, setup, timed, write_results
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = bench_parser(__doc__.split("\n\n")[0], seed=0)
     parser.add_argument("--model-dir", default="models/demo-ensemble")
     parser.add_argument("--texts", type=int, default=64)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=None)
-    args = parser.parse_args(argv)
+    args = setup(parser.parse_args(argv))
     pool = load_ethos("all").texts
     rng = random.Random(args.seed)
     members = dict(load_classifier(args.model_dir).estimators_)
@@ -42,7 +32,8 @@ def main(argv=None) -> dict:
     for name, member in members.items():
         for size in (args.texts, 8, 1):
             sample = rng.sample(pool, args.texts)
-            seconds = timed(lambda: [member.details(sample[i:i + size]) for i in range(0, len(sample), size)])
+            seconds = round(timed(lambda member=member, sample=sample, size=size: [
+                member.details(sample[i:i + size]) for i in range(0, len(sample), size)]).best, 2)
             calls.append({"member": name, "texts per call": size, "seconds": seconds,
                           "texts/s": round(args.texts / seconds, 2)})
     passes = []
@@ -50,7 +41,7 @@ def main(argv=None) -> dict:
     sample = rng.sample(pool, args.texts)  # the same texts for every pass size; best of 3 runs
     for batch in (64, 32, 16, 8, 4):
         encoder.batch_size = batch
-        seconds = min(timed(lambda: encoder.embed(sample, show_progress=False, use_cache=False)) for _ in range(3))
+        seconds = round(timed(lambda: encoder.embed(sample, show_progress=False, use_cache=False), 3).best, 2)
         passes.append({"texts per forward pass": batch, "seconds": seconds})
     print(format_table(calls))
     print(format_table(passes))

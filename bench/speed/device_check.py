@@ -10,30 +10,19 @@ Prints a table and writes bench/results/device_check_<device>.json (or --out).
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import tempfile
-import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+import numpy as np
+import torch
+from sklearn.metrics import roc_auc_score
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from sklearn.metrics import roc_auc_score  # noqa: E402
-
-from agilecls import AgileClassifier, EncoderClassifier, explain, load_classifier, load_lm  # noqa: E402
-from agilecls.datasets import load_clinc150, load_ethos  # noqa: E402
-from agilecls.evaluation.metrics import format_table  # noqa: E402
-from agilecls.lm.loading import DEFAULT_MODEL  # noqa: E402
-from bench.common import RESULTS, write_results  # noqa: E402
-
-
-def timed(fn):
-    start = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - start
+from agilecls import AgileClassifier, EncoderClassifier, explain, load_classifier, load_lm
+from agilecls.datasets import load_clinc150, load_ethos
+from agilecls.evaluation.metrics import format_table
+from agilecls.lm.loading import DEFAULT_MODEL
+from bench.common import RESULTS, bench_parser, setup, timed, write_results
 
 
 def round_trip(clf, texts, tmp: Path, name: str) -> float:
@@ -48,12 +37,12 @@ def clf_device(clf) -> torch.device:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.device_check", description=__doc__.split("\n\n")[0])
+    ap = bench_parser(__doc__.split("\n\n")[0],
+                      out_help="results file (default: bench/results/device_check_<device>.json)")
     ap.add_argument("--lm", default=DEFAULT_MODEL, help="language model spec or folder")
     ap.add_argument("--encoder", default="minilm", help="sentence encoder name or folder")
     ap.add_argument("--device", default=None, help="default: CUDA when present, else CPU")
-    ap.add_argument("--out", default=None)
-    args = ap.parse_args(argv)
+    args = setup(ap.parse_args(argv))
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     ethos_train, ethos_test = load_ethos("train"), load_ethos("test")
     texts, y = ethos_train.texts[:64], ethos_train.y[:64]
@@ -61,12 +50,14 @@ def main(argv=None) -> int:
     rows, checks = [], {}
     tmp = Path(tempfile.mkdtemp(prefix="device-check-"))
 
-    lm, seconds = timed(lambda: load_lm(args.lm, device=device))
+    t = timed(lambda: load_lm(args.lm, device=device))
+    lm, seconds = t.result, t.best
     rows.append({"step": "load language model", "device": str(lm.device), "dtype": str(lm.dtype), "s": seconds})
 
     prompted = AgileClassifier(labels=ethos_train.labels, model=args.lm, shots=4, device=device, progress=False,
                                instructions=ethos_train.meta["instructions"])
-    proba, seconds = timed(lambda: prompted.fit(texts, y).predict_proba(test_texts))
+    t = timed(lambda: prompted.fit(texts, y).predict_proba(test_texts))
+    proba, seconds = t.result, t.best
     checks["prompting_rows_sum_to_1"] = bool(np.allclose(proba.sum(1), 1, atol=1e-6))
     rows.append({"step": "4-shot prompting, 32 texts", "device": str(clf_device(prompted)), "s": seconds})
     if device != "cpu":  # the same computation in fp32 on this device and on the CPU
@@ -78,7 +69,7 @@ def main(argv=None) -> int:
 
     tuned = AgileClassifier(labels=ethos_train.labels, model=args.lm, tuning="lora", epochs=2, device=device,
                             progress=False, instructions=ethos_train.meta["instructions"])
-    _, seconds = timed(lambda: tuned.fit(texts, y))
+    seconds = timed(lambda: tuned.fit(texts, y)).best
     losses = [h["train_loss"] for h in tuned.history_]
     checks["lora_loss_finite"] = bool(np.isfinite(losses).all())
     checks["lora_adapters_on_device"] = all(p.device.type == torch.device(device).type
@@ -89,10 +80,12 @@ def main(argv=None) -> int:
                  "device": str(clf_device(tuned)), "s": seconds, "round-trip max |dp|": diff})
 
     for method in ("grad_l2", "grad_dot_input", "integrated_gradients"):
-        exp, seconds = timed(lambda: explain(tuned, test_texts[0], method=method))
+        t = timed(lambda method=method: explain(tuned, test_texts[0], method=method))
+        exp, seconds = t.result, t.best
         finite = all(np.isfinite(t["score"]) for t in exp.tokens)
         checks[f"{method}_finite"] = finite
-        extra = {"IG completeness error": exp.info.get("completeness_error")} if method == "integrated_gradients" else {}
+        extra = ({"IG completeness error": exp.info.get("completeness_error")}
+                 if method == "integrated_gradients" else {})
         rows.append({"step": f"salience {method}, {len(exp.tokens)} tokens", "device": str(clf_device(tuned)),
                      "s": seconds, **extra})
 
@@ -105,8 +98,8 @@ def main(argv=None) -> int:
     is_oos = np.array([clinc_test.y[i] == "oos" for i in test_rows])
     enc = EncoderClassifier(args.encoder, head="sngp", fine_tune=True, fine_tune_layers=1, epochs=2, batch_size=32,
                             device=device, random_state=0)
-    _, seconds = timed(lambda: enc.fit([clinc_train.texts[i] for i in train_rows],
-                                       [clinc_train.y[i] for i in train_rows]))
+    seconds = timed(lambda: enc.fit([clinc_train.texts[i] for i in train_rows],
+                                    [clinc_train.y[i] for i in train_rows])).best
     auroc = float(roc_auc_score(is_oos, enc.ood_score(enc_texts)))
     checks["sngp_ood_auroc"] = auroc
     diff = round_trip(enc, enc_texts, tmp, "encoder")

@@ -9,7 +9,6 @@ the same load. Prints a table and writes bench/results/finetune_batching_<encode
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import numpy as np
@@ -21,7 +20,7 @@ from agilecls.encoders.heads import SNGPHead
 from agilecls.encoders.sentence import SentenceEncoder
 from agilecls.encoders.training import unfreeze_top_layers
 from agilecls.evaluation.metrics import format_table
-from bench.common import write_results
+from bench.common import bench_parser, setup, write_results
 
 
 def train_steps(enc, head, opt, texts, y, batches) -> float:
@@ -38,16 +37,15 @@ def train_steps(enc, head, opt, texts, y, batches) -> float:
     return time.perf_counter() - start
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(prog="python -m bench.finetune_batching", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv=None) -> None:
+    ap = bench_parser(__doc__,
+                      out_help="results file (default: bench/results/finetune_batching_<encoder>_top<layers>.json)")
     ap.add_argument("--encoder", default="minilm")
     ap.add_argument("--texts", type=int, default=1280)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--layers", type=int, default=2, help="top encoder layers trained (0 = all)")
     ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("--out", default=None, help="default: bench/results/finetune_batching_<encoder>_top<layers>.json")
-    args = ap.parse_args()
+    args = setup(ap.parse_args(argv))
     train = load_clinc150("train", include_oos=False)
     rng = np.random.default_rng(0)
     rows_idx = rng.permutation(len(train))[: args.texts]
@@ -76,7 +74,7 @@ def main() -> None:
           f"{len(texts)} CLINC150 texts x {args.rounds} rounds, {torch.get_num_threads()} threads")
     print(format_table(table))
     path = write_results(f"finetune_batching_{args.encoder}_top{args.layers or 'all'}",
-                         {"args": vars(args), "rows": table}, args.out)
+                         {"args": vars(args), "rows": table}, args.out, argv=argv)
     print(f"wrote {path}")
 
 

@@ -17,9 +17,7 @@ every estimator does, so it is part of today's path.)
 
 from __future__ import annotations
 
-import argparse
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -27,17 +25,8 @@ import torch
 
 from agilecls import load_classifier
 from agilecls.evaluation.metrics import format_table
-from bench.common import write_results
+from bench.common import bench_parser, setup, timed, write_results
 from bench.corpus import mixed_texts
-
-
-def best_time(fn, repeats: int):
-    times, out = [], None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - start)
-    return min(times), out
 
 
 def quantize_linear(model: torch.nn.Module) -> None:
@@ -128,17 +117,16 @@ def onnx_proba(member, texts: list[str], repeats: int) -> tuple[float, np.ndarra
             logits = member._logits(onnx.embed(texts))
             return torch.softmax(torch.from_numpy(logits), dim=-1).numpy()
 
-        return best_time(score, repeats)
+        t = timed(score, repeats)
+        return t.best, t.result
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = bench_parser(__doc__.split("\n\n")[0], seed=0)
     parser.add_argument("--model-dir", default="models/demo-ensemble")
     parser.add_argument("--texts", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=None)
-    args = parser.parse_args(argv)
+    args = setup(parser.parse_args(argv))
     texts = mixed_texts(args.texts, args.seed)
     members = dict(load_classifier(args.model_dir).estimators_)
     rows = []
@@ -147,15 +135,17 @@ def main(argv=None) -> dict:
         if not hasattr(member, "lm_"):  # a sentence encoder: no embedding cache, every option computes
             member.encoder_._cache = None
         member.details(texts[:4])
-        def score(texts=texts):
+        def score(texts=texts, member=member):
             member.__dict__.pop("_embedding_memo", None)  # an encoder's in-memory memo of the last texts
             return member.details(texts)["proba"]
 
-        base_s, base = best_time(score, args.repeats)
+        t = timed(score, args.repeats)
+        base_s, base = t.best, t.result
         rows.append(_row(name, "today's path", base_s, base_s, base, base, len(texts)))
         default = set_batch(member, None)
         set_batch(member, 4 * default)
-        seconds, proba = best_time(score, args.repeats)
+        t = timed(score, args.repeats)
+        seconds, proba = t.best, t.result
         set_batch(member, default)
         rows.append(_row(name, f"inference batches of {4 * default} (not {default})", base_s, seconds, base, proba,
                          len(texts)))
@@ -163,13 +153,15 @@ def main(argv=None) -> dict:
         autocast = not hasattr(member, "lm_") and member.encoder_.bf16  # SentenceEncoder(dtype="auto"|"bf16")
         if not hasattr(member, "lm_"):  # a sentence encoder switches its own autocast (SentenceEncoder.bf16)
             member.encoder_.bf16 = not autocast
-            seconds, proba = best_time(score, args.repeats)
+            t = timed(score, args.repeats)
+            seconds, proba = t.best, t.result
             member.encoder_.bf16 = False  # the int8 pass below runs with fp32 activations
             rows.append(_row(name, "fp32 instead of bf16 autocast" if autocast else "bf16 autocast", base_s, seconds,
                              base, proba, len(texts)))
         elif dtype == torch.float32:
             with torch.autocast("cpu", dtype=torch.bfloat16):
-                seconds, proba = best_time(score, args.repeats)
+                t = timed(score, args.repeats)
+                seconds, proba = t.best, t.result
             rows.append(_row(name, "bf16 autocast", base_s, seconds, base, proba, len(texts)))
         else:  # agilecls loaded it in bf16 already (pick_dtype measured bf16 faster here)
             rows.append(skipped(name, "bf16 autocast", f"the model already runs in {dtype}"))
@@ -177,7 +169,8 @@ def main(argv=None) -> dict:
             rows.append(_row(name, "ONNX Runtime encoder", base_s, *result, base, len(texts)))
         if dtype == torch.float32:  # an encoder's int8 pass runs without autocast (left off above)
             quantize_linear(torch_model(member))
-            seconds, proba = best_time(score, args.repeats)
+            t = timed(score, args.repeats)
+            seconds, proba = t.best, t.result
             rows.append(_row(name, "dynamic int8 linear layers" + (" (fp32 activations)" if autocast else ""),
                              base_s, seconds, base, proba, len(texts)))
         else:  # dynamic int8 quantises fp32 linear layers only ("expected scalar type Float but found BFloat16")

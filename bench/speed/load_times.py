@@ -9,7 +9,6 @@ bench/results/load_times.json.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -18,7 +17,7 @@ import tempfile
 
 from agilecls.evaluation.metrics import format_table
 from agilecls.lm.loading import BUNDLED
-from bench.common import write_results
+from bench.common import bench_parser, setup, write_results
 
 PROBE = ("import json, time; t = time.perf_counter(); from agilecls.lm.loading import load_lm; "
          "lm = load_lm({spec!r}); print(json.dumps({{'seconds': time.perf_counter() - t, 'dtype': str(lm.dtype)}}))")
@@ -31,11 +30,8 @@ def timed_load(spec: str, cache: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(prog="python -m bench.load_times", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", default=None, help="default: bench/results/load_times.json")
-    args = ap.parse_args()
+def main(argv=None) -> None:
+    args = setup(bench_parser(__doc__).parse_args(argv))
     rows = []
     for spec in BUNDLED:
         with tempfile.TemporaryDirectory() as cache:
@@ -44,7 +40,7 @@ def main() -> None:
         rows.append({"model": spec, "first_load_s": first["seconds"], "cached_load_s": second["seconds"],
                      "speed_up": first["seconds"] / second["seconds"], "dtype": second["dtype"]})
     print(format_table(rows))
-    print(f"wrote {write_results('load_times', {'rows': rows}, args.out)}")
+    print(f"wrote {write_results('load_times', {'rows': rows}, args.out, argv=argv)}")
 
 
 if __name__ == "__main__":

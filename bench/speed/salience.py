@@ -11,9 +11,7 @@ bench/results/salience.json. Targets: Grad L2 <= 2 s, Integrated Gradients (16 s
 
 from __future__ import annotations
 
-import argparse
 import os
-import statistics
 import time
 
 import torch
@@ -22,7 +20,7 @@ from agilecls.datasets import load_lit_prompts
 from agilecls.evaluation.metrics import format_table
 from agilecls.lm.loading import DEFAULT_MODEL, load_lm
 from agilecls.salience.explanation import explain
-from bench.common import matmul_gflops, write_results
+from bench.common import bench_parser, matmul_gflops, setup, timed, write_results
 
 TARGET = " Avoid."
 
@@ -33,15 +31,6 @@ def prompt_of(lm, n_tokens: int) -> str:
     text = tok.decode(ids)
     assert len(tok(text)["input_ids"]) == n_tokens
     return text
-
-
-def timed(fn, repeats: int) -> tuple[float, float]:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), min(times)
 
 
 def naive_grad(lm, prompt: str) -> None:
@@ -57,17 +46,13 @@ def naive_grad(lm, prompt: str) -> None:
     lm.model.zero_grad(set_to_none=True)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.salience", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv=None) -> None:
+    parser = bench_parser(__doc__, threads=min(2, os.cpu_count() or 1))
     parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--tokens", type=int, default=300)
-    parser.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-naive", action="store_true")
-    parser.add_argument("--out", default=None, help="default: bench/results/salience.json")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    args = setup(parser.parse_args(argv))
     lm = load_lm(args.model)
     prompt = prompt_of(lm, args.tokens)
     load_before = os.getloadavg()[0]
@@ -77,7 +62,8 @@ def main() -> None:
     rows = []
 
     def add(name, fn, repeats, note=""):
-        median, best = timed(fn, repeats)
+        t = timed(fn, repeats)
+        median, best = t.median, t.best
         rows.append({"method": name, "median_s": round(median, 2), "best_s": round(best, 2), "runs": repeats,
                      "note": note})
         print(f"{name}: median {median:.2f} s, best {best:.2f} s", flush=True)
@@ -103,7 +89,7 @@ def main() -> None:
     path = write_results("salience", {
         "model": args.model, "prompt_tokens": args.tokens, "target": TARGET, "threads": args.threads,
         "matmul_gflops": round(gflops, 1), "load_average_1min": [round(load_before, 2), round(load_after, 2)],
-        "rows": rows}, args.out)
+        "rows": rows}, args.out, argv=argv)
     print(f"matmul {gflops:.0f} GFLOP/s, {args.threads} thread(s), load average {load_before:.1f} -> "
           f"{load_after:.1f}; written to {path}")
 

@@ -12,7 +12,6 @@ sends a nested-quantifier regex to ``/api/aggregate`` and a 100,000-character pr
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import random
@@ -25,7 +24,7 @@ import numpy as np
 
 from agilecls.datasets import load_ethos
 from agilecls.evaluation.metrics import format_table
-from bench.common import write_results
+from bench.common import bench_parser, setup, write_results
 
 
 def start_server(model_dir: str, port: int, max_batch: int) -> subprocess.Popen:
@@ -104,14 +103,12 @@ async def run_load(url, texts, clients, requests, seed, attack=False) -> dict:
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = bench_parser(__doc__.split("\n\n")[0], seed=0)
     parser.add_argument("--model-dir", default="models/demo-ensemble", help="saved classifier (agilecls demo --save)")
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--requests", type=int, default=100, help="requests per client")
     parser.add_argument("--port", type=int, default=8790)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=None)
-    args = parser.parse_args(argv)
+    args = setup(parser.parse_args(argv))
     texts = load_ethos("test").texts
     url = f"http://127.0.0.1:{args.port}"
     rows = {}

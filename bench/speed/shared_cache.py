@@ -14,21 +14,16 @@ per variant and choose nothing.
 
 from __future__ import annotations
 
-import argparse
-import os
 import time
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+import numpy as np
+from sklearn.metrics import log_loss, roc_auc_score
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from sklearn.metrics import log_loss, roc_auc_score  # noqa: E402
-
-from agilecls import AgileClassifier, CalibratedClassifier  # noqa: E402
-from agilecls.datasets import load_ethos  # noqa: E402
-from agilecls.evaluation.metrics import format_table  # noqa: E402
-from agilecls.lm.layer_split import LayerSplit  # noqa: E402
-from bench.common import RESULTS, write_results  # noqa: E402
+from agilecls import AgileClassifier, CalibratedClassifier
+from agilecls.datasets import load_ethos
+from agilecls.evaluation.metrics import format_table
+from agilecls.lm.layer_split import LayerSplit
+from bench.common import RESULTS, bench_parser, setup, write_results
 
 
 def count_lower_rows() -> list[int]:
@@ -44,16 +39,12 @@ def count_lower_rows() -> list[int]:
     return counts
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.shared_cache", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv=None) -> None:
+    parser = bench_parser(__doc__, out=str(RESULTS / "shared_cache.json"), threads=2)
     parser.add_argument("--rows", type=int, default=200, help="ETHOS training rows (the first of the seeded split)")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--cv", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", default=str(RESULTS / "shared_cache.json"))
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    args = setup(parser.parse_args(argv))
     train, test = load_ethos("train"), load_ethos("test")
     texts, y = list(train.texts[: args.rows]), list(train.y[: args.rows])
     counts = count_lower_rows()
@@ -74,7 +65,8 @@ def main() -> None:
                      "test_roc_auc": roc_auc_score(np.array(test.y) == train.meta["positive_label"], test_p)})
         print(format_table(rows[-1:]), flush=True)
     print(format_table(rows))
-    write_results("shared_cache", {"rows": args.rows, "epochs": args.epochs, "cv": args.cv, "table": rows}, args.out)
+    write_results("shared_cache", {"rows": args.rows, "epochs": args.epochs, "cv": args.cv, "table": rows}, args.out,
+                  argv=argv)
 
 
 if __name__ == "__main__":

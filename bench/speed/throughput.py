@@ -10,7 +10,6 @@ so the ratio is measured under the same load. Prints a table and writes bench/re
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import numpy as np
@@ -19,7 +18,7 @@ import torch
 from agilecls import AgileClassifier
 from agilecls.datasets import load_ethos
 from agilecls.evaluation.metrics import format_table
-from bench.common import matmul_gflops, write_results
+from bench.common import bench_parser, matmul_gflops, setup, write_results
 
 
 @torch.inference_mode()
@@ -38,16 +37,14 @@ def non_embedding_params(model) -> int:
     return sum(p.numel() for p in model.parameters() if p.data_ptr() != embedding.data_ptr())
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.throughput", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv=None) -> None:
+    parser = bench_parser(__doc__)
     parser.add_argument("--model", default="smollm2-135m-instruct")
     parser.add_argument("--texts", type=int, default=48)
     parser.add_argument("--shots", type=int, default=2)
     parser.add_argument("--batch-size", default="auto", help="texts per forward pass, or auto (measured at load)")
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--out", default=None, help="default: bench/results/throughput.json")
-    args = parser.parse_args()
+    args = setup(parser.parse_args(argv))
     train, test = load_ethos("train"), load_ethos("test")
     texts = test.texts[: args.texts]
     clf = AgileClassifier(labels=train.labels, model=args.model, shots=args.shots, calibration=None,
@@ -69,7 +66,9 @@ def main() -> None:
         engine = clf.scorer_.score(clf.prompts(texts))
         timings["engine"].append(time.perf_counter() - start)
     # The engine's scores skip the vocabulary normaliser: compare the label softmax.
-    softmax = lambda s: np.exp(s - s.max(1, keepdims=True)) / np.exp(s - s.max(1, keepdims=True)).sum(1, keepdims=True)
+    def softmax(s):
+        return np.exp(s - s.max(1, keepdims=True)) / np.exp(s - s.max(1, keepdims=True)).sum(1, keepdims=True)
+
     max_diff = float(np.abs(softmax(naive) - softmax(engine)).max())
     flops_per_token = 2 * non_embedding_params(clf.lm_.model)
     rows = []
@@ -88,7 +87,7 @@ def main() -> None:
                                         "rows": rows, "speedup": ratio, "matmul_gflops": ceiling,
                                         "batch_size": clf.scorer_.batch_size, "batch_size_option": args.batch_size,
                                         "dtype": str(dtype).replace("torch.", ""),
-                                        "max_prob_diff": max_diff, "timings": timings}, args.out)
+                                        "max_prob_diff": max_diff, "timings": timings}, args.out, argv=argv)
     print(f"wrote {path}")
 
 
