@@ -66,14 +66,15 @@ def test_every_format_in_chunks_equals_one_pass_and_flags_bad_rows(model_dir, tm
 def test_missing_column_and_unfinished_runs_are_clear_errors(model_dir, tmp_path):
     toy_rows(4).to_csv(tmp_path / "in.csv", index=False)
     runner = CliRunner()
-    bad = runner.invoke(app, ["predict", str(model_dir), str(tmp_path / "in.csv"), "--text-col", "body",
+    bad = runner.invoke(app, ["predict", str(tmp_path / "in.csv"), "-m", str(model_dir), "--text-col", "body",
                               "--out", str(tmp_path / "o.csv")])
     assert bad.exit_code == 2 and "no column 'body'" in bad.output and not (tmp_path / "o.csv").exists()
     parts_folder(tmp_path / "o.csv").mkdir()
     (parts_folder(tmp_path / "o.csv") / "part-000000.csv").write_text("x")
-    stale = runner.invoke(app, ["predict", str(model_dir), str(tmp_path / "in.csv"), "--out", str(tmp_path / "o.csv")])
+    stale = runner.invoke(app, ["predict", str(tmp_path / "in.csv"), "-m", str(model_dir),
+                                "-o", str(tmp_path / "o.csv")])
     assert stale.exit_code == 2 and "--resume" in stale.output
-    other = runner.invoke(app, ["predict", str(model_dir), str(tmp_path / "in.csv"), "--resume",
+    other = runner.invoke(app, ["predict", str(tmp_path / "in.csv"), "-m", str(model_dir), "--resume",
                                 "--out", str(tmp_path / "o.csv")])
     assert other.exit_code == 2 and "another job" in other.output
 
@@ -83,8 +84,8 @@ def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(model_dir, tmp_
     rows.loc[[10, 900], "text"] = ""
     source = tmp_path / "big.csv"
     rows.to_csv(source, index=False)
-    command = [sys.executable, "-m", "agilecls.cli", "predict", str(model_dir), str(source), "--id-col", "doc",
-               "--chunk-size", "20"]
+    command = [sys.executable, "-m", "agilecls.cli", "predict", str(source), "--model", str(model_dir),
+               "--id-col", "doc", "--chunk-size", "20"]
     reference = tmp_path / "ref.parquet"
     subprocess.run(command + ["--out", str(reference)], check=True, capture_output=True)
     out = tmp_path / "out.parquet"

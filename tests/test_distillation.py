@@ -101,16 +101,16 @@ def test_distill_command_with_the_real_minilm(tmp_path):
         return result.output
 
     run("train", labelled, "--out", tmp_path / "teacher", "--recipe", "fast", "--pos-label", "Positive")
-    out = run("distill", tmp_path / "teacher", "--unlabeled", unlabelled, "--labeled", labelled, "--out",
+    out = run("distill", unlabelled, "--model", tmp_path / "teacher", "--labeled", labelled, "--out",
               tmp_path / "student", "--epochs", "2")
     assert "agreement with the teacher" in out and "saved to" in out
     manifest = json.loads((tmp_path / "student" / "agilecls.json").read_text())
     source = manifest["provenance"]["distilled_from"]
     assert source["teacher_provenance"]["recipe"] == "fast" and source["held_out_truth"] == "labels"
     assert manifest["threshold"]["positive"] == "Positive"  # the teacher's rule, fitted again
-    run("predict", tmp_path / "student", labelled, "--out", tmp_path / "preds.csv")
+    run("predict", labelled, "--model", tmp_path / "student", "--out", tmp_path / "preds.csv")
     assert set(pd.read_csv(tmp_path / "preds.csv")["label"]) <= {"Positive", "Negative"}
-    assert "holds no agilecls.json" in run("distill", tmp_path, "--unlabeled", unlabelled, "--out",
+    assert "holds no agilecls.json" in run("distill", unlabelled, "--model", tmp_path, "--out",
                                            tmp_path / "s2", code=2)
 
 

@@ -204,8 +204,7 @@ def test_a_saved_encoder_classifier_is_explained_alike_and_by_the_command(tiny_e
     out = CliRunner().invoke(app, ["explain", TEXT, "--model", str(folder), "--method", "integrated_gradients",
                                    "--steps", "8", "--json"])
     assert out.exit_code == 0, out.output
-    text = out.output  # the runner mixes in the encoder's loading progress bar
-    data, _ = json.JSONDecoder().raw_decode(text[text.index('{"prompt"'):])
+    data = json.loads(out.stdout)["explanations"][0]  # one JSON object on stdout; progress bars on stderr
     assert data["target"] == before.target and data["warnings"] == []
     assert [t["text"] for t in data["tokens"]] == [t["text"] for t in before.tokens]
 

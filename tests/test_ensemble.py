@@ -89,7 +89,7 @@ def test_train_predict_eval_commands_with_an_ensemble(learnable_lm, tmp_path):
     manifest = json.loads((tmp_path / "ens" / MANIFEST).read_text())
     assert manifest["members"] == ["enc_minilm", "encft_minilm", "llm_tiny_lm"]
     assert any((tmp_path / "ens" / "encft_minilm" / "encoder").glob("*.safetensors"))  # its own encoder weights
-    predicted = runner.invoke(app, ["predict", str(tmp_path / "ens"), str(tmp_path / "train.csv"),
+    predicted = runner.invoke(app, ["predict", str(tmp_path / "train.csv"), "--model", str(tmp_path / "ens"),
                                     "--out", str(tmp_path / "preds.csv")])
     assert predicted.exit_code == 0, predicted.output
     preds = pd.read_csv(tmp_path / "preds.csv")

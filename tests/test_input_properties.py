@@ -159,7 +159,7 @@ def test_cli_classify_any_file(tmp_path, saved_zero_shot, content, ext):
     result = CliRunner().invoke(app, ["classify", "--file", str(path), "--model", str(saved_zero_shot), "--json"])
     check_cli(result)
     if result.exit_code == 0:
-        lines = [json.loads(line) for line in result.stdout.split("\n") if line.startswith("{")]  # JSON Lines: "\n" only
+        lines = json.loads(result.stdout)["predictions"]  # one JSON object on stdout
         assert lines and all(set(x["probabilities"]) == {"good", "bad"} for x in lines)
     if content.startswith(b"text,label\ngood movie"):
         assert [x["text"] for x in lines] == ["good movie", "bad food"]
@@ -175,7 +175,7 @@ def test_cli_predict_any_file_leaves_whole_output_or_none(tmp_path, saved_zero_s
     work.mkdir()
     source, out = work / f"input{ext}", work / f"preds{out_ext}"
     source.write_bytes(content)
-    result = CliRunner().invoke(app, ["predict", str(saved_zero_shot), str(source), "--out", str(out)])
+    result = CliRunner().invoke(app, ["predict", str(source), "--model", str(saved_zero_shot), "--out", str(out)])
     check_cli(result)
     leftovers = sorted(p.name for p in work.iterdir() if p.name not in (source.name, out.name))
     assert leftovers == [], leftovers
@@ -231,7 +231,7 @@ def assert_every_reading_command_refuses(path, model, tmp_path, message):
     for args in (["classify", "--file", str(path), "--model", str(model)],
                  ["eval", str(path), "--model", str(model), "--report", str(tmp_path / "r.html")],
                  ["train", str(path), "--out", str(tmp_path / "m")],
-                 ["predict", str(model), str(path), "--out", str(tmp_path / "p.csv")]):
+                 ["predict", str(path), "--model", str(model), "--out", str(tmp_path / "p.csv")]):
         result = CliRunner().invoke(app, args)
         check_cli(result)
         assert result.exit_code == 2 and message in result.output, (args, result.output)
@@ -271,8 +271,8 @@ def test_cli_refuses_one_label_and_unwritable_outputs(tmp_path, saved_zero_shot,
     data = tmp_path / "d.csv"
     pd.DataFrame({"text": ["good", "bad"], "label": ["a", "b"]}).to_csv(data, index=False)
     for args, message in [
-        (["predict", str(saved_zero_shot), str(data), "--out", str(blocker / "p.csv")], "is a file"),
-        (["predict", str(saved_zero_shot), str(data), "--out", str(tmp_path)], "is a folder"),
+        (["predict", str(data), "-m", str(saved_zero_shot), "--out", str(blocker / "p.csv")], "is a file"),
+        (["predict", str(data), "-m", str(saved_zero_shot), "--out", str(tmp_path)], "is a folder"),
         (["eval", str(data), "--model", str(saved_zero_shot), "--report", str(blocker / "r.html")], "is a file"),
         (["train", str(data), "--out", str(blocker)], "give a folder"),
         (["train", str(data), "--out", str(tmp_path)], "holds something other than a saved classifier"),

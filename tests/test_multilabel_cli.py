@@ -47,7 +47,7 @@ def test_train_and_eval_with_a_list_column_and_with_label_columns(encoder_dir, t
         assert "Per label" in report.read_text(encoding="utf-8")
 
     said = run("classify", "--model", tmp_path / "model", "--json", texts[0])
-    assert said.exit_code == 0 and set(json.loads(said.stdout.strip().split("\n")[-1])["probabilities"]) == set(ML_LABELS)
+    assert said.exit_code == 0 and set(json.loads(said.stdout)["predictions"][0]["probabilities"]) == set(ML_LABELS)
 
     trained = run("train", tmp_path / "columns.csv", "--label-columns", ",".join(ML_LABELS), "--encoder", encoder_dir,
                   "--out", tmp_path / "model2")

@@ -61,10 +61,10 @@ def test_info_reports_the_machine_and_a_saved_classifier(tmp_path):
     from conftest import TEXTS, Y
 
     build_recipe("fast", ["Negative", "Positive"]).fit(TEXTS, Y).save(tmp_path / "model")
-    result = CliRunner().invoke(app, ["info", str(tmp_path / "model"), "--json"])
+    result = CliRunner().invoke(app, ["info", "--model", str(tmp_path / "model"), "--json"])
     assert result.exit_code == 0, result.output
     facts = json.loads(result.stdout)  # progress bars go to stderr
     assert facts["machine"]["dtype"] in ("float32", "bfloat16") and facts["machine"]["machine"]
     assert facts["model"]["provenance"]["recipe"] == "fast" and facts["model"]["classes"] == ["Negative", "Positive"]
-    text = CliRunner().invoke(app, ["info", str(tmp_path / "model")]).output
+    text = CliRunner().invoke(app, ["info", "-m", str(tmp_path / "model")]).output
     assert "recipe: fast" in text and "CalibratedClassifier" in text

@@ -28,11 +28,13 @@ def test_info_examples_and_openapi(client):
     info = client.get("/api/info").json()
     assert info["model"] == "tiny-llama" and set(info["methods"]) == {"grad_l2", "grad_dot_input",
                                                                       "integrated_gradients"}
+    assert list(info["method_titles"]) == info["methods"] and info["method_titles"]["grad_dot_input"] == "Grad · Input"
     assert len(client.get("/api/examples").json()) == 12
     schema = client.get("/openapi.json").json()
     assert {"/api/salience", "/api/generate", "/api/classify", "/api/aggregate"} <= set(schema["paths"])
     page = client.get("/").text
-    assert "/static/app.js" in page and "http" not in page.replace("http-equiv", "")
+    assert page.index("/static/common.js") < page.index("/static/app.js")  # the shared part first
+    assert "http" not in page.replace("http-equiv", "")
     assert client.get("/static/app.css").status_code == 200
 
 
@@ -88,18 +90,18 @@ def test_explain_command(tiny_lm, tmp_path):
                        + json.dumps({"source": "b", "prompt": "I hate it .", "target": ""}) + "\n")
     runner = CliRunner()
     out = runner.invoke(app, ["explain", str(records), "--model", str(folder), "--granularity", "words",
-                              "--max-new-tokens", "3", "--html", str(tmp_path / "x.html")])
+                              "--max-new-tokens", "3", "--report", str(tmp_path / "x.html")])
     assert out.exit_code == 0, out.output
     assert "== a" in out.output and "== b" in out.output and "top words:" in out.output
     assert (tmp_path / "x.html").read_text().count("<h2>") == 2
     out = runner.invoke(app, ["explain", PROMPT, "--target", " great movie", "--model", str(folder), "--json",
                               "--method", "integrated_gradients", "--steps", "4", "--span", "movie"])
     assert out.exit_code == 0, out.output
-    data = json.loads(out.output)
+    data = json.loads(out.stdout)["explanations"][0]  # one JSON object on stdout
     assert data["method"] == "integrated_gradients" and data["target_span"] == [1, 2]
     out = runner.invoke(app, ["explain", "this was good", "--model", str(folder), "--labels", "Positive,Negative",
                               "--json"])
     assert out.exit_code == 0, out.output
-    assert json.loads(out.output)["target"] in ("Positive", "Negative")
+    assert json.loads(out.stdout)["explanations"][0]["target"] in ("Positive", "Negative")
     out = runner.invoke(app, ["explain", PROMPT, "--target", "x", "--model", str(folder), "--method", "lime"])
     assert out.exit_code == 2 and "unknown salience method" in out.output

@@ -187,7 +187,7 @@ def test_api_fuzz(tiny_lm, zero_shot):
 def test_serve_command_answers_predictions(zero_shot, tmp_path):
     port = 18000 + os.getpid() % 1000
     env = {**os.environ, "AGILECLS_TOKEN": "tok"}
-    proc = subprocess.Popen([sys.executable, "-m", "agilecls.cli", "serve", "--classifier", str(zero_shot),
+    proc = subprocess.Popen([sys.executable, "-m", "agilecls.cli", "serve", "--model", str(zero_shot),
                              "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         url = f"http://127.0.0.1:{port}"

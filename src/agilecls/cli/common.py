@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import math
 import os
 import sys
 from collections.abc import Callable, Iterable
@@ -17,7 +16,8 @@ from pathlib import Path
 import click
 import typer
 
-from ..persistence import is_saved, jsonable, load_classifier
+from ..jsonsafe import jsonable
+from ..persistence import is_saved, load_classifier
 
 #: ``agilecls --debug`` (or this variable set to 1): errors show their traceback instead of one line.
 DEBUG_ENV = "AGILECLS_DEBUG"
@@ -75,21 +75,12 @@ def prints_result(command: Callable) -> Callable:
         stdout = sys.stdout
         with contextlib.redirect_stdout(sys.stderr):
             result = command(*args, **kwargs)
-        text = json.dumps(finite(jsonable(result if result is not None else {})), ensure_ascii=False)
+        text = json.dumps(jsonable(result if result is not None else {}, finite=True), ensure_ascii=False)
         stdout.write(text + "\n")
         stdout.flush()
         return result
 
     return run
-
-
-def finite(value):
-    """``value`` (plain JSON types) with NaN and infinities as null: JSON has no such numbers."""
-    if isinstance(value, dict):
-        return {k: finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [finite(v) for v in value]
-    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def option_name(ctx: click.Context, name: str) -> str:

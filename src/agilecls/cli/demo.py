@@ -138,7 +138,8 @@ def register(app: typer.Typer) -> None:
                 compared["soft vote of both (uncalibrated mean)"] = soft_vote(list(members.values()))
             rows = []
             for what, member_proba in compared.items():
-                m = classification_metrics(test.y, member_proba, test.labels, positive_label=test.meta.get("positive_label"))
+                m = classification_metrics(test.y, member_proba, test.labels,
+                                           positive_label=test.meta.get("positive_label"))
                 rows.append({"member": what, **{k: m[k] for k in ("accuracy", "f1", "roc_auc", "ece")}})
             typer.echo("each member alone" + (", and their plain mean:" if clf.combine == "stack" else ":"))
             typer.echo(format_table(rows))

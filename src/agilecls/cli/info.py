@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -48,21 +47,23 @@ def model_facts(folder: Path) -> dict:
             "versions": manifest.get("versions", {})}
 
 
+MODEL = typer.Option(None, "--model", "-m", help="A saved classifier's folder to describe.")
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
-    def info(model_dir: Optional[Path] = typer.Argument(None, help="A saved classifier's folder to describe."),
+    def info(model: Path | None = MODEL,
              measure: bool = typer.Option(False, "--measure", help="Load the default language model and measure "
                                                                   "its scoring batch size now (seconds, once per "
                                                                   "machine)."),
-             as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
+             as_json: bool = typer.Option(False, "--json", help="Print the facts as one JSON object.")):
         """What this machine runs models with (device, dtype, measured batch sizes) and, given a
         folder, what the saved classifier is (estimator, classes, recipe or teacher)."""
         facts = {"machine": machine_facts(measure)}
-        if model_dir is not None:
-            facts["model"] = model_facts(model_dir)
+        if model is not None:
+            facts["model"] = model_facts(model)
         if as_json:
-            typer.echo(json.dumps(facts, indent=2))
-            return
+            return facts
         m = facts["machine"]
         typer.echo(f"agilecls {m['agilecls']}, torch {m['torch']}; {m['machine']}")
         typer.echo(f"device {m['device']}, {m['dtype']} (measured), sentence encoders embed in "
@@ -73,10 +74,10 @@ def register(app: typer.Typer) -> None:
             typer.echo("  no batch size measured yet on this machine (the first model load measures it; "
                        "or run agilecls info --measure)")
         if "model" in facts:
-            model = facts["model"]
-            typer.echo(f"{model['folder']}: {model['estimator']} - {model['describe']}")
-            typer.echo(f"  classes: {', '.join(model['classes'])}")
-            source = model["provenance"] or {}
+            saved = facts["model"]
+            typer.echo(f"{saved['folder']}: {saved['estimator']} - {saved['describe']}")
+            typer.echo(f"  classes: {', '.join(saved['classes'])}")
+            source = saved["provenance"] or {}
             if "recipe" in source:
                 typer.echo(f"  recipe: {source['recipe']}")
             if "distilled_from" in source:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
-
 import typer
 
 from ..persistence import is_saved
@@ -14,25 +12,28 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 TOKEN_ENV = "AGILECLS_TOKEN"
 
 
+MODEL = typer.Option(None, "--model", "-m", help="A saved classifier folder to serve at /v1/predict (repeatable; "
+                                                 "named by the folder's name).")
+LM = typer.Option(None, "--lm", help="Language model of the prompt-debugging pages (default: the bundled default; "
+                                     "loaded on first use).")
+TOKEN = typer.Option(None, envvar=TOKEN_ENV, show_default=False,
+                     help=f"Require 'Authorization: Bearer TOKEN' on /v1 and /api (or set ${TOKEN_ENV}).")
+PROJECT = typer.Option(None, "--project", help="A labelling project folder: serve its labelling page at /label.")
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
-    def serve(model: Optional[str] = typer.Argument(None, help="Language model of the prompt-debugging pages "
-                                                                "(default: the bundled default; loaded on first use)."),
-              classifier: List[Path] = typer.Option(None, help="A saved classifier folder to serve at /v1/predict "
-                                                               "(repeatable; named by the folder's name)."),
+    def serve(model: list[Path] | None = MODEL, lm: str | None = LM,
               host: str = typer.Option("127.0.0.1", help="Address to bind; anything but loopback lets other "
                                                          "machines call the model."),
               port: int = typer.Option(8765, help="Port."),
-              token: Optional[str] = typer.Option(None, envvar=TOKEN_ENV, show_default=False,
-                                                  help=f"Require 'Authorization: Bearer TOKEN' on /v1 and /api "
-                                                       f"(or set ${TOKEN_ENV})."),
+              token: str | None = TOKEN,
               max_batch: int = typer.Option(64, help="Texts scored together (1 turns micro-batching off)."),
               max_wait: float = typer.Option(0.02, help="Seconds to wait to fill a batch."),
               queue: int = typer.Option(64, help="Requests allowed to wait; more get 503 with Retry-After."),
               time_limit: float = typer.Option(120.0, help="Seconds a request may take before 504."),
               max_body: int = typer.Option(1_000_000, help="Largest accepted request body in bytes."),
-              project: Optional[Path] = typer.Option(None, "--project", help="A labelling project folder: serve "
-                                                                              "its labelling page at /label.")):
+              project: Path | None = PROJECT):
         """Serve saved classifiers at POST /v1/predict (and GET /healthz), the salience /
         prompt-debugging app at http://HOST:PORT and, with --project, the labelling page at /label."""
         import uvicorn  # loads torch/pandas: only when the command runs
@@ -40,9 +41,9 @@ def register(app: typer.Typer) -> None:
         from ..server import create_app  # loads torch/pandas: only when the command runs
 
         named = {}
-        for folder in classifier or []:
+        for folder in model or []:
             if not is_saved(folder):
-                fail(f"{folder} holds no saved classifier; create one with `agilecls train`")
+                fail(f"--model {folder} holds no saved classifier; create one with `agilecls train`")
             if folder.name in named:
                 fail(f"two classifier folders are named {folder.name!r}; rename one")
             named[folder.name] = str(folder)
@@ -53,7 +54,7 @@ def register(app: typer.Typer) -> None:
                         + ("" if token else f"; consider --token or ${TOKEN_ENV}"), fg=typer.colors.YELLOW, err=True)
         if project is not None:
             check_project(project)
-        server = create_app(model, named, max_body, token=token, max_pending=queue, max_batch=max_batch,
+        server = create_app(lm, named, max_body, token=token, max_pending=queue, max_batch=max_batch,
                             max_wait=max_wait, time_limit=time_limit, project=project)
         typer.echo(f"agilecls on http://{host}:{port}: "
                    + (f"POST /v1/predict with {', '.join(named)}; " if named else "")

@@ -162,6 +162,14 @@ def check_options(ctx: click.Context, o: TrainOptions) -> None:
     if o.recipe is not None and o.custom:
         raise ValueError("--recipe builds the whole estimator; drop --recipe to compose one with --encoder, "
                          "--ensemble-*, --calibrate, --threshold or --reject")
+    if o.unlabeled is not None and o.custom and (not o.calibrate or o.multilabel):
+        raise ValueError("--unlabeled adapts a calibrated single-label classifier: add --calibrate "
+                         "(and drop --multilabel), or use a recipe")
+    if o.average_folds and not isinstance(folds, int):
+        raise ValueError(f"--average-folds averages k fold models: give --cv k (e.g. 5), not a hold-out share {o.cv}")
+    if o.multilabel and (o.combine == "stack" or o.pos_label):
+        raise ValueError("--combine stack and --pos-label are for single-label classifiers; drop them with "
+                         "--multilabel (--calibrate and --threshold work per label)")
     if not o.encoder:
         refuse(ctx, ["head", "fine_tune", "encoder_epochs", "reject"], "needs --encoder")
     recipe = None if o.custom else (o.recipe or ("llm" if o.multilabel or o.label_columns else "best"))
@@ -182,14 +190,6 @@ def check_options(ctx: click.Context, o: TrainOptions) -> None:
         refuse(ctx, ["cv"], f"has no effect with the {recipe} recipe" + ("" if recipe == "fast" else
                                                                          "; give a hold-out share such as 0.25"))
     check_split(ctx, o.data)
-    if o.unlabeled is not None and o.custom and (not o.calibrate or o.multilabel):
-        raise ValueError("--unlabeled adapts a calibrated single-label classifier: add --calibrate "
-                         "(and drop --multilabel), or use a recipe")
-    if o.average_folds and not isinstance(folds, int):
-        raise ValueError(f"--average-folds averages k fold models: give --cv k (e.g. 5), not a hold-out share {o.cv}")
-    if o.multilabel and (o.combine == "stack" or o.pos_label):
-        raise ValueError("--combine stack and --pos-label are for single-label classifiers; drop them with "
-                         "--multilabel (--calibrate and --threshold work per label)")
 
 
 def load_training_data(o: TrainOptions):
@@ -227,8 +227,7 @@ def run_training(o: TrainOptions) -> dict:
     if o.reject:
         fit_x, fit_y, held_x, held_y = reject_split(list(dataset.texts), list(dataset.y), clf.oos_label, 0.2, o.seed)
         clf.fit(fit_x, fit_y).calibrate(held_x, held_y)
-        cut = getattr(clf, "reject_threshold_", None)
-        result["reject_threshold"] = cut = clf.threshold_ if cut is None else cut
+        result["reject_threshold"] = cut = clf.reject_threshold_
         typer.echo(f"abstains when the out-of-scope score > {cut:.3f}, chosen by {o.reject} on {len(held_x)} "
                    f"held-out rows ({held_y.count(clf.oos_label)} out of scope)")
     elif distilled:
