@@ -92,11 +92,11 @@ def main(argv=None) -> dict:
     rows = []
     for n in (args.small, args.large):
         out = work / f"local-{n}.parquet"
-        r = run_measured(CLI + [member_dir, str(inputs[n]), "--out", str(out), "--id-col", "id"])
+        r = run_measured(CLI + [str(inputs[n]), "--model", member_dir, "--out", str(out), "--id-col", "id"])
         rows.append({"run": f"local engine, {what}", "texts": n, "seconds": round(r["seconds"], 1),
                      "texts/s": round(n / r["seconds"], 1), "peak RSS MB": round(r["peak_rss_mb"])})
     ray_out = work / "ray-out"
-    r = run_measured(CLI + [member_dir, str(inputs[args.small]), "--out", str(ray_out), "--id-col", "id",
+    r = run_measured(CLI + [str(inputs[args.small]), "--model", member_dir, "--out", str(ray_out), "--id-col", "id",
                             "--engine", "ray", "--actors", "2"])
     rows.append({"run": f"Ray engine, 2 actors, {what}", "texts": args.small, "seconds": round(r["seconds"], 1),
                  "texts/s": round(args.small / r["seconds"], 1), "peak RSS MB": round(r["peak_rss_mb"])})
@@ -131,7 +131,8 @@ def main(argv=None) -> dict:
     # resume after SIGKILL, on the small corpus with small chunks
     out = work / "resumed.parquet"
     parts = parts_folder(out)
-    base = CLI + [member_dir, str(inputs[args.small]), "--out", str(out), "--id-col", "id", "--chunk-size", "200"]
+    base = CLI + [str(inputs[args.small]), "--model", member_dir, "--out", str(out), "--id-col", "id",
+                  "--chunk-size", "200"]
     killed = run_measured(base, kill_when=lambda: len(list(parts.glob("part-*"))) >= 3)
     run_measured(base + ["--resume"])
     resumed = pd.read_parquet(out)

@@ -1,6 +1,6 @@
 """Load on ``POST /v1/predict``: micro-batching on vs off, then the same load under attack.
 
-Starts ``agilecls serve --classifier DIR`` as a subprocess on loopback (so the load generator does
+Starts ``agilecls serve --model DIR`` as a subprocess on loopback (so the load generator does
 not share the server's GIL), once per mode, and sends ``--clients`` concurrent clients ×
 ``--requests`` requests of 1–8 ETHOS test texts each. Reports errors, p50/p95/p99 latency and
 texts/s per mode and the on/off ratio; then, with batching on, the same load while one client
@@ -28,7 +28,7 @@ from bench.common import bench_parser, setup, write_results
 
 
 def start_server(model_dir: str, port: int, max_batch: int) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-m", "agilecls.cli", "serve", "--classifier", model_dir,
+    proc = subprocess.Popen([sys.executable, "-m", "agilecls.cli", "serve", "--model", model_dir,
                              "--port", str(port), "--max-batch", str(max_batch), "--queue", "256"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(600):
@@ -104,7 +104,7 @@ async def run_load(url, texts, clients, requests, seed, attack=False) -> dict:
 
 def main(argv=None) -> dict:
     parser = bench_parser(__doc__.split("\n\n")[0], seed=0)
-    parser.add_argument("--model-dir", default="models/demo-ensemble", help="saved classifier (agilecls demo --save)")
+    parser.add_argument("--model-dir", default="models/demo-ensemble", help="saved classifier (agilecls demo --out)")
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--requests", type=int, default=100, help="requests per client")
     parser.add_argument("--port", type=int, default=8790)

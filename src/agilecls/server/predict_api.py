@@ -35,7 +35,7 @@ def score_texts(clf, texts: list[str]) -> list[Prediction]:
 def named_classifier(classifiers: dict, name: str | None):
     """(name, classifier) of a classifier given at start-up (default: the first); 404 otherwise."""
     if not classifiers:
-        raise HTTPException(404, "the server has no classifier; start it with `agilecls serve --classifier DIR`")
+        raise HTTPException(404, "the server has no classifier; start it with `agilecls serve --model DIR`")
     name = name or next(iter(classifiers))
     if name not in classifiers:
         raise HTTPException(404, f"unknown classifier {name!r}; the server has {sorted(classifiers)}")
