@@ -116,3 +116,51 @@ def test_label_shift_and_psi_by_hand():
     assert status["label_shift"] < 0.01 and status["score_psi"] > 1 and status["state"] == "drifting"
     with pytest.raises(ValueError, match="min_texts"):
         DriftMonitor(profile, window=10, min_texts=20)
+
+
+def test_monitor_prints_the_served_state_and_profile_records_one(served_folder, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from agilecls.cli import app as cli
+    from conftest import serve_in_thread
+
+    texts, _ = topic_texts(TOPICS, 6, 10)
+    file = tmp_path / "held_out.txt"
+    file.write_text("\n".join(texts) + "\n")
+    folder = tmp_path / "copy"
+    import shutil
+
+    shutil.copytree(served_folder, folder)
+    done = CliRunner().invoke(cli, ["profile", str(file), "--model", str(folder), "--json"])
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.stdout)["texts"] == 20 == ReferenceProfile.load(folder).texts
+    with serve_in_thread(create_app(classifiers={"topics": str(folder)}, max_wait=0.0)) as url:
+        import httpx
+
+        answers = httpx.post(f"{url}/v1/predict", json={"texts": texts}).json()["predictions"]
+        done = CliRunner().invoke(cli, ["monitor", url, "--count", "2", "--interval", "0.1", "--json"])
+        printed = CliRunner().invoke(cli, ["monitor", url, "--count", "1"])
+    assert done.exit_code == 0, done.output
+    summary = json.loads(done.stdout)
+    assert summary["texts"] == 20 and summary["errors"] == 0 and summary["texts_per_s"] == 0.0
+    labels = [p["label"] for p in answers]
+    assert summary["label_shares"] == {k: round(labels.count(k) / 20, 4) for k in set(labels)}
+    assert summary["drift"] == {"topics": "warming up"}
+    assert "20 texts" in printed.stdout and "drift: topics warming up" in printed.stdout
+    refused = CliRunner().invoke(cli, ["monitor", "http://127.0.0.1:9", "--count", "1"])
+    assert refused.exit_code == 2 and "cannot reach" in refused.output
+
+
+def test_histogram_quantile_interpolates_inside_buckets():
+    from agilecls.monitoring.metrics import ServerMetrics
+    from agilecls.monitoring.summary import histogram_quantile, read_metrics
+
+    metrics = ServerMetrics()
+    for seconds in [0.02] * 50 + [0.2] * 50:  # buckets (0.01, 0.025] and (0.1, 0.25]
+        metrics.request("/v1/predict", 200, seconds)
+    samples = read_metrics(metrics.render().decode())
+    assert histogram_quantile(samples, "agilecls_request_seconds", 0.5) == pytest.approx(0.025)
+    assert histogram_quantile(samples, "agilecls_request_seconds", 0.9) == pytest.approx(0.1 + 0.15 * 0.8)
+    assert histogram_quantile(samples, "agilecls_request_seconds", 0.5, route="/other") is None

@@ -10,7 +10,7 @@ import os
 
 import typer
 
-from . import classify, demo, distill, explain, info, predict, project, serve, train
+from . import classify, demo, distill, explain, info, monitor, predict, project, serve, train
 from .common import DEBUG_ENV, SETTINGS, guarded, prints_result
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -34,7 +34,7 @@ def main(debug: bool = typer.Option(False, "--debug", help="Show the full traceb
     SETTINGS["debug"] = debug or os.environ.get(DEBUG_ENV) == "1"
 
 
-for _module in (demo, classify, train, distill, predict, explain, serve, info):
+for _module in (demo, classify, train, distill, predict, explain, serve, monitor, info):
     _module.register(app)
 for _command in app.registered_commands:
     _command.callback = guarded(prints_result(_command.callback))
