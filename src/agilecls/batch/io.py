@@ -7,8 +7,8 @@ only writes. The output format comes from the file extension.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import pandas as pd
 

@@ -18,9 +18,9 @@ import math
 import os
 import shutil
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -109,7 +109,7 @@ def score_chunk(clf, chunk: pd.DataFrame, first_row: int, text_col: str, id_col:
     ood = np.full(len(chunk), np.nan)
     pred = np.full(len(chunk), None, dtype=object)
     if ok.any():
-        details = clf.details([t for t, good in zip(chunk[text_col].tolist(), ok) if good])
+        details = clf.details([t for t, good in zip(chunk[text_col].tolist(), ok, strict=True) if good])
         proba[ok], pred[ok] = details["proba"], decision_labels(details["pred"], labels)
         ood[ok] = details.get("ood_score", np.nan)  # none for a multi-label classifier
     out = pd.DataFrame({"id": chunk[id_col].to_numpy() if id_col else np.arange(first_row, first_row + len(chunk))})
@@ -218,7 +218,8 @@ def _run(clf, chunks, total: int | None, out: Path, out_fmt: str, parts: Path, t
         bad = frame["error"].notna().to_numpy()
         summary.errors += int(bad.sum())
         summary.scored += int((~bad).sum())
-        summary.error_examples += [f"row {r}: {e}" for r, e in zip(frame["id"][bad], frame["error"][bad])][:3]
+        summary.error_examples += [f"row {r}: {e}"
+                                   for r, e in zip(frame["id"][bad], frame["error"][bad], strict=True)][:3]
         bar.update(len(chunk))
         bar.set_postfix(errors=summary.errors)
         on_chunk(summary.rows, total)
