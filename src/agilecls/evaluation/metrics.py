@@ -6,10 +6,14 @@ Plots live in :mod:`agilecls.evaluation.plots`; the HTML page that combines both
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from sklearn import metrics as skm
+
+#: Equal-width confidence bins of the ECE and the reliability diagram (the usual 15).
+CONFIDENCE_BINS = 15
 
 
 def encode_labels(y_true: Sequence[str], labels: Sequence[str]) -> np.ndarray:
@@ -20,18 +24,68 @@ def encode_labels(y_true: Sequence[str], labels: Sequence[str]) -> np.ndarray:
     return np.array([index[y] for y in y_true])
 
 
-def expected_calibration_error(y_true_idx: np.ndarray, proba: np.ndarray, n_bins: int = 15) -> float:
-    """Top-label ECE with equal-width confidence bins (the usual definition, 15 bins)."""
+@dataclass(frozen=True)
+class ConfidenceBins:
+    """Top-label confidence in equal-width bins: what the ECE sums and a reliability diagram draws.
+
+    Attributes
+    ----------
+    edges : ndarray of shape (n_bins + 1,)
+        Bin ``b`` holds confidences in (``edges[b]``, ``edges[b + 1]``]; a confidence of 0 falls in bin 0.
+    counts : ndarray of int, shape (n_bins,)
+    confidence : ndarray of shape (n_bins,)
+        Mean confidence (the highest probability) of each bin's rows; NaN for an empty bin.
+    accuracy : ndarray of shape (n_bins,)
+        Share of each bin's rows whose most probable class is the true one; NaN for an empty bin.
+    """
+
+    edges: np.ndarray
+    counts: np.ndarray
+    confidence: np.ndarray
+    accuracy: np.ndarray
+
+    def ece(self) -> float:
+        """Expected calibration error: the count-weighted mean gap between accuracy and confidence."""
+        filled = self.counts > 0
+        gaps = np.abs(self.accuracy[filled] - self.confidence[filled])
+        return float(np.sum(self.counts[filled] * gaps) / max(self.counts.sum(), 1))
+
+
+def confidence_bins(y_true_idx: Sequence[int], proba: np.ndarray, n_bins: int = CONFIDENCE_BINS) -> ConfidenceBins:
+    """Rows binned by their top-label confidence into ``n_bins`` equal-width bins over [0, 1].
+
+    Parameters
+    ----------
+    y_true_idx : array-like of int, shape (n,)
+        True class indices.
+    proba : ndarray of shape (n, classes)
+    n_bins : int, default=CONFIDENCE_BINS
+
+    Returns
+    -------
+    ConfidenceBins
+
+    Examples
+    --------
+    >>> bins = confidence_bins([0, 1, 1], np.array([[0.9, 0.1], [0.2, 0.8], [0.7, 0.3]]), n_bins=2)
+    >>> bins.counts.tolist(), bins.accuracy.tolist()
+    ([0, 3], [nan, 0.6666666666666666])
+    """
+    proba = np.asarray(proba, dtype=np.float64)
     confidence = proba.max(axis=1)
-    correct = proba.argmax(axis=1) == y_true_idx
+    correct = (proba.argmax(axis=1) == np.asarray(y_true_idx)).astype(np.float64)
     edges = np.linspace(0.0, 1.0, n_bins + 1)
-    bins = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, n_bins - 1)
-    ece = 0.0
-    for b in range(n_bins):
-        in_bin = bins == b
-        if in_bin.any():
-            ece += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
-    return float(ece)
+    index = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, n_bins - 1)
+    counts = np.bincount(index, minlength=n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_confidence = np.bincount(index, weights=confidence, minlength=n_bins) / counts
+        accuracy = np.bincount(index, weights=correct, minlength=n_bins) / counts
+    return ConfidenceBins(edges, counts, mean_confidence, accuracy)
+
+
+def expected_calibration_error(y_true_idx: np.ndarray, proba: np.ndarray, n_bins: int = CONFIDENCE_BINS) -> float:
+    """Top-label ECE over :func:`confidence_bins` (equal-width bins; the usual definition, 15 bins)."""
+    return confidence_bins(y_true_idx, proba, n_bins).ece()
 
 
 def _clipped(proba: np.ndarray, eps: float = 1e-12) -> np.ndarray:
@@ -160,7 +214,8 @@ def ood_metrics(is_ood: Sequence[bool], score: Sequence[float]) -> dict[str, flo
     sklearn's average precision (Keras' AUC(curve='PR') interpolates and reads slightly higher)."""
     is_ood = np.asarray(is_ood, dtype=int)
     score = np.asarray(score, dtype=np.float64)
-    return {"ood_auroc": float(skm.roc_auc_score(is_ood, score)), "ood_auprc": float(skm.average_precision_score(is_ood, score))}
+    return {"ood_auroc": float(skm.roc_auc_score(is_ood, score)),
+            "ood_auprc": float(skm.average_precision_score(is_ood, score))}
 
 
 def abstention_metrics(y_true: Sequence[str], y_pred: Sequence[str], oos_label: str = "oos") -> dict[str, float]:
@@ -204,5 +259,8 @@ def format_table(rows: list[dict], columns: Sequence[str] | None = None, floatfm
     cells = [[(format(r.get(c), floatfmt) if isinstance(r.get(c), float) else str(r.get(c, ""))) for c in columns]
              for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
-    line = lambda vals: "  ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(zip(vals, widths)))
+
+    def line(vals: Sequence[str]) -> str:
+        return "  ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(zip(vals, widths, strict=True)))
+
     return "\n".join([line(columns), line(["-" * w for w in widths])] + [line(r) for r in cells])

@@ -7,18 +7,16 @@ switch at import, works headless); the report embeds it, a script saves it with 
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
 from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocCurveDisplay
 
-from .metrics import encode_labels, expected_calibration_error, ood_metrics
+from .metrics import CONFIDENCE_BINS, confidence_bins, encode_labels, ood_metrics
 
 #: Most one-vs-rest curves drawn for a multi-class task.
 MAX_CURVES = 10
-#: Confidence bins of the reliability diagram: the ECE's bins, so the picture and the number agree.
-RELIABILITY_BINS = 15
 
 
 def new_figure(figsize=(5, 4.5)):
@@ -76,20 +74,14 @@ def pr_figure(y_true, proba, labels, positive_label=None):
     return fig
 
 
-def reliability_diagram(y_true_idx: Sequence[int], proba: np.ndarray, n_bins: int = RELIABILITY_BINS,
+def reliability_diagram(y_true_idx: Sequence[int], proba: np.ndarray, n_bins: int = CONFIDENCE_BINS,
                         title: str | None = None, ax=None):
     """Accuracy against confidence in equal-width bins (the ECE's bins), with the bins' counts as
     bar shading and the ECE in the legend: bars under the diagonal mean over-confidence."""
-    proba = np.asarray(proba, dtype=np.float64)
-    y = np.asarray(y_true_idx)
-    conf, correct = proba.max(axis=1), proba.argmax(axis=1) == y
-    edges = np.linspace(0, 1, n_bins + 1)
-    bins = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, n_bins - 1)
-    acc = np.array([correct[bins == b].mean() if (bins == b).any() else np.nan for b in range(n_bins)])
-    mean_conf = np.array([conf[bins == b].mean() if (bins == b).any() else np.nan for b in range(n_bins)])
-    counts = np.bincount(bins, minlength=n_bins)
+    bins = confidence_bins(y_true_idx, proba, n_bins)
+    edges, counts, acc, mean_conf = bins.edges, bins.counts, bins.accuracy, bins.confidence
     fig, ax = _axes(ax, (4.5, 4.5))
-    ece = expected_calibration_error(y, proba, n_bins)
+    ece = bins.ece()
     width = 1 / n_bins
     alpha = 0.25 + 0.75 * counts / max(counts.max(), 1)
     for b in range(n_bins):
@@ -139,7 +131,7 @@ def learning_curve_figure(curves: dict[str, list[tuple[float, float]]], metric: 
     ``styles`` extra ``plot`` arguments per series."""
     fig, ax = _axes(ax, (5, 4))
     for name, points in curves.items():
-        xs, ys = zip(*points)
+        xs, ys = zip(*points, strict=True)
         ax.plot(xs, ys, **{"marker": "o", "label": name, **(styles or {}).get(name, {})})
     for name, value in (references or {}).items():
         ax.axhline(value, ls=":", c="grey")

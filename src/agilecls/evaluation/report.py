@@ -28,7 +28,8 @@ body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1100px
 h1 {{ font-size: 1.5rem; }} table {{ border-collapse: collapse; margin: 0 2rem 1rem 0; display: inline-table;
   vertical-align: top; }}
 th, td {{ text-align: left; padding: .25rem .8rem; border-bottom: 1px solid #e5e5e5; font-size: .9rem; }}
-th {{ font-weight: 600; color: #444; }} img {{ max-width: {image_width}; margin: .5rem 1% 0 0; border: 1px solid #eee; }}
+th {{ font-weight: 600; color: #444; }}
+img {{ max-width: {image_width}; margin: .5rem 1% 0 0; border: 1px solid #eee; }}
 </style></head><body>
 <h1>{html.escape(title)}</h1>
 {body}
@@ -84,7 +85,10 @@ def build_multilabel_report(Y_true, proba, labels, title: str = "agilecls multi-
     metrics = multilabel_metrics(Y_true, proba, labels, threshold)
     summary = {k: v for k, v in metrics.items() if "[" not in k}
     rows = per_label_rows(metrics, Y_true, proba, labels, threshold)
-    cell = lambda v: f"{v:.4f}" if isinstance(v, float) else html.escape(str(v))
+
+    def cell(v) -> str:
+        return f"{v:.4f}" if isinstance(v, float) else html.escape(str(v))
+
     summary_rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{cell(v)}</td></tr>" for k, v in summary.items())
     label_rows = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row.values()) + "</tr>" for row in rows)
     info_rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
