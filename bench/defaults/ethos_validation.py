@@ -6,7 +6,7 @@ linear layer, content-free calibration after tuning (both are reported for every
 calibrated, ``raw_f1`` not), Gemma, logistic heads on MiniLM / mpnet embeddings, fine-tuned
 MiniLM / mpnet with a softmax head, and every soft-voting ensemble of the last epochs of those.
 
-    python -m bench.ethos_validation [--only lr2e-3_linear gemma ...]
+    python -m bench.defaults.ethos_validation [--only lr2e-3_linear gemma ...]
 
 Prints tables and writes bench/results/ethos_validation.json or --out (probabilities included, so
 ensembles can be recomputed without refitting). Settings already in the file are kept (``--no-resume``:

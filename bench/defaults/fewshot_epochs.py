@@ -1,20 +1,20 @@
 """How many epochs a fine-tuned MiniLM member needs with 8 examples per class, on validation rows.
 
-The tweets' 8-per-class comparison with SetFit (bench/peers.py) left the fine-tuned MiniLM member
+The tweets' 8-per-class comparison with SetFit (bench/quality/peers.py) left the fine-tuned MiniLM member
 (4 epochs of batch 16: 16 optimiser steps on 56 texts) near uniform. This script trains the same
 member for 4, 12 and 25 epochs on 8 examples per class drawn (seeded) from the tweets' train
 split and scores up to 700 *other train rows* (validation; the test split is not read), so that
 a longer schedule can be chosen without looking at test rows.
 
-Run: ``python -m bench.fewshot_epochs`` (writes bench/results/fewshot_epochs.json).
+Run: ``python -m bench.defaults.fewshot_epochs`` (writes bench/results/fewshot_epochs.json).
 
 ``--steps`` checks the member's step floor instead (``min_steps``, with ``epochs=1`` so the floor
-decides): ``python -m bench.fewshot_epochs --shots 16 32 --steps 100 200 --seeds 0 1
+decides): ``python -m bench.defaults.fewshot_epochs --shots 16 32 --steps 100 200 --seeds 0 1
 --out bench/results/fewshot_steps`` trains with 100 and 200 optimiser steps at 16 and 32 examples
 per class, two seeded draws each, and scores the same validation rows per draw.
 
 ``--encoder mpnet`` trains the optional mpnet member instead, on the same draws and validation
-rows: ``python -m bench.fewshot_epochs --encoder mpnet --shots 16 32 --steps 200 --seeds 0 1
+rows: ``python -m bench.defaults.fewshot_epochs --encoder mpnet --shots 16 32 --steps 200 --seeds 0 1
 --out bench/results/fewshot_mpnet`` compares it with the MiniLM rows of ``fewshot_steps.json``.
 """
 

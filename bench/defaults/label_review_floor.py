@@ -1,6 +1,6 @@
 """How many labels per class the label-error review needs before its ranking means anything.
 
-    python -m bench.label_review_floor
+    python -m bench.defaults.label_review_floor
 
 For n labelled texts per class (drawn from a dataset's training split, 30 draws per n), 10% of the
 labels (at least one) are flipped to another class; the loop's fast model scores every labelled

@@ -2,9 +2,9 @@
 validation rows: the pool's texts the simulated annotator has not labelled (their true labels are
 known to the script, never to the project). Test rows are not read.
 
-    python -m bench.loop_rules                      # ETHOS (15% hateful) and the tweets' smallest class, 3 seeds
+    python -m bench.defaults.loop_rules    # ETHOS (15% hateful) and the tweets' smallest class, 3 seeds
 
-The projects and rounds are those of ``bench.loop_decisions`` (the default strategy and random).
+The projects and rounds are those of ``bench.quality.loop_decisions`` (the default strategy and random).
 After each round, from the fast model's calibrated probabilities:
 
 - class-share estimates of the unlabelled pool: EM run to convergence (Saerens et al. 2002) and

@@ -5,11 +5,11 @@ for every label (8 here), so the top layers run each comment once per step. This
 ``AgileClassifier(multilabel=True, tuning="lora")`` (the package defaults otherwise, the ETHOS
 multi-label instructions) on a seeded 80% of the 346 training comments for each
 (``train_batch_size``, ``learning_rate``) given, and scores macro F1 (each label at p >= 0.5) and
-macro ROC-AUC on the other 20% (the same hold-out as ``bench.multilabel_ethos`` uses to choose its
+macro ROC-AUC on the other 20% (the same hold-out as ``bench.quality.multilabel_ethos`` uses to choose its
 settings). The test comments are not read. All fits share one cache of the frozen lower layers, so
 only the first pays for it (its fit time includes that pass).
 
-    python -m bench.multilabel_lora_steps --configs 4:2e-3 1:2e-3 4:6e-3
+    python -m bench.defaults.multilabel_lora_steps --configs 4:2e-3 1:2e-3 4:6e-3
 """
 
 from __future__ import annotations

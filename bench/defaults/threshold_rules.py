@@ -15,7 +15,7 @@ the stacker, its cross-validated probabilities and each rule's cut, exactly as
 reports the F1 of the hateful class each rule reaches on the evaluation rows, with the spread of the
 cuts. "0.5" is no threshold (the most probable class).
 
-    python -m bench.threshold_rules [--splits 300] [--holdout 100 150]
+    python -m bench.defaults.threshold_rules [--splits 300] [--holdout 100 150]
 
 Prints a table and writes bench/results/threshold_rules.json.
 """

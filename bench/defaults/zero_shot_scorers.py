@@ -2,10 +2,10 @@
 label names, sentence-embedding similarity between each text and each label name, or both
 (the mean of the two probability vectors).
 
-    python -m bench.zero_shot_scorers
+    python -m bench.defaults.zero_shot_scorers
 
 Scored on the marketing tweets' test split (7 Spanish sector names) and on CLINC150's test rows
-of the 20 intents :mod:`bench.active_learning` uses (intent names with ``_`` read as spaces;
+of the 20 intents :mod:`bench.quality.active_learning` uses (intent names with ``_`` read as spaces;
 in-scope rows only: a zero-shot scorer has no out-of-scope class), plus three obvious support
 messages. Nothing here is tuned: the similarity temperature is fixed in
 :mod:`agilecls.loop.zero_shot` and only changes calibration, not accuracy or macro F1.

@@ -1,8 +1,8 @@
 """Active learning with a simulated annotator: each query strategy's test score after every batch
 of labels, per dataset, 3 seeds; the loop step's latency on a 10,000-text pool.
 
-    python -m bench.active_learning                       # all datasets, strategies and seeds
-    python -m bench.active_learning --datasets ethos --seeds 1 --max-labels 64   # a quick look
+    python -m bench.quality.active_learning                       # all datasets, strategies and seeds
+    python -m bench.quality.active_learning --datasets ethos --seeds 1 --max-labels 64   # a quick look
 
 The pool is a dataset's training split with its labels hidden; the script "labels" what the
 strategy asks for. Every strategy starts from the same 16 random texts of a seed (so the curves

@@ -6,7 +6,7 @@ Trains on the 15,000 in-scope training rows (oos_train unused), chooses every se
 OOD AUROC/AUPRC treat out-of-scope as the positive class; accuracy, ECE and NLL are on the
 in-scope test rows, as in the Uncertainty Baselines CLINC table.
 
-    HF_HUB_OFFLINE=1 python -m bench.clinc_oos --encoder minilm --finetune
+    python -m bench.quality.clinc_oos --encoder minilm --finetune
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ Rows: ``teacher`` (``best``), ``student`` (:func:`agilecls.distillation.distill`
 ``labels_only`` (the ``encoder`` recipe: the same MiniLM fine-tuned on the labelled rows alone,
 calibrated on a quarter of them), ``setfit`` (SetFit 1.2 on the bundled MiniLM, logistic head,
 ``num_iterations`` so that it trains on about 3,200 pairs, ~200 body steps of 16: 2 on ETHOS's 800
-rows, 8 on 224 tweets; SetFit's paper setting of 20 took hours on ETHOS here, bench/peers.py).
+rows, 8 on 224 tweets; SetFit's paper setting of 20 took hours on ETHOS here, bench/quality/peers.py).
 
 Columns: ROC-AUC and F1 of the hateful class at each model's rule (ETHOS) or macro F1 (tweets),
 ECE, fit seconds (the student's include the teacher's labelling, not its training) and predict
@@ -24,7 +24,7 @@ teacher's from its labelling pass over the pool, which is its predict_proba on a
 
 Usage::
 
-    python -m bench.distill [--datasets ethos tweets] [--seeds 0 1 2]
+    python -m bench.quality.distill [--datasets ethos tweets] [--seeds 0 1 2]
 """
 
 from __future__ import annotations

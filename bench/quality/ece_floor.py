@@ -15,7 +15,7 @@ probabilities are exactly right. This script takes a saved classifier's test pro
 
 Nothing is fitted; the test rows are only scored once.
 
-    python -m bench.ece_floor --model models/demo-stack --data ethos
+    python -m bench.quality.ece_floor --model models/demo-stack --data ethos
 """
 
 from __future__ import annotations

@@ -7,10 +7,10 @@ and each member at the end, for the first 200 / 400 / 800 training rows of the s
 Each run fits one real ``EnsembleClassifier`` (encoder members first, then the language models,
 whose per-epoch callbacks score the test rows). Nothing is selected on the test rows: every epoch
 of a fixed schedule is reported, and the members were chosen on validation rows of the training
-split (bench/ethos_validation.py). ``run_seconds`` is the whole fit (embedding, heads, encoder
+split (bench/defaults/ethos_validation.py). ``run_seconds`` is the whole fit (embedding, heads, encoder
 fine-tuning, LoRA tuning incl. caching the frozen lower layers), without the per-epoch test scoring.
 
-    python -m bench.ethos_learning_curve --models smollm2-135m-instruct gemma-3-270m \
+    python -m bench.quality.ethos_learning_curve --models smollm2-135m-instruct gemma-3-270m \
         --encoders mpnet --finetuned-encoders mpnet --sizes 200 400 800 --epochs 6
 """
 

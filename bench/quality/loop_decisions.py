@@ -2,10 +2,10 @@
 labels real projects through the ``Project`` API (the same calls the Label page makes), and after
 every round the newest version is scored on test rows the loop never trains on or looks at.
 
-    python -m bench.loop_decisions                                    # fast model, 3 seeds, 3 datasets
-    python -m bench.loop_decisions --full-seeds 0                     # + the full model at 128 and 256
-    python -m bench.loop_decisions --reference                        # + the stacked recipe on all rows
-    python -m bench.loop_decisions --datasets ethos --seeds 0 --max-labels 64   # a quick look
+    python -m bench.quality.loop_decisions                                    # fast model, 3 seeds, 3 datasets
+    python -m bench.quality.loop_decisions --full-seeds 0                     # + the full model at 128 and 256
+    python -m bench.quality.loop_decisions --reference                        # + the stacked recipe on all rows
+    python -m bench.quality.loop_decisions --datasets ethos --seeds 0 --max-labels 64   # a quick look
 
 Datasets (pool: the training split, labels hidden; test: the test split, same class shares):
 - ``ethos``: every ETHOS row with the hateful comments subsampled to 15%, two thirds as the pool

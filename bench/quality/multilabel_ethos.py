@@ -24,9 +24,9 @@ training comments, then refitted on all of them; the LoRA settings are the packa
 results, including each part's test probabilities (for the ensemble), merge into one JSON file
 (``--no-resume`` starts a new one).
 
-    python -m bench.multilabel_ethos --parts baseline encoder
-    python -m bench.multilabel_ethos --parts agile ensemble
-    python -m bench.multilabel_ethos --parts baseline_cal encoder_cal agile_cal ensemble_cal
+    python -m bench.quality.multilabel_ethos --parts baseline encoder
+    python -m bench.quality.multilabel_ethos --parts agile ensemble
+    python -m bench.quality.multilabel_ethos --parts baseline_cal encoder_cal agile_cal ensemble_cal
 """
 
 from __future__ import annotations

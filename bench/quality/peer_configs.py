@@ -1,4 +1,4 @@
-"""The agilecls configurations that bench/peers.py fits beside SetFit and TF-IDF, one registry.
+"""The agilecls configurations that bench/quality/peers.py fits beside SetFit and TF-IDF, one registry.
 
 Each configuration is a name, the code that builds it (public API only) and the one-line recipe
 written to the results JSON, so the recipe recorded and the model fitted cannot drift apart.
@@ -8,7 +8,7 @@ written to the results JSON, so the recipe recorded and the model fitted cannot 
   ``encoder_s200`` and ``mpnet_s200``; the member's default floor is 200 since the tweets' and
   ETHOS's validation rows chose it);
 - ``encoder_s200``: the same member with a floor of 200 optimiser steps (``min_steps=200``, the
-  default now), the floor that ``python -m bench.fewshot_epochs --steps`` chose on the tweets'
+  default now), the floor that ``python -m bench.defaults.fewshot_epochs --steps`` chose on the tweets'
   validation rows (train rows not drawn for training);
 - ``encoder_cal``: ``CalibratedClassifier(encoder_member("minilm", "finetuned"), cv=0.25)``, the
   same calibrated on a 25% stratified hold-out of the training rows (it trains on the other 75%);
@@ -26,7 +26,7 @@ written to the results JSON, so the recipe recorded and the model fitted cannot 
   "finetuned")`` with the 100-step floor, the best single member on ETHOS's validation rows
   (ROC-AUC 0.944 against MiniLM's 0.903, docs/tuning.md);
 - ``mpnet_s200``: the same with the default 200-step floor; on the tweets it was chosen over
-  MiniLM on validation rows (``python -m bench.fewshot_epochs --encoder mpnet``);
+  MiniLM on validation rows (``python -m bench.defaults.fewshot_epochs --encoder mpnet``);
 - ``stack_mpnet``: ``stack_llm`` with mpnet in MiniLM's place and, as in the demo, the F1
   threshold of the hateful class chosen on the 25% hold-out (``threshold="f1"``): the
   configuration aimed at ETHOS's F1 target, built from members and rules chosen on validation and

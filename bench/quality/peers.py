@@ -3,7 +3,7 @@
 Peers: SetFit (setfit 1.2, body = the bundled all-MiniLM-L6-v2 sentence encoder, logistic head)
 and TF-IDF + logistic regression (``TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2))`` +
 ``LogisticRegression(max_iter=2000)``). The agilecls configurations (public API only) are listed,
-with their recipes, in :mod:`bench.peer_configs`.
+with their recipes, in :mod:`bench.quality.peer_configs`.
 
 Data: ETHOS (800 training rows, 198 test rows), training sizes 200 / 400 / 800 drawn from the
 training rows with the seed, stratified (at 800: all rows, so the seed changes only the models'
@@ -52,12 +52,12 @@ The full run, about 11.5 h on 2 CPU cores, 9.3 h of it SetFit on ETHOS (``--with
 35 min more); in pieces by ``--datasets`` / sizes / ``--configs``, but one SetFit fit at 800 ETHOS
 rows is about 107 min and cannot be split::
 
-    python -m bench.peers --datasets ethos tweets --ethos-sizes 200 400 800 --tweets-shots 8 16 32 \\
+    python -m bench.quality.peers --datasets ethos tweets --ethos-sizes 200 400 800 --tweets-shots 8 16 32 \\
         --seeds 0 1 2 --configs tfidf setfit encoder encoder_cal encoder_cal5 [--with-llm]
 
 Only the summary of a results file::
 
-    python -m bench.peers --report-only --out bench/results/peers
+    python -m bench.quality.peers --report-only --out bench/results/peers
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ of 1/7. ``adapt_priors`` estimates the shares of unlabelled texts by EM over the
 probabilities (Saerens et al., 2002) and moves the probabilities to them.
 
 Per seed and size: ``CalibratedClassifier(encoder_member("minilm", "finetuned", seed), cv=5,
-ensemble=True)`` (``encoder_cal5e`` of ``bench.peers``) is fitted on the labelled rows, then the
+ensemble=True)`` (``encoder_cal5e`` of ``bench.quality.peers``) is fitted on the labelled rows, then the
 test rows (1,242) are scored once and the same probabilities are reported three ways:
 
 - ``calibrated``: as fitted (balanced training shares);
@@ -22,7 +22,7 @@ their largest error against the pool's true shares. The test rows choose nothing
 
 Example::
 
-    python -m bench.prior_shift --shots 8 --seeds 0 1 2
+    python -m bench.quality.prior_shift --shots 8 --seeds 0 1 2
 """
 
 from __future__ import annotations

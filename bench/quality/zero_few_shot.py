@@ -1,6 +1,6 @@
 """Zero-shot and few-shot quality of each bundled model on the ETHOS and marketing-tweets test splits.
 
-    python -m bench.zero_few_shot [--tweets-per-class 20] [--models smollm2-135m-instruct gemma-3-270m]
+    python -m bench.quality.zero_few_shot [--tweets-per-class 20] [--models smollm2-135m-instruct gemma-3-270m]
 
 Prints a table and writes bench/results/zero_few_shot_<data>.json. Both the content-free calibrated
 probabilities (the default) and the raw label probabilities are reported, from the same scores.

@@ -2,7 +2,7 @@
 the Ray engine's overhead on one machine, the engine against ``predict_proba`` on the ensemble,
 and rows lost or duplicated when a run is killed and resumed.
 
-    python -m bench.batch_predict --model-dir models/demo-ensemble --member encoder \\
+    python -m bench.speed.batch_predict --model-dir models/demo-ensemble --member encoder \\
         --small 2000 --large 20000 --ensemble-texts 300
 
 The corpus is :func:`bench.corpus.mixed_texts` written as Parquet with an ``id`` column. The

@@ -1,7 +1,7 @@
 """What batching is worth on this machine: a saved ensemble's members scoring the same texts in
 calls of different sizes, and the sentence encoder's texts per forward pass.
 
-    python -m bench.call_sizes --model-dir models/demo-ensemble --texts 64
+    python -m bench.speed.call_sizes --model-dir models/demo-ensemble --texts 64
 
 Each call-size row scores a fresh seeded sample of ETHOS texts; the forward-pass rows embed one
 sample, best of 3 runs, without the embedding cache.

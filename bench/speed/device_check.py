@@ -3,7 +3,7 @@ save/load round trip, salience of a tuned classifier's decision, and a fine-tune
 head with out-of-scope scores. Small on purpose (a minute or two): it checks that the code runs
 and agrees with itself on that device, not how accurate it is.
 
-    python -m bench.device_check [--lm SPEC_OR_FOLDER] [--encoder minilm|FOLDER] [--device cuda]
+    python -m bench.speed.device_check [--lm SPEC_OR_FOLDER] [--encoder minilm|FOLDER] [--device cuda]
 
 Prints a table and writes bench/results/device_check_<device>.json (or --out).
 """

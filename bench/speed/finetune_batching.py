@@ -1,7 +1,7 @@
 """Encoder fine-tuning throughput: length-grouped batches (what EncoderClassifier does) versus
 random batches (the plain way), on the same CLINC150 training texts, model and head.
 
-    python -m bench.finetune_batching [--encoder minilm] [--texts 1280] [--batch-size 32] [--layers 2]
+    python -m bench.speed.finetune_batching [--encoder minilm] [--texts 1280] [--batch-size 32] [--layers 2]
 
 Both schedules run in this one process, interleaved in rounds, so the ratio is measured under
 the same load. Prints a table and writes bench/results/finetune_batching_<encoder>_top<layers>.json.

@@ -1,7 +1,7 @@
 """Each CPU inference option on its own, against today's path: its speed-up and the largest change
 in any probability, per member of a saved ensemble, in one run.
 
-    python -m bench.inference_options --model-dir models/demo-ensemble --texts 128
+    python -m bench.speed.inference_options --model-dir models/demo-ensemble --texts 128
 
 Options: larger inference batches, bf16 autocast, dynamic int8 quantisation of the linear
 layers (``torch.ao.quantization.quantize_dynamic``; the tied LM head stays fp32, it is read

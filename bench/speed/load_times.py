@@ -1,7 +1,7 @@
 """Load time of each bundled model: first load (GGUF parse + dequantise + cache as safetensors)
 versus a later load (from the safetensors cache), each in a fresh process.
 
-    python -m bench.load_times
+    python -m bench.speed.load_times
 
 Uses an empty temporary cache so the first load really converts. Prints a table and writes
 bench/results/load_times.json.

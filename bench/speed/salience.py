@@ -1,6 +1,6 @@
 """Latency of each salience method on a 300-token prompt with the bundled default model.
 
-    python -m bench.salience [--threads N] [--repeats 3] [--model smollm2-135m-instruct]
+    python -m bench.speed.salience [--threads N] [--repeats 3] [--model smollm2-135m-instruct]
 
 The prompt is LIT's sample prompts joined and cut to exactly 300 tokens; the target " Avoid.".
 Also measured, for reference: one forward pass (no gradients), the naive gradient (full LM head at

@@ -7,7 +7,7 @@ texts/s per mode and the on/off ratio; then, with batching on, the same load whi
 sends a nested-quantifier regex to ``/api/aggregate`` and a 100,000-character prompt to
 ``/api/salience`` and another polls ``/healthz``: its p99 and the prediction errors.
 
-    python -m bench.serve_load --model-dir models/demo-ensemble --clients 16 --requests 100
+    python -m bench.speed.serve_load --model-dir models/demo-ensemble --clients 16 --requests 100
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ gives the wall time, the lower-layer rows run, and the out-of-fold log loss and 
 each (they should agree: the same computation, ordered differently). The test rows are scored once
 per variant and choose nothing.
 
-    python -m bench.shared_cache --rows 200 --epochs 2 --cv 3
+    python -m bench.speed.shared_cache --rows 200 --epochs 2 --cv 3
 """
 
 from __future__ import annotations

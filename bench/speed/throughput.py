@@ -1,6 +1,6 @@
 """Scoring throughput of the engine versus the naive way, on the same model and the same few-shot prompts.
 
-    python -m bench.throughput [--model smollm2-135m-instruct] [--texts 48] [--shots 2]
+    python -m bench.speed.throughput [--model smollm2-135m-instruct] [--texts 48] [--shots 2]
 
 The naive way is how a notebook does it: one call per text, the full prompt (instructions +
 examples + text) recomputed every time, the full-vocabulary LM head at every position, the label
