@@ -45,7 +45,7 @@ def test_the_registry_names_each_recipe_once_and_refuses_what_it_cannot_build():
 def test_best_is_the_same_estimator_in_the_demo_train_the_loop_and_the_benchmarks(tmp_path):
     from agilecls.loop.project import Project
     from agilecls.loop.versions import build_full
-    from bench.peer_configs import agile_estimator
+    from bench.quality.peer_configs import agile_estimator
 
     train = load_ethos("train")
     recipe = build_recipe("best", train.labels, instructions=train.meta["instructions"],

@@ -3,7 +3,7 @@ model and a sentence-encoder head.
 
 The two see a text differently (next-token scores of a prompted LLM vs. a sentence embedding), so
 their errors differ and the mean of their probabilities ranks texts better than either alone
-(bench/ethos_learning_curve.py reports each member and the ensemble). The mean is not calibrated,
+(bench/quality/ethos_learning_curve.py reports each member and the ensemble). The mean is not calibrated,
 though (ETHOS test ECE 0.10 for the demo's pair): ``combine="stack"`` learns a logistic regression
 over the members' log-odds on out-of-fold predictions instead, which weighs the members and
 calibrates their combination in one step. Members keep their own prompts, tokens and scores; only
@@ -86,7 +86,7 @@ class EnsembleClassifier(TextInputTags, ClassifierMixin, BaseComposition):
         Binary only: choose the decision threshold on the combined out-of-fold probabilities.
         With "stack", "expected_f1" (the cut whose F1 the stacker's calibrated probabilities
         expect) is steadier than "f1" (the best cut on those rows): on ETHOS validation rows it
-        gave F1 +0.007 to +0.013 over "f1" (``python -m bench.threshold_rules``).
+        gave F1 +0.007 to +0.013 over "f1" (``python -m bench.defaults.threshold_rules``).
     pos_label : str or None, default=None
         The positive class of the threshold (default: the second class).
     random_state : int, default=0

@@ -78,7 +78,7 @@ class EncoderClassifier(TextInputTags, ClassifierMixin, BaseEstimator):
         Train the encoder end to end (its top ``fine_tune_layers`` layers; None = all).
     epochs : int or None, default=None
         40 on frozen embeddings, 3 when fine-tuning (on CLINC150, 3 epochs of all MiniLM layers gave
-        accuracy 0.962 where 1 epoch of the top two gave 0.938; bench/clinc_oos.py).
+        accuracy 0.962 where 1 epoch of the top two gave 0.938; bench/quality/clinc_oos.py).
     batch_size, learning_rate, encoder_learning_rate, weight_decay : AdamW schedule (defaults 64, 1e-3, 5e-5, 1e-4).
     min_steps : int, default=0
         Fine-tuning runs more epochs than ``epochs`` when needed to take at least this many optimiser

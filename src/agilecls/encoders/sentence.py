@@ -195,7 +195,7 @@ class SentenceEncoder:
     device : str or None, default="auto"
     batch_size : int or None, default=None
         Texts embedded per forward pass; None: 64 on a GPU, 8 on a CPU. On a 2-core AVX2 CPU, 64
-        ETHOS texts embed with MiniLM in 1.18 s at 64 per pass, 0.59 s at 8 (``bench/call_sizes.py``):
+        ETHOS texts embed with MiniLM in 1.18 s at 64 per pass, 0.59 s at 8 (``bench/speed/call_sizes.py``):
         large CPU batches only add padding and cache misses.
     max_seq_length : int or None, default=128
         Tokens kept per text.

@@ -117,7 +117,7 @@ def fine_tune(encoder: SentenceEncoder, head: torch.nn.Module, texts: list[str],
     trainable = unfreeze_top_layers(model, layers)
     y = torch.from_numpy(np.asarray(y_idx))
     # texts of similar length share a batch, since a batch is padded to its longest text: on CLINC150
-    # padding fell from 44% to 3% of the tokens and fine-tuning ran 1.5x faster (bench/finetune_batching.py)
+    # padding fell from 44% to 3% of the tokens and fine-tuning ran 1.5x faster (bench/speed/finetune_batching.py)
     rng = np.random.default_rng(schedule.seed)
     lengths = encoder.token_lengths(texts)
     epochs = schedule.fine_tune_epochs(len(texts))

@@ -57,7 +57,7 @@ BUNDLED = {
                                           "SmolLM2-135M-Instruct, GGUF Q4_1, ChatML template"),
 }
 
-#: The default model: chosen by the benchmark in bench/zero_few_shot.py (docs/benchmarks.md).
+#: The default model: chosen by the benchmark in bench/quality/zero_few_shot.py (docs/benchmarks.md).
 DEFAULT_MODEL = "smollm2-135m-instruct"
 
 

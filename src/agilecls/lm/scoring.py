@@ -37,7 +37,7 @@ def scoring_batch_size(lm: LanguageModel, label_ids: Sequence[Sequence[int]]) ->
     :data:`BATCH_CANDIDATES`, and the smallest wins unless a larger one is 15% faster; measured
     once per machine and model (:func:`agilecls.runtime.measured_choice`). On a 2-core
     AVX512-BF16 CPU, batches of 16 scored 1.27x the texts/s of 4 (``python -m
-    bench.inference_options``)."""
+    bench.speed.inference_options``)."""
     gen = torch.Generator().manual_seed(0)
     high = min(lm.model.get_input_embeddings().num_embeddings, 1000)
 

@@ -116,7 +116,7 @@ class TrainingBatches:
     once per step instead of once per prompt. Counting prompts rather than texts keeps the number
     of steps: on ETHOS multi-label (8 labels) 4 texts per step at the same learning rate learnt far
     less in 6 epochs (hold-out macro F1 0.217 vs 0.537 with 1 text per step,
-    ``bench/multilabel_lora_steps.py``).
+    ``bench/defaults/multilabel_lora_steps.py``).
     """
 
     def __init__(self, prompts: Sequence[EncodedPrompt], y: np.ndarray, groups: Sequence[int] | None,

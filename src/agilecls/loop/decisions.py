@@ -40,11 +40,11 @@ from . import fast
 #: The fast model's two-class decision rule unless the project sets one: the cut with the best F1
 #: on the labelled texts out of fold, or, while the positive class has fewer than 5 labels, the cut
 #: that flags the pool's estimated share of it. Chosen on validation rows (the pool's unlabelled
-#: texts) by bench/loop_rules.py over the expected-F1 cut, whose premise (calibrated
+#: texts) by bench/defaults/loop_rules.py over the expected-F1 cut, whose premise (calibrated
 #: probabilities) a logistic head on a few dozen labels does not meet.
 DEFAULT_RULE = "f1"
 #: EM steps of the pool's class-share estimate: one, the mean calibrated probability. Run to
-#: convergence, EM ran off to shares of 0.00-0.66 where the truth was 0.14 (bench/loop_rules.py).
+#: convergence, EM ran off to shares of 0.00-0.66 where the truth was 0.14 (bench/defaults/loop_rules.py).
 PRIOR_STEPS = 1
 #: The model's estimate of the pool's class shares counts as this many labels beside the random
 #: audit texts' own shares. Only the audit is unbiased: the query strategy selects texts near the

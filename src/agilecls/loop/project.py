@@ -32,9 +32,9 @@ from .store import ProjectError, ProjectStore
 from .transfer import export_rows, import_rows
 from .zero_shot import label_prompts, zero_shot_proba
 
-#: The strategy the queue uses unless told otherwise (bench/active_learning.py).
+#: The strategy the queue uses unless told otherwise (bench/quality/active_learning.py).
 DEFAULT_STRATEGY = "diverse_margin"
-#: The default pre-labeller (bench/zero_shot_scorers.py).
+#: The default pre-labeller (bench/defaults/zero_shot_scorers.py).
 DEFAULT_PRELABELLER = "similarity"
 
 

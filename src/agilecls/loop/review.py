@@ -19,7 +19,7 @@ from . import decisions, serving
 from .versions import headline, training_data
 
 #: Labels per class before possible label errors are listed: with fewer, the out-of-fold
-#: probabilities rank flipped labels no better than chance (bench/label_review_floor.py).
+#: probabilities rank flipped labels no better than chance (bench/defaults/label_review_floor.py).
 REVIEW_MIN_PER_CLASS = 8
 #: Consecutive fast versions whose predictions on the pool must agree (Cohen's kappa, averaged)
 #: before the page says the model has stopped changing (Bloodgood & Vijay-Shanker 2009, as

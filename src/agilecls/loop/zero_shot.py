@@ -1,6 +1,6 @@
 """Zero-shot pre-labels for a project with no labels yet.
 
-Three scorers, compared by ``bench/zero_shot_scorers.py`` on the tweets and on CLINC150 intents:
+Three scorers, compared by ``bench/defaults/zero_shot_scorers.py`` on the tweets and on CLINC150 intents:
 
 - ``similarity``: cosine similarity between a text's sentence embedding and each label's
   (its name, or its description when the project has one), softmaxed at a temperature.

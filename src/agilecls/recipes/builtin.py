@@ -28,7 +28,7 @@ def fast_encoder(encoder: str, labels: list[str] | None = None, seed: int = 0, *
 
 @register_recipe("fast", "logistic head on frozen sentence embeddings, temperature-calibrated (seconds)",
                  "the labelling loop's fast version: rank-keeping calibration (Platt inverted ETHOS's ranking at 32 "
-                 "labels, ROC-AUC 0.38) and the best out-of-fold F1 cut (python -m bench.loop_rules)",
+                 "labels, ROC-AUC 0.38) and the best out-of-fold F1 cut (python -m bench.defaults.loop_rules)",
                  multilabel=True, min_per_class=2)
 def fast(labels: list[str], options: RecipeOptions):
     from ..calibration.classifier import CalibratedClassifier
@@ -41,7 +41,7 @@ def fast(labels: list[str], options: RecipeOptions):
 
 @register_recipe("encoder", "sentence encoder fine-tuned with a softmax head, calibrated on a hold-out (minutes)",
                  "MiniLM fine-tuned for at least 200 steps: macro F1 +0.001 to +0.026 and ECE 0.12-0.19 -> 0.02-0.05 "
-                 "over 100 steps on the tweets' validation rows (python -m bench.fewshot_epochs --steps 100 200)",
+                 "over 100 steps on the tweets' validation rows (python -m bench.defaults.fewshot_epochs --steps 100 200)",
                  multilabel=True, min_per_class=4)
 def encoder(labels: list[str], options: RecipeOptions):
     from ..calibration.classifier import CalibratedClassifier
@@ -65,7 +65,7 @@ def tuned_llm(labels: list[str], options: RecipeOptions):
 
 @register_recipe("llm", "the language model LoRA-tuned so a label word's probability is the class score",
                  "6 epochs of the top layers: ETHOS ROC-AUC and the demo's minutes on a 2-core CPU "
-                 "(python -m bench.ethos_learning_curve)", multilabel=True)
+                 "(python -m bench.quality.ethos_learning_curve)", multilabel=True)
 def llm(labels: list[str], options: RecipeOptions):
     return tuned_llm(labels, options)
 
@@ -73,7 +73,7 @@ def llm(labels: list[str], options: RecipeOptions):
 @register_recipe("best", "the LoRA-tuned language model stacked with a fine-tuned sentence encoder by a logistic "
                          "regression on a held-out quarter, with the expected-F1 cut (the demo's model)",
                  "stacking beat either member and their mean on ETHOS validation rows, and the expected-F1 cut "
-                 "beat the best held-out cut by F1 +0.007 to +0.013 (python -m bench.threshold_rules)",
+                 "beat the best held-out cut by F1 +0.007 to +0.013 (python -m bench.defaults.threshold_rules)",
                  min_per_class=8)
 def best(labels: list[str], options: RecipeOptions):
     from ..encoders.members import encoder_member
@@ -92,7 +92,7 @@ def best(labels: list[str], options: RecipeOptions):
 
 @register_recipe("distilled", "'best' trained on the labels, then distilled into a fine-tuned sentence encoder on "
                               "the labelled and unlabelled texts (fast to predict)",
-                 "the student's quality and speed against the teacher's: python -m bench.distill", min_per_class=8)
+                 "the student's quality and speed against the teacher's: python -m bench.quality.distill", min_per_class=8)
 def distilled(labels: list[str], options: RecipeOptions):
     from ..distillation import DistilledClassifier
 
