@@ -285,7 +285,7 @@ def test_mahalanobis_ood_method_on_sngp_and_abstention(tiny_encoder_dir, toy_dat
     (train_x, train_y), (test_x, test_y), far = toy_data
     clf = _clf(tiny_encoder_dir, head="sngp", ood_method=method, reject_threshold="auto")
     clf.fit(train_x, train_y).calibrate(test_x + far[:10], test_y + ["oos"] * 10)
-    assert clf.threshold_ is not None
+    assert clf.reject_threshold_ is not None
     pred = clf.predict(test_x + far[10:])
     m = abstention_metrics(test_y + ["oos"] * 10, pred)
     assert m["oos_recall"] >= 0.8 and m["in_scope_accuracy"] >= 0.8
@@ -373,10 +373,10 @@ def test_calibrate_chooses_a_reject_threshold_that_abstains_on_far_texts(tiny_en
     (train_x, train_y), (test_x, test_y), far = toy_data
     clf = _clf(tiny_encoder_dir, head="sngp", epochs=30, num_inducing=256, batch_size=16, learning_rate=3e-3,
                reject_threshold="auto").fit(train_x, train_y)
-    assert clf.threshold_ is None
+    assert clf.reject_threshold_ is None
     clf.calibrate(test_x + far[:10], test_y + ["oos"] * 10)
     report = clf.evaluate(test_x + far, test_y + ["oos"] * len(far))
-    assert clf.threshold_ is not None and clf.temperature_ != 1.0
+    assert clf.reject_threshold_ is not None and clf.temperature_ != 1.0
     assert report["accuracy"] >= 0.9 and report["ood_auroc"] > 0.9 and report["oos_recall"] > 0.5
     assert (clf.predict(far) == "oos").mean() == pytest.approx(report["oos_recall"])
     # a recall rule rejects every held-out out-of-scope row it was chosen on; a bad rule fails before training
@@ -424,7 +424,7 @@ def test_train_and_eval_commands_with_an_encoder_head(tiny_encoder_dir, toy_data
     rejecting = runner.invoke(app, command + [str(tmp_path / "rejecting")])
     assert rejecting.exit_code == 0 and "chosen by recall:0.9" in rejecting.output, rejecting.output
     clf = load_classifier(tmp_path / "rejecting")
-    assert clf.threshold_ is not None and (clf.predict(far[10:20]) == "oos").mean() >= 0.9
+    assert clf.reject_threshold_ is not None and (clf.predict(far[10:20]) == "oos").mean() >= 0.9
     for data, rule, message in (("oos.csv", "recall 90", "use 'f1'"), ("train.csv", "recall:0.9", "label some rows")):
         args = [str(tmp_path / data) if a.endswith("oos.csv") else a for a in command[:-2]]
         bad = runner.invoke(app, args + [rule, "--out", str(tmp_path / "bad")])

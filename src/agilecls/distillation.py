@@ -75,9 +75,16 @@ def teacher_probabilities(teacher, texts: list[str], progress: bool = True) -> n
     return np.concatenate(parts) if parts else np.zeros((0, len(teacher.classes_)))
 
 
+def decision_rule_of(classifier):
+    """``classifier.decision_rule()``; None for a classifier without that method (it predicts the
+    most probable class)."""
+    rule = getattr(classifier, "decision_rule", None)
+    return rule() if callable(rule) else None
+
+
 def teacher_rule(teacher) -> DecisionThreshold | None:
     """The teacher's two-class decision threshold, or None (it predicts the most probable class)."""
-    threshold = getattr(teacher, "threshold_", None)
+    threshold = decision_rule_of(teacher)
     return threshold if isinstance(threshold, DecisionThreshold) else None
 
 
@@ -147,7 +154,7 @@ def distill(teacher, texts, student: str = "minilm", *, labeled=None, temperatur
         raise ValueError("the teacher must be a fitted classifier with predict_proba (fit it first, or give the "
                          "folder it was saved to)")
     classes = [str(c) for c in teacher.classes_]
-    if getattr(teacher, "multilabel", False) or isinstance(getattr(teacher, "threshold_", None), list):
+    if getattr(teacher, "multilabel", False) or isinstance(decision_rule_of(teacher), list):
         raise ValueError("distillation is for single-label classifiers; the teacher is multi-label")
     if not 0 < temperature or not 0 <= label_weight <= 1 or not 0 <= holdout < 1:
         raise ValueError(f"need temperature > 0, label_weight in [0, 1] and holdout in [0, 1); got "
@@ -296,6 +303,17 @@ class DistilledClassifier(TextInputTags, ClassifierMixin, BaseEstimator):
     def threshold_(self):
         check_is_fitted(self, "model_")
         return self.model_.threshold_
+
+    def decision_rule(self) -> DecisionThreshold | None:
+        """The student's decision rule (the teacher's, fitted again on the held-out rows)."""
+        check_is_fitted(self, "model_")
+        return self.model_.decision_rule()
+
+    def salience_members(self, text: str, label: str | None = None, member: str | None = None) -> dict:
+        """What :func:`agilecls.explain` attributes: the student (see
+        :meth:`CalibratedClassifier.salience_members`)."""
+        check_is_fitted(self, "model_")
+        return {"models": [self.model_], "label": label, "member": member, "info": {}}
 
     def describe(self) -> str:
         return f"{self.student} distilled from {self.teacher.describe()}"

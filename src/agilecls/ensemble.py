@@ -40,6 +40,11 @@ def soft_vote(probas: Sequence[np.ndarray], weights: Sequence[float] | None = No
     return np.tensordot(w / w.sum(), stacked, axes=1)
 
 
+class MemberNeeded(ValueError):
+    """Raised when an ensemble's decision is to be explained without naming a member: the members
+    read different inputs, so their combined probability has no single gradient."""
+
+
 class EnsembleManifest(BaseModel):
     """The EnsembleClassifier's part of ``agilecls.json``, checked on load."""
 
@@ -239,6 +244,39 @@ class EnsembleClassifier(TextInputTags, ClassifierMixin, BaseComposition):
     def ood_score(self, X) -> np.ndarray:
         """1 - max probability of the ensemble (higher = less like any class)."""
         return self.details(X)["ood_score"]
+
+    def decision_rule(self) -> DecisionThreshold | None:
+        """How ``predict`` decides from ``predict_proba``: the fitted ``threshold_`` (two classes: a
+        cut on the positive class's combined probability) or None (the most probable class;
+        multi-label members: 0.5)."""
+        check_is_fitted(self, "estimators_")
+        return self.threshold_
+
+    def salience_members(self, text: str, label: str | None = None, member: str | None = None) -> dict:
+        """What :func:`agilecls.explain` attributes for ``text``: the member named ``member``'s score
+        of ``label`` (None: the ensemble's decision). Raises :class:`MemberNeeded` without a member.
+
+        Returns
+        -------
+        dict
+            ``models`` (the member), ``label``, ``member`` (None: used up here) and ``info``
+            (``member``, ``ensemble_label``, ``ensemble_probabilities``).
+        """
+        names = list(self.named_estimators_)
+        if member is None or member not in names:
+            raise MemberNeeded(f"explain one member of the ensemble: pass member= one of {names}"
+                               + ("" if member is None else f" (not {member!r})"))
+        details = self.details([text])
+        if details["pred"].ndim > 1:
+            raise ValueError("explain does not support multi-label classifiers yet; explain a single-label one")
+        proba, decided = details["proba"][0], str(details["pred"][0])  # the decision may follow a threshold
+        classes = [str(c) for c in self.classes_]
+        label = decided if label is None else str(label)
+        if label not in classes:
+            raise ValueError(f"label {label!r} is not one of the classifier's classes {classes}")
+        return {"models": [self.named_estimators_[member]], "label": label, "member": None,
+                "info": {"member": member, "ensemble_label": decided,
+                         "ensemble_probabilities": dict(zip(classes, map(float, proba)))}}
 
     def describe(self) -> str:
         """One line naming the members and how they are combined, for the CLI and reports."""

@@ -259,6 +259,31 @@ class CalibratedClassifier(TextInputTags, ClassifierMixin, BaseEstimator):
             self.priors_, self.priors_iterations_ = estimate_priors(self.predict_proba(X), self.class_shares_)
         return self
 
+    def decision_rule(self) -> DecisionThreshold | list[DecisionThreshold] | None:
+        """How ``predict`` decides from ``predict_proba``: the fitted ``threshold_`` (two classes: a
+        cut on the positive class's probability; multi-label: one per label) or None (the most
+        probable class; multi-label: 0.5)."""
+        check_is_fitted(self, "calibrator_")
+        return self.threshold_
+
+    def salience_members(self, text: str, label: str | None = None, member: str | None = None) -> dict:
+        """What :func:`agilecls.explain` attributes for ``text``: the calibration map is monotone, so
+        the base models' scores of the label are explained (their mean with ``ensemble=True``).
+
+        Returns
+        -------
+        dict
+            ``models`` (the base models), ``label`` (``label``, else this classifier's decision),
+            ``member`` (passed on: the base may be an ensemble) and ``info`` (recorded in the
+            explanation: ``calibrated_label``).
+        """
+        check_is_fitted(self, "calibrator_")
+        if isinstance(self.calibrator_, PerLabelCalibrator):
+            raise ValueError("explain does not support multi-label classifiers yet; explain a single-label one")
+        decided = str(self.predict([text])[0])
+        return {"models": self.base_models_, "label": decided if label is None else label, "member": member,
+                "info": {"calibrated_label": decided}}
+
     def predict_proba(self, X) -> np.ndarray:
         return self.details(X)["proba"]
 

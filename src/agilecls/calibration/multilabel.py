@@ -83,7 +83,7 @@ def decide_labels(proba: np.ndarray, cuts: np.ndarray) -> np.ndarray:
 def label_cuts(classifier, n_labels: int) -> np.ndarray:
     """The probability at which ``classifier`` gives each label: its per-label thresholds when it
     has them (a :class:`~agilecls.CalibratedClassifier` with ``threshold``), else 0.5 for all."""
-    thresholds = getattr(classifier, "threshold_", None)
+    thresholds = classifier.decision_rule()
     if isinstance(thresholds, list):
         return np.array([t.threshold for t in thresholds], dtype=np.float64)
     return np.full(n_labels, FALLBACK_THRESHOLD)

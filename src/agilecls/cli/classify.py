@@ -33,6 +33,9 @@ def evaluate(clf, data, report: Path, title: str, info: dict, proba=None, second
     if isinstance(clf, EncoderClassifier):
         # it knows out-of-scope: its own metrics over all rows, incl. unknown-label (oos) rows
         uncertainty = clf.evaluate(data.texts, data.y)
+        if clf.reject_threshold_ is not None:  # it abstains: a cut on the out-of-scope score
+            info["abstains"] = f"{clf.oos_label!r} when the out-of-scope score > {clf.reject_threshold_:.3f}"
+            typer.echo(f"abstains: {info['abstains']}")
         if len(in_scope) < len(data):
             scores = clf.ood_score(data.texts)
             figures.append(ood_histogram(scores[in_scope], np.delete(scores, in_scope)))

@@ -56,6 +56,25 @@ def refuse_multilabel(clf, what: str) -> None:
 _positive = Interval(Real, 0, None, closed="neither")
 _count = Interval(Integral, 1, None, closed="left")
 
+#: The parameters' constraints, checked by scikit-learn's ``_validate_params``.
+PARAMETER_CONSTRAINTS = {
+    "encoder": [str, os.PathLike], "head": [StrOptions(set(HEADS))], "fine_tune": ["boolean"],
+    "fine_tune_layers": [Interval(Integral, 0, None, closed="left"), None], "epochs": [_count, None],
+    "batch_size": [_count], "learning_rate": [_positive], "encoder_learning_rate": [_positive],
+    "weight_decay": [Interval(Real, 0, None, closed="left")], "hidden_dim": [_count, None],
+    "n_hidden_layers": [Interval(Integral, 0, None, closed="left")],
+    "dropout": [Interval(Real, 0, 1, closed="left")], "norm_bound": [_positive, None],
+    "n_power_iterations": [_count], "num_inducing": [_count], "kernel_scale": [_positive, None],
+    "ridge_penalty": [_positive], "mean_field_factor": [Real, None],
+    "gp_likelihood": [StrOptions({"gaussian", "logistic"})], "gp_normalize_input": ["boolean"],
+    "mahalanobis_shrinkage": [Interval(Real, 0, 1, closed="both"), StrOptions({"auto"}), None],
+    "ood_method": [StrOptions(set(OOD_SCORERS) | {"auto"})],
+    "reject_threshold": [Real, str, None], "oos_label": [str, None], "C": [_positive],
+    "labels": ["array-like", None], "max_seq_length": [_count], "device": [str, None],
+    "cache_dir": [str, os.PathLike, None], "random_state": [Interval(Integral, 0, None, closed="left")],
+    "verbose": ["boolean"], "multilabel": ["boolean"], "min_steps": [Interval(Integral, 0, None, closed="left")],
+}
+
 
 @register_estimator("EncoderClassifier")
 class EncoderClassifier(TextInputTags, ClassifierMixin, BaseEstimator):
@@ -101,6 +120,7 @@ gp_likelihood, gp_normalize_input : SNGP settings
         when out-of-scope rows are few), "recall:0.9" rejects at least 90% of the held-out
         out-of-scope rows with as few in-scope rows as it can, "precision:t" and "f1" as for a
         decision threshold (:func:`agilecls.calibration.thresholds.choose_reject_threshold`).
+        The cut in effect, a number or None, is the fitted ``reject_threshold_``.
     oos_label : str or None, default="oos"
         Out-of-scope rows' label, left out of training (None: every label is a class).
     C : float, default=1.0
@@ -126,23 +146,7 @@ gp_likelihood, gp_normalize_input : SNGP settings
     >>> clf.predict(["where is my parcel"]), clf.ood_score(["what is the capital of Peru"])  # doctest: +SKIP
     """
 
-    _parameter_constraints = {
-        "encoder": [str, os.PathLike], "head": [StrOptions(set(HEADS))], "fine_tune": ["boolean"],
-        "fine_tune_layers": [Interval(Integral, 0, None, closed="left"), None], "epochs": [_count, None],
-        "batch_size": [_count], "learning_rate": [_positive], "encoder_learning_rate": [_positive],
-        "weight_decay": [Interval(Real, 0, None, closed="left")], "hidden_dim": [_count, None],
-        "n_hidden_layers": [Interval(Integral, 0, None, closed="left")],
-        "dropout": [Interval(Real, 0, 1, closed="left")], "norm_bound": [_positive, None],
-        "n_power_iterations": [_count], "num_inducing": [_count], "kernel_scale": [_positive, None],
-        "ridge_penalty": [_positive], "mean_field_factor": [Real, None],
-        "gp_likelihood": [StrOptions({"gaussian", "logistic"})], "gp_normalize_input": ["boolean"],
-        "mahalanobis_shrinkage": [Interval(Real, 0, 1, closed="both"), StrOptions({"auto"}), None],
-        "ood_method": [StrOptions(set(OOD_SCORERS) | {"auto"})],
-        "reject_threshold": [Real, str, None], "oos_label": [str, None], "C": [_positive],
-        "labels": ["array-like", None], "max_seq_length": [_count], "device": [str, None],
-        "cache_dir": [str, os.PathLike, None], "random_state": [Interval(Integral, 0, None, closed="left")],
-        "verbose": ["boolean"], "multilabel": ["boolean"], "min_steps": [Interval(Integral, 0, None, closed="left")],
-    }
+    _parameter_constraints = PARAMETER_CONSTRAINTS
 
     def __init__(self, encoder: str = "minilm", head: str = "sngp", *, fine_tune: bool = False,
                  fine_tune_layers: int | None = None, epochs: int | None = None, batch_size: int = 64,
@@ -195,7 +199,7 @@ gp_likelihood, gp_normalize_input : SNGP settings
         self.embedding_dim_ = int(emb.shape[1])
         self.temperature_ = 1.0
         self._fit_ood(emb, y_idx)
-        self.threshold_ = fixed_threshold
+        self.reject_threshold_ = fixed_threshold
         self.fit_seconds_ = time.time() - start
         return self
 
@@ -275,8 +279,8 @@ gp_likelihood, gp_normalize_input : SNGP settings
         proba = torch.softmax(torch.from_numpy(logits), dim=-1).numpy()
         score = self.ood_scorer_.score(emb, logits)
         pred = self.classes_[proba.argmax(axis=1)].astype(object)
-        if self.threshold_ is not None:
-            pred[score > self.threshold_] = self.oos_label
+        if self.reject_threshold_ is not None:
+            pred[score > self.reject_threshold_] = self.oos_label
         return {"logits": logits, "proba": proba, "ood_score": score, "pred": pred, "embeddings": emb}
 
     def predict_proba(self, X) -> np.ndarray:
@@ -320,9 +324,9 @@ gp_likelihood, gp_normalize_input : SNGP settings
                 warnings.warn(f"reject_threshold={self.reject_threshold!r} needs rows labelled {self.oos_label!r}; none given, "
                               f"so no threshold was set", stacklevel=2)
             else:
-                self.threshold_ = None
+                self.reject_threshold_ = None
                 d = self.details(texts)
-                self.threshold_ = choose_reject_threshold(d["ood_score"], d["pred"] == y_arr, ood, self.reject_threshold)
+                self.reject_threshold_ = choose_reject_threshold(d["ood_score"], d["pred"] == y_arr, ood, self.reject_threshold)
         return self
 
     def evaluate(self, X, y) -> dict[str, float]:
@@ -339,7 +343,26 @@ gp_likelihood, gp_normalize_input : SNGP settings
     def describe(self) -> str:
         """One line naming the classifier, for the CLI and reports."""
         kind = " (multi-label)" if self.multilabel else ""
+        cut = getattr(self, "reject_threshold_", None)
+        kind += "" if cut is None else f", {self.oos_label!r} when the out-of-scope score > {cut:.3f}"
         return f"{self.encoder}{' fine-tuned' if self.fine_tune else ''} + {self.head} head{kind}"
+
+    def decision_rule(self) -> None:
+        """How ``predict`` decides from ``predict_proba``: None, the most probable class (with
+        multilabel, every label of probability >= 0.5). Abstention is a cut on ``ood_score``, not on
+        the probabilities: see ``reject_threshold_``."""
+        return None
+
+    def salience_objective(self, text: str, label: int):
+        """What :func:`agilecls.explain` differentiates: the log-probability of class ``label`` (an
+        index into ``classes_``) for ``text`` as a function of the encoder's input word embeddings
+        (:class:`agilecls.salience.encoder_objective.EncoderLogProb`)."""
+        from ..salience.encoder_objective import EncoderLogProb
+
+        check_is_fitted(self, "classes_")
+        if self.multilabel:
+            raise ValueError("explain does not support multi-label classifiers yet; explain a single-label one")
+        return EncoderLogProb(self, text, label)
 
     # ---- persistence -----------------------------------------------------------------------------
     def save(self, path):

@@ -1,6 +1,6 @@
-"""The EncoderClassifier's folder: ``agilecls.json`` (parameters, classes, temperature, threshold,
-out-of-scope references), ``head.safetensors`` (head weights and Mahalanobis statistics) and, when
-fine-tuned, the encoder in ``encoder/`` as a sentence-transformers folder (safetensors)."""
+"""The EncoderClassifier's folder: ``agilecls.json`` (parameters, classes, temperature, reject
+threshold, out-of-scope references), ``head.safetensors`` (head weights and Mahalanobis
+statistics) and, when fine-tuned, the encoder in ``encoder/`` as a sentence-transformers folder (safetensors)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,8 @@ class EncoderManifest(BaseModel):
     classes: list[str] = Field(min_length=2)
     embedding_dim: int = Field(gt=0)
     temperature: float = Field(gt=0)
-    threshold: float | None = None
+    reject_threshold: float | None = None
+    threshold: float | None = None  # an alias of reject_threshold, read when that key is absent
     has_head: bool
     has_mahalanobis: bool
     ensemble_reference: dict[str, tuple[float, float]] | None = None
@@ -55,8 +56,8 @@ def save_state(clf, folder: Path) -> dict:
     params["labels"] = None if params["labels"] is None else [str(v) for v in params["labels"]]
     reference = clf.ood_scorer_.reference if isinstance(clf.ood_scorer_, CombinedOOD) else None
     return {"params": params, "classes": clf.classes_.tolist(), "embedding_dim": clf.embedding_dim_,
-            "temperature": clf.temperature_, "threshold": clf.threshold_, "has_head": clf.head_ is not None,
-            "has_mahalanobis": clf.mahalanobis_ is not None, "ensemble_reference": reference}
+            "temperature": clf.temperature_, "reject_threshold": clf.reject_threshold_,
+            "has_head": clf.head_ is not None, "has_mahalanobis": clf.mahalanobis_ is not None, "ensemble_reference": reference}
 
 
 def load_state(cls, folder: Path, manifest: dict, device: str | None = None):
@@ -70,7 +71,8 @@ def load_state(cls, folder: Path, manifest: dict, device: str | None = None):
     clf.device_ = pick_device(clf.device)
     clf.embedding_dim_ = int(manifest["embedding_dim"])
     clf.temperature_ = float(manifest["temperature"])
-    clf.threshold_ = manifest["threshold"]
+    cut = manifest.get("reject_threshold", manifest.get("threshold"))  # "threshold": the alias
+    clf.reject_threshold_ = None if cut is None else float(cut)
     tensors = load_file(str(Path(folder) / HEAD_FILE))
     clf.encoder_ = clf.make_encoder(str(Path(folder) / ENCODER_FOLDER) if clf.fine_tune else None)
     clf.head_ = None

@@ -321,6 +321,24 @@ patience, gradient_checkpointing
             return f"{spec} (LoRA rank {self.rank}, {self.epochs} epochs)"
         return f"{spec} ({self.shots}-shot)" if self.shots else f"{spec} (zero-shot)"
 
+    def decision_rule(self) -> None:
+        """How ``predict`` decides from ``predict_proba``: None, the most probable label (with
+        ``multilabel``, every label of probability >= 0.5)."""
+        return None
+
+    def salience_objective(self, text: str, label: int):
+        """What :func:`agilecls.explain` differentiates: the calibrated log-probability of label
+        ``label`` (an index into ``classes_``) for ``text``, through this classifier's prompt and
+        scorer, as a function of the prompt's input embeddings
+        (:class:`agilecls.salience.objectives.ClassifierLogProb`)."""
+        from ..salience.objectives import ClassifierLogProb
+
+        check_is_fitted(self, "scorer_")
+        if self.multilabel:
+            raise ValueError("explain does not support multi-label classifiers yet; explain a single-label one")
+        (prompt,) = self.prompts([text])
+        return ClassifierLogProb(self, prompt, label)
+
     # ---- persistence ---------------------------------------------------------------------------
     def save(self, path) -> Path:
         """Write the fitted classifier to folder ``path`` (adapters as safetensors + agilecls.json),

@@ -11,16 +11,25 @@ chosen with ``member``), and attributes it to the input embeddings with a method
 - ``integrated_gradients``: (embedding − baseline) · the gradient averaged along the straight
   path from a zero-embedding baseline (signed; sums to f(input) − f(baseline)).
 
+A classifier tells ``explain`` what to differentiate through one of two methods:
+``salience_members(text, label, member)`` when it is made of other classifiers
+(:class:`CalibratedClassifier`, :class:`EnsembleClassifier`, :class:`DistilledClassifier`: which
+of them to explain, for which label, and what the explanation records), or
+``salience_objective(text, label)`` when it scores the text itself (:class:`AgileClassifier`,
+:class:`EncoderClassifier`: the objective, from :mod:`.objectives` or :mod:`.encoder_objective`).
+
 Results are plain data (:class:`Explanation`) with JSON, HTML and console renderers.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Sequence
 
 import numpy as np
 import torch
+from sklearn.exceptions import NotFittedError
 
 from ..lm.loading import LanguageModel, load_lm
 from .averaging import mean_explanation
@@ -145,34 +154,40 @@ def explain(model, prompt: str, target: str | None = None, method: str = "grad_l
     >>> explain(encoder_clf, "where is my parcel", method="integrated_gradients", steps=64)  # doctest: +SKIP
     """
     options = {"steps": steps, "batch_size": batch_size}
-    label = label if label is not None else target
-    context: dict = {}
-    if hasattr(model, "calibrator_") and hasattr(model, "base_models_"):  # a fitted CalibratedClassifier
-        # calibration maps the base's scores monotonically: the base's score is what is explained
-        decided = str(model.predict([prompt])[0])
-        label = decided if label is None else label
-        context["calibrated_label"] = decided
-        if len(model.base_models_) > 1:  # ensemble=True: the mean over its fold models
-            folds = [explain(m, prompt, label=label, method=method, steps=steps, batch_size=batch_size,
-                             member=member) for m in model.base_models_]
-            return mean_explanation(folds, model.describe(), context)
-        model = model.base_models_[0]
-    if hasattr(model, "estimators_") and hasattr(model, "member_probas"):  # a fitted EnsembleClassifier
-        model, label, context = _ensemble_member(model, member, prompt, label)
-    elif member is not None:
-        raise ValueError(f"member={member!r} picks a member of an EnsembleClassifier; this model has no members")
-    if getattr(model, "multilabel", False):
-        raise ValueError("explain does not support multi-label classifiers yet; explain a single-label one")
-    if hasattr(model, "scorer_") and hasattr(model, "template_"):  # a fitted AgileClassifier
-        exp = _explain_classifier(model, prompt, label, method, options)
-    elif hasattr(model, "encoder_") and hasattr(model, "classes_"):  # a fitted EncoderClassifier
-        exp = _explain_encoder(model, prompt, label, method, options)
-    elif hasattr(model, "predict_proba") and hasattr(model, "fit"):
-        raise ValueError(f"explain needs a fitted classifier; fit {type(model).__name__} first")
-    else:
+    if isinstance(model, (str, os.PathLike, LanguageModel)):
+        if member is not None:
+            raise ValueError(f"member={member!r} picks a member of an EnsembleClassifier; a language model has none")
         return _explain_lm(model, prompt, target, method, target_span, max_new_tokens, options)
-    exp.info.update(context)
-    return exp
+    try:
+        return _explain_fitted(model, prompt, label if label is not None else target, member, method, options)
+    except NotFittedError:
+        raise ValueError(f"explain needs a fitted classifier; fit {type(model).__name__} first") from None
+
+
+def _explain_fitted(model, text: str, label, member, method: str, options: dict) -> Explanation:
+    """A classifier's decision for ``text``, explained through the classifier's own answers:
+    ``salience_members`` (a classifier made of others: which of them, for which label) or
+    ``salience_objective`` (one that scores the text itself: the function to differentiate)."""
+    members = getattr(model, "salience_members", None)
+    if callable(members):
+        plan = members(text, label=label, member=member)
+        parts = [_explain_fitted(m, text, plan["label"], plan["member"], method, options) for m in plan["models"]]
+        if len(parts) > 1:  # e.g. the fold models of CalibratedClassifier(ensemble=True): their mean
+            return mean_explanation(parts, model.describe(), plan["info"])
+        parts[0].info.update(plan["info"])
+        return parts[0]
+    if member is not None:
+        raise ValueError(f"member={member!r} picks a member of an EnsembleClassifier; this model has no members")
+    if not callable(getattr(model, "salience_objective", None)):
+        raise ValueError(f"explain needs a language model or an agilecls classifier, not {type(model).__name__}")
+    check_method(method)
+    if not text.strip():
+        raise ValueError("the text is empty")
+    start = time.perf_counter()
+    proba = model.predict_proba([text])[0]
+    objective = model.salience_objective(text, _class_index([str(c) for c in model.classes_], proba, label))
+    layout = {ClassifierLogProb: _explain_classifier, EncoderLogProb: _explain_encoder}[type(objective)]
+    return layout(model, text, objective, proba, method, options, start)
 
 
 def _explain_lm(model, prompt: str, target, method: str, target_span, max_new_tokens: int,
@@ -214,18 +229,16 @@ def _explain_lm(model, prompt: str, target, method: str, target_span, max_new_to
                        lm.spec, time.perf_counter() - start, info, completeness_warnings(extra))
 
 
-def _explain_classifier(clf, text: str, label, method: str, options: dict) -> Explanation:
+def _explain_classifier(clf, text: str, objective: ClassifierLogProb, proba, method: str, options: dict,
+                        start: float) -> Explanation:
     """The decision of an AgileClassifier for one text, attributed over its whole prompt (template,
     instructions, in-context examples and text; only the text's tokens are marked non-special)."""
-    start = time.perf_counter()
     lm = clf.lm_
     tok = lm.tokenizer
     (prompt,) = clf.prompts([text])
-    proba = clf.predict_proba([text])[0]
     classes = [str(c) for c in clf.classes_]
-    k = _class_index(classes, proba, label)
+    k = objective.label
     parts = clf.template_.render([text], classes, tok)[0]
-    objective = ClassifierLogProb(clf, prompt, k)
     ids = list(prompt.prefix) + list(prompt.body)
     with torch.no_grad():
         embeds = lm.model.get_input_embeddings()(torch.tensor([ids], device=lm.device))[0]
@@ -267,33 +280,12 @@ def _class_index(classes: list[str], proba, label) -> int:
     raise ValueError(f"label {label!r} is not one of the classifier's classes {classes}")
 
 
-def _ensemble_member(ens, member: str | None, text: str, label) -> tuple[object, object, dict]:
-    """(the member named ``member``, the label to explain, what the explanation's info records):
-    the label defaults to the ensemble's own prediction for ``text``."""
-    names = [name for name, _ in ens.estimators_]
-    if member is None or member not in names:
-        raise ValueError(f"explain one member of the ensemble: pass member= one of {names}"
-                         + ("" if member is None else f" (not {member!r})"))
-    details = ens.details([text])
-    proba, decided = details["proba"][0], str(details["pred"][0])  # the decision may follow a threshold
-    classes = [str(c) for c in ens.classes_]
-    label = classes[_class_index(classes, proba, decided if label is None else label)]
-    return (dict(ens.estimators_)[member], label,
-            {"member": member, "ensemble_label": decided,
-             "ensemble_probabilities": dict(zip(classes, map(float, proba)))})
-
-
-def _explain_encoder(clf, text: str, label, method: str, options: dict) -> Explanation:
+def _explain_encoder(clf, text: str, objective: EncoderLogProb, proba, method: str, options: dict,
+                     start: float) -> Explanation:
     """The decision of an EncoderClassifier for one text, attributed over the encoder's input
     word embeddings of its tokens ([CLS]/[SEP] and other special tokens are marked special)."""
-    start = time.perf_counter()
-    if not text:
-        raise ValueError("the text is empty")
-    check_method(method)
-    proba = clf.predict_proba([text])[0]
     classes = [str(c) for c in clf.classes_]
-    k = _class_index(classes, proba, label)
-    objective = EncoderLogProb(clf, text, k)
+    k = objective.label
     scores, extra = run_method(method, objective, objective.embeds, options)
     tok = clf.encoder_.model.tokenizer
     max_length = getattr(clf.encoder_.model, "max_seq_length", None)
@@ -308,8 +300,7 @@ def _explain_encoder(clf, text: str, label, method: str, options: dict) -> Expla
                         f"{seen} were not read and have no score")
     info = {**extra, "label": classes[k], "probabilities": dict(zip(classes, map(float, proba))),
             "text_range": [0, len(text)], "truncated": bool(text[seen:].strip())}
-    describe = getattr(clf, "describe", None)
     return Explanation(text, classes[k], method, METHODS[method].signed, tokens,
                        [{"id": k, "text": classes[k], "start": 0, "end": 0, "special": False}], (0, 1),
-                       extra["score"], describe() if callable(describe) else type(clf).__name__,
+                       extra["score"], clf.describe(),
                        time.perf_counter() - start, info, warnings)

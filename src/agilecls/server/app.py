@@ -22,6 +22,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
+from ..ensemble import MemberNeeded
 from ..lm.classifier import AgileClassifier
 from ..lm.loading import DEFAULT_MODEL, LanguageModel, load_lm
 from ..monitoring.drift import ReferenceProfile
@@ -30,6 +31,7 @@ from ..readers import parse_prompt_records
 from ..salience.explanation import explain, generate
 from ..salience.methods import METHODS, method_titles
 from ..salience.spans import GRANULARITIES, aggregate
+from ..validation import decision_labels
 from .label_api import add_label_routes, text_view
 from .predict_api import add_prediction_routes, named_classifier
 from .schemas import (
@@ -89,7 +91,7 @@ def create_app(model=None, classifiers: dict | None = None, max_body: int = MAX_
     queue = WorkQueue(max_pending=max_pending, max_batch=max_batch, max_wait=max_wait)
     state: dict = {"lm": model if isinstance(model, LanguageModel) else None, "zero_shot": {}}
     spec = model.spec if isinstance(model, LanguageModel) else (model or DEFAULT_MODEL)
-    trained = {name: clf if hasattr(clf, "predict_proba") else load_classifier(clf)
+    trained = {name: load_classifier(clf) if isinstance(clf, (str, os.PathLike)) else clf
                for name, clf in (classifiers or {}).items()}
     app.state.queue, app.state.classifiers = queue, trained
     app.router.on_shutdown.append(queue.close)
@@ -211,13 +213,21 @@ def create_app(model=None, classifiers: dict | None = None, max_body: int = MAX_
 
 
 def _classify(clf, req: ClassifyRequest) -> dict:
+    """The classifier's probabilities and ``prediction`` (its own decision: a threshold or an
+    abstention may overrule the most probable class) and, where one gradient explains it, the
+    salience over the text of ``label`` (``req.label``, else what the classifier's explanation
+    picks: its decision, or the most probable class)."""
     name = req.classifier or f"zero-shot: {', '.join(map(str, clf.classes_))}"
-    if hasattr(clf, "estimators_"):  # an ensemble: its soft vote has no single gradient to show
-        proba = clf.predict_proba([req.text])[0]
-        probs = {str(c): float(p) for c, p in zip(clf.classes_, proba)}
-        return {"text": req.text, "probabilities": probs, "label": max(probs, key=probs.get), "classifier": name,
-                "explanation": None}
-    exp = explain(clf, req.text, method=req.method, label=req.label, steps=req.steps)
+    classes = [str(c) for c in clf.classes_]
+    details = clf.details([req.text])
+    probs = {c: float(p) for c, p in zip(classes, details["proba"][0], strict=True)}
+    prediction = decision_labels(details["pred"], classes)[0]
+    try:
+        exp = explain(clf, req.text, method=req.method, label=req.label, steps=req.steps)
+    except MemberNeeded:  # an ensemble: its combined probability has no single gradient to show
+        return {"text": req.text, "probabilities": probs, "prediction": prediction,
+                "label": req.label or prediction, "classifier": name, "explanation": None}
     data = text_view(_view(exp, None), req.text, VIEW_GRANULARITIES)
-    data.update(explanation=True, probabilities=exp.info["probabilities"], label=exp.info["label"], classifier=name)
+    data.update(explanation=True, probabilities=probs, prediction=prediction, label=exp.info["label"],
+                classifier=name)
     return data
