@@ -241,17 +241,7 @@ async function doClassify() {
 function renderClassify() {
   const r = state.classify;
   if (!r) return;
-  const box = $("clf-probs");
-  box.innerHTML = "";
-  const entries = Object.entries(r.probabilities).sort((x, y) => y[1] - x[1]);
-  for (const [label, p] of entries) {
-    const row = document.createElement("div");
-    row.className = "prob" + (label === r.label ? " best" : "");
-    row.dataset.label = label;
-    row.innerHTML = `<span class="plabel">${esc(label)}</span><div class="ptrack"><div class="pbar" style="width:${(100 * p).toFixed(1)}%"></div></div>` +
-      `<span class="pval">${(100 * p).toFixed(1)}%</span>`;
-    box.appendChild(row);
-  }
+  $("clf-probs").innerHTML = probBars(r.probabilities, r.label);
   showWarnings(warningsBox($("clf-meta")), r.warnings);
   if (!r.explanation) {
     $("clf-meta").textContent = `${r.classifier} · no prompt to explain (not a language-model classifier)`;

@@ -74,6 +74,13 @@ function showWarnings(box, warnings) {
   box.classList.toggle("hidden", list.length === 0);
 }
 
+/** One bar per class of `probs` ({label: probability}), most probable first, `best` highlighted. */
+function probBars(probs, best) {
+  return Object.entries(probs).sort((x, y) => y[1] - x[1]).map(([label, p]) =>
+    `<div class="prob${label === best ? " best" : ""}" data-label="${esc(label)}"><span class="plabel">${esc(label)}</span>` +
+    `<div class="ptrack"><div class="pbar" style="width:${(100 * p).toFixed(1)}%"></div></div><span class="pval">${(100 * p).toFixed(1)}%</span></div>`).join("");
+}
+
 // ---- heat map -----------------------------------------------------------------------------------
 // Intensity multiplies each span's share of the maximum: above 1 brings out the weaker spans.
 const weight = (score, scale, intensity) => Math.min(1, intensity * Math.abs(score) / (scale || 1));

@@ -302,8 +302,7 @@ async function explainRow(row) {
   $("explain-meta").textContent = `#${row.id} · version ${data.version} · ${methodTitle(data.method)} · ${num(data.seconds, 2)} s` +
     (cerr !== undefined && cerr !== null ? ` · completeness error ${Number(cerr).toExponential(1)}` : "");
   showWarnings($("explain-warnings"), data.warnings);
-  $("explain-probs").innerHTML = `<div class="muted small">Probabilities of version ${data.version}, which trained on this text's label:</div>` + Object.entries(probs).sort((a, b) => b[1] - a[1]).map(([l, p]) =>
-    `<div class="prob${l === data.info.label ? " best" : ""}"><span class="plabel">${esc(l)}</span><div class="ptrack"><div class="pbar" style="width:${(100 * p).toFixed(1)}%"></div></div><span class="pval">${pct(p)}</span></div>`).join("");
+  $("explain-probs").innerHTML = `<div class="muted small">Probabilities of version ${data.version}, which trained on this text's label:</div>` + probBars(probs, data.info.label);
   drawHeatmap($("explain-heatmap"), data.text, data.text_spans.words || [], data.signed);
   document.body.dataset.explained = row.id;
 }
