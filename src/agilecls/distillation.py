@@ -26,6 +26,7 @@ from ._compat import Interval
 from .calibration.calibrators import choose_calibrator
 from .calibration.classifier import CalibratedClassifier
 from .calibration.thresholds import DecisionThreshold, fit_threshold
+from .encoders.classifier import EncoderClassifier
 from .encoders.members import ENCODER_MEMBERS
 from .persistence import load_classifier
 from .validation import TextInputTags, check_texts, check_xy
@@ -107,9 +108,8 @@ def split_labelled(texts: list[str], y: list[str], share: float, seed: int):
 def student_encoder(student: str, classes: list[str], seed: int, epochs: int | None = None):
     """The student: ``student`` fine-tuned with a softmax head, as the ensembles' fine-tuned member
     (at least 200 optimiser steps), every label a class."""
-    from .encoders.classifier import EncoderClassifier
-
-    params = {**ENCODER_MEMBERS["finetuned"]["params"], **({} if epochs is None else {"epochs": epochs, "min_steps": 0})}
+    exact = {} if epochs is None else {"epochs": epochs, "min_steps": 0}
+    params = {**ENCODER_MEMBERS["finetuned"]["params"], **exact}
     return EncoderClassifier(student, labels=classes, oos_label=None, random_state=seed, **params)
 
 
@@ -156,7 +156,7 @@ def distill(teacher, texts, student: str = "minilm", *, labeled=None, temperatur
     classes = [str(c) for c in teacher.classes_]
     if getattr(teacher, "multilabel", False) or isinstance(decision_rule_of(teacher), list):
         raise ValueError("distillation is for single-label classifiers; the teacher is multi-label")
-    if not 0 < temperature or not 0 <= label_weight <= 1 or not 0 <= holdout < 1:
+    if not temperature > 0 or not 0 <= label_weight <= 1 or not 0 <= holdout < 1:
         raise ValueError(f"need temperature > 0, label_weight in [0, 1] and holdout in [0, 1); got "
                          f"{temperature}, {label_weight}, {holdout}")
     unlabelled = list(dict.fromkeys(check_texts(texts))) if len(texts) else []

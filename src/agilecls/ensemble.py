@@ -14,9 +14,9 @@ their probabilities meet here. Saved as one folder holding each member's own sav
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from numbers import Integral, Real
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -130,7 +130,7 @@ class EnsembleClassifier(TextInputTags, ClassifierMixin, BaseComposition):
         """Parameters, with each member's as ``<name>__<param>`` when ``deep`` (as VotingClassifier)."""
         return self._get_params("estimators", deep=deep)
 
-    def set_params(self, **params) -> "EnsembleClassifier":
+    def set_params(self, **params) -> EnsembleClassifier:
         """Set parameters, a member's as ``<name>__<param>`` (e.g. ``llm__epochs=4``)."""
         self._set_params("estimators", **params)
         return self
@@ -194,7 +194,8 @@ class EnsembleClassifier(TextInputTags, ClassifierMixin, BaseComposition):
             combined = soft_vote(probas, self.weights)
         if rule is not None:
             pos = labels.index(positive)
-            self.threshold_ = fit_threshold(combined[:, pos], np.array(y_rows, dtype=object) == positive, rule, positive)
+            truth = np.array(y_rows, dtype=object) == positive
+            self.threshold_ = fit_threshold(combined[:, pos], truth, rule, positive)
         return {name: fold.fitted for name, fold in folds.items() if fold.fitted is not None}
 
     def _check_members(self) -> None:
@@ -276,7 +277,7 @@ class EnsembleClassifier(TextInputTags, ClassifierMixin, BaseComposition):
             raise ValueError(f"label {label!r} is not one of the classifier's classes {classes}")
         return {"models": [self.named_estimators_[member]], "label": label, "member": None,
                 "info": {"member": member, "ensemble_label": decided,
-                         "ensemble_probabilities": dict(zip(classes, map(float, proba)))}}
+                         "ensemble_probabilities": dict(zip(classes, map(float, proba), strict=True))}}
 
     def describe(self) -> str:
         """One line naming the members and how they are combined, for the CLI and reports."""
@@ -296,7 +297,7 @@ class EnsembleClassifier(TextInputTags, ClassifierMixin, BaseComposition):
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | None = None,
-             members: dict[str, dict] | None = None) -> "EnsembleClassifier":
+             members: dict[str, dict] | None = None) -> EnsembleClassifier:
         """An ensemble written by :meth:`save`; each member is read by its own loader, with the
         keyword arguments ``members[name]`` (e.g. ``{"llm": {"model": "/models/smollm2"}}``)."""
         return load_as(cls, path, device=device, members=members)
@@ -311,7 +312,7 @@ class EnsembleClassifier(TextInputTags, ClassifierMixin, BaseComposition):
 
     @classmethod
     def _from_state(cls, folder: Path, manifest: dict, device: str | None = None,
-                    members: dict[str, dict] | None = None) -> "EnsembleClassifier":
+                    members: dict[str, dict] | None = None) -> EnsembleClassifier:
         checked = validate_manifest(EnsembleManifest, manifest, folder)
         unknown = sorted(set(members or {}) - set(manifest["members"]))
         if unknown:

@@ -177,7 +177,7 @@ class CalibratedClassifier(TextInputTags, ClassifierMixin, BaseEstimator):
 
     @classmethod
     def from_parts(cls, estimator, classes, calibrator=None, class_shares=None, priors=None,
-                   threshold: DecisionThreshold | None = None) -> "CalibratedClassifier":
+                   threshold: DecisionThreshold | None = None) -> CalibratedClassifier:
         """A fitted single-label ``CalibratedClassifier`` assembled from parts fitted elsewhere, e.g.
         by the labelling loop, which fits the map, the pool's class shares and the cut on cached
         embeddings and saves them as an ordinary classifier.
@@ -239,7 +239,7 @@ class CalibratedClassifier(TextInputTags, ClassifierMixin, BaseEstimator):
         return {"proba": proba, "ood_score": 1.0 - proba.max(axis=1) if ood is None else np.asarray(ood),
                 "pred": pred}
 
-    def adapt_priors(self, X) -> "CalibratedClassifier":
+    def adapt_priors(self, X) -> CalibratedClassifier:
         """Estimate the class shares of the unlabelled texts ``X`` (EM over the calibrated
         probabilities, :func:`agilecls.calibration.priors.estimate_priors`) and answer under them
         from now on (``priors_``; saved with the model). For texts labelled in other proportions
@@ -303,7 +303,7 @@ class CalibratedClassifier(TextInputTags, ClassifierMixin, BaseEstimator):
             text += f", the mean of its {len(getattr(self, 'fold_estimators_', [])) or self.cv} fold models"
         if getattr(self, "priors_", None) is not None:
             text += ", under the class shares of unlabelled texts (" + ", ".join(
-                f"{c} {p:.2f}" for c, p in zip(self.classes_, self.priors_)) + ")"
+                f"{c} {p:.2f}" for c, p in zip(self.classes_, self.priors_, strict=True)) + ")"
         thresholds = getattr(self, "threshold_", None)
         if isinstance(thresholds, list):
             text += f", a threshold per label ({thresholds[0].rule})"
@@ -320,12 +320,12 @@ class CalibratedClassifier(TextInputTags, ClassifierMixin, BaseEstimator):
         return save_estimator(self, path)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, device: str | None = None, **base_kwargs) -> "CalibratedClassifier":
+    def load(cls, path: str | os.PathLike, device: str | None = None, **base_kwargs) -> CalibratedClassifier:
         return load_as(cls, path, device=device, **base_kwargs)
 
     def _save_state(self, folder: Path) -> dict:
         folds = getattr(self, "fold_estimators_", None)
-        for part, model in zip(_model_folders(None if folds is None else len(folds)), self.base_models_):
+        for part, model in zip(_model_folders(None if folds is None else len(folds)), self.base_models_, strict=True):
             model.save(folder / part)
         params = {k: v for k, v in self.get_params(deep=False).items() if k != "estimator"}
         return {"params": params, "folds": None if folds is None else len(folds),
@@ -335,7 +335,7 @@ class CalibratedClassifier(TextInputTags, ClassifierMixin, BaseEstimator):
 
     @classmethod
     def _from_state(cls, folder: Path, manifest: dict, device: str | None = None,
-                    **base_kwargs) -> "CalibratedClassifier":
+                    **base_kwargs) -> CalibratedClassifier:
         checked = validate_manifest(CalibratedManifest, manifest, folder)
         options = {**({} if device is None else {"device": device}), **base_kwargs}
         models = [load_classifier(folder / part, **options) for part in _model_folders(checked.folds)]
@@ -382,4 +382,6 @@ def _thresholds_from_state(state):
     """Inverse of :func:`_thresholds_state`."""
     if state is None:
         return None
-    return [DecisionThreshold.from_dict(t) for t in state] if isinstance(state, list) else DecisionThreshold.from_dict(state)
+    if isinstance(state, list):
+        return [DecisionThreshold.from_dict(t) for t in state]
+    return DecisionThreshold.from_dict(state)

@@ -11,7 +11,7 @@ learnt only each label's base rate answers "no" to every label at 0.5).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -54,7 +54,7 @@ class PerLabelCalibrator:
         return {"maps": [{"method": m.name, "state": m.state()} for m in self.maps]}
 
     @classmethod
-    def from_state(cls, state: dict) -> "PerLabelCalibrator":
+    def from_state(cls, state: dict) -> PerLabelCalibrator:
         return cls([make_calibrator(m["method"], m["state"]) for m in state["maps"]])
 
 

@@ -22,6 +22,7 @@ from ..calibration.thresholds import check_rule, choose_reject_threshold
 from ..evaluation.metrics import multilabel_metrics, uncertainty_metrics
 from ..persistence import load_as, register_estimator, save_estimator
 from ..runtime import cache_dir, pick_device
+from ..salience.encoder_objective import EncoderLogProb
 from ..uncertainty import fit_temperature
 from ..validation import TextInputTags, check_labels, check_multilabel_xy, check_texts, sigmoid
 from . import saving
@@ -321,12 +322,13 @@ gp_likelihood, gp_normalize_input : SNGP settings
             self.ood_scorer_.fit_reference(emb[~ood], self._logits(emb[~ood]))
         if isinstance(self.reject_threshold, str):
             if not ood.any():
-                warnings.warn(f"reject_threshold={self.reject_threshold!r} needs rows labelled {self.oos_label!r}; none given, "
-                              f"so no threshold was set", stacklevel=2)
+                warnings.warn(f"reject_threshold={self.reject_threshold!r} needs rows labelled {self.oos_label!r}; "
+                              f"none given, so no threshold was set", stacklevel=2)
             else:
                 self.reject_threshold_ = None
                 d = self.details(texts)
-                self.reject_threshold_ = choose_reject_threshold(d["ood_score"], d["pred"] == y_arr, ood, self.reject_threshold)
+                self.reject_threshold_ = choose_reject_threshold(d["ood_score"], d["pred"] == y_arr, ood,
+                                                                 self.reject_threshold)
         return self
 
     def evaluate(self, X, y) -> dict[str, float]:
@@ -357,8 +359,6 @@ gp_likelihood, gp_normalize_input : SNGP settings
         """What :func:`agilecls.explain` differentiates: the log-probability of class ``label`` (an
         index into ``classes_``) for ``text`` as a function of the encoder's input word embeddings
         (:class:`agilecls.salience.encoder_objective.EncoderLogProb`)."""
-        from ..salience.encoder_objective import EncoderLogProb
-
         check_is_fitted(self, "classes_")
         if self.multilabel:
             raise ValueError("explain does not support multi-label classifiers yet; explain a single-label one")
@@ -372,7 +372,7 @@ gp_likelihood, gp_normalize_input : SNGP settings
         return save_estimator(self, path)
 
     @classmethod
-    def load(cls, path, device: str | None = None) -> "EncoderClassifier":
+    def load(cls, path, device: str | None = None) -> EncoderClassifier:
         """A classifier written by :meth:`save` (``device`` overrides the saved one)."""
         return load_as(cls, path, device=device)
 
@@ -380,5 +380,5 @@ gp_likelihood, gp_normalize_input : SNGP settings
         return saving.save_state(self, folder)
 
     @classmethod
-    def _from_state(cls, folder, manifest: dict, device: str | None = None) -> "EncoderClassifier":
+    def _from_state(cls, folder, manifest: dict, device: str | None = None) -> EncoderClassifier:
         return saving.load_state(cls, folder, manifest, device)

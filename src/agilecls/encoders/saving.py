@@ -57,7 +57,8 @@ def save_state(clf, folder: Path) -> dict:
     reference = clf.ood_scorer_.reference if isinstance(clf.ood_scorer_, CombinedOOD) else None
     return {"params": params, "classes": clf.classes_.tolist(), "embedding_dim": clf.embedding_dim_,
             "temperature": clf.temperature_, "reject_threshold": clf.reject_threshold_,
-            "has_head": clf.head_ is not None, "has_mahalanobis": clf.mahalanobis_ is not None, "ensemble_reference": reference}
+            "has_head": clf.head_ is not None, "has_mahalanobis": clf.mahalanobis_ is not None,
+            "ensemble_reference": reference}
 
 
 def load_state(cls, folder: Path, manifest: dict, device: str | None = None):

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Sequence
 from numbers import Integral, Real
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -16,6 +16,7 @@ from sklearn.utils.validation import check_is_fitted
 from .._compat import Interval, StrOptions
 from ..batching import distinct_rows
 from ..persistence import load_as, register_estimator, save_estimator
+from ..salience.objectives import ClassifierLogProb
 from ..uncertainty import label_ood_scores
 from ..validation import TextInputTags, check_labels, check_multilabel_xy, check_texts, check_xy, sigmoid, softmax
 from . import multilabel as ml
@@ -117,7 +118,8 @@ patience, gradient_checkpointing
         "labels": ["array-like", None], "model": [str, LanguageModel], "template": [str, dict, PromptTemplate, None],
         "shots": [Interval(Integral, 0, None, closed="left")], "shot_selection": [StrOptions({"random", "similar"})],
         "instructions": [str, None], "calibration": [StrOptions({"auto", "content_free", "none"}), None],
-        "length_normalize": ["boolean"], "tuning": [StrOptions({"lora", "none"}), None], "batch_size": [_count, StrOptions({"auto"})],
+        "length_normalize": ["boolean"], "tuning": [StrOptions({"lora", "none"}), None],
+        "batch_size": [_count, StrOptions({"auto"})],
         "max_length": [_count, None], "device": [str, None], "dtype": [str, None],
         "seed": [Interval(Integral, 0, None, closed="left")], "progress": ["boolean"], "rank": [_count],
         "lora_alpha": [Interval(Real, 0, None, closed="neither")], "lora_dropout": [_share],
@@ -331,8 +333,6 @@ patience, gradient_checkpointing
         ``label`` (an index into ``classes_``) for ``text``, through this classifier's prompt and
         scorer, as a function of the prompt's input embeddings
         (:class:`agilecls.salience.objectives.ClassifierLogProb`)."""
-        from ..salience.objectives import ClassifierLogProb
-
         check_is_fitted(self, "scorer_")
         if self.multilabel:
             raise ValueError("explain does not support multi-label classifiers yet; explain a single-label one")
@@ -347,7 +347,7 @@ patience, gradient_checkpointing
         return save_estimator(self, path)
 
     @classmethod
-    def load(cls, path, model: str | LanguageModel | None = None, device: str | None = None) -> "AgileClassifier":
+    def load(cls, path, model: str | LanguageModel | None = None, device: str | None = None) -> AgileClassifier:
         """A classifier saved by :meth:`save`; ``model`` overrides the saved base model spec (it must be
         the same base model: a different one is refused)."""
         return load_as(cls, path, model=model, device=device)
@@ -356,5 +356,5 @@ patience, gradient_checkpointing
         return saving.save_state(self, folder)
 
     @classmethod
-    def _from_state(cls, folder, manifest: dict, model=None, device: str | None = None) -> "AgileClassifier":
+    def _from_state(cls, folder, manifest: dict, model=None, device: str | None = None) -> AgileClassifier:
         return saving.load_state(cls, folder, manifest, model, device)

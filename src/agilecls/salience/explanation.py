@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -49,7 +49,8 @@ def _offsets(tokenizer, text: str, ids: Sequence[int], add_special: bool,
     enc = tokenizer(text, add_special_tokens=add_special, return_offsets_mapping=True,
                     return_special_tokens_mask=True, **cut)
     if list(enc["input_ids"]) == list(ids):
-        return [(int(a), int(b), bool(s)) for (a, b), s in zip(enc["offset_mapping"], enc["special_tokens_mask"])]
+        pairs = zip(enc["offset_mapping"], enc["special_tokens_mask"], strict=True)
+        return [(int(a), int(b), bool(s)) for (a, b), s in pairs]
     out, cursor = [], 0
     special_ids = set(getattr(tokenizer, "all_special_ids", []))
     for tid in ids:
@@ -71,7 +72,7 @@ def _offsets(tokenizer, text: str, ids: Sequence[int], add_special: bool,
 
 def _token_dicts(tokenizer, text: str, ids: Sequence[int], offsets, scores=None) -> list[dict]:
     out = []
-    for i, (tid, (a, b, special)) in enumerate(zip(ids, offsets)):
+    for i, (tid, (a, b, special)) in enumerate(zip(ids, offsets, strict=False)):
         out.append({"id": int(tid), "text": text[a:b] if not special else tokenizer.decode([tid]),
                     "start": a, "end": b, "special": special,
                     **({"score": float(scores[i])} if scores is not None else {})})
@@ -262,7 +263,7 @@ def _explain_classifier(clf, text: str, objective: ClassifierLogProb, proba, met
         t["in_text"] = bool(text_range[0] <= t["start"] < text_range[1]) and not t["special"]
     label_tokens = [{"id": i, "text": tok.decode([i]), "start": 0, "end": 0, "special": False}
                     for i in clf.label_ids_[k]]
-    info = {**extra, "label": classes[k], "probabilities": dict(zip(classes, map(float, proba))),
+    info = {**extra, "label": classes[k], "probabilities": dict(zip(classes, map(float, proba), strict=True)),
             "text_range": list(text_range)}
     return Explanation(full, classes[k], method, METHODS[method].signed, tokens, label_tokens,
                        (0, len(label_tokens)), extra["score"], lm.spec, time.perf_counter() - start, info,
@@ -298,7 +299,7 @@ def _explain_encoder(clf, text: str, objective: EncoderLogProb, proba, method: s
     if text[seen:].strip():
         warnings.append(f"the text was cut to the encoder's {max_length} tokens: the words after character "
                         f"{seen} were not read and have no score")
-    info = {**extra, "label": classes[k], "probabilities": dict(zip(classes, map(float, proba))),
+    info = {**extra, "label": classes[k], "probabilities": dict(zip(classes, map(float, proba), strict=True)),
             "text_range": [0, len(text)], "truncated": bool(text[seen:].strip())}
     return Explanation(text, classes[k], method, METHODS[method].signed, tokens,
                        [{"id": k, "text": classes[k], "start": 0, "end": 0, "special": False}], (0, 1),
