@@ -120,3 +120,74 @@ def test_docstring_examples_run(module):
 
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
     assert result.failed == 0
+
+
+def is_private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def private_names(tree: ast.Module) -> set[str]:
+    """The private names a module defines: functions, classes, variables and attributes it assigns."""
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+        elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+            names.add(node.attr)
+    return {n for n in names if is_private(n)}
+
+
+def private_uses(path: Path, defined: dict[str, set[str]]) -> set[tuple[str, str]]:
+    """``(module, "other.module._name")`` for each private member of another agilecls module that
+    ``path`` imports, or reads as an attribute of anything but ``self``, ``cls`` or ``super()``. A
+    private module (``agilecls._compat``) is the package's own and may be imported."""
+    name = module_name(path)
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            base = package
+            for _ in range(node.level - 1):
+                base = base.rsplit(".", 1)[0]
+            target = (f"{base}.{node.module}" if node.module else base) if node.level else node.module
+            if target and target.startswith("agilecls"):
+                found |= {(name, f"{target}.{a.name}") for a in node.names
+                          if is_private(a.name) and f"{target}.{a.name}" not in MODULES}
+        elif isinstance(node, ast.Attribute) and is_private(node.attr) and node.attr not in defined[name]:
+            owner = node.value
+            if isinstance(owner, ast.Name) and owner.id in ("self", "cls"):
+                continue
+            if isinstance(owner, ast.Call) and getattr(owner.func, "id", None) == "super":
+                continue
+            where = sorted(m for m, names in defined.items() if node.attr in names)
+            if where:
+                found.add((name, f"{'|'.join(where)}.{node.attr}"))
+    return found
+
+
+#: Uses of another module's private member still to be removed, each (user, owner.member); the
+#: test fails on any other, and on an entry here that is gone (so the list only shrinks to empty
+#: as these members get public names).
+PRIVATE_USES_TO_REMOVE: set[tuple[str, str]] = {
+    # the estimators' saving modules read state the estimator classes keep private
+    ("agilecls.encoders.saving", "agilecls.encoders.classifier._score_method"),
+    ("agilecls.lm.saving", "agilecls.lm.classifier._calibration"),
+    ("agilecls.lm.saving", "agilecls.lm.classifier._set_state"),
+    # persistence calls each estimator's saving hook
+    ("agilecls.persistence", "agilecls.calibration.classifier|agilecls.encoders.classifier|agilecls.ensemble"
+                             "|agilecls.lm.classifier._save_state"),
+    # the encoder's salience objective subclasses the objectives' private base class
+    ("agilecls.salience.encoder_objective", "agilecls.salience.objectives._Objective"),
+}
+
+
+def test_no_module_uses_another_modules_private_members():
+    """A name starting with one underscore is its module's own: no other module imports it or reads
+    it off an object (dunders excepted)."""
+    defined = {module_name(p): private_names(ast.parse(p.read_text(encoding="utf-8"))) for p in FILES}
+    uses = set().union(*(private_uses(p, defined) for p in FILES))
+    assert uses - PRIVATE_USES_TO_REMOVE == set()
+    assert PRIVATE_USES_TO_REMOVE - uses == set(), "fixed: remove these from PRIVATE_USES_TO_REMOVE"

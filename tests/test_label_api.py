@@ -174,7 +174,7 @@ def test_a_full_version_is_explained_through_its_encoder_member(client, project)
     assert exp["version"] == version and exp["info"]["member"] == "encoder"
     assert exp["text"] == project.store.text("s0")["text"] and exp["text_spans"]["words"]
     assert ok(client.post(P + "explain", json={"id": "s0", "label": "cooking"}))["info"]["label"] == "cooking"
-    assert client.app.state.project._classifier[0] == version  # only the newest version is kept in memory
+    assert client.app.state.project.loaded_version() == version  # only the newest version is kept in memory
     assert [p["kind"] for p in ok(client.get(P + "evaluate"))["learning_curve"]] == ["fast", "full"]
 
 

@@ -14,8 +14,6 @@ import pytest
 
 from agilecls import load_classifier
 from agilecls.loop import Project, ProjectError
-from agilecls.loop.jobs import cancel, refresh, start_training
-from agilecls.loop.review import errors, label_issues
 
 BILLING = ["I was charged twice this month", "refund my last payment please", "my invoice shows the wrong amount",
            "why did my bill go up", "cancel my subscription and refund me", "the card payment failed again",
@@ -85,8 +83,8 @@ def test_the_loop_from_a_file_to_a_reviewed_model(tmp_path, source):
     trained = set(frame["id"].iloc[project.training_rows(frame)[0]])
     wrong = next(i for i in frame["id"] if i in trained and truth(i) == "billing")
     project.label(wrong, "technical", "bob")
-    assert wrong in {row["id"] for row in errors(project)}
-    assert label_issues(project) == []  # too few labels per class for out-of-fold scores to mean anything
+    assert wrong in {row["id"] for row in project.errors()}
+    assert project.label_issues() == []  # too few labels per class for out-of-fold scores to mean anything
     assert "listed once every label has" in project.evaluate()["review"]["message"]
     project.label(wrong, "billing", "bob")  # fixed in place
     project.train()
@@ -113,7 +111,7 @@ def test_project_errors_are_one_line(tmp_path, source):
 def wait_for(project, job_id, statuses, timeout=180):
     deadline = time.time() + timeout
     while time.time() < deadline:
-        job = next(j for j in refresh(project.store) if j["id"] == job_id)
+        job = next(j for j in project.jobs() if j["id"] == job_id)
         if job["status"] in statuses:
             return job
         time.sleep(0.5)
@@ -129,15 +127,15 @@ def labelled_project(tmp_path, source, **kwargs) -> Project:
 
 def test_background_training_killed_or_cancelled_keeps_the_last_version(tmp_path, source):
     project = labelled_project(tmp_path, source)
-    job = start_training(project.folder, "fast")
+    job = project.start_training("fast")
     with pytest.raises(ProjectError, match="still running"):
-        start_training(project.folder, "fast")
+        project.start_training("fast")
     done = wait_for(project, job, {"done", "failed"})
     assert done["status"] == "done", done["error"]
     before = project.versions()
     clf_before = load_classifier(project.folder / before[-1]["folder"])
     # killed with SIGKILL while it works: marked failed, the last version untouched
-    job = start_training(project.folder, "fast")
+    job = project.start_training("fast")
     wait_for(project, job, {"running"})
     os.kill(next(j for j in project.store.jobs() if j["id"] == job)["pid"], signal.SIGKILL)
     assert wait_for(project, job, {"failed", "done"})["status"] in {"failed", "done"}
@@ -145,10 +143,10 @@ def test_background_training_killed_or_cancelled_keeps_the_last_version(tmp_path
     assert versions[: len(before)] == before
     np.testing.assert_allclose(load_classifier(project.folder / before[-1]["folder"]).predict_proba(BILLING[:3]),
                                clf_before.predict_proba(BILLING[:3]))
-    job = start_training(project.folder, "fast")
-    assert cancel(project.folder, job)["status"] == "cancelled"
+    job = project.start_training("fast")
+    assert project.cancel(job)["status"] == "cancelled"
     time.sleep(1)
-    assert next(j for j in refresh(project.store) if j["id"] == job)["status"] == "cancelled"
+    assert next(j for j in project.jobs() if j["id"] == job)["status"] == "cancelled"
 
 
 def test_full_model_trains_in_the_background_with_progress(tmp_path, tiny_lm_folder):
@@ -162,7 +160,7 @@ def test_full_model_trains_in_the_background_with_progress(tmp_path, tiny_lm_fol
     path = tmp_path / "toy.jsonl"
     pd.DataFrame({"text": TEXTS, "label": Y}).to_json(path, orient="records", lines=True)
     project.import_texts(path, label_col="label")
-    job = start_training(project.folder, "full")
+    job = project.start_training("full")
     state = wait_for(project, job, {"done", "failed"}, timeout=300)
     assert state["status"] == "done", (state["error"], (project.folder / f"job-{job}.log").read_text()[-2000:])
     assert state["progress"]["epoch"] == state["progress"]["epochs"] and "loss" in state["progress"]
@@ -202,7 +200,7 @@ def test_the_loop_from_the_command_line(tmp_path, source):
     assert "* 1" not in listed and "* 2" in listed and "no audit estimate" in listed
     assert "version 1 now serves" in run("project", "promote", folder, "1")
     assert run("project", "versions", folder).splitlines()[-1].startswith("* serving: version 1 (chosen by you)")
-    run("project", "export", folder, str(tmp_path / "pred.csv"), "--predictions")
+    run("project", "export", folder, "--out", str(tmp_path / "pred.csv"), "--predictions")
     assert (pd.read_csv(tmp_path / "pred.csv")["version"] == 1).all()
     for bad, says in ((["--rule", "magic"], "use 'f1'"), (["--positive", "praise"], "not a label"),
                       (["--audit-rate", "0.9"], "between 0 (off) and 0.5")):

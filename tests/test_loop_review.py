@@ -10,8 +10,7 @@ import pytest
 
 from agilecls.datasets import load_tweets
 from agilecls.loop import Project, ProjectError, audit
-from agilecls.loop.review import REVIEW_MIN_PER_CLASS, label_issues
-from agilecls.loop.serving import audit_estimate, current
+from agilecls.loop.review import REVIEW_MIN_PER_CLASS
 
 LABELS = ["supermercados", "deportes"]
 
@@ -69,7 +68,7 @@ def test_flipped_labels_rise_to_the_top_of_the_review(tmp_path, tweets):
     flipped = set(np.random.default_rng(0).choice(ids, 5, replace=False))
     for i in ids:
         project.label(i, LABELS[1 - LABELS.index(truth[i])] if i in flipped else truth[i])
-    listed = label_issues(project, 10)
+    listed = project.label_issues(10)
     top = [row["id"] for row in listed]
     assert len(top) == 10 and len(flipped & set(top)) >= 3
     assert [r["quality"] for r in listed] == sorted(r["quality"] for r in listed)  # the lowest quality first
@@ -78,14 +77,14 @@ def test_flipped_labels_rise_to_the_top_of_the_review(tmp_path, tweets):
     small.import_texts(path, id_col="id")
     for i in ids[:REVIEW_MIN_PER_CLASS - 1] + ids[32:32 + REVIEW_MIN_PER_CLASS - 1]:
         small.label(i, truth[i])
-    assert label_issues(small) == [] and not small.evaluate()["review"]["enough"]
+    assert small.label_issues() == [] and not small.evaluate()["review"]["enough"]
 
 
 def test_a_version_worse_on_the_audit_never_serves(tmp_path, tweets):
     project = labelled_through_the_queue(tmp_path / "p", tweets, 60, audit_rate=0.5)
     first = project.train()
-    assert current(project) == {"version": first, "reason": "the first version"}
-    estimate = audit_estimate(project, project.version(first))
+    assert project.serving_state() == {"version": first, "reason": "the first version"}
+    estimate = project.audit_estimate(first)
     assert estimate["enough"] and estimate["n"] >= 25 and estimate["low"] <= estimate["value"] <= estimate["high"]
     frame = project.store.frame()
     truth = np.array([LABELS.index(v) if v else 0 for v in frame["label"]])
@@ -101,17 +100,15 @@ def test_a_version_worse_on_the_audit_never_serves(tmp_path, tweets):
         return project.store.add_version(kind, 0, project.version(first)["folder"], {"rule": rule},
                                          frame["id"].tolist(), proba, [None] * len(frame))
 
-    from agilecls.loop.serving import consider
-
     medium = add("fast", 0.3)
     project.serve(medium)
-    consider(project, add("full", 1.0))  # wrong everywhere: never serves
+    project.consider(add("full", 1.0))  # wrong everywhere: never serves
     state = project.evaluate()["serving"]
     assert state["version"] == medium and "not serving" in state["passed_over"]["reason"]
     better = add("full", 0.0)
-    consider(project, better)
-    assert current(project)["version"] == better and "audit F1 1.000 vs 0." in current(project)["reason"]
+    project.consider(better)
+    assert project.serving_state()["version"] == better and "audit F1 1.000 vs 0." in project.serving_state()["reason"]
     project.serve(first)  # the user's choice wins
-    assert current(project) == {"version": first, "reason": "chosen by you"}
+    assert project.serving_state() == {"version": first, "reason": "chosen by you"}
     preds = pd.read_csv(project.export(tmp_path / "pred.csv", "predictions"))
     assert (preds["version"] == first).all()

@@ -60,7 +60,7 @@ def test_best_is_the_same_estimator_in_the_demo_train_the_loop_and_the_benchmark
     project = Project.create(tmp_path / "p", train.labels, train.meta["instructions"])
     no_cut = build_recipe("best", train.labels, instructions=train.meta["instructions"], threshold=None,
                           llm={"progress": False})
-    assert params(build_full(project)) == params(no_cut)
+    assert params(build_full(project.labels, project.meta)) == params(no_cut)
     # the benchmark's stacked configuration is the recipe with the floor of steps it was measured with
     bench = agile_estimator("stack_llm", train, 0)
     assert params(bench) == params(build_recipe("best", train.labels, instructions=train.meta["instructions"],

@@ -6,7 +6,8 @@ kill of the job take the server. The job writes its progress (stage, epoch, loss
 to the project database, where the page and ``agilecls project status`` read it; the version it
 trains becomes visible only when its row commits, so the previous version stays usable meanwhile.
 
-    python -m agilecls.loop.jobs PROJECT_FOLDER JOB_ID KIND
+The process runs :mod:`agilecls.loop.worker` (``python -m agilecls.loop.worker PROJECT_FOLDER
+JOB_ID KIND``); this module starts, cancels and checks it through the project's database only.
 """
 
 from __future__ import annotations
@@ -32,16 +33,25 @@ def start_training(folder: str | os.PathLike, kind: str = "full") -> int:
     refresh(store)
     job_id = store.start_job(kind)
     log = open(Path(folder) / f"job-{job_id}.log", "ab")
-    proc = subprocess.Popen([sys.executable, "-m", "agilecls.loop.jobs", str(folder), str(job_id), kind],
+    proc = subprocess.Popen([sys.executable, "-m", "agilecls.loop.worker", str(folder), str(job_id), kind],
                             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     log.close()
     store.update_job(job_id, pid=proc.pid)
     return job_id
 
 
-def cancel(folder: str | os.PathLike, job_id: int) -> dict:
-    """Stop a running job (SIGTERM to its process group); returns the job."""
-    store = ProjectStore(folder)
+def running(store: ProjectStore) -> dict | None:
+    """The job queued or running (None: none)."""
+    return next((j for j in reversed(refresh(store)) if j["status"] in ACTIVE), None)
+
+
+def cancel(store: ProjectStore, job_id: int | None = None) -> dict:
+    """Stop job ``job_id`` (None: the one running) with SIGTERM to its process group; returns the job."""
+    if job_id is None:
+        job = running(store)
+        if job is None:
+            raise ProjectError("no training job is running; nothing to cancel")
+        job_id = job["id"]
     job = next((j for j in store.jobs() if j["id"] == job_id), None)
     if job is None:
         raise ProjectError(f"no training job {job_id}")
@@ -55,7 +65,8 @@ def cancel(folder: str | os.PathLike, job_id: int) -> dict:
     return next(j for j in store.jobs() if j["id"] == job_id)
 
 
-def _alive(pid: int | None) -> bool:
+def alive(pid: int | None) -> bool:
+    """Whether process ``pid`` runs (a zombie does not)."""
     if not pid:
         return False
     try:
@@ -76,39 +87,7 @@ def refresh(store: ProjectStore) -> list[dict]:
     jobs = store.jobs()
     for job in jobs:
         stale = time.time() - job["started_at"] > 10  # a job just started may not have its pid yet
-        if job["status"] in ACTIVE and stale and not _alive(job["pid"]):
+        if job["status"] in ACTIVE and stale and not alive(job["pid"]):
             store.update_job(job["id"], status="failed", error="the training process ended without finishing")
             job["status"] = "failed"
     return jobs
-
-
-def run_job(folder: str, job_id: int, kind: str) -> None:
-    """The body of the background process."""
-    from .project import Project
-
-    project = Project(folder)
-    store = project.store
-    store.update_job(job_id, status="running", pid=os.getpid())
-    last: dict = {}
-
-    def report(info: dict) -> None:
-        last.update(info)
-        store.update_job(job_id, progress=dict(last))
-
-    try:
-        version = project.train(kind, progress=report)
-    except BaseException as err:  # recorded for the page, then re-raised for the log
-        if next(j for j in store.jobs() if j["id"] == job_id)["status"] != "cancelled":
-            store.update_job(job_id, status="failed", error=f"{type(err).__name__}: {err}")
-        raise
-    store.update_job(job_id, status="done", version_id=version, progress={**last, "stage": "done"})
-
-
-def main(argv: list[str] | None = None) -> None:
-    folder, job_id, kind = (argv or sys.argv[1:])[:3]
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    run_job(folder, int(job_id), kind)
-
-
-if __name__ == "__main__":
-    main()

@@ -9,6 +9,10 @@
     project.evaluate()["cross_validated"]["f1_macro"]
     project.export("labels.csv")
 
+``Project`` is the loop's façade: it holds the state (database, embeddings, the fast model's fit)
+and hands plain data (frames, rows, arrays) down to the modules that compute, which never call back
+into it; the command line and the Label page use its public methods only.
+
 The folder holds ``project.sqlite`` (every text, label, version and prediction), ``embeddings/``
 (the sentence-embedding cache) and ``versions/`` (each version a saved classifier folder, loaded
 with :func:`agilecls.load_classifier`).
@@ -18,16 +22,15 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
-from ..validation import check_labels
-from . import audit, strategies
-from .scoring import SETTINGS, Scores, check_settings, score_pool
-from .serving import audit_classes
+from ..persistence import load_classifier
+from . import jobs, review, scoring, serving, strategies, versions
+from .scoring import SETTINGS, Scores, check_settings
 from .store import ProjectError, ProjectStore
 from .transfer import export_rows, import_rows
 from .zero_shot import label_prompts, zero_shot_proba
@@ -55,16 +58,16 @@ class Project:
                                "create one with `agilecls project new`")
         self.store.migrate()
         self.meta = self.store.meta()
-        self._encoder = None
-        self._embeddings: tuple[tuple[str, ...], np.ndarray] | None = None
+        self._embeddings = scoring.EmbeddingCache(self.meta["encoder"], self.folder / "embeddings")
         self._scores: tuple[tuple, Scores] | None = None
+        self._classifier: tuple[int, object] | None = None
 
     # -- creating and filling ---------------------------------------------------------------------
     @classmethod
     def create(cls, folder: str | os.PathLike, labels: Sequence[str], instructions: str = "",
                descriptions: dict[str, str] | None = None, encoder: str = "minilm",
                model: str | None = None, llm_params: dict | None = None, audit_seed: str | None = None,
-               **settings) -> "Project":
+               **settings) -> Project:
         """A new, empty project.
 
         Parameters
@@ -91,14 +94,9 @@ class Project:
         store = ProjectStore(folder)
         if store.exists():
             raise ProjectError(f"{folder} already holds a project; open it with Project({str(folder)!r})")
-        labels = check_labels([], [str(v).strip() for v in labels])[1]
-        unknown = sorted(set(descriptions or {}) - set(labels))
-        if unknown:
-            raise ProjectError(f"descriptions given for unknown label(s) {', '.join(unknown)}")
-        checked = {**SETTINGS, **check_settings(settings, labels)}
-        store.create({"labels": labels, "instructions": instructions, "descriptions": descriptions or {},
-                      "encoder": encoder, "model": model, "llm_params": llm_params or {},
-                      "name": Path(folder).name, "salt": audit_seed or secrets.token_hex(8), **checked})
+        store.create(scoring.new_meta(labels, descriptions, settings, instructions=instructions, encoder=encoder,
+                                      model=model, llm_params=llm_params, name=Path(folder).name,
+                                      salt=audit_seed or secrets.token_hex(8)))
         return cls(folder)
 
     @property
@@ -119,18 +117,30 @@ class Project:
         return self.store.set_label(str(text_id), label, annotator)
 
     def unlabel(self, text_id: str, annotator: str | None = None) -> dict:
+        """Remove a text's label (logged, so :meth:`undo` can give it back)."""
         return self.store.set_label(str(text_id), None, annotator)
 
     def undo(self, annotator: str | None = None) -> dict | None:
-        """Take back ``annotator``'s newest label change (None: nothing to undo)."""
+        """Take back ``annotator``'s newest label change (None: anyone's); None when there is
+        nothing to undo. Labels that came with an import are not undone."""
         return self.store.undo(annotator)
 
     def mark_test(self, text_id: str, is_test: bool = True) -> None:
-        """Hold a text out for testing: never trained on, scored in :meth:`evaluate`."""
+        """Hold a text out for testing (never trained on, scored in :meth:`evaluate` once labelled),
+        or with ``is_test=False`` put it back; a random audit text stays a test text."""
         self.store.set_test(str(text_id), is_test)
 
     def skip(self, text_id: str) -> None:
+        """Leave a text out of :meth:`suggest`'s queue (until it is labelled)."""
         self.store.skip(str(text_id))
+
+    def text(self, text_id: str) -> dict:
+        """One text: ``id``, ``text``, ``label``, ``is_test``, ``audit`` (a :class:`ProjectError` if unknown)."""
+        return self.store.text(str(text_id))
+
+    def label_counts(self) -> dict[str, int]:
+        """Labels given per class (classes without labels left out)."""
+        return self.store.label_counts()
 
     # -- settings -------------------------------------------------------------------------------
     def settings(self, **values) -> dict:
@@ -156,18 +166,12 @@ class Project:
 
     # -- embeddings and scores --------------------------------------------------------------------
     def encoder(self):
-        if self._encoder is None:
-            from ..encoders.sentence import SentenceEncoder
-
-            self._encoder = SentenceEncoder(self.meta["encoder"], cache_dir=self.folder / "embeddings")
-        return self._encoder
+        """The project's sentence encoder (loaded once)."""
+        return self._embeddings.encoder()
 
     def embeddings(self, frame: pd.DataFrame, progress: bool = False) -> np.ndarray:
         """Embeddings of ``frame``'s texts in its order, from the on-disk cache after the first time."""
-        texts = tuple(frame["text"])
-        if self._embeddings is None or self._embeddings[0] != texts:
-            self._embeddings = (texts, self.encoder().embed(list(texts), show_progress=progress))
-        return self._embeddings[1]
+        return self._embeddings.embed(frame["text"], progress)
 
     def prelabel(self, scorer: str = DEFAULT_PRELABELLER, progress: bool = True) -> int:
         """Zero-shot probabilities for every text, cached in the database; returns the count."""
@@ -177,23 +181,19 @@ class Project:
         label_emb = self.encoder().embed(label_prompts(self.labels, self.meta.get("descriptions")),
                                          show_progress=False, use_cache=False)
         proba = zero_shot_proba(scorer, frame["text"].tolist(), self.embeddings(frame, progress), label_emb,
-                                self.labels, self.meta.get("instructions", ""), progress)
+                                self.labels, self.meta.get("instructions", ""), progress, model=self.meta.get("model"))
         self.store.put_prelabels(scorer, frame["id"].tolist(), proba)
         return len(frame)
 
     def zero_shot(self, frame: pd.DataFrame) -> np.ndarray | None:
         """The cached zero-shot probabilities in ``frame``'s order (uniform where a text has none;
         None before :meth:`prelabel`)."""
-        _, cached = self.store.prelabels()
-        if not cached:
-            return None
-        uniform = [1.0 / len(self.labels)] * len(self.labels)
-        return np.array([cached.get(i, uniform) for i in frame["id"]], dtype=np.float64)
+        return scoring.stored_zero_shot(self.store.prelabels()[1], frame["id"], len(self.labels))
 
-    def training_rows(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        """Row positions labelled and not held out (test or audit), and their class indices."""
-        rows = np.flatnonzero(frame["label"].notna().to_numpy() & ~frame["is_test"].to_numpy())
-        return rows, np.array([self.labels.index(v) for v in frame["label"].iloc[rows]], dtype=int)
+    def training_rows(self, frame: pd.DataFrame | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Row positions of ``frame`` (default: every text) labelled and not held out (test or
+        audit), and their class indices."""
+        return scoring.training_rows(self.store.frame() if frame is None else frame, self.labels)
 
     def scores(self, frame: pd.DataFrame | None = None) -> Scores:
         """The fast model refitted on every training label and the cold-start blend, scoring every
@@ -201,143 +201,193 @@ class Project:
         so a retrain, the suggestions after it and the evaluation fit the model once."""
         frame = self.store.frame() if frame is None else frame
         rows, y_idx = self.training_rows(frame)
-        audit_idx = audit_classes(frame, self.labels)
+        audit_idx = serving.audit_classes(frame, self.labels)
         settings = self.settings()
         _, cached_prelabels = self.store.prelabels()
         key = (tuple(frame["id"]), tuple(frame["id"].iloc[rows]), tuple(y_idx.tolist()), tuple(audit_idx.tolist()),
                tuple(sorted(settings.items(), key=str)), len(cached_prelabels))
         if self._scores is None or self._scores[0] != key:
-            self._scores = (key, score_pool(frame, self.embeddings(frame), rows, y_idx, self.labels,
+            self._scores = (key, scoring.score_pool(frame, self.embeddings(frame), rows, y_idx, self.labels,
                                             self.zero_shot(frame), settings["rule"], settings["positive"],
                                             audit_idx=audit_idx))
         return self._scores[1]
 
-    def suggest(self, k: int = 16, strategy: str = DEFAULT_STRATEGY, client: str | None = None,
+    def suggest(self, k: int = 16, strategy: str | None = None, client: str | None = None,
                 seed: int = 0) -> list[dict]:
         """The next ``k`` texts to label, each with the suggested label (by the shown scores' rule)
-        and probabilities. One in every ``1 / audit_rate`` is a random audit text (``audit``: true).
-        With ``client``, they are held for that client for a while so that two annotators are not
-        shown the same texts."""
+        and probabilities, by ``strategy`` (None: :data:`DEFAULT_STRATEGY`). One in every
+        ``1 / audit_rate`` is a random audit text (``audit``: true). With ``client``, they are held
+        for that client for a while so that two annotators are not shown the same texts."""
+        strategy = strategy or DEFAULT_STRATEGY
         if strategy not in strategies.STRATEGIES:
-            raise ProjectError(f"unknown strategy {strategy!r}; choose one of {', '.join(sorted(strategies.STRATEGIES))}")
+            raise ProjectError(f"unknown strategy {strategy!r}; choose one of "
+                               f"{', '.join(sorted(strategies.STRATEGIES))}")
         scored = self.scores()
         frame = scored.frame
         if frame.empty:
             return []
-        blocked = frame["id"].isin(self.store.unavailable(client)).to_numpy()
-        unlabelled = frame["label"].isna().to_numpy() & ~blocked
         shown = int(self.meta.get("shown", 0))
-        audit_rows, reserve = audit.next_audit_rows(frame, unlabelled, self.meta.get("salt", ""),
-                                                    self.settings()["audit_rate"], k, shown)
-        free = unlabelled & ~frame["is_test"].to_numpy() & ~reserve
-        fit = scored.fit
-        pool = strategies.PoolScores(scored.embeddings, np.flatnonzero(free), None if fit is None else fit.raw,
-                                     None if fit is None else fit.ood)
-        chosen = strategies.select(strategy, pool, k - len(audit_rows), seed)
+        blocked = frame["id"].isin(self.store.unavailable(client)).to_numpy()
+        picks, audit_rows = scoring.queue_rows(scored, blocked, k, strategy=strategy, salt=self.meta.get("salt", ""),
+                                               shown=shown, audit_rate=self.settings()["audit_rate"], seed=seed)
         if len(audit_rows):
             self.store.mark_audit(frame["id"].iloc[audit_rows].tolist())
-        picks = spread(list(chosen), list(audit_rows))
         self.store.set_meta(shown=shown + len(picks))
         self.meta["shown"] = shown + len(picks)
         if client:
             self.store.lease(frame["id"].iloc[picks].tolist(), client)
         is_audit = set(int(r) for r in audit_rows)
         source = scored.source()["name"]
-        return [{**self._suggestion(scored, row, row in is_audit), "source": source} for row in picks]
-
-    def _suggestion(self, scored: Scores, row: int, is_audit: bool) -> dict:
-        frame, proba = scored.frame, scored.proba
-        p = None if proba is None else proba[row]
-        best = None if p is None else int(scored.pred[row])
-        return {"id": frame["id"].iloc[row], "text": frame["text"].iloc[row], "audit": is_audit,
-                "suggested": None if best is None else self.labels[best],
-                "probability": None if best is None else float(p[best]),
-                "proba": None if p is None else dict(zip(self.labels, map(float, p)))}
+        return [{**scoring.suggestion(scored, row, self.labels, row in is_audit), "source": source} for row in picks]
 
     # -- versions ---------------------------------------------------------------------------------
-    def train(self, kind: str = "fast", progress=None) -> int:
-        """Train a new version on every training label and return its id.
+    def train(self, kind: str = "fast", progress: Callable[[dict], None] | None = None) -> int:
+        """Train a new version on every training label, consider it for serving and return its id.
 
         ``kind="fast"``: the loop's model as a saved ``EncoderClassifier`` (seconds).
         ``kind="full"``: the tuned language model + fine-tuned encoder ensemble (minutes; run it
-        with :func:`agilecls.loop.jobs.start_training` to keep working meanwhile).
-        ``kind="distilled"``: see :meth:`publish`.
+        with :meth:`start_training` to keep working meanwhile).
+        ``kind="distilled"``: see :meth:`publish`. ``progress(dict)`` is told the stage
+        (:func:`agilecls.loop.versions.train_version`).
         """
-        from .versions import train_version
+        frame = self.store.frame()
+        rows, y_idx = self.training_rows(frame)
+        versions.check_training(y_idx, self.labels, kind)
+        teacher = self.serving() if kind == "distilled" else None  # refuses a project without versions
+        version = versions.train_version(
+            self.store, kind, frame, rows, y_idx, labels=self.labels, meta=self.meta, settings=self.settings(),
+            pool_fit=self.scores(frame).fit if kind == "fast" else None, progress=progress,
+            teacher=None if teacher is None else (teacher["id"], self.classifier(teacher["id"])))
+        self.consider(version)
+        return version
 
-        return train_version(self, kind, progress)
-
-    def publish(self, progress=None) -> int:
-        """Distil the serving version into the project's sentence encoder, fine-tuned on its
-        probabilities over every text of the pool, and return the new version's id: the model to
-        deploy when the serving one is the slow full model (minutes; run it with
-        :func:`agilecls.loop.jobs.start_training` and ``kind="distilled"`` to keep working)."""
+    def publish(self, progress: Callable[[dict], None] | None = None) -> int:
+        """Distil the serving version into the project's sentence encoder on its probabilities over
+        the pool; returns the new version's id: the model to deploy when the serving one is the slow
+        full model (minutes; :meth:`start_training` with ``kind="distilled"`` runs it in the background)."""
         return self.train("distilled", progress)
 
+    def start_training(self, kind: str = "full") -> int:
+        """Start training a ``kind`` version in a background process (:mod:`agilecls.loop.jobs`);
+        returns the job's id (follow it with :meth:`jobs`, stop it with :meth:`cancel`)."""
+        if kind not in versions.KINDS:
+            raise ProjectError(f"kind must be one of {', '.join(versions.KINDS)}, got {kind!r}")
+        if kind == "distilled" and not self.versions():
+            raise ProjectError("train a version first: Publish distils the serving version")
+        return jobs.start_training(self.folder, kind)
+
+    def jobs(self) -> list[dict]:
+        """Every training job, oldest first (one whose process has gone unfinished marked ``failed``)."""
+        return jobs.refresh(self.store)
+
+    def running_job(self) -> dict | None:
+        """The training job queued or running (None: none)."""
+        return jobs.running(self.store)
+
+    def cancel(self, job_id: int | None = None) -> dict:
+        """Stop training job ``job_id`` (None: the one running) and return it."""
+        return jobs.cancel(self.store, job_id)
+
+    def labels_waiting(self) -> bool:
+        """Whether ``retrain_every`` training labels (a setting; 0: never) arrived since the newest
+        fast version, and the fast model can be fitted."""
+        every = self.settings()["retrain_every"]
+        return bool(every) and versions.retrain_due(self.training_rows()[1], self.versions(), every)
+
     def versions(self) -> list[dict]:
+        """Every version's record (``id``, ``kind``, ``created_at``, ``n_labels``, ``folder``, ``metrics``)."""
         return self.store.versions()
 
     def version(self, version: int | None = None) -> dict:
         """One version's record (default: the newest)."""
-        versions = self.store.versions()
-        if not versions:
-            raise ProjectError("no model version yet; train one first")
-        chosen = versions[-1] if version is None else next((v for v in versions if v["id"] == version), None)
-        if chosen is None:
-            raise ProjectError(f"no version {version}; versions are {', '.join(str(v['id']) for v in versions)}")
-        return chosen
+        return serving.select_version(self.store.versions(), version)
+
+    def version_table(self) -> list[dict]:
+        """Every version with its scores, audit estimate, whether it serves and its folder
+        (:func:`agilecls.loop.review.version_rows`)."""
+        return review.version_rows(self.store, self.labels, folder=self.folder)
 
     def classifier(self, version: int | None = None):
         """A version's saved classifier (default: the newest). The last one loaded is kept, so
         explaining rows one after another loads it once, and a long-running server holds one
         model in memory, not every version it ever explained."""
-        from ..persistence import load_classifier
-
         chosen = self.version(version)
-        cached = self.__dict__.get("_classifier")
-        if cached is None or cached[0] != chosen["id"]:
-            cached = (chosen["id"], load_classifier(self.folder / chosen["folder"]))
-            self._classifier = cached
-        return cached[1]
+        if self._classifier is None or self._classifier[0] != chosen["id"]:
+            self._classifier = (chosen["id"], load_classifier(self.folder / chosen["folder"]))
+        return self._classifier[1]
+
+    def loaded_version(self) -> int | None:
+        """The id of the version whose classifier :meth:`classifier` keeps loaded (None: none)."""
+        return None if self._classifier is None else self._classifier[0]
+
+    # -- evaluation and serving ---------------------------------------------------------------------
+    def out_of_fold(self) -> dict:
+        """The training rows' out-of-fold scores from the current fit (:func:`agilecls.loop.review.out_of_fold`)."""
+        frame = self.store.frame()
+        rows, y_idx = self.training_rows(frame)
+        versions.check_training(y_idx, self.labels)
+        return review.out_of_fold(frame, rows, y_idx, self.scores(frame).fit)
 
     def evaluate(self) -> dict:
         """The audit estimate (with its interval) of the newest and the serving version, metrics on
         the texts you labelled (out of fold) and on held-out test texts, the confusion matrix at the
         decision rule, the learning curve, the review and stopping state (see
         :func:`agilecls.loop.review.evaluate`)."""
-        from .review import evaluate
+        return review.evaluate(self.store, self.labels, self.out_of_fold())
 
-        return evaluate(self)
+    def errors(self, limit: int = 50) -> list[dict]:
+        """Training rows whose out-of-fold decision disagrees with their label, most confident first."""
+        return review.errors(self.out_of_fold(), self.labels, limit)
+
+    def review_state(self) -> dict:
+        """Whether possible label errors are listed (``enough``), and if not, why (``message``)."""
+        return review.review_state(self.labels, np.bincount(self.training_rows()[1], minlength=len(self.labels)))
+
+    def label_issues(self, limit: int = 50) -> list[dict]:
+        """Rows whose label may be wrong, the likeliest first (cleanlab's label quality), once every
+        labelled class has :data:`agilecls.loop.review.REVIEW_MIN_PER_CLASS` labels (else none)."""
+        return review.label_issues(self.out_of_fold(), self.labels, limit)
+
+    def explain(self, text_id: str, method: str = "grad_dot_input", *, version: int | None = None,
+                label: str | None = None, member: str | None = None, granularities=("words", "sentences")) -> dict:
+        """Salience of a version's (default: the newest) decision on one text, for ``label`` (None:
+        its prediction); ``member`` of a full version: ``"encoder"`` (default) or ``"llm"``
+        (:func:`agilecls.loop.review.explain_row`)."""
+        clf = self.classifier(version)
+        return review.explain_row(clf, self.text(text_id)["text"], method, label, member, granularities)
+
+    def audit_estimate(self, version: int | None = None) -> dict:
+        """A version's (default: the newest) quality on the labelled random audit texts, with its 95% interval."""
+        return serving.audit_estimate(self.store, self.labels, self.version(version))
 
     def serve(self, version: int) -> dict:
         """Make ``version`` the serving version (whatever the audit says); returns the serving state."""
-        from .serving import choose
+        return serving.choose(self.store, version)
 
-        return choose(self, version)
+    def consider(self, version: int) -> dict:
+        """Let ``version`` serve if the audit sample says it is better (:func:`agilecls.loop.serving.consider`)."""
+        return serving.consider(self.store, self.labels, version)
 
     def serving(self) -> dict:
         """The serving version's record (the one exports use and ``agilecls project versions`` marks)."""
-        from .serving import serving_version
+        return serving.serving_version(self.store)
 
-        return serving_version(self)
+    def serving_state(self) -> dict | None:
+        """``{"version", "reason"}`` of the serving version (None before the first)."""
+        return serving.current(self.store)
 
     def status(self) -> dict:
-        frame = self.store.frame()
-        labelled = frame["label"].notna()
-        return {"folder": str(self.folder), "labels": self.labels, "texts": len(frame),
-                "labelled": int(labelled.sum()), "test": int((labelled & frame["is_test"] & ~frame["audit"]).sum()),
-                "audit": int((labelled & frame["audit"]).sum()),
-                "counts": {lab: int((frame["label"] == lab).sum()) for lab in self.labels},
+        """Texts, labels per class, versions, the serving one, the settings, the newest job, the strategies."""
+        counts = scoring.count_texts(self.store.frame(), self.labels)
+        return {"folder": str(self.folder), "labels": self.labels, **counts,
                 "versions": len(self.store.versions()), "serving": self.store.meta().get("serving"),
-                "settings": self.settings(), "jobs": self.store.jobs()[-1:]}
+                "settings": self.settings(), "jobs": self.jobs()[-1:], "strategies": sorted(strategies.STRATEGIES),
+                "default_strategy": DEFAULT_STRATEGY}
 
     def export(self, path: str | os.PathLike, what: str = "labels", version: int | None = None) -> Path:
         """Write ``labels`` (id, text, label, is_test, audit, extra columns) or ``predictions`` of a
         version (default: the serving one), decided by that version's rule, to CSV / TSV / JSONL /
         Parquet."""
-        from .decisions import decide
-        from .serving import serving_version, version_proba, version_threshold
-
         frame = self.store.frame()
         extra = pd.DataFrame(frame.pop("extra").tolist(), index=frame.index)
         out = pd.concat([frame, extra.drop(columns=[c for c in extra if c in frame], errors="ignore")], axis=1)
@@ -345,21 +395,5 @@ class Project:
             return export_rows(out[out["label"].notna()], path)
         if what != "predictions":
             raise ProjectError(f"export what={what!r}: choose 'labels' or 'predictions'")
-        chosen = serving_version(self) if version is None else self.version(version)
-        ids = out["id"].tolist()
-        proba = version_proba(self, chosen, ids)
-        out["predicted"] = [self.labels[j] for j in decide(proba, self.labels, version_threshold(chosen))]
-        for j, lab in enumerate(self.labels):
-            out[f"p_{lab}"] = proba[:, j]
-        stored = self.store.predictions(chosen["id"])
-        out["ood_score"] = [stored[i][1] for i in ids]
-        out["version"] = chosen["id"]
-        return export_rows(out, path)
-
-
-def spread(chosen: list, extra: list) -> list:
-    """``chosen`` with ``extra`` placed at even intervals through it (not all at its end)."""
-    total = len(chosen) + len(extra)
-    slots = {int((i + 0.5) * total / len(extra)) for i in range(len(extra))} if extra else set()
-    rest, more = iter(chosen), iter(extra)
-    return [next(more) if j in slots else next(rest) for j in range(total)]
+        chosen = self.serving() if version is None else self.version(version)
+        return export_rows(serving.with_predictions(self.store, self.labels, chosen, out), path)

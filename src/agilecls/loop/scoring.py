@@ -12,7 +12,9 @@ import numpy as np
 import pandas as pd
 
 from ..calibration.thresholds import check_rule
-from . import audit, decisions
+from ..encoders.sentence import SentenceEncoder
+from ..validation import check_labels
+from . import audit, decisions, strategies
 from .store import ProjectError
 
 #: The loop's settings and their defaults.
@@ -25,6 +27,27 @@ def check_settings(values: dict, labels) -> dict:
     if unknown:
         raise ProjectError(f"unknown setting(s) {', '.join(unknown)}; the settings are {', '.join(SETTINGS)}")
     return {key: check_setting(key, value, labels) for key, value in values.items()}
+
+
+def new_meta(labels, descriptions: dict[str, str] | None, settings: dict, **meta) -> dict:
+    """A new project's meta data: ``labels`` and ``descriptions`` (a sentence per label) checked,
+    the ``settings`` checked and completed with their defaults, and ``meta`` as given (``None``
+    for ``llm_params``: none)."""
+    labels = check_labels([], [str(v).strip() for v in labels])[1]
+    unknown = sorted(set(descriptions or {}) - set(labels))
+    if unknown:
+        raise ProjectError(f"descriptions given for unknown label(s) {', '.join(unknown)}")
+    return {"labels": labels, "descriptions": descriptions or {}, **meta, "llm_params": meta.get("llm_params") or {},
+            **SETTINGS, **check_settings(settings, labels)}
+
+
+def count_texts(frame: pd.DataFrame, labels) -> dict:
+    """Texts, labelled texts, held-out test texts (not audit), labelled audit texts, labels per class."""
+    labelled = frame["label"].notna()
+    return {"texts": len(frame), "labelled": int(labelled.sum()),
+            "test": int((labelled & frame["is_test"] & ~frame["audit"]).sum()),
+            "audit": int((labelled & frame["audit"]).sum()),
+            "counts": {lab: int((frame["label"] == lab).sum()) for lab in labels}}
 
 
 def check_setting(key: str, value, labels) -> object:
@@ -50,6 +73,35 @@ def check_setting(key: str, value, labels) -> object:
             raise ProjectError(f"retrain_every={value!r}: give a whole number of labels (0: off)")
         return int(value)
     raise ProjectError(f"unknown setting {key!r}; the settings are {', '.join(SETTINGS)}")
+
+
+class EmbeddingCache:
+    """A sentence encoder loaded on first use, and the embeddings of the texts asked for last.
+
+    Parameters
+    ----------
+    encoder : str
+        The encoder's name or path (:class:`agilecls.encoders.sentence.SentenceEncoder`).
+    cache_dir : path
+        Its on-disk embedding cache.
+    """
+
+    def __init__(self, encoder: str, cache_dir):
+        self.name, self.cache_dir = encoder, cache_dir
+        self.loaded = None
+        self.last: tuple[tuple[str, ...], np.ndarray] | None = None
+
+    def encoder(self):
+        if self.loaded is None:
+            self.loaded = SentenceEncoder(self.name, cache_dir=self.cache_dir)
+        return self.loaded
+
+    def embed(self, texts, progress: bool = False) -> np.ndarray:
+        """Embeddings of ``texts`` in order (kept until other texts are asked for)."""
+        texts = tuple(texts)
+        if self.last is None or self.last[0] != texts:
+            self.last = (texts, self.encoder().embed(list(texts), show_progress=progress))
+        return self.last[1]
 
 
 @dataclass
@@ -86,6 +138,33 @@ class Scores:
         return {"weight": self.weight, "name": decisions.source_name(self.weight) if self.proba is not None
                 else "nothing yet: label a few texts, or pre-label the project",
                 "scores": {f"{w:g}": s for w, s in self.blend_scores.items()}}
+
+
+def stored_zero_shot(cached: dict[str, list[float]], ids, n_classes: int) -> np.ndarray | None:
+    """The stored zero-shot probabilities (``cached``, by id) of ``ids`` in order, uniform where a
+    text has none; None when none are stored."""
+    if not cached:
+        return None
+    uniform = [1.0 / n_classes] * n_classes
+    return np.array([cached.get(i, uniform) for i in ids], dtype=np.float64)
+
+
+def training_rows(frame: pd.DataFrame, labels) -> tuple[np.ndarray, np.ndarray]:
+    """Row positions labelled and not held out (test or audit), and their class indices."""
+    rows = np.flatnonzero(frame["label"].notna().to_numpy() & ~frame["is_test"].to_numpy())
+    return rows, np.array([list(labels).index(v) for v in frame["label"].iloc[rows]], dtype=int)
+
+
+def suggestion(scored: Scores, row: int, labels, is_audit: bool = False) -> dict:
+    """Row ``row`` of the pool as a suggestion: id, text, whether it is an audit text, the label
+    shown (by the shown scores' rule), its probability and every label's."""
+    frame, proba, labels = scored.frame, scored.proba, list(labels)
+    p = None if proba is None else proba[row]
+    best = None if p is None else int(scored.pred[row])
+    return {"id": frame["id"].iloc[row], "text": frame["text"].iloc[row], "audit": is_audit,
+            "suggested": None if best is None else labels[best],
+            "probability": None if best is None else float(p[best]),
+            "proba": None if p is None else dict(zip(labels, map(float, p)))}
 
 
 def score_pool(frame: pd.DataFrame, emb: np.ndarray, rows: np.ndarray, y_idx: np.ndarray, labels,
@@ -128,3 +207,45 @@ def score_pool(frame: pd.DataFrame, emb: np.ndarray, rows: np.ndarray, y_idx: np
            decisions.fit_rule(shown, decisions.blend(fit.oof, zero_shot[fit.rows], weight), fit.y_idx,
                               labels, rule, positive_label))
     return Scores(frame, emb, fit, shown, decisions.decide(shown, labels, cut), weight, scores)
+
+
+def queue_rows(scored: Scores, blocked: np.ndarray, k: int, *, strategy: str, salt: str, audit_rate: float,
+               shown: int, seed: int = 0) -> tuple[list[int], np.ndarray]:
+    """The rows of the next ``k`` texts to show, in order, and the random audit rows among them.
+
+    Parameters
+    ----------
+    scored : Scores
+        The pool as shown (:func:`score_pool`).
+    blocked : ndarray of bool
+        Rows not to offer (skipped, or held for another annotator).
+    k : int
+    strategy : str
+        A query strategy (:data:`agilecls.loop.strategies.STRATEGIES`).
+    salt, audit_rate, shown
+        The project's audit draw, the share of audit texts and the texts shown so far
+        (:func:`agilecls.loop.audit.next_audit_rows`).
+    seed : int, default=0
+
+    Returns
+    -------
+    picks : list of int
+        The strategy's rows with the audit rows spread evenly through them.
+    audit_rows : ndarray of int
+    """
+    frame, fit = scored.frame, scored.fit
+    unlabelled = frame["label"].isna().to_numpy() & ~blocked
+    audit_rows, reserve = audit.next_audit_rows(frame, unlabelled, salt, audit_rate, k, shown)
+    free = unlabelled & ~frame["is_test"].to_numpy() & ~reserve
+    pool = strategies.PoolScores(scored.embeddings, np.flatnonzero(free), None if fit is None else fit.raw,
+                                 None if fit is None else fit.ood)
+    chosen = strategies.select(strategy, pool, k - len(audit_rows), seed)
+    return spread(list(chosen), list(audit_rows)), audit_rows
+
+
+def spread(chosen: list, extra: list) -> list:
+    """``chosen`` with ``extra`` placed at even intervals through it (not all at its end)."""
+    total = len(chosen) + len(extra)
+    slots = {int((i + 0.5) * total / len(extra)) for i in range(len(extra))} if extra else set()
+    rest, more = iter(chosen), iter(extra)
+    return [next(more) if j in slots else next(rest) for j in range(total)]

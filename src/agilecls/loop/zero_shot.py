@@ -16,6 +16,8 @@ from typing import Sequence
 
 import numpy as np
 
+from ..lm.classifier import AgileClassifier
+
 SCORERS = ("similarity", "llm", "combined")
 #: Softmax temperature over cosine similarities (they differ by a few hundredths between labels).
 TEMPERATURE = 0.05
@@ -47,8 +49,6 @@ def similarity_proba(text_emb: np.ndarray, label_emb: np.ndarray, temperature: f
 def llm_proba(texts: Sequence[str], labels: Sequence[str], instructions: str = "", model: str | None = None,
               progress: bool = True) -> np.ndarray:
     """The language model's zero-shot probabilities over ``labels`` (bundled default model)."""
-    from ..lm.classifier import AgileClassifier
-
     params = {"labels": list(labels), "progress": progress}
     if instructions:
         params["instructions"] = instructions
@@ -58,13 +58,15 @@ def llm_proba(texts: Sequence[str], labels: Sequence[str], instructions: str = "
 
 
 def zero_shot_proba(scorer: str, texts: Sequence[str], text_emb: np.ndarray, label_emb: np.ndarray,
-                    labels: Sequence[str], instructions: str = "", progress: bool = True) -> np.ndarray:
-    """Pre-label probabilities [texts, labels] by ``scorer`` (one of :data:`SCORERS`)."""
+                    labels: Sequence[str], instructions: str = "", progress: bool = True, *,
+                    model: str | None = None) -> np.ndarray:
+    """Pre-label probabilities [texts, labels] by ``scorer`` (one of :data:`SCORERS`); ``model``:
+    the language model of the ``llm`` and ``combined`` scorers (None: the bundled default)."""
     if scorer not in SCORERS:
         raise ValueError(f"unknown zero-shot scorer {scorer!r}; choose one of {', '.join(SCORERS)}")
     if scorer == "similarity":
         return similarity_proba(text_emb, label_emb)
-    llm = llm_proba(texts, labels, instructions, progress=progress)
+    llm = llm_proba(texts, labels, instructions, model, progress)
     if scorer == "llm":
         return llm
     return (llm + similarity_proba(text_emb, label_emb)) / 2

@@ -23,11 +23,7 @@ from fastapi import FastAPI, HTTPException, Query
 from starlette.concurrency import run_in_threadpool
 
 from ..jsonsafe import jsonable
-from ..loop import Project, ProjectError, review
-from ..loop import jobs as loop_jobs
-from ..loop.decisions import can_fit
-from ..loop.project import DEFAULT_STRATEGY
-from ..loop.strategies import STRATEGIES
+from ..loop import Project, ProjectError
 from ..salience.methods import METHODS
 from ..salience.spans import aggregate
 from .schemas import (
@@ -83,7 +79,7 @@ def text_view(data: dict, text: str, granularities=TEXT_GRANULARITIES) -> dict:
 def explain_text(project: Project, text_id: str, method: str, label: str | None = None) -> dict:
     """Salience of the newest version's decision on one text, for ``label`` (None: its prediction).
 
-    :func:`agilecls.loop.review.explain_row` on the newest version (a full version through its
+    :meth:`agilecls.loop.Project.explain` on the newest version (a full version through its
     encoder member), made JSON-safe for the page.
 
     Parameters
@@ -102,9 +98,8 @@ def explain_text(project: Project, text_id: str, method: str, label: str | None 
         JSON-safe :func:`text_view` of the explanation, with ``version``: the version explained.
     """
     newest = project.version()
-    text = project.store.text(text_id)["text"]
-    data = review.explain_row(project, text_id, method, version=newest["id"], label=label,
-                              granularities=TEXT_GRANULARITIES)
+    text = project.text(text_id)["text"]
+    data = project.explain(text_id, method, version=newest["id"], label=label, granularities=TEXT_GRANULARITIES)
     data = text_view(data, text)
     data["version"] = newest["id"]
     return plain(data)
@@ -135,48 +130,31 @@ def add_label_routes(app: FastAPI, folder: str | os.PathLike, queue: WorkQueue, 
 
     def known(text_id: str) -> dict:
         try:
-            return project.store.text(text_id)
+            return project.text(text_id)
         except ProjectError as err:
             raise HTTPException(404, str(err)) from None
-
-    def current_job() -> dict | None:
-        jobs = loop_jobs.refresh(project.store)
-        return jobs[-1] if jobs else None
 
     @app.get(PREFIX + "/status", responses=LABEL_RESPONSES)
     def status() -> dict:
         """Texts, labels per class, versions, the strategies and the newest training job."""
-        job = current_job()
         info = project.status()
-        info.pop("jobs", None)
+        jobs = info.pop("jobs")
         task = retrain["task"]
         return plain({**info, "retraining": bool(task is not None and not task.done()),
                       "retrain_error": retrain["error"], "name": project.meta.get("name") or project.folder.name,
-                      "instructions": project.meta.get("instructions", ""), "strategies": sorted(STRATEGIES),
-                      "default_strategy": DEFAULT_STRATEGY, "methods": list(METHODS), "job": job,
-                      "training": bool(job and job["status"] in loop_jobs.ACTIVE)})
+                      "instructions": project.meta.get("instructions", ""), "methods": list(METHODS),
+                      "job": jobs[-1] if jobs else None, "training": project.running_job() is not None})
 
     @app.post(PREFIX + "/next", responses=LABEL_RESPONSES)
     async def next_texts(req: NextRequest) -> list[dict]:
         """The next texts to label, with the suggested label and its probability; they are kept
         from other clients' queues for a while."""
-        strategy = req.strategy or DEFAULT_STRATEGY
-        return plain(await run(lambda: project.suggest(req.k, strategy, client=req.client)))
+        return plain(await run(lambda: project.suggest(req.k, req.strategy, client=req.client)))
 
     retrain: dict = {"task": None, "error": None}
 
-    def labels_waiting() -> bool:
-        """Whether ``retrain_every`` training labels arrived since the newest fast version."""
-        every = project.settings()["retrain_every"]
-        if not every:
-            return False
-        frame = project.store.frame()
-        rows, y_idx = project.training_rows(frame)
-        fast_versions = [v for v in project.versions() if v["kind"] == "fast"]
-        return len(rows) - (fast_versions[-1]["n_labels"] if fast_versions else 0) >= every and can_fit(y_idx)
-
     def retrain_due() -> bool:
-        return (retrain["task"] is None or retrain["task"].done()) and labels_waiting()
+        return (retrain["task"] is None or retrain["task"].done()) and project.labels_waiting()
 
     async def retrain_in_background() -> None:
         """Retrain until no ``retrain_every`` labels wait (labels keep coming while it trains)."""
@@ -184,7 +162,7 @@ def add_label_routes(app: FastAPI, folder: str | os.PathLike, queue: WorkQueue, 
             while True:
                 await run(lambda: project.train("fast"))
                 retrain["error"] = None
-                if not await run_in_threadpool(labels_waiting):
+                if not await run_in_threadpool(project.labels_waiting):
                     return
         except Exception as err:  # shown on the page; the next label tries again
             retrain["error"] = f"{type(err).__name__}: {err}"
@@ -198,21 +176,21 @@ def add_label_routes(app: FastAPI, folder: str | os.PathLike, queue: WorkQueue, 
         due = await run_in_threadpool(retrain_due)
         if due:
             retrain["task"] = asyncio.ensure_future(retrain_in_background())
-        return {**entry, "counts": await run_in_threadpool(project.store.label_counts), "retraining": due}
+        return {**entry, "counts": await run_in_threadpool(project.label_counts), "retraining": due}
 
     @app.post(PREFIX + "/undo", responses=LABEL_RESPONSES)
     def undo(req: UndoRequest) -> dict:
         """Take back this client's newest label; ``text`` is that text again (null: nothing to undo)."""
         entry = project.undo(annotator=req.client)
-        return {"undone": entry, "text": None if entry is None else project.store.text(entry["id"]),
-                "counts": project.store.label_counts()}
+        return {"undone": entry, "text": None if entry is None else project.text(entry["id"]),
+                "counts": project.label_counts()}
 
     @app.post(PREFIX + "/test", responses=LABEL_RESPONSES)
     def hold_out(req: HoldOutRequest) -> dict:
         """Hold a text out for testing (never trained on), or put it back."""
         known(req.id)
         project.mark_test(req.id, req.is_test)
-        return project.store.text(req.id)
+        return project.text(req.id)
 
     @app.post(PREFIX + "/skip", responses=LABEL_RESPONSES)
     def skip(req: SkipRequest) -> dict:
@@ -229,13 +207,13 @@ def add_label_routes(app: FastAPI, folder: str | os.PathLike, queue: WorkQueue, 
             version = await run(lambda: project.train("fast"))
             newest = next(v for v in project.versions() if v["id"] == version)
             return plain({"kind": "fast", "version": newest})
-        job = await run_in_threadpool(current_job)
-        if job and job["status"] in loop_jobs.ACTIVE:
+        job = await run_in_threadpool(project.running_job)
+        if job is not None:
             raise HTTPException(409, f"training job {job['id']} is still running; wait for it or cancel it")
         try:
             if not project.versions():
                 raise ProjectError("train a version first: Publish distils the serving version")
-            job_id = await run_in_threadpool(loop_jobs.start_training, project.folder, req.kind)
+            job_id = await run_in_threadpool(project.start_training, req.kind)
         except ProjectError as err:  # another request started one meanwhile, or nothing to distil
             raise HTTPException(409, str(err)) from None
         return {"kind": req.kind, "job": job_id}
@@ -255,9 +233,9 @@ def add_label_routes(app: FastAPI, folder: str | os.PathLike, queue: WorkQueue, 
     @app.post(PREFIX + "/cancel", responses=LABEL_RESPONSES)
     def cancel(req: CancelRequest) -> dict:
         """Stop a running training job."""
-        if not any(j["id"] == req.job for j in project.store.jobs()):
+        if not any(j["id"] == req.job for j in project.jobs()):
             raise HTTPException(404, f"no training job {req.job}")
-        return plain(loop_jobs.cancel(project.folder, req.job))
+        return plain(project.cancel(req.job))
 
     @app.get(PREFIX + "/versions", responses=LABEL_RESPONSES)
     def versions() -> list[dict]:
@@ -272,12 +250,12 @@ def add_label_routes(app: FastAPI, folder: str | os.PathLike, queue: WorkQueue, 
     @app.get(PREFIX + "/errors", responses=LABEL_RESPONSES)
     async def errors(limit: int = Query(50, ge=1, le=1000)) -> list[dict]:
         """Training rows whose out-of-fold prediction disagrees with their label."""
-        return plain(await run(lambda: review.errors(project, limit)))
+        return plain(await run(lambda: project.errors(limit)))
 
     @app.get(PREFIX + "/issues", responses=LABEL_RESPONSES)
     async def issues(limit: int = Query(50, ge=1, le=1000)) -> list[dict]:
         """Rows whose label may be wrong (cleanlab), the likeliest first."""
-        return plain(await run(lambda: review.label_issues(project, limit)))
+        return plain(await run(lambda: project.label_issues(limit)))
 
     @app.post(PREFIX + "/explain", responses=LABEL_RESPONSES)
     async def explain_route(req: ExplainRequest) -> dict:
