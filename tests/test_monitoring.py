@@ -100,10 +100,12 @@ def test_drift_state_stays_ok_in_distribution_and_flips_on_a_one_topic_stream(se
 
 def test_label_shift_and_psi_by_hand():
     profile = ReferenceProfile.from_predictions(["a"] * 50 + ["b"] * 50, np.linspace(0, 1, 100))
-    p_same, tvd_same = label_shift(profile, ["a"] * 100 + ["b"] * 100)
-    p_moved, tvd_moved = label_shift(profile, ["a"] * 180 + ["b"] * 20)
+    p_same, tvd_same, chance = label_shift(profile, ["a"] * 100 + ["b"] * 100)
+    p_moved, tvd_moved, _ = label_shift(profile, ["a"] * 180 + ["b"] * 20)
     assert p_same > 0.5 and tvd_same < 0.01
     assert p_moved < 1e-6 and abs(tvd_moved - 0.4) < 0.01
+    # two samples of 100 and 200 from shares (0.5, 0.5): E|difference| = sqrt(2/pi * 0.25 * (1/100 + 1/200))
+    assert chance == pytest.approx(np.sqrt(2 / np.pi * 0.25 * 0.015), rel=1e-6)
     assert population_stability([0.5, 0.5], [0.5, 0.5]) == pytest.approx(0.0)
     # (0.9 - 0.5) ln(0.9/0.5) + (0.1 - 0.5) ln(0.1/0.5), with the 1e-4 floor
     assert population_stability([0.5, 0.5], [0.9, 0.1]) == pytest.approx(0.4 * np.log(1.8) + 0.4 * np.log(5), rel=1e-3)
