@@ -3,6 +3,15 @@
 The public names below load on first use, so ``import agilecls`` (and the CLI's start) stays fast
 and importing one part never drags in the others.
 
+Imports go at the top of each module. An import inside a function is kept for two reasons only:
+start-up time, where the import would load torch, transformers, peft, sentence-transformers,
+scikit-learn, matplotlib, uvicorn, small-text or cleanlab (or an agilecls module that does) on a
+path that must stay light (``agilecls --help`` and every command's start, ``import agilecls``, the
+recipes' registry, reading a saved model's manifest); and optional extras (Ray, the bundled Gemma
+weights), imported only by the code that needs them. Nothing else needs a comment: an import inside
+a function means one of these. ``tests/test_architecture.py`` counts these imports too when it
+checks that the modules form no cycle.
+
 Examples
 --------
 >>> from agilecls import AgileClassifier, EncoderClassifier, EnsembleClassifier, load_classifier

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 import pandas as pd
+import pyarrow
 
 from .validation import DatasetError
 
@@ -240,7 +241,6 @@ def _chunks(path: Path, columns: list[str], chunk_size: int | None, all_columns:
 
 
 def _parquet(path):
-    import pyarrow
     import pyarrow.parquet as pq
 
     try:

@@ -36,7 +36,7 @@ def write_frame(frame: pd.DataFrame, path: Path, fmt: str) -> None:
 def concatenate(parts: Sequence[Path], out: Path, fmt: str) -> None:
     """Join chunk files into ``out``, streaming: one part in memory at a time."""
     if fmt == "parquet":
-        import pyarrow.parquet as pq  # pyarrow loads only for Parquet files
+        import pyarrow.parquet as pq
 
         writer = None
         try:

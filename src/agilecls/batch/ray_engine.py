@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.csv as pacsv
 
 from ..persistence import is_saved, load_classifier
 from ..readers import check_columns
@@ -66,7 +67,6 @@ def _reader(source: str):
         return ray.data.read_parquet(source)
     if fmt == "jsonl":
         return ray.data.read_json(source, lines=True)
-    import pyarrow.csv as pacsv
 
     options = {"parse_options": pacsv.ParseOptions(delimiter="\t" if fmt == "tsv" else ","),
                "convert_options": pacsv.ConvertOptions(strings_can_be_null=False)}

@@ -10,6 +10,7 @@ import os
 
 import typer
 
+from .. import __version__
 from . import classify, demo, distill, explain, info, monitor, predict, project, serve, train
 from .common import DEBUG_ENV, SETTINGS, guarded, prints_result
 
@@ -19,8 +20,6 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 
 def _print_version(value: bool) -> None:
     if value:
-        from .. import __version__
-
         typer.echo(f"agilecls {__version__}")
         raise typer.Exit()
 

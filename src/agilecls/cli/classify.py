@@ -17,10 +17,10 @@ from .multilabel import LABEL_COLUMNS_HELP, MULTILABEL_HELP, check_matches, eval
 def evaluate(clf, data, report: Path, title: str, info: dict, proba=None, seconds: float | None = None) -> dict:
     """Predict ``data`` (unless its ``proba`` is given, computed in ``seconds``), print the metrics
     table and write the HTML report."""
-    from ..encoders.classifier import EncoderClassifier  # loads torch/pandas: only when the command runs
-    from ..evaluation.metrics import format_table  # loads torch/pandas: only when the command runs
-    from ..evaluation.plots import ood_histogram  # loads torch/pandas: only when the command runs
-    from ..evaluation.report import write_report  # loads torch/pandas: only when the command runs
+    from ..encoders.classifier import EncoderClassifier
+    from ..evaluation.metrics import format_table
+    from ..evaluation.plots import ood_histogram
+    from ..evaluation.report import write_report
 
     if proba is None:
         start = time.perf_counter()
@@ -130,9 +130,9 @@ def register(app: typer.Typer) -> None:
                      label_columns: str | None = typer.Option(None, help=LABEL_COLUMNS_HELP),
                      as_json: bool = typer.Option(False, "--json", help="Print the metrics as one JSON object.")):
         """Evaluate a classifier on a dataset: metrics table + HTML report."""
-        from ..datasets import load_dataset  # loads torch/pandas: only when the command runs
-        from ..lm.classifier import AgileClassifier  # loads torch/pandas: only when the command runs
-        from ..lm.loading import DEFAULT_MODEL  # loads torch/pandas: only when the command runs
+        from ..datasets import load_dataset
+        from ..lm.classifier import AgileClassifier
+        from ..lm.loading import DEFAULT_MODEL
 
         check_output_file(report, "--report")
         check_split(ctx, data)

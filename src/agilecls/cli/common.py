@@ -18,6 +18,8 @@ import typer
 
 from ..jsonsafe import jsonable
 from ..persistence import is_saved, load_classifier
+from ..readers import read_text_stream
+from ..readers import read_texts as read_file_texts
 
 #: ``agilecls --debug`` (or this variable set to 1): errors show their traceback instead of one line.
 DEBUG_ENV = "AGILECLS_DEBUG"
@@ -116,9 +118,6 @@ def check_split(ctx: click.Context, data: str | None, name: str = "split") -> No
 def read_texts(texts: list[str], file: Path | None, text_col: str) -> list[str]:
     """Texts from arguments, a file (one per line, or CSV/TSV/JSONL/Parquet with ``text_col``) or
     standard input."""
-    from ..readers import read_text_stream
-    from ..readers import read_texts as read_file_texts
-
     if file is not None:
         return read_file_texts(file, text_col)
     if texts:
@@ -171,7 +170,7 @@ def load_or_zero_shot(model: str | None, labels: str | None, **params):
         return load_classifier(model)
     if not parse_labels(labels):
         raise ValueError("give --labels a,b,... (or --model a saved classifier folder)")
-    from ..lm.classifier import AgileClassifier  # loads torch/pandas: only when the command runs
-    from ..lm.loading import DEFAULT_MODEL  # loads torch/pandas: only when the command runs
+    from ..lm.classifier import AgileClassifier
+    from ..lm.loading import DEFAULT_MODEL
 
     return AgileClassifier(labels=parse_labels(labels), model=model or DEFAULT_MODEL, **params).fit()

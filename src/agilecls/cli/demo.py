@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from ..recipes import build_recipe
 from .classify import evaluate
 from .common import check_output_file, check_output_folder, refuse
 
@@ -24,8 +25,6 @@ DEMO_HOLDOUT = 0.25
 def demo_estimator(train, model: str | None, encoder: str, combine: str, holdout: float, threshold: str | None,
                    epochs: int):
     """The demo's tuned classifier, unfitted: the ``best`` recipe (``llm`` when ``encoder`` is '')."""
-    from ..recipes import build_recipe  # loads no torch until it builds
-
     return build_recipe("best" if encoder else "llm", train.labels, model=model, encoder=encoder or "minilm",
                         instructions=train.meta["instructions"], positive=train.meta.get("positive_label"),
                         holdout=holdout, combine=combine, threshold=threshold or "none", llm={"epochs": epochs})
@@ -79,9 +78,9 @@ def register(app: typer.Typer) -> None:
         """The main job: classify the ETHOS hate-speech test split with the bundled default model,
         LoRA-tuned on ETHOS training rows in a few minutes on a CPU and joined by a sentence-encoder
         head (or prompted, with --no-tune)."""
-        from ..datasets import load_ethos  # loads torch/pandas: only when the command runs
-        from ..lm.classifier import AgileClassifier  # loads torch/pandas: only when the command runs
-        from ..lm.loading import DEFAULT_MODEL  # loads torch/pandas: only when the command runs
+        from ..datasets import load_ethos
+        from ..lm.classifier import AgileClassifier
+        from ..lm.loading import DEFAULT_MODEL
 
         check_options(ctx, tune, encoder, combine)
         check_output_file(report, "--report")
@@ -124,11 +123,8 @@ def register(app: typer.Typer) -> None:
         result = {"model": name, "data": test.name, "texts": len(test), "report": str(report),
                   "out": None if out is None else str(out)}
         if tune and encoder:  # each member alone and their plain mean, for comparison with the ensemble
-            from ..ensemble import soft_vote  # loads torch/pandas: only when the command runs
-            from ..evaluation.metrics import (  # loads torch/pandas: only when the command runs
-                classification_metrics,
-                format_table,
-            )
+            from ..ensemble import soft_vote
+            from ..evaluation.metrics import classification_metrics, format_table
 
             start = time.perf_counter()
             members = clf.member_probas(test.texts)

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from ..persistence import load_classifier
+from ..readers import read_texts
 from .common import check_output_folder, check_split, refuse
 
 DATA = typer.Argument(..., help="Unlabelled texts the teacher labels and the student learns from: "
@@ -36,10 +38,8 @@ def register(app: typer.Typer) -> None:
                 as_json: bool = typer.Option(False, "--json", help="Print what was distilled as one JSON object.")):
         """Distil a saved classifier into a fine-tuned sentence encoder that predicts many times faster,
         and save it as an ordinary classifier folder (predict, serve and load_classifier use it)."""
-        from ..datasets import load_dataset  # loads torch/pandas: only when the command runs
-        from ..distillation import distill as run_distillation  # loads torch: only when the command runs
-        from ..persistence import load_classifier
-        from ..readers import read_texts
+        from ..datasets import load_dataset
+        from ..distillation import distill as run_distillation
 
         check_output_folder(out)
         if labeled is None:

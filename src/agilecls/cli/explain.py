@@ -73,7 +73,7 @@ def register(app: typer.Typer) -> None:
                 as_json: bool = typer.Option(False, "--json", help="Print the explanations as one JSON object."),
                 top: int = typer.Option(5, help="How many top spans to list.")):
         """Which parts of a prompt made the model write its answer (or a classifier pick its label)."""
-        from ..salience.explanation import explain as run_explain  # loads torch/pandas: only when the command runs
+        from ..salience.explanation import explain as run_explain
 
         check_options(ctx, method, granularity, as_json, model, labels, target)
         if report is not None:
@@ -87,7 +87,7 @@ def register(app: typer.Typer) -> None:
         def load():
             if labels or (model and is_saved(model)):
                 return load_or_zero_shot(model, labels, progress=False)
-            from ..lm.loading import DEFAULT_MODEL, load_lm  # loads torch/pandas: only when the command runs
+            from ..lm.loading import DEFAULT_MODEL, load_lm
 
             return load_lm(model or DEFAULT_MODEL)
 
@@ -103,7 +103,7 @@ def register(app: typer.Typer) -> None:
                 typer.echo(f"({exp.seconds:.2f} s)")
             pages.append((record.get("source") or f"prompt {len(pages) + 1}", exp))
         if report is not None:
-            from ..salience.render import render_html  # loads torch/pandas: only when the command runs
+            from ..salience.render import render_html
 
             body = "".join(f"<h2>{escape(title)}</h2>" + render_html(exp, granularity, pattern, fragment=True)
                            for title, exp in pages)

@@ -7,13 +7,15 @@ from pathlib import Path
 
 import typer
 
+from .. import __version__
+from ..persistence import load_classifier, read_manifest
+
 
 def machine_facts(measure: bool) -> dict:
     """The device, dtype and batch sizes agilecls chooses here (``measure``: load the default
     language model and measure its scoring batch now, if this machine has not yet)."""
     import torch
 
-    from .. import __version__
     from ..runtime import cache_dir, machine_key, pick_device, pick_dtype
 
     device = pick_device("auto")
@@ -38,8 +40,6 @@ def machine_facts(measure: bool) -> dict:
 
 def model_facts(folder: Path) -> dict:
     """A saved classifier's estimator, classes, recipe or teacher, and description."""
-    from ..persistence import load_classifier, read_manifest
-
     manifest = read_manifest(folder)
     clf = load_classifier(folder)
     return {"folder": str(folder), "estimator": manifest["estimator"], "describe": clf.describe(),

@@ -9,6 +9,8 @@ from typing import Optional
 
 import typer
 
+from ..persistence import load_classifier
+from ..readers import read_texts
 from .common import fail
 
 
@@ -75,8 +77,6 @@ def register(app: typer.Typer) -> None:
         traffic with it (/healthz, /metrics)."""
         from ..datasets import load_dataset
         from ..monitoring.drift import record_profile
-        from ..persistence import load_classifier
-        from ..readers import read_texts
 
         texts = read_texts(data, text_col) if Path(data).is_file() else load_dataset(data, split).texts
         texts = texts[:limit] if limit is not None else texts

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import typer
 
-from ..validation import is_multilabel
+from ..validation import check_multilabel_y, is_multilabel
 
 MULTILABEL_HELP = ("Multi-label: each text has any number of labels, given in --label-col as a JSON list "
                    "([\"a\", \"b\"]) or joined by | (a|b), blank for none; or use --label-columns.")
@@ -33,10 +33,9 @@ def check_matches(clf, multilabel: bool, source: str) -> None:
 def evaluate_multilabel(clf, data, report: Path, title: str, info: dict) -> dict:
     """Predict ``data`` (a multi-label TextDataset), print the metrics and the per-label F1 table and
     write the HTML report."""
-    from ..calibration.multilabel import label_cuts  # only when the command runs
-    from ..evaluation.metrics import format_table  # loads torch/pandas: only when the command runs
-    from ..evaluation.report import per_label_rows, write_multilabel_report  # only when the command runs
-    from ..validation import check_multilabel_y  # only when the command runs
+    from ..calibration.multilabel import label_cuts
+    from ..evaluation.metrics import format_table
+    from ..evaluation.report import per_label_rows, write_multilabel_report
 
     labels = [str(c) for c in clf.classes_]
     unknown = sorted(set(data.labels) - set(labels))

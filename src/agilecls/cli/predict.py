@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from ..batch.io import output_format
 from ..persistence import is_saved
 from .common import check_output_file, check_output_folder, check_split, fail, parse_labels, refuse
 
@@ -39,9 +40,9 @@ def register(app: typer.Typer) -> None:
                 as_json: bool = JSON):
         """Label every row of a file with a saved classifier; rows that cannot be scored get an
         error column value and the job goes on."""
-        from ..batch.local import predict_file  # loads torch: only when the command runs
-        from ..datasets import load_dataset  # pandas: only when the command runs
-        from ..runtime import cache_dir  # torch: only when the command runs
+        from ..batch.local import predict_file
+        from ..datasets import load_dataset
+        from ..runtime import cache_dir
 
         if not is_saved(model):
             fail(f"--model {model} is not a saved classifier; create one with `agilecls train`")
@@ -54,7 +55,6 @@ def register(app: typer.Typer) -> None:
             check_output_folder(out)
             return _predict_on_ray(model, data, out, text_col, id_col, kept, actors, batch_size, ray_address)
         refuse(ctx, ["ray_address", "actors", "batch_size"], "needs --engine ray")
-        from ..batch.io import output_format  # pandas: only when the command runs
 
         check_output_file(out)
         output_format(out)

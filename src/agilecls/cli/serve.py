@@ -37,9 +37,9 @@ def register(app: typer.Typer) -> None:
               project: Path | None = PROJECT):
         """Serve saved classifiers at POST /v1/predict (and GET /healthz), the salience /
         prompt-debugging app at http://HOST:PORT and, with --project, the labelling page at /label."""
-        import uvicorn  # loads torch/pandas: only when the command runs
+        import uvicorn
 
-        from ..server import create_app  # loads torch/pandas: only when the command runs
+        from ..server import create_app
 
         named = {}
         for folder in model or []:

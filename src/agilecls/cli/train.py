@@ -14,6 +14,7 @@ import click
 import typer
 
 from ..lm.config import TuningConfig
+from ..readers import read_texts
 from ..recipes import RECIPES, recipe_help
 from .common import check_output_folder, check_split, parse_labels, refuse
 from .multilabel import LABEL_COLUMNS_HELP, MULTILABEL_HELP
@@ -194,8 +195,7 @@ def check_options(ctx: click.Context, o: TrainOptions) -> None:
 
 def load_training_data(o: TrainOptions):
     """(dataset, unlabelled texts or None) of the options."""
-    from ..datasets import load_dataset  # loads torch/pandas: only when the command runs
-    from ..readers import read_texts
+    from ..datasets import load_dataset
 
     dataset = load_dataset(o.data, o.split, o.text_col, o.label_col, parse_labels(o.labels), multilabel=o.multilabel,
                            label_columns=parse_labels(o.label_columns))

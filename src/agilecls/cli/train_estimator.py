@@ -7,6 +7,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from ..recipes import build_recipe, check_recipe_data
+
 #: Ensemble encoder members by kind (see ``agilecls.encoders.members.ENCODER_MEMBERS``): name prefix.
 MEMBER_PREFIX = {"logistic": "enc", "finetuned": "encft"}
 
@@ -37,7 +39,7 @@ def reject_split(texts: list[str], y: list[str], oos_label: str, share: float, s
     """(fit texts, fit labels, calibration texts, calibration labels) for ``--reject``: every
     out-of-scope row and a stratified ``share`` of the in-scope rows are held out to choose the
     reject threshold and the temperature on; the classifier trains on the rest."""
-    from sklearn.model_selection import train_test_split  # loads scipy: only when the command runs
+    from sklearn.model_selection import train_test_split
 
     oos = [i for i, v in enumerate(y) if v == oos_label]
     inside = [i for i, v in enumerate(y) if v != oos_label]
@@ -80,8 +82,6 @@ def recipe_estimator(name: str | None, dataset, many: bool, model: list[str] | N
     combine : {"stack", "vote"} or None, default=None
         How ``best`` (and ``distilled``'s teacher) joins its members (None: the recipe's own).
     """
-    from ..recipes import build_recipe, check_recipe_data
-
     name = name or ("llm" if many else "best")
     check_recipe_data(name, dataset.y)
     if model and len(model) > 1:
@@ -100,8 +100,8 @@ def recipe_estimator(name: str | None, dataset, many: bool, model: list[str] | N
 def custom_estimator(o, dataset, many: bool, tuning: dict):
     """The estimator that ``train``'s ``--encoder``, ``--ensemble-*``, several ``--model``,
     ``--calibrate``, ``--threshold`` or ``--reject`` compose (``o``: the command's options)."""
-    from ..encoders.classifier import EncoderClassifier  # loads torch/pandas: only when the command runs
-    from ..ensemble import EnsembleClassifier  # loads torch/pandas: only when the command runs
+    from ..encoders.classifier import EncoderClassifier
+    from ..ensemble import EnsembleClassifier
 
     folds = o.folds
     if o.encoder:
@@ -116,7 +116,7 @@ def custom_estimator(o, dataset, many: bool, tuning: dict):
             clf = EnsembleClassifier(members, labels=dataset.labels, combine=o.combine or "vote", cv=folds,
                                      threshold=None if o.calibrate or many else o.threshold, pos_label=o.pos_label)
     if o.calibrate or (o.threshold and (many or not isinstance(clf, EnsembleClassifier))):
-        from ..calibration.classifier import CalibratedClassifier  # loads torch: only when the command runs
+        from ..calibration.classifier import CalibratedClassifier
 
         return CalibratedClassifier(clf, method="auto" if o.calibrate else "none", cv=folds,
                                     threshold=o.threshold, pos_label=o.pos_label, ensemble=o.average_folds)
@@ -128,9 +128,9 @@ def custom_estimator(o, dataset, many: bool, tuning: dict):
 def ensemble_members(o, dataset, many: bool, tuning: dict) -> list[tuple[str, object]]:
     """(name, unfitted estimator) of each ``--ensemble-encoder``, ``--ensemble-finetuned-encoder``
     and ``--model`` (the bundled default when none is given)."""
-    from ..encoders.members import encoder_member  # loads torch/pandas: only when the command runs
-    from ..lm.classifier import AgileClassifier  # loads torch/pandas: only when the command runs
-    from ..lm.loading import DEFAULT_MODEL  # loads torch/pandas: only when the command runs
+    from ..encoders.members import encoder_member
+    from ..lm.classifier import AgileClassifier
+    from ..lm.loading import DEFAULT_MODEL
 
     def tuned(spec: str) -> AgileClassifier:
         return AgileClassifier(labels=dataset.labels, model=spec, tuning="lora",

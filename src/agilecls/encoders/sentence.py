@@ -130,7 +130,7 @@ def resolve_encoder(name: str) -> tuple[str, str]:
 
 def load_sentence_transformer(name: str, device: str | None = "auto"):
     """A ``SentenceTransformer`` for a bundled name, a folder or a hub id."""
-    from sentence_transformers import SentenceTransformer  # ~7 s to import: only when an encoder loads
+    from sentence_transformers import SentenceTransformer
 
     target, _ = resolve_encoder(name)
     try:

@@ -75,7 +75,7 @@ class LayerSplit:
             ids = torch.tensor([list(prefix)], device=self.lm.device)
             cache = None
             if self.n_lower:
-                from transformers import DynamicCache  # transformers' cache module: only when tuning
+                from transformers import DynamicCache
 
                 cache = DynamicCache(config=self.lm.base_model().config)
             hidden = self._run_lower(ids, torch.ones_like(ids), cache)
@@ -130,7 +130,7 @@ class LayerSplit:
         """The key/value cache of the prefix for ``batch`` rows: the top layers' part computed now
         (it depends on the adapters being trained), the lower layers' part from the store. The skip
         layers never read the lower part, but the model reads the cache's length from its first layer."""
-        from transformers import DynamicCache  # transformers' cache module: only when tuning
+        from transformers import DynamicCache
 
         prefix_h, lower_cache = self._prefix(prefix)
         cache = DynamicCache(config=self.lm.base_model().config)

@@ -135,7 +135,7 @@ def _converted_dir(gguf_path: Path) -> Path:
 
 def convert_gguf(gguf_path: Path, progress: bool = True) -> Path:
     """Dequantise a GGUF file once into a safetensors folder (atomic: temp folder, then rename)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer  # the auto classes import slowly
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     target = _converted_dir(gguf_path)
     if (target / "config.json").exists():
@@ -223,7 +223,7 @@ def load_lm(spec: str | LanguageModel | None = None, device: str | None = None,
 
 
 def _load(spec: str, device: str, dtype: str | None) -> LanguageModel:
-    from transformers import AutoModelForCausalLM, AutoTokenizer  # the auto classes import slowly
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     start = time.perf_counter()
     kind, where = resolve(spec)

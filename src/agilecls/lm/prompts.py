@@ -14,6 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..encoders.sentence import load_sentence_transformer
 from .loading import LanguageModel
 
 DEFAULT_INSTRUCTIONS = "Classify the following text into one of the following classes"
@@ -135,8 +136,6 @@ def select_examples(texts: Sequence[str], y: Sequence[str], labels: Sequence[str
     vectors = None
     if strategy == "similar":
         if embed is None:
-            from ..encoders.sentence import load_sentence_transformer  # sentence-transformers loads only when asked
-
             embed = load_sentence_transformer("minilm").encode
         vectors = np.asarray(embed(list(texts)), dtype=np.float64)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True) + 1e-12

@@ -127,7 +127,7 @@ def load_state(cls, folder: Path, manifest: dict, model=None, device: str | None
 
 
 def _load_adapters(lm: LanguageModel, config, file: Path) -> None:
-    from peft import set_peft_model_state_dict  # peft takes seconds to import: only for tuned models
+    from peft import set_peft_model_state_dict
 
     add_lora(lm, config)
     result = set_peft_model_state_dict(lm.model, load_file(str(file), device=str(lm.device)))

@@ -30,7 +30,7 @@ from .scoring import LabelScorer
 
 
 def lora_config(config: TuningConfig, n_layers: int):
-    from peft import LoraConfig  # peft takes seconds to import: only when tuning
+    from peft import LoraConfig
 
     return LoraConfig(r=config.rank, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
                       target_modules=config.module_names(), layers_to_transform=config.layer_indices(n_layers),
@@ -40,7 +40,7 @@ def lora_config(config: TuningConfig, n_layers: int):
 
 def add_lora(lm: LanguageModel, config: TuningConfig) -> LanguageModel:
     """Wrap ``lm.model`` (a private copy) with fresh LoRA adapters; the seed fixes their initial values."""
-    from peft import get_peft_model  # seconds to import: only when tuning
+    from peft import get_peft_model
 
     n_layers = len(decoder_layers(lm))
     config.check(n_layers)
@@ -52,7 +52,7 @@ def add_lora(lm: LanguageModel, config: TuningConfig) -> LanguageModel:
 
 
 def adapter_state(lm: LanguageModel) -> dict[str, torch.Tensor]:
-    from peft import get_peft_model_state_dict  # seconds to import: only when saving adapters
+    from peft import get_peft_model_state_dict
 
     return {k: v.detach().cpu().contiguous() for k, v in get_peft_model_state_dict(lm.model).items()}
 
@@ -61,7 +61,7 @@ def lr_scheduler(optimizer, config: TuningConfig, total_steps: int):
     """The config's learning-rate schedule over ``total_steps`` optimizer steps. Decaying to zero
     steadies the last epochs: with a constant rate the decision threshold swung from epoch to epoch
     (ETHOS validation F1 0.86 then 0.68 one epoch later; 0.84 then 0.83 with the linear decay)."""
-    from transformers import get_scheduler  # transformers' optimization module is slow to import
+    from transformers import get_scheduler
 
     name = "constant_with_warmup" if config.lr_schedule == "constant" else config.lr_schedule
     return get_scheduler(name, optimizer, num_warmup_steps=int(config.warmup_fraction * total_steps),

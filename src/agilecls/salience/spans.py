@@ -10,6 +10,8 @@ import bisect
 import re
 from typing import Sequence
 
+import regex  # a dependency of transformers; time limits that the standard re lacks
+
 GRANULARITIES = ("tokens", "words", "sentences", "lines", "paragraphs", "regex")
 
 _PATTERNS = {
@@ -44,8 +46,6 @@ def user_regex_matches(pattern: str | None, text: str, timeout: float = REGEX_TI
     ...
     ValueError: regex '(a+)+$' nests quantifiers (a repeated group that repeats inside), which can take exponential time; rewrite it without the outer repeat, e.g. (a+) instead of (a+)+
     """
-    import regex  # a dependency of transformers; time limits that the standard re lacks
-
     if not pattern:
         raise ValueError("granularity 'regex' needs a pattern")
     if _NESTED_QUANTIFIER.search(pattern):
