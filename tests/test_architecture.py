@@ -81,7 +81,8 @@ def test_importing_persistence_imports_no_estimator_and_no_torch():
     code = ("import sys, agilecls.persistence as p; "
             "print(sorted(m for m in sys.modules if m.startswith(('agilecls', 'torch'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert eval(out) == ["agilecls", "agilecls.atomic", "agilecls.jsonsafe", "agilecls.persistence", "agilecls.registry"]
+    assert eval(out) == ["agilecls", "agilecls.atomic", "agilecls.jsonsafe", "agilecls.persistence",
+                         "agilecls.registry"]
 
 
 def test_load_classifier_finds_registered_estimators():

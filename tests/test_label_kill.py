@@ -3,6 +3,7 @@ is in the reopened project, and every version it registered still loads and pred
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -76,10 +77,8 @@ def kill_while_labelling_and_training(folder, texts: list[str], delay: float, cl
         while len(acked) < 6 and labeller.is_alive():
             time.sleep(0.05)
         def train_until_killed():
-            try:
+            with contextlib.suppress(httpx.TransportError):  # the kill cuts the request off
                 httpx.post(url + P + "train", json={"kind": "fast"}, timeout=120)
-            except httpx.TransportError:  # the kill cuts the request off
-                pass
 
         trainer = threading.Thread(target=train_until_killed, daemon=True)
         trainer.start()

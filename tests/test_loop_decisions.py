@@ -112,7 +112,8 @@ def test_audit_interval_covers_the_pool_value_and_says_when_it_is_too_small():
         assert est["enough"] and est["low"] <= est["value"] <= est["high"]
         covered += est["low"] <= truth <= est["high"]
     assert covered >= 88
-    few = audit.estimate(np.array([0] * 10 + [1] * 2), np.full((12, 2), 0.5), np.zeros(12, int), ["ok", "toxic"], "toxic")
+    few = audit.estimate(np.array([0] * 10 + [1] * 2), np.full((12, 2), 0.5), np.zeros(12, int), ["ok", "toxic"],
+                         "toxic")
     assert not few["enough"] and few["value"] is None and "needs 3" in few["reason"]
     small = audit.estimate(np.zeros(5, int), np.full((5, 2), 0.5), np.zeros(5, int), ["ok", "toxic"], "toxic")
     assert not small["enough"] and "label 7 more" in small["reason"]

@@ -101,7 +101,8 @@ def test_project_errors_are_one_line(tmp_path, source):
     for call in (lambda: project.label("t1", "eggs"), lambda: project.label("nope", "billing"),
                  lambda: project.suggest(4, "psychic"), lambda: project.train(),
                  lambda: Project.create(project.folder, ["a", "b"]), lambda: Project(tmp_path),
-                 lambda: Project.create(tmp_path / "x", ["only"]), lambda: project.export(tmp_path / "p.csv", "predictions")):
+                 lambda: Project.create(tmp_path / "x", ["only"]),
+                 lambda: project.export(tmp_path / "p.csv", "predictions")):
         with pytest.raises(ValueError) as err:
             call()
         assert "\n" not in str(err.value)

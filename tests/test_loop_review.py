@@ -19,12 +19,12 @@ LABELS = ["supermercados", "deportes"]
 def tweets(tmp_path_factory):
     """100 tweets of two classes (50 each) in a CSV file, with their true labels."""
     data = load_tweets("train")
-    rows = [(t, y) for t, y in zip(data.texts, data.y) if y in LABELS]
+    rows = [(t, y) for t, y in zip(data.texts, data.y, strict=False) if y in LABELS]
     frame = pd.DataFrame(rows, columns=["text", "label"]).groupby("label").head(50).reset_index(drop=True)
     frame.insert(0, "id", [f"w{i}" for i in range(len(frame))])
     path = tmp_path_factory.mktemp("tweets") / "tweets.csv"
     frame[["id", "text"]].to_csv(path, index=False)
-    return path, dict(zip(frame["id"], frame["label"]))
+    return path, dict(zip(frame["id"], frame["label"], strict=False))
 
 
 def labelled_through_the_queue(folder, tweets, n: int, **settings) -> Project:

@@ -54,7 +54,8 @@ def test_new_keeps_the_model_and_label_descriptions_the_llm_prelabels_use(tmp_pa
     project.import_texts(texts)
     assert project.prelabel("llm", progress=False) == 2  # the tiny model scores them: no other model is loaded
     assert len(project.store.prelabels()[1]) == 2
-    for bad, says in ((["--describe", "Positive"], "LABEL=TEXT"), (["--describe", "praise=kind words"], "unknown label"),
+    for bad, says in ((["--describe", "Positive"], "LABEL=TEXT"),
+                      (["--describe", "praise=kind words"], "unknown label"),
                       (["--describe", "Positive=a", "--describe", "Positive=b"], "twice")):
         out = run("project", "new", tmp_path / "bad", "--labels", "Positive,Negative", *bad, code=2)
         assert says in out

@@ -174,7 +174,7 @@ def fit_rule(pool_proba: np.ndarray, oof: np.ndarray, y_idx: np.ndarray, labels,
 
 def rule_state(labels, priors, threshold: DecisionThreshold | None, calibration: str) -> dict:
     """A version's decision rule as saved in its row: the pool's shares, the map, the cut, in words."""
-    return {"priors": dict(zip(labels, map(float, priors))), "calibration": calibration,
+    return {"priors": dict(zip(labels, map(float, priors), strict=False)), "calibration": calibration,
             "threshold": None if threshold is None else threshold.to_dict(),
             "describe": ("the most probable class under the pool's class shares" if threshold is None
                          else threshold.describe().replace("out of fold", "expected on the pool"

@@ -12,6 +12,7 @@ JOB_ID KIND``); this module starts, cancels and checks it through the project's 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -32,10 +33,9 @@ def start_training(folder: str | os.PathLike, kind: str = "full") -> int:
     store = ProjectStore(folder)
     refresh(store)
     job_id = store.start_job(kind)
-    log = open(Path(folder) / f"job-{job_id}.log", "ab")
-    proc = subprocess.Popen([sys.executable, "-m", "agilecls.loop.worker", str(folder), str(job_id), kind],
-                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-    log.close()
+    with open(Path(folder) / f"job-{job_id}.log", "ab") as log:  # the process keeps its own copy
+        proc = subprocess.Popen([sys.executable, "-m", "agilecls.loop.worker", str(folder), str(job_id), kind],
+                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     store.update_job(job_id, pid=proc.pid)
     return job_id
 
@@ -58,10 +58,8 @@ def cancel(store: ProjectStore, job_id: int | None = None) -> dict:
     if job["status"] in ACTIVE:
         store.update_job(job_id, status="cancelled")  # first, so the dying job does not record a failure
         if job["pid"]:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(job["pid"], signal.SIGTERM)
-            except ProcessLookupError:
-                pass
     return next(j for j in store.jobs() if j["id"] == job_id)
 
 

@@ -94,7 +94,7 @@ def stopping(store: ProjectStore, labels: Sequence[str]) -> dict:
 
 def review_state(labels: Sequence[str], counts: np.ndarray) -> dict:
     """Whether possible label errors are listed, and why not."""
-    short = [lab for lab, n in zip(labels, counts) if 0 < n < REVIEW_MIN_PER_CLASS]
+    short = [lab for lab, n in zip(labels, counts, strict=False) if 0 < n < REVIEW_MIN_PER_CLASS]
     enough = not short and (counts > 0).sum() >= 2
     return {"enough": enough, "min_per_class": REVIEW_MIN_PER_CLASS,
             "message": None if enough else (f"possible label errors are listed once every label has "

@@ -164,7 +164,7 @@ def suggestion(scored: Scores, row: int, labels, is_audit: bool = False) -> dict
     return {"id": frame["id"].iloc[row], "text": frame["text"].iloc[row], "audit": is_audit,
             "suggested": None if best is None else labels[best],
             "probability": None if best is None else float(p[best]),
-            "proba": None if p is None else dict(zip(labels, map(float, p)))}
+            "proba": None if p is None else dict(zip(labels, map(float, p), strict=False))}
 
 
 def score_pool(frame: pd.DataFrame, emb: np.ndarray, rows: np.ndarray, y_idx: np.ndarray, labels,

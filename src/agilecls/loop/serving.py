@@ -12,7 +12,7 @@ and take the project's labels; :class:`agilecls.loop.Project` calls them.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd

@@ -18,8 +18,9 @@ answers under the pool's class shares and decides by the version's rule, so ``ag
   pool's class shares, with the project's decision rule (:func:`agilecls.loop.decisions.fit_pool`);
 - full: the ``best`` recipe (:mod:`agilecls.recipes`), a LoRA-tuned language model stacked with a
   fine-tuned sentence encoder by a logistic regression on a quarter of the labels held out, its
-  probabilities moved to the pool's class shares and cut the same way. Scoring every text then goes through the streaming
-  batch engine (:func:`agilecls.batch.local.predict_file`), with progress, in the job's process;
+  probabilities moved to the pool's class shares and cut the same way. Scoring every text then
+  goes through the streaming batch engine (:func:`agilecls.batch.local.predict_file`), with
+  progress, in the job's process;
 - distilled (:meth:`Project.publish`): the serving version distilled into the project's sentence
   encoder on the pool's texts, fast to serve (:mod:`agilecls.distillation`).
 """
@@ -28,8 +29,8 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -66,7 +67,7 @@ def check_training(y_idx: np.ndarray, labels: Sequence[str], kind: str = "fast")
     if short:
         per_class = per_class or MIN_PER_CLASS
         raise ProjectError(f"need at least {per_class} labels in each of two classes to train "
-                           f"(have {dict(zip(labels, counts.tolist()))})")
+                           f"(have {dict(zip(labels, counts.tolist(), strict=False))})")
 
 
 def retrain_due(y_idx: np.ndarray, versions: list[dict], every: int) -> bool:

@@ -12,7 +12,7 @@ Three scorers, compared by ``bench/defaults/zero_shot_scorers.py`` on the tweets
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

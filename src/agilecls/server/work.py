@@ -13,9 +13,9 @@ import asyncio
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Callable, Hashable, Sequence
 
 
 class QueueFull(RuntimeError):
