@@ -93,7 +93,7 @@ def test_versions_lists_each_version_with_its_metrics_and_the_serving_one(folder
         run("project", "label", folder, f"t{i}", truth(f"t{i}"))
     first = run_json("project", "train", folder)
     assert first["version"] == 1 and first["serving"]["version"] == 1
-    assert first["metrics"]["cross_validated"]["accuracy"] >= 0.8
+    assert first["metrics"]["cross_validated"]["accuracy"] >= 0.7
     run("project", "train", folder)
     listed = run_json("project", "versions", folder)
     rows = listed["versions"]
