@@ -12,6 +12,7 @@ from agilecls import EncoderClassifier
 from agilecls.monitoring import DriftMonitor, ReferenceProfile, record_profile
 from agilecls.monitoring.drift import label_shift, population_stability
 from agilecls.server import create_app
+
 from conftest import build_tiny_sentence_encoder, topic_texts
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -126,6 +127,7 @@ def test_monitor_prints_the_served_state_and_profile_records_one(served_folder, 
     from typer.testing import CliRunner
 
     from agilecls.cli import app as cli
+
     from conftest import serve_in_thread
 
     texts, _ = topic_texts(TOPICS, 6, 10)

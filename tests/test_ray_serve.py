@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 
 from agilecls import EncoderClassifier
 from agilecls.server import create_app
+
 from conftest import build_tiny_sentence_encoder, free_port, topic_texts
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("one_thread")]
@@ -49,7 +50,8 @@ def test_ray_serve_answers_equal_the_local_server(ray_server):
     for got in answers:  # several requests: both replicas answer
         assert [p["label"] for p in got["predictions"]] == [p["label"] for p in expected["predictions"]]
         np.testing.assert_allclose([[p["probabilities"][c] for c in TOPICS] for p in got["predictions"]],
-                                   [[p["probabilities"][c] for c in TOPICS] for p in expected["predictions"]], atol=1e-6)
+                                   [[p["probabilities"][c] for c in TOPICS] for p in expected["predictions"]],
+                                   atol=1e-6)
         np.testing.assert_allclose([p["ood_score"] for p in got["predictions"]],
                                    [p["ood_score"] for p in expected["predictions"]], atol=1e-6)
     refused = httpx.post(f"{url}/v1/predict", json={"texts": texts, "classifier": "nope"}, timeout=60)

@@ -144,6 +144,17 @@ class ProjectStore:
                             [(i, lab, annotator, now) for i, lab in given])
         return len(ids)
 
+    def add_served(self, ids: Sequence[str], texts: Sequence[str], extras: Sequence[dict]) -> int:
+        """Append texts a server answered, in one transaction, skipping ids already present (a served
+        text's id is its hash, so a text served twice is stored once); returns how many were new."""
+        with self.transaction() as con:
+            start = con.execute("SELECT COALESCE(MAX(position) + 1, 0) FROM texts").fetchone()[0]
+            before = con.total_changes
+            con.executemany("INSERT OR IGNORE INTO texts (id, position, text, extra) VALUES (?, ?, ?, ?)",
+                            [(i, start + n, t, json.dumps(e, default=str)) for n, (i, t, e)
+                             in enumerate(zip(ids, texts, extras))])
+            return con.total_changes - before
+
     def frame(self) -> pd.DataFrame:
         """Every text in import order: id, text, is_test, audit, label (None if unlabelled), extra (dict)."""
         with self.connect() as con:

@@ -26,7 +26,6 @@ import threading
 from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 from scipy.stats import chi2_contingency
@@ -63,8 +62,8 @@ class ReferenceProfile:
 
     labels: list[str]
     shares: list[float]
-    score_edges: Optional[list[float]] = None
-    score_shares: Optional[list[float]] = None
+    score_edges: list[float] | None = None
+    score_shares: list[float] | None = None
     texts: int = 0
     source: str = ""
 
@@ -100,7 +99,7 @@ class ReferenceProfile:
         return path
 
     @classmethod
-    def load(cls, folder) -> Optional[ReferenceProfile]:
+    def load(cls, folder) -> ReferenceProfile | None:
         """The profile saved in ``folder``, or None when it has none."""
         path = Path(folder) / PROFILE_FILE
         return cls.from_dict(json.loads(path.read_text(encoding="utf-8"))) if path.is_file() else None

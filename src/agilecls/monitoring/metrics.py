@@ -22,7 +22,7 @@ series stays bounded; requests to unknown paths count under ``other``.
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from collections.abc import Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -41,7 +41,7 @@ class ServerMetrics:
         Returns the number of waiting requests when ``/metrics`` is read.
     """
 
-    def __init__(self, queue_depth: Optional[Callable[[], float]] = None):
+    def __init__(self, queue_depth: Callable[[], float] | None = None):
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter("agilecls_requests", "HTTP requests answered.", ["route", "status"], registry=r)
@@ -70,7 +70,7 @@ class ServerMetrics:
         self.requests.labels(route, str(status)).inc()
         self.latency.labels(route).observe(seconds)
 
-    def predictions(self, classifier: str, labels, scores, out_of_scope: Optional[list[bool]] = None) -> None:
+    def predictions(self, classifier: str, labels, scores, out_of_scope: list[bool] | None = None) -> None:
         """Count one scored batch: its size, each text's label and out-of-scope score."""
         self.batch.labels(classifier).observe(len(labels))
         self.texts.labels(classifier, "ok").inc(len(labels))

@@ -8,7 +8,6 @@ histogram's buckets, interpolated linearly inside a bucket as Prometheus' ``hist
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Optional
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -27,7 +26,7 @@ def total(samples: dict, name: str, **match) -> float:
     return sum(v for labels, v in samples.get(name, {}).items() if set(match.items()) <= set(labels))
 
 
-def histogram_quantile(samples: dict, name: str, q: float, **match) -> Optional[float]:
+def histogram_quantile(samples: dict, name: str, q: float, **match) -> float | None:
     """The ``q`` quantile of histogram ``name`` (its ``_bucket`` samples), None without observations."""
     buckets: dict[float, float] = defaultdict(float)
     for labels, value in samples.get(f"{name}_bucket", {}).items():
@@ -48,14 +47,15 @@ def histogram_quantile(samples: dict, name: str, q: float, **match) -> Optional[
     return lower
 
 
-def summarise(now: dict, health: dict, before: Optional[dict] = None, seconds: float = 0.0) -> dict:
+def summarise(now: dict, health: dict, before: dict | None = None, seconds: float = 0.0) -> dict:
     """The server's state from a reading of ``/metrics`` (``now``, parsed by :func:`read_metrics`)
     and ``/healthz``; with an earlier reading ``before`` taken ``seconds`` earlier, the rates too."""
     texts_ok = total(now, "agilecls_texts_total", status="ok")
     by_label: dict[str, float] = defaultdict(float)
     for labels, value in now.get("agilecls_predicted_total", {}).items():
         by_label[dict(labels)["label"]] += value
-    errors = sum(v for labels, v in now.get("agilecls_requests_total", {}).items() if int(dict(labels)["status"]) >= 400)
+    requests = now.get("agilecls_requests_total", {})
+    errors = sum(v for labels, v in requests.items() if int(dict(labels)["status"]) >= 400)
     out = {"requests": total(now, "agilecls_requests_total"), "errors": errors, "texts": texts_ok,
            "queue_depth": total(now, "agilecls_queue_depth"),
            "latency_p50_s": histogram_quantile(now, "agilecls_request_seconds", 0.5, route="/v1/predict"),
@@ -79,4 +79,5 @@ def summary_line(s: dict) -> str:
     oos = "" if s["out_of_scope_share"] is None else f"; out of scope {s['out_of_scope_share']:.0%}"
     drift = "; drift: " + ", ".join(f"{k} {v}" for k, v in s["drift"].items()) if s["drift"] else ""
     return (f"{rate}{s['texts']:.0f} texts, {s['requests']:.0f} requests ({s['errors']:.0f} errors), queue "
-            f"{s['queue_depth']:.0f}, p50 {ms(s['latency_p50_s'])}, p95 {ms(s['latency_p95_s'])} | {shares}{oos}{drift}")
+            f"{s['queue_depth']:.0f}, p50 {ms(s['latency_p50_s'])}, p95 {ms(s['latency_p95_s'])} "
+            f"| {shares}{oos}{drift}")

@@ -25,6 +25,7 @@ from fastapi.staticfiles import StaticFiles
 from ..ensemble import MemberNeeded
 from ..lm.classifier import AgileClassifier
 from ..lm.loading import DEFAULT_MODEL, LanguageModel, load_lm
+from ..loop.feedback import ServedSampler
 from ..monitoring.drift import ReferenceProfile
 from ..persistence import load_classifier
 from ..readers import parse_prompt_records
@@ -63,7 +64,7 @@ def _view(exp, pattern: str | None) -> dict:
 
 def create_app(model=None, classifiers: dict | None = None, max_body: int = MAX_BODY, token: str | None = None,
                max_pending: int = 64, max_batch: int = 64, max_wait: float = 0.02,
-               time_limit: float = 120.0, project: str | os.PathLike | None = None) -> FastAPI:
+               time_limit: float = 120.0, project: str | os.PathLike | None = None, sample: float = 0.0) -> FastAPI:
     """The app.
 
     Parameters
@@ -84,6 +85,9 @@ def create_app(model=None, classifiers: dict | None = None, max_body: int = MAX_
     project : path or None, default=None
         A labelling project folder (:class:`agilecls.loop.Project`): adds the labelling page at
         ``/label`` and its API under ``/api/project`` (guarded by the token like all of ``/api``).
+    sample : float, default=0.0
+        With ``project``: the share of the texts answered at ``/v1/predict`` appended to the
+        project's pool (:class:`agilecls.loop.feedback.ServedSampler`; 0 = none).
     """
     app = FastAPI(title="agilecls", version="1",
                   description="Predictions from saved classifiers; salience of prompt tokens, generation and "
@@ -154,7 +158,14 @@ def create_app(model=None, classifiers: dict | None = None, max_body: int = MAX_
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     folders = {name: c for name, c in (classifiers or {}).items() if isinstance(c, (str, os.PathLike))}
     profiles = {name: p for name, p in ((n, ReferenceProfile.load(f)) for n, f in folders.items()) if p is not None}
-    add_prediction_routes(app, trained, queue, time_limit, profiles=profiles)
+    sampler = None
+    if sample:
+        if project is None:
+            raise ValueError("sampling served texts needs a project to put them in (--project DIR)")
+        sampler = ServedSampler(project, sample)
+        app.router.on_shutdown.append(sampler.close)
+    app.state.sampler = sampler
+    add_prediction_routes(app, trained, queue, time_limit, profiles=profiles, sampler=sampler)
     app.state.project = None if project is None else add_label_routes(app, project, queue, time_limit)
     project_name = None if app.state.project is None else app.state.project.meta.get("name") or str(project)
 

@@ -25,9 +25,9 @@ def score_texts(clf, texts: list[str]) -> list[Prediction]:
     classes = [str(c) for c in clf.classes_]
     ood = details.get("ood_score")
     predictions = []
-    for i, (pred, proba) in enumerate(zip(decision_labels(details["pred"], classes), details["proba"])):
+    for i, (pred, proba) in enumerate(zip(decision_labels(details["pred"], classes), details["proba"], strict=True)):
         score = float(ood[i]) if ood is not None else math.nan
-        predictions.append(Prediction(label=pred, probabilities=dict(zip(classes, map(float, proba))),
+        predictions.append(Prediction(label=pred, probabilities=dict(zip(classes, map(float, proba), strict=True)),
                                       ood_score=score if math.isfinite(score) else None))
     return predictions
 
@@ -43,9 +43,10 @@ def named_classifier(classifiers: dict, name: str | None):
 
 
 def add_prediction_routes(app: FastAPI, classifiers: dict, queue: WorkQueue, time_limit: float, *,
-                          profiles: dict[str, ReferenceProfile] | None = None) -> ServerMetrics:
+                          profiles: dict[str, ReferenceProfile] | None = None, sampler=None) -> ServerMetrics:
     """Add the prediction routes for ``classifiers`` (``{name: fitted classifier}``) to ``app``, with a
-    drift monitor for each classifier that has a reference profile in ``profiles``; returns the
+    drift monitor for each classifier that has a reference profile in ``profiles``, and a
+    :class:`~agilecls.loop.feedback.ServedSampler` (or None) offered every answered text; returns the
     server's metrics."""
     metrics = ServerMetrics(queue_depth=lambda: queue.pending)
     monitors = {name: DriftMonitor(profile) for name, profile in (profiles or {}).items() if name in classifiers}
@@ -76,6 +77,8 @@ def add_prediction_routes(app: FastAPI, classifiers: dict, queue: WorkQueue, tim
         if name in monitors:
             monitors[name].update(labels, scores)
             metrics.drift(name, monitors[name].status())
+        if sampler is not None:
+            sampler.offer(name, texts, labels, scores)
         return predictions
 
     @app.get("/healthz", response_model=Health)

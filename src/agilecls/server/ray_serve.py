@@ -11,14 +11,13 @@ are those of the replica that answers; scrape each replica, or read Ray's own me
 from __future__ import annotations
 
 import os
-from typing import Optional
 
 #: Name of the Ray Serve application and deployment.
 APP_NAME = "agilecls"
 
 
-def build_deployment(classifiers: dict[str, str], *, replicas: int = 1, threads: Optional[int] = None,
-                     app_options: Optional[dict] = None):
+def build_deployment(classifiers: dict[str, str], *, replicas: int = 1, threads: int | None = None,
+                     app_options: dict | None = None):
     """A bound Ray Serve application serving saved classifier folders, ``replicas`` copies.
 
     Parameters
@@ -53,7 +52,7 @@ def build_deployment(classifiers: dict[str, str], *, replicas: int = 1, threads:
     return deployment.bind()
 
 
-def serve_on_ray(classifiers: dict[str, str], *, replicas: int = 1, address: Optional[str] = None,
+def serve_on_ray(classifiers: dict[str, str], *, replicas: int = 1, address: str | None = None,
                  host: str = "127.0.0.1", port: int = 8765, blocking: bool = True, **app_options):
     """Start (or join, with ``address``) a Ray cluster and serve ``classifiers`` on Ray Serve at
     ``http://host:port``; with ``blocking`` wait until interrupted, else return the app's handle."""

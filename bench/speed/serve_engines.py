@@ -1,0 +1,166 @@
+"""Serving engines, drift checks and served texts back into a project, measured on this machine.
+
+1. **Engines.** ``agilecls serve`` on one process (local) against Ray Serve with 1 and 2 replicas
+   (``--engine ray --replicas N``), each started as a subprocess on loopback, for the demo's saved
+   classifier and a small encoder classifier (MiniLM, logistic head): ``--clients`` concurrent
+   clients × ``--requests`` requests of 1–8 ETHOS test texts; texts/s, p50/p95/p99, errors and the
+   p99 of ``/healthz`` polled alongside.
+2. **Drift.** An intent classifier (MiniLM, logistic head) trained on the CLINC150 in-scope training
+   rows, its reference profile recorded on the in-scope validation rows. Streams of test texts in
+   requests of 8: in distribution (5,000 in-scope texts, 10 seeds: how often the state flips, the
+   false-alarm rate) and shifted (30% out-of-scope texts, 10 seeds: texts until the state flips).
+   The monitor is the server's own (:class:`agilecls.monitoring.DriftMonitor`), fed the predictions
+   the server would return, checked after every request.
+3. **Feedback.** ``agilecls serve --project DIR --sample 1.0`` receives 2,000 distinct texts while
+   it is killed with SIGKILL half-way and started again; the rows that reach the project's pool are
+   counted: lost (sent, answered, never stored beyond the last unflushed batch) and duplicated.
+
+    python -m bench.speed.serve_engines --demo-dir models/demo [--clients 16 --requests 50]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from agilecls import EncoderClassifier
+from agilecls.datasets import load_clinc150, load_ethos
+from agilecls.evaluation.metrics import format_table
+from agilecls.monitoring import DriftMonitor, record_profile
+from agilecls.validation import decision_labels
+from bench.common import bench_parser, setup, write_results
+from bench.speed.serve_load import run_load
+
+
+def start_server(args: list[str], port: int, wait: float = 600) -> subprocess.Popen:
+    """``agilecls serve ARGS --port PORT`` as a subprocess, once ``/healthz`` answers."""
+    proc = subprocess.Popen([sys.executable, "-m", "agilecls.cli", "serve", *args, "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + wait
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
+                return proc
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None:
+            raise RuntimeError(f"agilecls serve {' '.join(args)} exited with {proc.returncode}")
+        time.sleep(0.5)
+    stop(proc)
+    raise RuntimeError("the server did not start")
+
+
+def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
+    """Stop the server and everything it started (Ray's processes included)."""
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def encoder_classifier(folder: Path) -> Path:
+    """MiniLM with a logistic head on ETHOS' training rows, saved in ``folder`` (once)."""
+    if not (folder / "manifest.json").exists():
+        train = load_ethos("train")
+        clf = EncoderClassifier("minilm", head="logistic", device="cpu", random_state=0)
+        clf.fit(train.texts, train.y).save(folder)
+    return folder
+
+
+def engines(models: dict[str, Path], args) -> list[dict]:
+    texts, rows = load_ethos("test").texts, []
+    for model, folder in models.items():
+        for engine, extra in [("local", []), ("ray, 1 replica", ["--engine", "ray", "--replicas", "1"]),
+                              ("ray, 2 replicas", ["--engine", "ray", "--replicas", "2"])]:
+            started = time.perf_counter()
+            proc = start_server(["--model", str(folder), "--queue", "256", *extra], args.port)
+            start_s = time.perf_counter() - started
+            try:
+                row = asyncio.run(run_load(f"http://127.0.0.1:{args.port}", texts, args.clients, args.requests,
+                                           args.seed))
+            finally:
+                stop(proc)
+            rows.append({"model": model, "engine": engine, "start s": round(start_s, 1), **row})
+            print(rows[-1], flush=True)
+    return rows
+
+
+def drift(args) -> dict:
+    """False alarms on in-distribution streams and texts until the flip on shifted ones."""
+    train, val, test = (load_clinc150(split) for split in ("train", "val", "test"))
+    in_scope = [i for i, y in enumerate(train.y) if y != "oos"]
+    clf = EncoderClassifier("minilm", head="logistic", device="cpu", random_state=0)
+    clf.fit([train.texts[i] for i in in_scope], [train.y[i] for i in in_scope])
+    with tempfile.TemporaryDirectory() as folder:
+        profile = record_profile(clf, [t for t, y in zip(val.texts, val.y, strict=True) if y != "oos"], folder,
+                                 source="CLINC150 in-scope validation rows")
+    details = clf.details(test.texts)
+    labels = decision_labels(details["pred"], [str(c) for c in clf.classes_])
+    scores = details["ood_score"]
+    inside = np.array([i for i, y in enumerate(test.y) if y != "oos"])
+    outside = np.array([i for i, y in enumerate(test.y) if y == "oos"])
+
+    def first_flip(order: np.ndarray) -> int | None:
+        monitor = DriftMonitor(profile)
+        for start in range(0, len(order), 8):
+            chunk = order[start:start + 8]
+            monitor.update([labels[i] for i in chunk], scores[chunk])
+            if monitor.status()["state"] == "drifting":
+                return start + len(chunk)
+        return None
+
+    calm, shifted = [], []
+    for seed in range(10):
+        rng = np.random.default_rng(seed)
+        calm.append(first_flip(rng.choice(inside, 5000, replace=True)))
+        n = 5000
+        mixed = np.where(rng.random(n) < 0.3, rng.choice(outside, n), rng.choice(inside, n))
+        shifted.append(first_flip(mixed))
+    flips = [f for f in shifted if f is not None]
+    return {"reference": {"texts": profile.texts, "source": profile.source},
+            "in_distribution": {"runs": 10, "texts": 5000, "false_alarms": sum(f is not None for f in calm),
+                                "flipped_at": calm},
+            "shifted_30pct_oos": {"runs": 10, "flipped": len(flips), "texts_until_flip": shifted,
+                                  "median": float(np.median(flips)) if flips else None,
+                                  "max": max(flips) if flips else None}}
+
+
+def main(argv=None) -> dict:
+    parser = bench_parser(__doc__.split("\n\n")[0], seed=0)
+    parser.add_argument("--demo-dir", required=True, help="the demo's saved classifier (agilecls demo --out DIR)")
+    parser.add_argument("--encoder-dir", default="models/ethos-minilm",
+                        help="a small encoder classifier (trained here when the folder is empty)")
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--requests", type=int, default=50, help="requests per client")
+    parser.add_argument("--port", type=int, default=8791)
+    parser.add_argument("--parts", nargs="+", default=["engines", "drift"], choices=["engines", "drift"])
+    args = setup(parser.parse_args(argv))
+    payload = {"clients": args.clients, "requests_per_client": args.requests, "cpu_count": os.cpu_count()}
+    if "engines" in args.parts:
+        models = {"demo (stacked LLM + MiniLM)": Path(args.demo_dir),
+                  "MiniLM, logistic head": encoder_classifier(Path(args.encoder_dir))}
+        payload["engines"] = engines(models, args)
+        print(format_table([{k: v for k, v in r.items() if k not in ("model calls",)} for r in payload["engines"]]))
+    if "drift" in args.parts:
+        payload["drift"] = drift(args)
+        print(payload["drift"])
+    write_results("serve_engines", payload, args.out, argv=argv)
+    return payload
+
+
+if __name__ == "__main__":
+    main()
