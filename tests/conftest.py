@@ -29,7 +29,8 @@ def build_tiny_lm(arch: str = "llama", seed: int = 0, layers: int = 2, extra_wor
               "this was a the really very not is I love hate it . ! ? <eos> <pad> <bos> " + extra_words]
     tokenizer = Tokenizer(models.WordLevel(unk_token="<unk>"))
     tokenizer.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
-    tokenizer.train_from_iterator(corpus, trainers.WordLevelTrainer(special_tokens=["<unk>", "<pad>", "<eos>", "<bos>"]))
+    tokenizer.train_from_iterator(corpus,
+                                  trainers.WordLevelTrainer(special_tokens=["<unk>", "<pad>", "<eos>", "<bos>"]))
     tok = PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="<unk>", pad_token="<pad>",
                                   eos_token="<eos>", bos_token="<bos>")
     torch.manual_seed(seed)
@@ -115,7 +116,7 @@ def topic_texts(topics: dict[str, str], seed: int, n_per_class: int) -> tuple[li
 ML_TOPICS = {"sports": "goal match team score player ball coach league",
              "food": "pizza pasta bread cheese soup salad recipe dinner",
              "music": "song guitar album concert band drum melody singer"}
-ML_FILLER = "the a today really very some".split()
+ML_FILLER = ["the", "a", "today", "really", "very", "some"]
 ML_LABELS = sorted(ML_TOPICS)
 
 
@@ -151,7 +152,8 @@ def build_tiny_sentence_encoder(folder: Path, words) -> str:
     vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]"] + sorted(set(words)))}
     tok = Tokenizer(tok_models.WordLevel(vocab, unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+    tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]",
+                                                       special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]",
                                    cls_token="[CLS]", sep_token="[SEP]")
     torch.manual_seed(0)
@@ -173,7 +175,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-sync", "--no-first-run", "--disable-quic"]
 NEEDS_CHROMIUM = [pytest.mark.browser,
                   pytest.mark.skipif(not os.path.exists(CHROMIUM),
-                                     reason=f"{CHROMIUM} not found: install Debian's chromium (apt-get install -y chromium)")]
+                                     reason=f"{CHROMIUM} not found: install Debian's chromium "
+                                            "(apt-get install -y chromium)")]
 
 
 def free_port() -> int:

@@ -40,7 +40,7 @@ def _noisy_toy(seed: int, n: int):
     rng = np.random.default_rng(seed)
     flip = rng.random(len(y)) < 0.2
     names = sorted(TOPICS)
-    return texts, [names[1 - names.index(v)] if f else v for v, f in zip(y, flip)]
+    return texts, [names[1 - names.index(v)] if f else v for v, f in zip(y, flip, strict=True)]
 
 
 def test_calibration_lowers_out_of_fold_log_loss_on_a_toy_task():
@@ -131,14 +131,15 @@ def test_expected_f1_cut_maximises_the_f1_the_probabilities_expect_and_is_steadi
     # on 200 rows of labels drawn from the same calibrated probabilities, the best labelled cut jumps
     # from draw to draw; the expected-F1 cut sits near half the best F1 (Lipton et al. 2014)
     cuts = {"f1": [], "expected_f1": []}
-    for draw in range(40):
+    for _draw in range(40):
         q = rng.beta(0.8, 1.2, 200)
         labels = (rng.uniform(size=200) < q).astype(int)
         for rule in cuts:
             cuts[rule].append(fit_threshold(q, labels, rule, "yes").threshold)
     assert np.std(cuts["expected_f1"]) < np.std(cuts["f1"]) / 2
     big = rng.beta(0.8, 1.2, 20000)
-    best_f1 = max(2 * big[big >= c].sum() / ((big >= c).sum() + big.sum()) for c in np.quantile(big, np.linspace(0, 1, 400)))
+    best_f1 = max(2 * big[big >= c].sum() / ((big >= c).sum() + big.sum())
+                  for c in np.quantile(big, np.linspace(0, 1, 400)))
     assert expected_f1_cut(big) == pytest.approx(best_f1 / 2, abs=0.01)
 
 
@@ -209,7 +210,8 @@ def test_bad_settings_say_what_to_do(tiny_encoder_dir):
     with pytest.raises(ValueError, match="at least two examples of every class"):
         CalibratedClassifier(_encoder(tiny_encoder_dir)).fit(["refund money", "parcel late"], ["refund", "delivery"])
     for wrapper in (CalibratedClassifier(_encoder(tiny_encoder_dir), threshold="f1", pos_label="spam"),
-                    EnsembleClassifier([("a", _encoder(tiny_encoder_dir)), ("b", _encoder(tiny_encoder_dir, "softmax"))],
+                    EnsembleClassifier([("a", _encoder(tiny_encoder_dir)),
+                                        ("b", _encoder(tiny_encoder_dir, "softmax"))],
                                        threshold="f1", pos_label="spam")):
         with pytest.raises(ValueError, match="pos_label 'spam' is not one of the classes"):
             wrapper.fit(*_noisy_toy(0, 6))

@@ -38,7 +38,7 @@ def _noisy_toy(seed: int, n: int):
     texts, y = topic_texts(TOPICS, seed, n)
     flip = np.random.default_rng(seed).random(len(y)) < 0.2
     names = sorted(TOPICS)
-    return texts, [names[1 - names.index(v)] if f else v for v, f in zip(y, flip)]
+    return texts, [names[1 - names.index(v)] if f else v for v, f in zip(y, flip, strict=True)]
 
 
 def test_fold_models_are_averaged_after_one_map_fitted_on_every_out_of_fold_row(encoder_dir, tmp_path):

@@ -63,7 +63,10 @@ def test_per_label_thresholds_give_labels_back_to_an_underconfident_model(encode
     texts, y = multilabel_texts(90, seed=4)
     test_texts, test_y = multilabel_texts(60, seed=5)
     Y_test = check_multilabel_y(test_y, ML_LABELS)[0]
-    make = lambda: EncoderClassifier(encoder_dir, head="logistic", C=0.3, multilabel=True)
+
+    def make():
+        return EncoderClassifier(encoder_dir, head="logistic", C=0.3, multilabel=True)
+
     base = make().fit(texts, y)
     assert roc_auc_score(Y_test, base.predict_proba(test_texts), average="macro") > 0.9
     assert f1_score(Y_test, base.predict(test_texts), average="macro") < 0.1
@@ -114,7 +117,7 @@ def test_batch_prediction_and_the_server_answer_with_the_labels_at_their_thresho
     clf.save(tmp_path / "m")
     new = multilabel_texts(12, seed=8)[0]
     pred = clf.predict(new)
-    expected = ["|".join(label for label, v in zip(ML_LABELS, row) if v) for row in pred]
+    expected = ["|".join(label for label, v in zip(ML_LABELS, row, strict=True) if v) for row in pred]
     assert any("|" in e for e in expected) and len(set(expected)) > 2  # several labels, several answers
     pd.DataFrame({"text": new}).to_csv(tmp_path / "in.csv", index=False)
     predict_file(tmp_path / "m", tmp_path / "in.csv", tmp_path / "out.csv", chunk_size=5, progress=False)

@@ -80,7 +80,10 @@ def test_few_shot_selection_is_seeded_and_per_class():
     a = select_examples(TEXTS, Y, ["Positive", "Negative"], 2, seed=1)
     assert a == select_examples(TEXTS, Y, ["Positive", "Negative"], 2, seed=1)
     assert [lab for _, lab in a] == ["Positive", "Negative", "Positive", "Negative"]
-    fake_embed = lambda texts: np.array([[len(t), t.count("o")] for t in texts], dtype=float)
+
+    def fake_embed(texts):
+        return np.array([[len(t), t.count("o")] for t in texts], dtype=float)
+
     similar = select_examples(TEXTS, Y, ["Positive", "Negative"], 1, strategy="similar", embed=fake_embed)
     assert [lab for _, lab in similar] == ["Positive", "Negative"]
 
@@ -140,7 +143,7 @@ def test_classify_command_runs_as_a_subprocess():
     out = subprocess.run([sys.executable, "-m", "agilecls.cli", "classify", "--labels", "positive,negative",
                           "--json", POSITIVE[0], NEGATIVE[0]], capture_output=True, text=True, env=env, timeout=600)
     assert out.returncode == 0, out.stderr
-    rows = [json.loads(line) for line in out.stdout.splitlines()]
+    rows = json.loads(out.stdout)["predictions"]  # one JSON object on standard output
     assert [r["label"] for r in rows] == ["positive", "negative"]
     assert all(abs(sum(r["probabilities"].values()) - 1) < 1e-3 for r in rows)
     bad = subprocess.run([sys.executable, "-m", "agilecls.cli", "eval", "missing.csv"], capture_output=True,

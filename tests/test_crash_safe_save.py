@@ -56,7 +56,7 @@ def test_sigkill_at_each_step_leaves_a_loadable_model(tmp_path, references):
     deadline = time.time() + 180
     while not all(m.exists() or p.poll() is not None for _, m, p in runs.values()) and time.time() < deadline:
         time.sleep(0.05)
-    for step, (work, marker, proc) in runs.items():
+    for step, (_work, marker, proc) in runs.items():
         assert marker.exists(), (step, proc.stderr.read() if proc.poll() is not None else "never paused")
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()

@@ -17,8 +17,8 @@ from agilecls.calibration.classifier import CalibratedClassifier
 from agilecls.cli import app
 from agilecls.distillation import distill, soften
 
-SPORTS = "goal match team score player ball coach league".split()
-FOOD = "pizza pasta bread cheese soup salad recipe dinner".split()
+SPORTS = ["goal", "match", "team", "score", "player", "ball", "coach", "league"]
+FOOD = ["pizza", "pasta", "bread", "cheese", "soup", "salad", "recipe", "dinner"]
 
 
 class WordCountTeacher:
@@ -126,7 +126,7 @@ def test_a_project_publishes_its_serving_version_as_a_distilled_version(tmp_path
     path = tmp_path / "texts.csv"
     pd.DataFrame({"id": [f"t{i}" for i in range(60)], "text": texts}).to_csv(path, index=False)
     project.import_texts(path, id_col="id")
-    truth = dict(zip([f"t{i}" for i in range(60)], teacher.predict_proba(texts).argmax(1)))
+    truth = dict(zip([f"t{i}" for i in range(60)], teacher.predict_proba(texts).argmax(1), strict=True))
     for i in range(0, 60, 2):
         project.label(f"t{i}", ["food", "sports"][truth[f"t{i}"]])
     with TestClient(create_app(project=project.folder)) as client:  # the Publish button's request

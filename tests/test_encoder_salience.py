@@ -37,7 +37,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def tiny_encoder_dir(tmp_path_factory):
     """A 2-layer random BERT (word-level tokenizer; words outside it are [UNK]) + mean pooling +
     normalisation, saved as a sentence-transformers folder."""
-    return build_tiny_sentence_encoder(tmp_path_factory.mktemp("tiny_encoder"), set(" ".join(TOPICS.values()).split()) | {"how", "is", "in", "my", "and", "will", "it", ",", "?"})
+    return build_tiny_sentence_encoder(tmp_path_factory.mktemp("tiny_encoder"),
+                                       set(" ".join(TOPICS.values()).split())
+                                       | {"how", "is", "in", "my", "and", "will", "it", ",", "?"})
 
 
 _FITTED: dict = {}
@@ -83,7 +85,7 @@ def test_encoder_gradients_match_an_independent_computation(tiny_encoder_dir):
         clf.temperature_ = 1.0
     assert gi.target == clf.classes_[k] and gi.info["label"] == clf.classes_[k]
     assert gi.score == pytest.approx(math.log(proba[k]), abs=1e-5) and f == pytest.approx(gi.score, abs=1e-5)
-    assert gi.info["probabilities"] == pytest.approx(dict(zip(clf.classes_, proba)))
+    assert gi.info["probabilities"] == pytest.approx(dict(zip(clf.classes_, proba, strict=True)))
     expected = (grad * words).sum(-1).numpy()
     np.testing.assert_allclose([t["score"] for t in gi.tokens], expected, rtol=1e-3, atol=1e-6)
     assert sum(t["score"] for t in gi.tokens) == pytest.approx(float(expected.sum()), rel=1e-3, abs=1e-6)

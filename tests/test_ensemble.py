@@ -102,4 +102,5 @@ def test_train_predict_eval_commands_with_an_ensemble(learnable_lm, tmp_path):
     assert evaluated.exit_code == 0, evaluated.output
     assert "accuracy" in evaluated.output
     html = (tmp_path / "r.html").read_text()
-    assert "minilm + logistic head + minilm fine-tuned + softmax head + " in html and "(LoRA rank 4" in html and html.count("data:image/png") >= 3
+    assert "minilm + logistic head + minilm fine-tuned + softmax head + " in html and "(LoRA rank 4" in html
+    assert html.count("data:image/png") >= 3

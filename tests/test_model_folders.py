@@ -98,7 +98,8 @@ def test_folders_saved_before_hashes_still_load(saved, tmp_path):
 def test_a_damaged_ensemble_member_is_refused_through_the_members_own_hashes(tmp_path):
     from agilecls import EnsembleClassifier
 
-    members = [(name, EncoderClassifier("minilm", head="logistic", C=c, device="cpu")) for name, c in (("a", 1), ("b", 0.5))]
+    members = [(name, EncoderClassifier("minilm", head="logistic", C=c, device="cpu"))
+               for name, c in (("a", 1), ("b", 0.5))]
     EnsembleClassifier(members).fit(TEXTS, Y).save(tmp_path / "ens")
     manifest = json.loads((tmp_path / "ens" / MANIFEST).read_text())
     assert sorted(manifest["files"]) == ["a/agilecls.json", "b/agilecls.json"]  # member files are hashed once

@@ -37,7 +37,8 @@ def test_train_and_eval_with_a_list_column_and_with_label_columns(encoder_dir, t
     trained = run("train", tmp_path / "lists.csv", "--multilabel", "--label-col", "topics", "--encoder", encoder_dir,
                   "--out", tmp_path / "model")
     assert trained.exit_code == 0, trained.output
-    for data, options in [("lists.csv", ["--label-col", "topics"]), ("columns.csv", ["--label-columns", ",".join(ML_LABELS)])]:
+    for data, options in [("lists.csv", ["--label-col", "topics"]),
+                          ("columns.csv", ["--label-columns", ",".join(ML_LABELS)])]:
         report = tmp_path / f"{data}.html"
         out = run("eval", tmp_path / data, "--multilabel", *options, "--model", tmp_path / "model", "--report", report)
         assert out.exit_code == 0, out.output

@@ -41,7 +41,10 @@ def test_single_token_fast_path_equals_full_vocabulary_log_softmax(arch, request
             assert scores[i, k] == pytest.approx(full_logprobs(lm, list(p.prefix) + p.body, ids), abs=1e-4)
     # Default normalisation differs by a per-text constant only: the label softmax is unchanged.
     fast = LabelScorer(lm, label_ids, progress=False).score(prompts)
-    softmax = lambda s: np.exp(s - s.max(1, keepdims=True)) / np.exp(s - s.max(1, keepdims=True)).sum(1, keepdims=True)
+
+    def softmax(s):
+        return np.exp(s - s.max(1, keepdims=True)) / np.exp(s - s.max(1, keepdims=True)).sum(1, keepdims=True)
+
     np.testing.assert_allclose(softmax(fast), softmax(scores), atol=1e-5)
     assert np.ptp(fast - scores, axis=1) == pytest.approx(np.zeros(len(TEXTS)), abs=1e-4)
 

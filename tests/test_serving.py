@@ -216,8 +216,9 @@ def test_predict_api_serves_a_saved_ensemble_of_the_bundled_encoder(tmp_path):
     X = [t for texts in topics.values() for t in texts]
     y = [label for label, texts in topics.items() for _ in texts]
     folder = tmp_path / "ens"
-    EnsembleClassifier([("logistic", EncoderClassifier("minilm", head="logistic", device="cpu")),
-                        ("sngp", EncoderClassifier("minilm", head="sngp", device="cpu", epochs=5))]).fit(X, y).save(folder)
+    members = [("logistic", EncoderClassifier("minilm", head="logistic", device="cpu")),
+               ("sngp", EncoderClassifier("minilm", head="sngp", device="cpu", epochs=5))]
+    EnsembleClassifier(members).fit(X, y).save(folder)
     app = create_app(classifiers={"topics": str(folder)})
     expected = app.state.classifiers["topics"].details(["is it going to rain", "check my balance"])
     with TestClient(app) as client:

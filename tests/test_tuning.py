@@ -206,7 +206,7 @@ def test_length_grouped_batches_cover_every_row_once_with_little_padding():
     random_batches = np.array_split(np.random.default_rng(1).permutation(1000), 125)
     assert padding(batches) < 0.2 * padding(random_batches)
     again = length_grouped_batches(lengths, 8, np.random.default_rng(1))
-    assert all((a == b).all() for a, b in zip(batches, again))  # same seed, same schedule
+    assert all((a == b).all() for a, b in zip(batches, again, strict=True))  # same seed, same schedule
 
 
 def test_learning_rate_warms_up_then_decays_to_zero_on_the_linear_schedule(tiny_lm):
@@ -238,7 +238,10 @@ def test_calibration_folds_and_refit_share_one_lower_layer_cache(tiny_lm, monkey
         return real(self, prefix, rows, cache)
 
     monkeypatch.setattr(LayerSplit, "_lower_batch", counting)
-    make = lambda: CalibratedClassifier(tuned(tiny_lm, epochs=2, top_layers=1), method="sigmoid", cv=3)
+
+    def make():
+        return CalibratedClassifier(tuned(tiny_lm, epochs=2, top_layers=1), method="sigmoid", cv=3)
+
     shared = make().fit(TEXTS, Y)
     n_shared, rows_run[:] = sum(rows_run), []
     apart = make().fit(TEXTS, Y, lower_cache=None)  # every fit its own cache, as before

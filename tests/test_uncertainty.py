@@ -58,7 +58,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 @pytest.fixture(scope="session")
 def tiny_encoder_dir(tmp_path_factory):
     """A 2-layer random BERT + mean pooling + normalisation saved as a sentence-transformers folder."""
-    return build_tiny_sentence_encoder(tmp_path_factory.mktemp("tiny_encoder"), set(" ".join(TOPICS.values()).split()) | set(FAR_WORDS.split()))
+    return build_tiny_sentence_encoder(tmp_path_factory.mktemp("tiny_encoder"),
+                                       set(" ".join(TOPICS.values()).split()) | set(FAR_WORDS.split()))
 
 
 @pytest.fixture(scope="session")
@@ -222,7 +223,10 @@ def test_ood_metrics_threshold_and_abstention():
     score = rng.normal(size=300) + 1.5 * is_ood
     for target in (0.5, 0.8, 0.95):
         thr = choose_reject_threshold(score, ~is_ood, is_ood, f"recall:{target}")
-        recall = lambda t: (score[is_ood] > t).mean()
+
+        def recall(t):
+            return (score[is_ood] > t).mean()
+
         assert recall(thr) >= target
         assert max(t for t in score if recall(t - 1e-12) >= target) == pytest.approx(thr, abs=1e-9)
     with pytest.raises(ValueError, match="use 'f1'"):
@@ -299,7 +303,8 @@ def test_mahalanobis_ood_method_on_sngp_and_abstention(tiny_encoder_dir, toy_dat
 def test_fine_tuned_encoder_round_trip(tiny_encoder_dir, toy_data, tmp_path):
     (train_x, train_y), (test_x, _), far = toy_data
     base = SentenceEncoder(tiny_encoder_dir, device="cpu").embed(test_x, False)
-    clf = _clf(tiny_encoder_dir, head="sngp", fine_tune=True, epochs=2, encoder_learning_rate=1e-3).fit(train_x, train_y)
+    clf = _clf(tiny_encoder_dir, head="sngp", fine_tune=True, epochs=2,
+               encoder_learning_rate=1e-3).fit(train_x, train_y)
     assert not np.allclose(clf.embed(test_x), base, atol=1e-4)  # the encoder itself changed
     out = clf.save(tmp_path / "ft")
     assert (out / "encoder" / "model.safetensors").exists()
@@ -343,7 +348,8 @@ def test_minilm_end_to_end_on_clinc():
     intents = ["balance", "book_flight", "weather", "play_music", "recipe"]
     train = load_clinc150("train", include_oos=False)
     test = load_clinc150("test", include_oos=True)
-    tx, ty = zip(*[(t, y) for t, y in zip(train.texts, train.y) if y in intents][:: 2])  # 50 per intent
+    tx, ty = zip(*[(t, y) for t, y in zip(train.texts, train.y, strict=True) if y in intents][:: 2],
+                 strict=True)  # 50 per intent
     keep = [i for i, y in enumerate(test.y) if y in intents]
     oos = [i for i, y in enumerate(test.y) if y == "oos"][:60]
     clf = EncoderClassifier("minilm", head="sngp", epochs=40, device="cpu").fit(list(tx), list(ty))

@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 import os
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -98,7 +98,7 @@ class TextDataset:
     def __len__(self) -> int:
         return len(self.texts)
 
-    def head(self, n: int) -> "TextDataset":
+    def head(self, n: int) -> TextDataset:
         return TextDataset(self.texts[:n], self.y[:n], self.labels, f"{self.name}[:{n}]", dict(self.meta))
 
     def to_frame(self) -> pd.DataFrame:
@@ -206,7 +206,8 @@ def load_ethos_multilabel(split: str = "test", root=None) -> TextDataset:
     if split not in parts:
         raise DatasetError(f"unknown ETHOS multi-label split {split!r}; use one of {sorted(parts)}")
     rows = parts[split]
-    return TextDataset(df["comment"].astype(str).iloc[rows].tolist(), indicator_to_lists(Y[rows], ETHOS_MULTILABEL_LABELS),
+    return TextDataset(df["comment"].astype(str).iloc[rows].tolist(),
+                       indicator_to_lists(Y[rows], ETHOS_MULTILABEL_LABELS),
                        list(ETHOS_MULTILABEL_LABELS), f"ethos_multilabel-{split}",
                        {"multilabel": True, "instructions": ETHOS_MULTILABEL_INSTRUCTIONS,
                         "label_meanings": {"directed_vs_generalized": "targets one person"}})
@@ -214,7 +215,7 @@ def load_ethos_multilabel(split: str = "test", root=None) -> TextDataset:
 
 def indicator_to_lists(Y, labels: Sequence[str]) -> list[tuple[str, ...]]:
     """Each row of a 0/1 matrix as the tuple of its label names."""
-    return [tuple(label for label, v in zip(labels, row) if v) for row in np.asarray(Y)]
+    return [tuple(label for label, v in zip(labels, row, strict=True) if v) for row in np.asarray(Y)]
 
 
 def parse_label_cell(value, row: int) -> list[str]:
@@ -258,7 +259,8 @@ def multilabel_from_frame(df: pd.DataFrame, text_col: str = "text", label_col: s
     return TextDataset(df[text_col].tolist(), indicator_to_lists(Y, labels), labels, name, {"multilabel": True})
 
 
-REFERENCE_LOADERS = {"ethos": load_ethos, "ethos_multilabel": load_ethos_multilabel, "clinc150": load_clinc150, "tweets": load_tweets}
+REFERENCE_LOADERS = {"ethos": load_ethos, "ethos_multilabel": load_ethos_multilabel, "clinc150": load_clinc150,
+                     "tweets": load_tweets}
 
 
 def from_frame(df: pd.DataFrame, text_col: str = "text", label_col: str | None = "label",

@@ -16,7 +16,9 @@ OOD_METHODS = ("max_prob", "entropy", "energy")
 
 
 def _as_tensor(logits) -> torch.Tensor:
-    return logits.detach().double() if isinstance(logits, torch.Tensor) else torch.as_tensor(np.asarray(logits), dtype=torch.float64)
+    if isinstance(logits, torch.Tensor):
+        return logits.detach().double()
+    return torch.as_tensor(np.asarray(logits), dtype=torch.float64)
 
 
 def label_ood_scores(logits, method: str = "max_prob") -> np.ndarray:

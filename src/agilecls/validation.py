@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -68,8 +68,8 @@ def check_labels(y, labels: Sequence[str] | None, fitting: bool = False, row_nam
     raw = y.tolist() if hasattr(y, "tolist") else list(y)
     missing = [i for i, v in enumerate(raw) if is_missing(v)]
     if missing:
-        raise ValueError(f"{row_name.format(missing[0])} is a blank or missing label ({raw[missing[0]]!r}), {len(missing)} such "
-                         f"row(s); label those rows or drop them")
+        raise ValueError(f"{row_name.format(missing[0])} is a blank or missing label ({raw[missing[0]]!r}), "
+                         f"{len(missing)} such row(s); label those rows or drop them")
     y_list = [str(v) for v in raw]
     explicit = labels is not None
     labels = sorted(set(y_list)) if labels is None else [str(label) for label in labels]
@@ -232,7 +232,7 @@ def decision_labels(pred, classes: Sequence[str]) -> list[str]:
     ['x', 'y']
     """
     if np.ndim(pred) == 2:
-        return [MULTILABEL_SEPARATOR.join(str(c) for c, v in zip(classes, row) if v) for row in pred]
+        return [MULTILABEL_SEPARATOR.join(str(c) for c, v in zip(classes, row, strict=True) if v) for row in pred]
     return [str(v) for v in pred]
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -14,7 +13,7 @@ from ..readers import read_texts
 from .common import fail
 
 
-def read_server(url: str, token: Optional[str]) -> tuple[dict, dict]:
+def read_server(url: str, token: str | None) -> tuple[dict, dict]:
     """(parsed ``/metrics``, ``/healthz``) of the server at ``url``."""
     import httpx
 
@@ -38,9 +37,9 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def monitor(url: str = typer.Argument("http://127.0.0.1:8765", help="Base URL of a running agilecls server."),
                 interval: float = typer.Option(5.0, "--interval", help="Seconds between two readings."),
-                count: Optional[int] = typer.Option(None, "--count", help="Stop after this many readings "
+                count: int | None = typer.Option(None, "--count", help="Stop after this many readings "
                                                                            "(default: until Ctrl-C)."),
-                token: Optional[str] = typer.Option(None, "--token", envvar="AGILECLS_TOKEN", show_default=False,
+                token: str | None = typer.Option(None, "--token", envvar="AGILECLS_TOKEN", show_default=False,
                                                     help="The server's bearer token."),
                 as_json: bool = typer.Option(False, "--json", help="Print the last reading as one JSON object.")):
         """Print a running server's state every few seconds: texts/s, requests and errors, queue depth,
@@ -70,7 +69,7 @@ def register(app: typer.Typer) -> None:
                 model: Path = typer.Option(..., "--model", "-m", help="Folder of the saved classifier."),
                 text_col: str = typer.Option("text", "--text-col", help="Text column of the file."),
                 split: str = typer.Option("test", "--split", help="Split of a reference dataset."),
-                limit: Optional[int] = typer.Option(None, "--limit", help="Read at most the first N texts."),
+                limit: int | None = typer.Option(None, "--limit", help="Read at most the first N texts."),
                 as_json: bool = typer.Option(False, "--json", help="Print the profile as one JSON object.")):
         """Measure a saved classifier's reference profile (label shares and out-of-scope score
         distribution of its predictions) on DATA and save it in the folder; the server compares live
@@ -84,6 +83,6 @@ def register(app: typer.Typer) -> None:
             fail(f"{data} has no texts")
         found = record_profile(load_classifier(model), texts, model, source=f"{len(texts)} texts of {data}")
         if not as_json:
-            shares = ", ".join(f"{k} {v:.0%}" for k, v in zip(found.labels, found.shares))
+            shares = ", ".join(f"{k} {v:.0%}" for k, v in zip(found.labels, found.shares, strict=True))
             typer.echo(f"{model}: reference profile of {found.texts} texts saved ({shares})")
         return found.to_dict()

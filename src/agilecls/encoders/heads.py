@@ -113,10 +113,12 @@ class ResidualMLP(nn.Module):
                                  / math.sqrt(in_features))
         else:
             self.projection = None
-        if norm_bound is None:
-            make = lambda: nn.Linear(hidden_dim, hidden_dim)
-        else:
-            make = lambda: spectral_normalized_linear(hidden_dim, hidden_dim, norm_bound, n_power_iterations)
+
+        def make() -> nn.Module:
+            if norm_bound is None:
+                return nn.Linear(hidden_dim, hidden_dim)
+            return spectral_normalized_linear(hidden_dim, hidden_dim, norm_bound, n_power_iterations)
+
         self.layers = nn.ModuleList([make() for _ in range(n_layers)])
         self.dropout = nn.Dropout(dropout)
 
@@ -163,7 +165,7 @@ class LogisticHead(nn.Module):
         self.output = nn.Linear(in_features, num_classes)
 
     @torch.no_grad()
-    def fit_embeddings(self, emb: np.ndarray, y_idx: np.ndarray, C: float = 1.0, seed: int = 0) -> "LogisticHead":
+    def fit_embeddings(self, emb: np.ndarray, y_idx: np.ndarray, C: float = 1.0, seed: int = 0) -> LogisticHead:
         model = LogisticRegression(C=C, max_iter=5000, random_state=seed).fit(emb, y_idx)
         coef, intercept = model.coef_, model.intercept_
         if coef.shape[0] == 1:  # scikit-learn keeps one row for two classes: logit(1) - logit(0)
@@ -173,7 +175,7 @@ class LogisticHead(nn.Module):
         return self
 
     @torch.no_grad()
-    def fit_binary_relevance(self, emb: np.ndarray, Y: np.ndarray, C: float = 1.0, seed: int = 0) -> "LogisticHead":
+    def fit_binary_relevance(self, emb: np.ndarray, Y: np.ndarray, C: float = 1.0, seed: int = 0) -> LogisticHead:
         """Multi-label: one logistic regression per label (scikit-learn's ``OneVsRestClassifier``
         on a 0/1 matrix ``Y``); output ``k`` is label ``k``'s log-odds, so its sigmoid is that
         regression's probability."""
@@ -201,9 +203,10 @@ class RandomFeatureGP(nn.Module):
     """Gaussian-process output layer with random Fourier features and a Laplace posterior.
 
     ``phi(h) = scale * cos(W h + b)`` with ``W ~ N(0, 1/kernel_scale^2)`` (an RBF kernel of length
-    scale ``kernel_scale``; default sqrt(width) after LayerNorm, else 1) and ``b ~ U(0, 2 pi)``; logits ``beta^T phi``. The precision matrix
-    ``ridge * I + sum_i m_i phi_i phi_i^T`` (``m_i = 1`` for the Gaussian likelihood, ``p(1-p)`` for
-    the logistic one) is summed exactly over one epoch: :meth:`reset_covariance` starts a new sum."""
+    scale ``kernel_scale``; default sqrt(width) after LayerNorm, else 1) and ``b ~ U(0, 2 pi)``; logits
+    ``beta^T phi``. The precision matrix ``ridge * I + sum_i m_i phi_i phi_i^T`` (``m_i = 1`` for the
+    Gaussian likelihood, ``p(1-p)`` for the logistic one) is summed exactly over one epoch:
+    :meth:`reset_covariance` starts a new sum."""
 
     def __init__(self, in_features: int, num_classes: int, num_inducing: int = 1024,
                  kernel_scale: float | None = None, normalize_input: bool = True,
@@ -216,7 +219,8 @@ class RandomFeatureGP(nn.Module):
         self.ridge_penalty = float(ridge_penalty)
         self.likelihood = likelihood
         # LayerNorm-ed inputs have norm ~sqrt(width): a length scale of that size keeps W h ~ N(0, 1)
-        self.kernel_scale = float(kernel_scale) if kernel_scale else (math.sqrt(in_features) if normalize_input else 1.0)
+        self.kernel_scale = (float(kernel_scale) if kernel_scale
+                             else (math.sqrt(in_features) if normalize_input else 1.0))
         self.feature_scale = math.sqrt(2.0 / num_inducing) if scale_random_features else 1.0
         self.input_norm = nn.LayerNorm(in_features, elementwise_affine=False) if normalize_input else nn.Identity()
         gen = torch.Generator().manual_seed(seed + 2)

@@ -33,13 +33,14 @@ class MahalanobisScorer:
     shrinkage often separates out-of-scope texts better; choose it on held-out data."""
 
     def __init__(self, shrinkage: float | str | None = "auto"):
-        if not (shrinkage is None or shrinkage == "auto" or (isinstance(shrinkage, (int, float)) and 0 <= shrinkage <= 1)):
+        if not (shrinkage is None or shrinkage == "auto"
+                or (isinstance(shrinkage, (int, float)) and 0 <= shrinkage <= 1)):
             raise ValueError(f"shrinkage must be 'auto', None or a number in [0, 1], got {shrinkage!r}")
         self.shrinkage = shrinkage
         self.means_: np.ndarray | None = None
         self.precision_: np.ndarray | None = None
 
-    def fit(self, emb: np.ndarray, y_idx: np.ndarray, num_classes: int | None = None) -> "MahalanobisScorer":
+    def fit(self, emb: np.ndarray, y_idx: np.ndarray, num_classes: int | None = None) -> MahalanobisScorer:
         emb = np.asarray(emb, dtype=np.float64)
         y_idx = np.asarray(y_idx)
         k = int(num_classes or y_idx.max() + 1)
@@ -76,7 +77,7 @@ class MahalanobisScorer:
         return {"means": self.means_, "precision": self.precision_}
 
     @classmethod
-    def from_state(cls, state: dict[str, np.ndarray], shrinkage: float | str | None = "auto") -> "MahalanobisScorer":
+    def from_state(cls, state: dict[str, np.ndarray], shrinkage: float | str | None = "auto") -> MahalanobisScorer:
         obj = cls(shrinkage)
         obj.means_ = np.asarray(state["means"], dtype=np.float64)
         obj.precision_ = np.asarray(state["precision"], dtype=np.float64)
@@ -116,7 +117,7 @@ class CombinedOOD:
         raw = {"max_prob": label_ood_scores(logits, "max_prob"), "mahalanobis": self.statistics.score(emb)}
         return {name: np.log(np.maximum(s, 1e-12)) for name, s in raw.items()}
 
-    def fit_reference(self, emb: np.ndarray, logits: np.ndarray) -> "CombinedOOD":
+    def fit_reference(self, emb: np.ndarray, logits: np.ndarray) -> CombinedOOD:
         """Median and IQR of each score's log on in-scope rows (training, then validation rows)."""
         self.reference = {}
         for name, z in self._parts(emb, logits).items():

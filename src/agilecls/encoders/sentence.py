@@ -15,9 +15,9 @@ import shutil
 import tempfile
 import uuid
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -159,7 +159,7 @@ class EmbeddingCache:
             self._rows = {}
             for shard in sorted(self.folder.glob("*.safetensors")):
                 data = load_file(shard)
-                for k, row in zip(data["keys"], data["embeddings"]):
+                for k, row in zip(data["keys"], data["embeddings"], strict=True):
                     self._rows[k.tobytes()] = row
         return self._rows
 
@@ -180,7 +180,7 @@ class EmbeddingCache:
         save_file({"keys": keys, "embeddings": emb}, str(tmp))
         tmp.replace(self.folder / name)
         rows = self._load()
-        for t, row in zip(texts, emb):
+        for t, row in zip(texts, emb, strict=True):
             rows[self.key(t)] = row
 
 
@@ -251,7 +251,7 @@ class SentenceEncoder:
         if missing:
             fresh = self._encode([texts[i] for i in missing], show_progress)
             cache.put([texts[i] for i in missing], fresh)
-            for i, row in zip(missing, fresh):
+            for i, row in zip(missing, fresh, strict=True):
                 found[i] = row
         return np.stack(found).astype(np.float32) if texts else np.zeros((0, self.dim), np.float32)
 

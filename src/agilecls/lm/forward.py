@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 import functools
 import inspect
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -32,7 +32,7 @@ def expand_cache(cache, batch: int):
     return expanded
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _cache_keyword(model_type: type) -> str:
     return "cache" if "cache" in inspect.signature(model_type.forward).parameters else "past_key_values"
 
@@ -45,7 +45,9 @@ def with_cache(model, cache) -> dict:
 
 def output_cache(out):
     """The key/value cache a forward pass returned (``out.cache``, or ``out.past_key_values`` before)."""
-    return out["cache"] if "cache" in out else out.past_key_values
+    # not out.get("cache", out.past_key_values): the default would be read even when "cache" is there,
+    # and the deprecated attribute may warn or be gone
+    return out["cache"] if "cache" in out else out.past_key_values  # noqa: SIM401
 
 
 def prefix_cache(lm: LanguageModel, prefix: Sequence[int]):
@@ -76,7 +78,8 @@ def hidden_states(lm: LanguageModel, rows: list[list[int]], prefix: Sequence[int
     ids, mask = right_padded(rows, lm.tokenizer.pad_token_id, lm.device, len(prefix))
     base = lm.base_model()
     if cache is not None:
-        out = base(input_ids=ids, attention_mask=mask, use_cache=True, **with_cache(base, expand_cache(cache, len(rows))))
+        out = base(input_ids=ids, attention_mask=mask, use_cache=True,
+                   **with_cache(base, expand_cache(cache, len(rows))))
         return out.last_hidden_state, lengths
     if prefix:
         ids = torch.cat([torch.tensor([list(prefix)] * len(rows), device=lm.device), ids], dim=1)

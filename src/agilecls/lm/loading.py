@@ -6,6 +6,7 @@ GGUF weights are dequantised once and cached as safetensors, because the GGUF pa
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import hashlib
@@ -121,10 +122,8 @@ def _strip_gguf_quantizer(model) -> None:
         del model.config.quantization_config
     for attr in ("is_quantized", "quantization_method"):
         if hasattr(model, attr):
-            try:
+            with contextlib.suppress(AttributeError):
                 setattr(model, attr, False if attr == "is_quantized" else None)
-            except AttributeError:
-                pass
 
 
 def _converted_dir(gguf_path: Path) -> Path:

@@ -19,7 +19,7 @@ Chat style: the same instruction, text and label in the user turn, answered "yes
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -42,7 +42,8 @@ def frame(template: PromptTemplate, label: str, tokenizer=None) -> tuple[str, st
     if tokenizer is None or not getattr(tokenizer, "chat_template", None):
         raise ValueError("the chat template style needs a model with a chat template; "
                          "use style='separator' for base models such as gemma-3-270m")
-    content = f"{template.instructions}: {', '.join(ANSWERS)}. Answer with the word only.\n\nText: {_SLOT}\n\nLabel: {label}"
+    content = (f"{template.instructions}: {', '.join(ANSWERS)}. Answer with the word only.\n\n"
+               f"Text: {_SLOT}\n\nLabel: {label}")
     rendered = tokenizer.apply_chat_template([{"role": "user", "content": content}], tokenize=False,
                                              add_generation_prompt=True)
     prefix, _, tail = rendered.partition(_SLOT)

@@ -9,8 +9,8 @@ the prefix once and truncate long texts while keeping the template's tail intact
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Sequence
 
 import numpy as np
 
@@ -43,8 +43,10 @@ class PromptTemplate:
 
     Examples
     --------
-    >>> PromptTemplate().render(["I loved it"], ["Positive", "Negative"])[0].full()
-    'Classify the following text into one of the following classes:[Positive,Negative]<separator>Text:I loved it<separator>Prediction:'
+    >>> full = PromptTemplate().render(["I loved it"], ["Positive", "Negative"])[0].full()
+    >>> full.split("<separator>")  # doctest: +NORMALIZE_WHITESPACE
+    ['Classify the following text into one of the following classes:[Positive,Negative]',
+     'Text:I loved it', 'Prediction:']
     """
 
     style: str = "separator"
@@ -94,7 +96,7 @@ class PromptTemplate:
         """What the model should write after the prompt during tuning: label then end of text."""
         return f"{self.label_prefix}{label}{eos_token}"
 
-    def with_examples(self, examples: Sequence[tuple[str, str]]) -> "PromptTemplate":
+    def with_examples(self, examples: Sequence[tuple[str, str]]) -> PromptTemplate:
         return PromptTemplate(self.style, self.instructions, self.separator, list(examples))
 
     def to_dict(self) -> dict:
@@ -103,11 +105,11 @@ class PromptTemplate:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict) -> "PromptTemplate":
+    def from_dict(cls, data: dict) -> PromptTemplate:
         return cls(**{**data, "examples": [tuple(e) for e in data.get("examples", [])]})
 
     @classmethod
-    def coerce(cls, template, has_chat_template: bool) -> "PromptTemplate":
+    def coerce(cls, template, has_chat_template: bool) -> PromptTemplate:
         """Accept a PromptTemplate, a dict, a style name, or 'auto' (chat when the model has a template)."""
         if isinstance(template, PromptTemplate):
             return template
@@ -171,7 +173,7 @@ def label_token_ids(tokenizer, labels: Sequence[str], label_prefix: str) -> list
         tokens = tokenizer(label_prefix + str(label), add_special_tokens=False)["input_ids"]
         ids.append(list(tokens))
     seen: dict[tuple, str] = {}
-    for label, tokens in zip(labels, ids):
+    for label, tokens in zip(labels, ids, strict=True):
         if tuple(tokens) in seen:
             raise LabelTokenError(f"labels {seen[tuple(tokens)]!r} and {label!r} tokenize to the same tokens "
                                   f"{tokens}; rename one of them")
@@ -209,7 +211,7 @@ class PromptEncoder:
         texts = tok([p.text for p in parts], add_special_tokens=False)["input_ids"]
         tails = {tail: tok(tail, add_special_tokens=False)["input_ids"] for tail in {p.tail for p in parts}}
         out, n_truncated = [], 0
-        for p, text_ids in zip(parts, texts):
+        for p, text_ids in zip(parts, texts, strict=True):
             prefix, tail = self._prefix_ids(p.prefix), tails[p.tail]
             room = self.max_length - len(prefix) - len(tail) - self.reserve
             if room < 1:

@@ -13,8 +13,8 @@ softmax at their own positions only).
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -141,7 +141,8 @@ class LabelScorer:
         order = sorted(rows, key=lambda r: len(r.tokens))
         batches, current = [], []
         for row in order:
-            if current and (len(current) >= self.batch_size or len(row.tokens) * (len(current) + 1) > self.batch_tokens):
+            if current and (len(current) >= self.batch_size
+                            or len(row.tokens) * (len(current) + 1) > self.batch_tokens):
                 batches.append(current)
                 current = []
             current.append(row)

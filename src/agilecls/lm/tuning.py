@@ -12,8 +12,8 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -177,7 +177,7 @@ class LoraTrainer:
         eos = self.lm.tokenizer.eos_token_id
         losses = []
         by_prefix: dict[tuple, list[tuple[list[int], int]]] = {}
-        for p, label in zip(prompts, y.tolist()):
+        for p, label in zip(prompts, y.tolist(), strict=True):
             by_prefix.setdefault(p.prefix, []).append((p.body + self.scorer.label_ids[label] + [eos], len(p.body)))
         weight = self.lm.output_embedding()
         cap = self.lm.logit_softcap()
@@ -298,7 +298,7 @@ class LoraTrainer:
         """Run the frozen lower layers once for every training sequence (cached for all epochs)."""
         eos = self.lm.tokenizer.eos_token_id
         groups: dict[tuple, list[list[int]]] = {}
-        for p, label in zip(prompts, y):
+        for p, label in zip(prompts, y, strict=True):
             if self.config.loss == "lm" and lm_rows:
                 rows = [p.body + self.scorer.label_ids[label] + [eos]]
             else:

@@ -14,9 +14,9 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import pandas as pd
 
@@ -137,8 +137,8 @@ class ProjectStore:
             start = con.execute("SELECT COALESCE(MAX(position) + 1, 0) FROM texts").fetchone()[0]
             con.executemany("INSERT INTO texts (id, position, text, extra) VALUES (?, ?, ?, ?)",
                             [(i, start + n, t, json.dumps(e, default=str)) for n, (i, t, e)
-                             in enumerate(zip(ids, texts, extras))])
-            given = [(i, lab) for i, lab in zip(ids, labels) if lab is not None]
+                             in enumerate(zip(ids, texts, extras, strict=True))])
+            given = [(i, lab) for i, lab in zip(ids, labels, strict=True) if lab is not None]
             con.executemany("INSERT INTO labels VALUES (?, ?, ?, ?)", [(i, lab, annotator, now) for i, lab in given])
             con.executemany("INSERT INTO label_log (text_id, label, annotator, at, kind) VALUES (?, ?, ?, ?, 'import')",
                             [(i, lab, annotator, now) for i, lab in given])
@@ -152,7 +152,7 @@ class ProjectStore:
             before = con.total_changes
             con.executemany("INSERT OR IGNORE INTO texts (id, position, text, extra) VALUES (?, ?, ?, ?)",
                             [(i, start + n, t, json.dumps(e, default=str)) for n, (i, t, e)
-                             in enumerate(zip(ids, texts, extras))])
+                             in enumerate(zip(ids, texts, extras, strict=True))])
             return con.total_changes - before
 
     def frame(self) -> pd.DataFrame:
@@ -248,7 +248,8 @@ class ProjectStore:
     def put_prelabels(self, scorer: str, ids: Sequence[str], proba) -> None:
         with self.transaction() as con:
             con.executemany("INSERT OR REPLACE INTO prelabels VALUES (?, ?, ?)",
-                            [(i, scorer, json.dumps([round(float(p), 6) for p in row])) for i, row in zip(ids, proba)])
+                            [(i, scorer, json.dumps([round(float(p), 6) for p in row]))
+                             for i, row in zip(ids, proba, strict=True)])
 
     def prelabels(self) -> tuple[str | None, dict[str, list[float]]]:
         with self.connect() as con:
@@ -258,11 +259,12 @@ class ProjectStore:
     # -- versions and jobs --------------------------------------------------------------------------
     def add_version(self, kind: str, n_labels: int, folder: str, metrics: dict, ids, proba, ood) -> int:
         with self.transaction() as con:
-            vid = con.execute("INSERT INTO versions (kind, created_at, n_labels, folder, metrics) VALUES (?, ?, ?, ?, ?)",
+            vid = con.execute("INSERT INTO versions (kind, created_at, n_labels, folder, metrics) "
+                              "VALUES (?, ?, ?, ?, ?)",
                               (kind, time.time(), n_labels, folder, json.dumps(metrics))).lastrowid
             con.executemany("INSERT INTO predictions VALUES (?, ?, ?, ?)",
                             [(vid, i, json.dumps([round(float(p), 6) for p in row]), None if o is None else float(o))
-                             for i, row, o in zip(ids, proba, ood)])
+                             for i, row, o in zip(ids, proba, ood, strict=True)])
         return vid
 
     def versions(self) -> list[dict]:
@@ -271,7 +273,8 @@ class ProjectStore:
             return [{"id": r[0], "kind": r[1], "created_at": r[2], "n_labels": r[3], "folder": r[4],
                      "metrics": json.loads(r[5])} for r in rows]
 
-    def predictions(self, version_id: int, ids: Sequence[str] | None = None) -> dict[str, tuple[list[float], float | None]]:
+    def predictions(self, version_id: int,
+                    ids: Sequence[str] | None = None) -> dict[str, tuple[list[float], float | None]]:
         """A version's stored ``(probabilities, out-of-scope score)`` by text id (of ``ids`` only, if given)."""
         with self.connect() as con:
             if ids is None:
@@ -307,7 +310,7 @@ class ProjectStore:
             rows = con.execute("SELECT id, kind, status, pid, started_at, updated_at, progress, error, version_id "
                                "FROM jobs ORDER BY id").fetchall()
         keys = ["id", "kind", "status", "pid", "started_at", "updated_at", "progress", "error", "version_id"]
-        return [dict(zip(keys, r[:6] + (json.loads(r[6]),) + r[7:])) for r in rows]
+        return [dict(zip(keys, r[:6] + (json.loads(r[6]),) + r[7:], strict=True)) for r in rows]
 
 
 def _existing(con: sqlite3.Connection, ids: Sequence[str]) -> list[str]:

@@ -14,6 +14,9 @@ A strategy is a small function in a registry (``@register_strategy(name, needs_m
   text nearest each centre taken: uncertain, but not k near-copies of one confusing text.
 - ``kmeans``: k-means over the embeddings of the whole pool, the text nearest each centre: the
   cold-start batch, which covers the data before any model exists.
+- ``production``: the texts a server appended to the pool first (``agilecls serve --project DIR
+  --sample RATE``), in ``ood_uncertainty``'s order, then the rest in that order: what the deployed
+  model now sees and is least sure of.
 """
 
 from __future__ import annotations
@@ -46,12 +49,15 @@ class PoolScores:
         The fast model's probabilities (None before it can be fitted).
     ood : ndarray of shape (n,) or None
         Its out-of-scope score (higher = further from the labelled data).
+    served : ndarray of bool, shape (n,), or None
+        Rows a server appended to the pool (the ``production`` strategy puts them first).
     """
 
     embeddings: np.ndarray
     candidates: np.ndarray
     proba: np.ndarray | None = None
     ood: np.ndarray | None = None
+    served: np.ndarray | None = None
 
 
 def register_strategy(name: str, *, needs_model: bool):
@@ -131,10 +137,7 @@ def margin(proba: np.ndarray) -> np.ndarray:
 @register_strategy("ood_uncertainty", needs_model=True)
 def ood_uncertainty(pool, candidates, k, seed):
     ambiguity = rankdata(-margin(pool.proba[candidates]))
-    if pool.ood is None:
-        score = ambiguity
-    else:
-        score = (ambiguity + rankdata(pool.ood[candidates])) / 2
+    score = ambiguity if pool.ood is None else (ambiguity + rankdata(pool.ood[candidates])) / 2
     return candidates[np.argsort(-score, kind="stable")[:k]]
 
 
@@ -164,3 +167,12 @@ def kmeans(pool, candidates, k, seed):
 def diverse_margin(pool, candidates, k, seed):
     ambiguous = candidates[np.argsort(margin(pool.proba[candidates]), kind="stable")[: 5 * k]]
     return nearest_to_centres(pool.embeddings, ambiguous, k, seed)
+
+
+@register_strategy("production", needs_model=True)
+def production(pool, candidates, k, seed):
+    order = ood_uncertainty(pool, candidates, len(candidates), seed)
+    if pool.served is None:
+        return order[:k]
+    first = pool.served[order]
+    return np.concatenate([order[first], order[~first]])[:k]

@@ -41,7 +41,8 @@ def fast(labels: list[str], options: RecipeOptions):
 
 @register_recipe("encoder", "sentence encoder fine-tuned with a softmax head, calibrated on a hold-out (minutes)",
                  "MiniLM fine-tuned for at least 200 steps: macro F1 +0.001 to +0.026 and ECE 0.12-0.19 -> 0.02-0.05 "
-                 "over 100 steps on the tweets' validation rows (python -m bench.defaults.fewshot_epochs --steps 100 200)",
+                 "over 100 steps on the tweets' validation rows "
+                 "(python -m bench.defaults.fewshot_epochs --steps 100 200)",
                  multilabel=True, min_per_class=4)
 def encoder(labels: list[str], options: RecipeOptions):
     from ..calibration.classifier import CalibratedClassifier
@@ -92,7 +93,8 @@ def best(labels: list[str], options: RecipeOptions):
 
 @register_recipe("distilled", "'best' trained on the labels, then distilled into a fine-tuned sentence encoder on "
                               "the labelled and unlabelled texts (fast to predict)",
-                 "the student's quality and speed against the teacher's: python -m bench.quality.distill", min_per_class=8)
+                 "the student's quality and speed against the teacher's: python -m bench.quality.distill",
+                 min_per_class=8)
 def distilled(labels: list[str], options: RecipeOptions):
     from ..distillation import DistilledClassifier
 

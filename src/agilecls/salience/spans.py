@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import bisect
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 import regex  # a dependency of transformers; time limits that the standard re lacks
 
@@ -41,10 +41,11 @@ def user_regex_matches(pattern: str | None, text: str, timeout: float = REGEX_TI
     --------
     >>> [m.group() for m in user_regex_matches(r"\d+", "a1 b22")]
     ['1', '22']
-    >>> user_regex_matches(r"(a+)+$", "aaaab")
+    >>> user_regex_matches(r"(a+)+$", "aaaab")  # doctest: +NORMALIZE_WHITESPACE
     Traceback (most recent call last):
     ...
-    ValueError: regex '(a+)+$' nests quantifiers (a repeated group that repeats inside), which can take exponential time; rewrite it without the outer repeat, e.g. (a+) instead of (a+)+
+    ValueError: regex '(a+)+$' nests quantifiers (a repeated group that repeats inside), which can take
+    exponential time; rewrite it without the outer repeat, e.g. (a+) instead of (a+)+
     """
     if not pattern:
         raise ValueError("granularity 'regex' needs a pattern")
