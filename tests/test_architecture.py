@@ -169,26 +169,9 @@ def private_uses(path: Path, defined: dict[str, set[str]]) -> set[tuple[str, str
     return found
 
 
-#: Uses of another module's private member still to be removed, each (user, owner.member); the
-#: test fails on any other, and on an entry here that is gone (so the list only shrinks to empty
-#: as these members get public names).
-PRIVATE_USES_TO_REMOVE: set[tuple[str, str]] = {
-    # the estimators' saving modules read state the estimator classes keep private
-    ("agilecls.encoders.saving", "agilecls.encoders.classifier._score_method"),
-    ("agilecls.lm.saving", "agilecls.lm.classifier._calibration"),
-    ("agilecls.lm.saving", "agilecls.lm.classifier._set_state"),
-    # persistence calls each estimator's saving hook
-    ("agilecls.persistence", "agilecls.calibration.classifier|agilecls.encoders.classifier|agilecls.ensemble"
-                             "|agilecls.lm.classifier._save_state"),
-    # the encoder's salience objective subclasses the objectives' private base class
-    ("agilecls.salience.encoder_objective", "agilecls.salience.objectives._Objective"),
-}
-
-
 def test_no_module_uses_another_modules_private_members():
     """A name starting with one underscore is its module's own: no other module imports it or reads
     it off an object (dunders excepted)."""
     defined = {module_name(p): private_names(ast.parse(p.read_text(encoding="utf-8"))) for p in FILES}
     uses = set().union(*(private_uses(p, defined) for p in FILES))
-    assert uses - PRIVATE_USES_TO_REMOVE == set()
-    assert PRIVATE_USES_TO_REMOVE - uses == set(), "fixed: remove these from PRIVATE_USES_TO_REMOVE"
+    assert uses == set(), f"private members used from another module: {sorted(uses)}"

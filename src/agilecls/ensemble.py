@@ -302,7 +302,7 @@ class EnsembleClassifier(TextInputTags, ClassifierMixin, BaseComposition):
         keyword arguments ``members[name]`` (e.g. ``{"llm": {"model": "/models/smollm2"}}``)."""
         return load_as(cls, path, device=device, members=members)
 
-    def _save_state(self, folder: Path) -> dict:
+    def write_state(self, folder: Path) -> dict:
         for name, member in self.estimators_:
             member.save(folder / name)
         return {"members": [name for name, _ in self.estimators_], "weights": self.weights,
@@ -311,7 +311,7 @@ class EnsembleClassifier(TextInputTags, ClassifierMixin, BaseComposition):
                 "threshold": None if self.threshold_ is None else self.threshold_.to_dict()}
 
     @classmethod
-    def _from_state(cls, folder: Path, manifest: dict, device: str | None = None,
+    def read_state(cls, folder: Path, manifest: dict, device: str | None = None,
                     members: dict[str, dict] | None = None) -> EnsembleClassifier:
         checked = validate_manifest(EnsembleManifest, manifest, folder)
         unknown = sorted(set(members or {}) - set(manifest["members"]))

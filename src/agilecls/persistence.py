@@ -114,7 +114,7 @@ def verify_files(folder: str | os.PathLike, expected: dict[str, str]) -> None:
 def register_estimator(name: str) -> Callable[[type], type]:
     """Class decorator that makes ``load_classifier`` read folders whose manifest names ``name``.
 
-    The class must provide ``_save_state(folder) -> dict`` and ``_from_state(folder, manifest,
+    The class must provide ``write_state(folder) -> dict`` and ``read_state(folder, manifest,
     **kwargs)`` (a classmethod); see :func:`save_estimator` and :func:`load_classifier`.
 
     Examples
@@ -190,7 +190,7 @@ def read_manifest(path: str | os.PathLike) -> dict:
 
 
 def save_estimator(estimator, path: str | os.PathLike) -> Path:
-    """Save a fitted registered estimator atomically: its ``_save_state(tmp)`` writes its tensors
+    """Save a fitted registered estimator atomically: its ``write_state(tmp)`` writes its tensors
     and returns the manifest content. The estimator's ``provenance`` (where it came from: the recipe
     and its options, the teacher it was distilled from), when set, is kept in the manifest."""
     name = getattr(type(estimator), "_estimator_name", None)
@@ -199,7 +199,7 @@ def save_estimator(estimator, path: str | os.PathLike) -> Path:
     provenance = getattr(estimator, "provenance", None)
 
     def write(folder: Path) -> None:
-        content = estimator._save_state(folder)
+        content = estimator.write_state(folder)
         write_manifest(folder, name, content if provenance is None else {**content, "provenance": provenance})
 
     return atomic_folder(path, write, may_replace=is_saved)
@@ -240,7 +240,7 @@ def load_classifier(path: str | os.PathLike, **kwargs):
     manifest = read_manifest(path)
     cls = estimator_class(manifest["estimator"])
     try:
-        obj = cls._from_state(Path(path), manifest, **kwargs)
+        obj = cls.read_state(Path(path), manifest, **kwargs)
         if isinstance(manifest.get("provenance"), dict):
             obj.provenance = manifest["provenance"]
         return obj

@@ -323,7 +323,7 @@ class CalibratedClassifier(TextInputTags, ClassifierMixin, BaseEstimator):
     def load(cls, path: str | os.PathLike, device: str | None = None, **base_kwargs) -> CalibratedClassifier:
         return load_as(cls, path, device=device, **base_kwargs)
 
-    def _save_state(self, folder: Path) -> dict:
+    def write_state(self, folder: Path) -> dict:
         folds = getattr(self, "fold_estimators_", None)
         for part, model in zip(_model_folders(None if folds is None else len(folds)), self.base_models_, strict=True):
             model.save(folder / part)
@@ -334,7 +334,7 @@ class CalibratedClassifier(TextInputTags, ClassifierMixin, BaseEstimator):
                 "threshold": _thresholds_state(self.threshold_), **_priors_state(self)}
 
     @classmethod
-    def _from_state(cls, folder: Path, manifest: dict, device: str | None = None,
+    def read_state(cls, folder: Path, manifest: dict, device: str | None = None,
                     **base_kwargs) -> CalibratedClassifier:
         checked = validate_manifest(CalibratedManifest, manifest, folder)
         options = {**({} if device is None else {"device": device}), **base_kwargs}

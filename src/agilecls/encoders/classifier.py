@@ -220,7 +220,7 @@ gp_likelihood, gp_normalize_input : SNGP settings
         return SentenceEncoder(name or self.encoder, device=self.device, max_seq_length=self.max_seq_length,
                                cache_dir=folder)
 
-    def _score_method(self) -> str:
+    def ood_score_method(self) -> str:
         if self.ood_method == "auto":
             return "mahalanobis" if self.head == "mahalanobis" else "max_prob"
         return self.ood_method
@@ -228,7 +228,7 @@ gp_likelihood, gp_normalize_input : SNGP settings
     def _needs_statistics(self) -> bool:
         if self.multilabel:
             return False
-        return self.head == "mahalanobis" or "mahalanobis" in self._score_method()
+        return self.head == "mahalanobis" or "mahalanobis" in self.ood_score_method()
 
     def _fit_ood(self, emb: np.ndarray, y_idx: np.ndarray) -> None:
         if self.multilabel:  # no out-of-scope scores: a text with no label is a valid answer
@@ -236,7 +236,7 @@ gp_likelihood, gp_normalize_input : SNGP settings
             return
         self.mahalanobis_ = (MahalanobisScorer(self.mahalanobis_shrinkage).fit(emb, y_idx, len(self.classes_))
                              if self._needs_statistics() else None)
-        self.ood_scorer_ = make_ood_scorer(self._score_method(), self.mahalanobis_)
+        self.ood_scorer_ = make_ood_scorer(self.ood_score_method(), self.mahalanobis_)
         if isinstance(self.ood_scorer_, CombinedOOD):
             self.ood_scorer_.fit_reference(emb, self._logits(emb))
 
@@ -376,9 +376,9 @@ gp_likelihood, gp_normalize_input : SNGP settings
         """A classifier written by :meth:`save` (``device`` overrides the saved one)."""
         return load_as(cls, path, device=device)
 
-    def _save_state(self, folder) -> dict:
+    def write_state(self, folder) -> dict:
         return saving.save_state(self, folder)
 
     @classmethod
-    def _from_state(cls, folder, manifest: dict, device: str | None = None) -> EncoderClassifier:
+    def read_state(cls, folder, manifest: dict, device: str | None = None) -> EncoderClassifier:
         return saving.load_state(cls, folder, manifest, device)

@@ -86,7 +86,7 @@ def load_state(cls, folder: Path, manifest: dict, device: str | None = None):
         clf.mahalanobis_ = MahalanobisScorer.from_state(
             {k[len("mahalanobis."):]: v.numpy() for k, v in tensors.items() if k.startswith("mahalanobis.")},
             clf.mahalanobis_shrinkage)
-    clf.ood_scorer_ = None if clf.multilabel else make_ood_scorer(clf._score_method(), clf.mahalanobis_)
+    clf.ood_scorer_ = None if clf.multilabel else make_ood_scorer(clf.ood_score_method(), clf.mahalanobis_)
     reference = manifest.get("ensemble_reference")
     if isinstance(clf.ood_scorer_, CombinedOOD) and reference:
         clf.ood_scorer_.reference = {k: tuple(v) for k, v in reference.items()}

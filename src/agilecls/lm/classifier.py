@@ -185,8 +185,8 @@ patience, gradient_checkpointing
         else:
             texts, y_list, labels = self._check_xy(X, y)
         self.lm_ = load_lm(self.model, device=self.device, dtype=self.dtype)
-        self._set_state(labels, self._build_template(self.template, texts, y_list, labels))
-        self.bias_ = self._content_free_bias() if self._calibration() == "content_free" else np.zeros(len(labels))
+        self.set_prompt_state(labels, self._build_template(self.template, texts, y_list, labels))
+        self.bias_ = self._content_free_bias() if self.calibration_method() == "content_free" else np.zeros(len(labels))
         return self
 
     def _check_xy(self, X, y):
@@ -219,7 +219,7 @@ patience, gradient_checkpointing
         self.base_fingerprint_ = saving.model_fingerprint(self.lm_)
         add_lora(self.lm_, config)
         style = "separator" if self.template in (None, "auto") else self.template
-        self._set_state(labels, self._build_template(style, texts, y_list, labels))
+        self.set_prompt_state(labels, self._build_template(style, texts, y_list, labels))
         index = {label: i for i, label in enumerate(labels)}
         targets = ml.pair_targets(y_list) if self.multilabel else [index[v] for v in y_list]
         trainer = LoraTrainer(self.lm_, self.scorer_, config, progress=self.progress, store=lower_cache,
@@ -234,10 +234,10 @@ patience, gradient_checkpointing
         self.history_ = [vars(h) for h in history]
         self.validation_rows_ = trainer.validation_rows
         self.tuning_seconds_ = time.perf_counter() - start
-        self.bias_ = self._content_free_bias() if self._calibration() == "content_free" else np.zeros(len(labels))
+        self.bias_ = self._content_free_bias() if self.calibration_method() == "content_free" else np.zeros(len(labels))
         return self
 
-    def _set_state(self, labels: list[str], template: PromptTemplate) -> None:
+    def set_prompt_state(self, labels: list[str], template: PromptTemplate) -> None:
         """Everything prediction needs, derived from the labels, the template and the loaded model."""
         self.classes_ = np.array(labels)
         self.template_ = template
@@ -249,7 +249,7 @@ patience, gradient_checkpointing
         self.scorer_ = LabelScorer(self.lm_, self.label_ids_, length_normalize=self.length_normalize,
                                    batch_size=batch, progress=self.progress)
 
-    def _calibration(self) -> str | None:
+    def calibration_method(self) -> str | None:
         """The calibration in effect: ``'auto'`` resolved by the fitting mode."""
         if self.calibration == "auto":
             return None if self.tuning == "lora" else "content_free"
@@ -352,9 +352,9 @@ patience, gradient_checkpointing
         the same base model: a different one is refused)."""
         return load_as(cls, path, model=model, device=device)
 
-    def _save_state(self, folder) -> dict:
+    def write_state(self, folder) -> dict:
         return saving.save_state(self, folder)
 
     @classmethod
-    def _from_state(cls, folder, manifest: dict, model=None, device: str | None = None) -> AgileClassifier:
+    def read_state(cls, folder, manifest: dict, model=None, device: str | None = None) -> AgileClassifier:
         return saving.load_state(cls, folder, manifest, model, device)

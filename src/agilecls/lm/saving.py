@@ -89,7 +89,7 @@ def save_state(clf, folder: Path) -> dict:
         "tuning": {"config": clf.tuning_config().to_dict(), "history": getattr(clf, "history_", []),
                    "seconds": getattr(clf, "tuning_seconds_", None), "adapters": ADAPTERS} if tuned else None,
         "metrics": getattr(clf, "metrics_", {}),
-        "calibration": {"method": clf._calibration(), "bias": [float(b) for b in clf.bias_]},
+        "calibration": {"method": clf.calibration_method(), "bias": [float(b) for b in clf.bias_]},
     }
 
 
@@ -120,7 +120,7 @@ def load_state(cls, folder: Path, manifest: dict, model=None, device: str | None
         clf.tuning_seconds_ = manifest["tuning"].get("seconds")
     clf.lm_ = lm
     clf.base_fingerprint_ = expected
-    clf._set_state(list(checked.labels), PromptTemplate.from_dict(manifest["template"]))
+    clf.set_prompt_state(list(checked.labels), PromptTemplate.from_dict(manifest["template"]))
     clf.bias_ = np.asarray(manifest["calibration"]["bias"], dtype=np.float64)
     clf.metrics_ = manifest.get("metrics", {})
     return clf

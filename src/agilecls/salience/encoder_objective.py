@@ -15,7 +15,7 @@ import inspect
 
 import torch
 
-from .objectives import _Objective
+from .objectives import Objective
 
 
 def word_embedding_module(model) -> torch.nn.Module:
@@ -41,7 +41,7 @@ def word_embedding_module(model) -> torch.nn.Module:
     raise ValueError("the sentence encoder has no input word-embedding layer to explain")
 
 
-class EncoderLogProb(_Objective):
+class EncoderLogProb(Objective):
     """Temperature-scaled log-probability of class ``label`` of a fitted EncoderClassifier for one
     tokenised text, as a function of its word embeddings ``x`` [B, tokens, d] → [B] (float64).
 

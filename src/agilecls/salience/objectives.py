@@ -13,14 +13,14 @@ from ..lm.forward import softcap
 from ..lm.loading import LanguageModel
 
 
-class _Objective:
+class Objective:
     """f(x): x [B, prompt_len, d] prompt embeddings → [B] scores; everything else held fixed."""
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - interface
         raise NotImplementedError
 
 
-class TargetLogProb(_Objective):
+class TargetLogProb(Objective):
     """Summed log-probability of target tokens ``span`` after the prompt, full-vocabulary softmax
     at those positions only (the LM head is never run over the prompt)."""
 
@@ -45,7 +45,7 @@ class TargetLogProb(_Objective):
         return logp[:, torch.arange(b - a, device=x.device), wanted].sum(dim=1)
 
 
-class ClassifierLogProb(_Objective):
+class ClassifierLogProb(Objective):
     """Calibrated log-probability of one label of an AgileClassifier, computed by the classifier's
     own LabelScorer (``rows_for`` / ``row_scores`` / ``combine``) on embeddings instead of ids."""
 
