@@ -142,4 +142,8 @@ def register(app: typer.Typer) -> None:
             typer.echo("the ensemble:")
             result["members"] = rows
         result["metrics"] = evaluate(clf, test, report, f"ETHOS hate speech, {how}, {name}", info, proba, seconds)
+        if out is not None:  # the drift checks of `agilecls serve --model OUT` compare traffic with the test split
+            from ..monitoring.drift import record_profile
+
+            record_profile(clf, test.texts, out, source=f"the {len(test)} texts of {test.name}")
         return result

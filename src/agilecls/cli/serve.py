@@ -76,7 +76,7 @@ def register(app: typer.Typer) -> None:
                          token=token, max_pending=queue, max_batch=max_batch, max_wait=max_wait,
                          time_limit=time_limit)
             return
-        server = create_app(lm, named, max_body, token=token, max_pending=queue, max_batch=max_batch,
+        server = create_app(lm, named, max_body=max_body, token=token, max_pending=queue, max_batch=max_batch,
                             max_wait=max_wait, time_limit=time_limit, project=project, sample=sample)
         typer.echo(f"agilecls on http://{host}:{port}: "
                    + (f"POST /v1/predict with {', '.join(named)}; " if named else "")

@@ -211,6 +211,7 @@ def load_training_data(o: TrainOptions):
 def run_training(o: TrainOptions) -> dict:
     """Build, fit and save the classifier of the options; what was done, for ``--json``."""
     dataset, stream = load_training_data(o)
+    unlabeled = stream
     many = bool(dataset.meta.get("multilabel"))
     if o.custom:
         clf = custom_estimator(o, dataset, many, o.tuning())
@@ -243,7 +244,24 @@ def run_training(o: TrainOptions) -> dict:
                    + ", ".join(f"{c} {p:.3f}" for c, p in result["priors"].items()))
     clf.save(o.out)
     typer.echo(f"trained in {result['seconds']:.1f} s; saved to {o.out}")
+    result["reference_profile"] = save_reference_profile(clf, o.out, dataset, unlabeled)
     return {**result, "describe": clf.describe(), "classes": [str(c) for c in clf.classes_]}
+
+
+def save_reference_profile(clf, out, dataset, unlabeled: list[str] | None) -> str:
+    """Record the classifier's reference profile for the server's drift checks, on the unlabelled
+    texts when given (the texts it is meant for), else on its training texts; returns its source."""
+    from ..monitoring.drift import record_profile
+
+    if unlabeled:
+        texts, source = unlabeled, f"{len(unlabeled)} unlabelled texts (--unlabeled)"
+    else:
+        texts, source = list(dataset.texts), f"{len(dataset)} training texts of {dataset.name}"
+    profile = record_profile(clf, texts, out, source=source)
+    typer.echo(f"reference profile for drift checks: predictions on {min(len(texts), profile.texts)} of the {source}"
+               + ("" if unlabeled else " (more confident than on new texts: record one from held-out texts with "
+                                       "agilecls profile DATA --model DIR)"))
+    return source
 
 
 def register(app: typer.Typer) -> None:

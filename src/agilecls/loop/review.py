@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import confusion_matrix
 
+from ..ensemble import MemberNeeded
 from ..evaluation.metrics import classification_metrics, confidence_bins
 from ..salience.explanation import explain
 from . import decisions, serving
@@ -200,7 +201,8 @@ def explain_row(clf, text: str, method: str = "grad_dot_input", label: str | Non
         explain: ``"encoder"`` (default) or ``"llm"``.
     granularities : sequence of str, default=("words", "sentences")
     """
-    base = getattr(clf, "estimator_", clf)  # a version is saved calibrated; explain what it wraps
-    if member is None and hasattr(base, "estimators_"):
-        member = "encoder"
-    return explain(clf, text, method=method, label=label, member=member).to_dict(list(granularities))
+    try:
+        found = explain(clf, text, method=method, label=label, member=member)
+    except MemberNeeded:  # a full version's soft vote has no single gradient: its encoder member's
+        found = explain(clf, text, method=method, label=label, member="encoder")
+    return found.to_dict(list(granularities))

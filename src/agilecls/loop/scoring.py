@@ -15,6 +15,7 @@ from ..calibration.thresholds import check_rule
 from ..encoders.sentence import SentenceEncoder
 from ..validation import check_labels
 from . import audit, decisions, strategies
+from .feedback import PRODUCTION
 from .store import ProjectError
 
 #: The loop's settings and their defaults.
@@ -47,7 +48,13 @@ def count_texts(frame: pd.DataFrame, labels) -> dict:
     return {"texts": len(frame), "labelled": int(labelled.sum()),
             "test": int((labelled & frame["is_test"] & ~frame["audit"]).sum()),
             "audit": int((labelled & frame["audit"]).sum()),
+            "served": int(served_rows(frame).sum()),
             "counts": {lab: int((frame["label"] == lab).sum()) for lab in labels}}
+
+
+def served_rows(frame: pd.DataFrame) -> np.ndarray:
+    """Which rows a server appended to the pool (``agilecls serve --project DIR --sample RATE``)."""
+    return np.array([extra.get("source") == PRODUCTION for extra in frame["extra"]], dtype=bool)
 
 
 def check_setting(key: str, value, labels) -> object:
@@ -238,7 +245,7 @@ def queue_rows(scored: Scores, blocked: np.ndarray, k: int, *, strategy: str, sa
     audit_rows, reserve = audit.next_audit_rows(frame, unlabelled, salt, audit_rate, k, shown)
     free = unlabelled & ~frame["is_test"].to_numpy() & ~reserve
     pool = strategies.PoolScores(scored.embeddings, np.flatnonzero(free), None if fit is None else fit.raw,
-                                 None if fit is None else fit.ood)
+                                 None if fit is None else fit.ood, served=served_rows(frame))
     chosen = strategies.select(strategy, pool, k - len(audit_rows), seed)
     return spread(list(chosen), list(audit_rows)), audit_rows
 

@@ -40,6 +40,7 @@ from ..calibration.classifier import CalibratedClassifier
 from ..calibration.priors import shift_priors
 from ..distillation import distill
 from ..evaluation.metrics import classification_metrics
+from ..monitoring.drift import ReferenceProfile
 from ..recipes import RECIPES, build_recipe
 from ..recipes.builtin import fast_encoder
 from . import decisions, serving
@@ -95,6 +96,17 @@ def held_out_metrics(frame: pd.DataFrame, proba: np.ndarray, labels: Sequence[st
     return {"test": classification_metrics(frame["label"][test].tolist(), proba[test], labels,
                                            None if threshold is None else threshold.positive,
                                            [labels[i] for i in pred])}
+
+
+def pool_profile(frame: pd.DataFrame, proba: np.ndarray, ood, labels: Sequence[str], threshold) -> ReferenceProfile:
+    """The version's reference profile for the server's drift checks: its decisions and out-of-scope
+    scores on the pool's unlabelled texts (the texts it is meant for; every text while none is left)."""
+    rows = frame["label"].isna().to_numpy()
+    rows = rows if rows.any() else np.ones(len(frame), dtype=bool)
+    labels = list(labels)
+    decided = [labels[i] for i in decisions.decide(proba[rows], labels, threshold)]
+    scores = None if ood is None else np.asarray(ood, dtype=float)[rows]
+    return ReferenceProfile.from_predictions(decided, scores, source=f"{int(rows.sum())} texts of the project's pool")
 
 
 def fit_fast(fit: decisions.PoolFit, frame: pd.DataFrame, rows: np.ndarray, y_idx: np.ndarray,
@@ -239,5 +251,6 @@ def train_version(store: ProjectStore, kind: str, frame: pd.DataFrame, rows: np.
     metrics["fit_seconds"] = round(time.time() - start, 2)
     report({"stage": "saving"})
     clf.save(folder)
+    pool_profile(frame, proba, ood, labels, threshold).save(folder)
     return store.add_version(kind, len(rows), str(folder.relative_to(store.folder)), metrics,
                              frame["id"].tolist(), proba, [None] * len(frame) if ood is None else ood)

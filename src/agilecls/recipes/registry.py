@@ -69,7 +69,7 @@ class Recipe:
 RECIPES: Registry[Recipe] = Registry("recipe", sort_names=True)
 
 
-def register_recipe(name: str, description: str, evidence: str, multilabel: bool = False, min_per_class: int = 1):
+def register_recipe(name: str, description: str, evidence: str, *, multilabel: bool = False, min_per_class: int = 1):
     """Decorator that registers ``build(labels, options) -> unfitted estimator`` as recipe ``name``.
 
     ``min_per_class``: labelled texts each class needs (a recipe that holds rows out needs more).

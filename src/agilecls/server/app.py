@@ -62,7 +62,7 @@ def _view(exp, pattern: str | None) -> dict:
     return exp.to_dict(VIEW_GRANULARITIES + (["regex"] if pattern else []), pattern)
 
 
-def create_app(model=None, classifiers: dict | None = None, max_body: int = MAX_BODY, token: str | None = None,
+def create_app(model=None, classifiers: dict | None = None, *, max_body: int = MAX_BODY, token: str | None = None,
                max_pending: int = 64, max_batch: int = 64, max_wait: float = 0.02,
                time_limit: float = 120.0, project: str | os.PathLike | None = None, sample: float = 0.0) -> FastAPI:
     """The app.

@@ -156,7 +156,8 @@ function renderCounts(counts) {
 
 function renderStatus(s) {
   renderCounts(s.counts);
-  $("totals").textContent = `${s.labelled} of ${s.texts} labelled · ${s.test} held out`;
+  $("totals").textContent = `${s.labelled} of ${s.texts} labelled · ${s.test} held out` +
+    (s.served ? ` · ${s.served} from production` : "");
   renderJob(s.job);
 }
 
