@@ -75,8 +75,8 @@ def test_classify_zero_shot_with_salience(client):
     data = r.json()
     assert sum(data["probabilities"].values()) == pytest.approx(1.0)
     assert data["label"] == max(data["probabilities"], key=data["probabilities"].get)
-    assert [t["text"] for t in data["text_tokens"]] == "this was a really good movie".split()
-    assert [s["text"] for s in data["text_spans"]["words"]] == "this was a really good movie".split()
+    assert [t["text"] for t in data["text_tokens"]] == ["this", "was", "a", "really", "good", "movie"]
+    assert [s["text"] for s in data["text_spans"]["words"]] == ["this", "was", "a", "really", "good", "movie"]
 
 
 def test_explain_command(tiny_lm, tmp_path):

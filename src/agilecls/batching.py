@@ -7,7 +7,7 @@ neighbours in length share a batch.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -21,8 +21,8 @@ import csv
 import io
 import json
 import os
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
 
 import pandas as pd
 import pyarrow

@@ -46,7 +46,7 @@ def pick_device(device: str | torch.device | None = "auto") -> str:
     return str(device)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def pick_dtype(device_type: str) -> torch.dtype:
     """fp32 unless bf16 is clearly faster on this device (CPUs without bf16 units are 3-700x slower;
     with AVX512-BF16 about 2x faster). The best of five timings each, and a 1.5x margin, keep a

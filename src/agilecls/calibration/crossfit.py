@@ -10,9 +10,9 @@ folds for a multi-label 0/1 matrix, which no scikit-learn splitter stratifies).
 from __future__ import annotations
 
 import inspect
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from numbers import Integral, Real
-from typing import Sequence
 
 import numpy as np
 from sklearn.base import clone

@@ -8,7 +8,7 @@ few numbers, saved in the ensemble's ``agilecls.json``.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
@@ -42,7 +42,7 @@ class Stacker:
     def _regression(self) -> LogisticRegression:
         return LogisticRegression(C=self.C, max_iter=1000)
 
-    def fit(self, probas: Sequence[np.ndarray], y: Sequence[str]) -> "Stacker":
+    def fit(self, probas: Sequence[np.ndarray], y: Sequence[str]) -> Stacker:
         lr = self._regression().fit(member_features(probas), [str(v) for v in y])
         order = [list(lr.classes_).index(c) for c in self.classes]
         if len(self.classes) == 2:  # one row of coefficients for lr.classes_[1]; express it for classes[1]
@@ -70,5 +70,5 @@ class Stacker:
                 "C": self.C}
 
     @classmethod
-    def from_state(cls, state: dict) -> "Stacker":
+    def from_state(cls, state: dict) -> Stacker:
         return cls(state["classes"], state["coef"], state["intercept"], state.get("C", STACKER_C))

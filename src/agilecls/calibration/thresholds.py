@@ -13,8 +13,8 @@ at least 80% of the held-out out-of-scope rows while wrongly rejecting as few in
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Sequence
 
 import numpy as np
 from sklearn.metrics import precision_recall_curve
@@ -54,7 +54,7 @@ class DecisionThreshold:
         return {k: (None if isinstance(v, float) and v != v else v) for k, v in asdict(self).items()}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "DecisionThreshold":
+    def from_dict(cls, data: dict) -> DecisionThreshold:
         return cls(**{k: (float("nan") if v is None else v) for k, v in data.items()})
 
     def describe(self) -> str:

@@ -4,7 +4,7 @@ top layers costs only those layers per epoch."""
 from __future__ import annotations
 
 import contextlib
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

@@ -4,7 +4,7 @@ request is a 422 naming the field before any model work, never a 500."""
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal, Optional
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
@@ -46,13 +46,13 @@ Text = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT_CHARS)
 
 class SalienceRequest(BaseModel):
     prompt: str = Field(..., min_length=1, max_length=MAX_PROMPT)
-    target: Optional[str] = Field(None, max_length=MAX_PROMPT, description="empty or absent: greedy continuation")
+    target: str | None = Field(None, max_length=MAX_PROMPT, description="empty or absent: greedy continuation")
     method: Method = "grad_l2"
     steps: int = Field(16, ge=1, le=256)
-    target_span: Optional[list[Annotated[int, Field(ge=0, le=MAX_PROMPT)]]] = Field(
+    target_span: list[Annotated[int, Field(ge=0, le=MAX_PROMPT)]] | None = Field(
         None, min_length=2, max_length=2, description="scored target tokens [start, end)")
     max_new_tokens: int = Field(32, ge=1, le=256)
-    pattern: Optional[str] = Field(None, max_length=1000, description="regex for the 'regex' granularity")
+    pattern: str | None = Field(None, max_length=1000, description="regex for the 'regex' granularity")
 
 
 class GenerateRequest(BaseModel):
@@ -88,7 +88,7 @@ class AggregateRequest(BaseModel):
     prompt: str = Field(..., max_length=MAX_PROMPT)
     tokens: list[TokenScore] = Field(..., max_length=MAX_PROMPT)
     granularity: Granularity = "words"
-    pattern: Optional[str] = Field(None, max_length=1000)
+    pattern: str | None = Field(None, max_length=1000)
 
     @model_validator(mode="after")
     def _inside_prompt(self):
@@ -100,11 +100,11 @@ class AggregateRequest(BaseModel):
 
 class ClassifyRequest(BaseModel):
     text: str = Field(..., min_length=1, max_length=MAX_PROMPT)
-    labels: Optional[list[Annotated[str, StringConstraints(max_length=200)]]] = Field(
+    labels: list[Annotated[str, StringConstraints(max_length=200)]] | None = Field(
         None, max_length=200, description="zero-shot class names")
-    classifier: Optional[str] = Field(None, max_length=200, description="name of a classifier given at start-up")
-    instructions: Optional[str] = Field(None, max_length=2000)
-    label: Optional[str] = Field(None, max_length=200, description="explain this label instead of the predicted one")
+    classifier: str | None = Field(None, max_length=200, description="name of a classifier given at start-up")
+    instructions: str | None = Field(None, max_length=2000)
+    label: str | None = Field(None, max_length=200, description="explain this label instead of the predicted one")
     method: Method = "grad_l2"
     steps: int = Field(16, ge=1, le=256)
 
@@ -118,7 +118,7 @@ class PredictRequest(BaseModel):
 
     texts: list[Text] = Field(..., min_length=1, max_length=MAX_TEXTS,
                               json_schema_extra={"example": ["I love this", "what a waste of time"]})
-    classifier: Optional[str] = Field(None, max_length=200, description="its name (default: the first one given)")
+    classifier: str | None = Field(None, max_length=200, description="its name (default: the first one given)")
 
     @field_validator("texts")
     @classmethod
@@ -132,7 +132,7 @@ class PredictRequest(BaseModel):
 class Prediction(BaseModel):
     label: str = Field(description="the decision; a multi-label classifier's labels joined by | (empty for none)")
     probabilities: dict[str, float]
-    ood_score: Optional[float] = Field(None, description="how likely the text is out of scope (higher = more)")
+    ood_score: float | None = Field(None, description="how likely the text is out of scope (higher = more)")
 
 
 class PredictResponse(BaseModel):
@@ -159,14 +159,14 @@ TextId = Annotated[str, StringConstraints(min_length=1, max_length=1000)]
 
 class NextRequest(BaseModel):
     k: int = Field(8, ge=1, le=100, description="how many texts")
-    strategy: Optional[str] = Field(None, max_length=64, description="a query strategy (default: the project's)")
-    client: Optional[ClientId] = Field(None, description="the tab asking: its texts are kept from other tabs")
+    strategy: str | None = Field(None, max_length=64, description="a query strategy (default: the project's)")
+    client: ClientId | None = Field(None, description="the tab asking: its texts are kept from other tabs")
 
 
 class LabelRequest(BaseModel):
     id: TextId
     label: str = Field(..., min_length=1, max_length=200)
-    client: Optional[ClientId] = Field(None, description="recorded as the annotator")
+    client: ClientId | None = Field(None, description="recorded as the annotator")
 
 
 class UndoRequest(BaseModel):
@@ -193,12 +193,12 @@ class ServeRequest(BaseModel):
 
 
 class SettingsRequest(BaseModel):
-    positive: Optional[str] = Field(None, min_length=1, max_length=200,
+    positive: str | None = Field(None, min_length=1, max_length=200,
                                     description="two classes: the class the decision rule cuts on")
-    rule: Optional[str] = Field(None, min_length=1, max_length=40,
+    rule: str | None = Field(None, min_length=1, max_length=40,
                                 description="two classes: f1, expected_f1, precision:<t> or recall:<t>")
-    audit_rate: Optional[float] = Field(None, ge=0, le=0.5, description="share of random audit texts (0: off)")
-    retrain_every: Optional[int] = Field(None, ge=0, le=10_000,
+    audit_rate: float | None = Field(None, ge=0, le=0.5, description="share of random audit texts (0: off)")
+    retrain_every: int | None = Field(None, ge=0, le=10_000,
                                          description="labels between background retrains (0: off)")
 
 
@@ -209,7 +209,7 @@ class CancelRequest(BaseModel):
 class ExplainRequest(BaseModel):
     id: TextId
     method: Method = "grad_dot_input"
-    label: Optional[str] = Field(None, min_length=1, max_length=200,
+    label: str | None = Field(None, min_length=1, max_length=200,
                                  description="explain this label (default: the newest version's prediction)")
 
 
