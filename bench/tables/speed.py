@@ -14,6 +14,8 @@ __all__ = [
     "inference_options_avx512bf16",
     "batch_predict",
     "serve_load",
+    "serve_engines",
+    "serve_engines_scale",
     "salience_avx2_fp32",
     "finetune_batching",
     "shared_cache",
@@ -160,6 +162,49 @@ def serve_load() -> list[str]:
         f"{data['clients']} clients × {data['requests_per_client']} requests on {data['cpu_count']} cores; "
         f"micro-batching is {data['batching_speedup']:.2f}× the texts/s without it. Measured with {machine(data)}",
     ]
+
+
+def serve_engines() -> list[str]:
+    data = load("serve_engines")
+    keys = ["start s", "texts/s", "p50 s", "p95 s", "p99 s", "healthz p99 s", "errors"]
+    rows = [[r["model"], r["engine"], *[cell(r.get(k), None) for k in keys]] for r in data["engines"]]
+    lines = table(["model", "engine", *keys], rows)
+    for model in dict.fromkeys(r["model"] for r in data["engines"]):
+        by = {r["engine"]: r for r in data["engines"] if r["model"] == model}
+        if "local" in by and "ray, 2 replicas" in by:
+            ratio = by["ray, 2 replicas"]["texts/s"] / by["local"]["texts/s"]
+            lines += ["", f"{model}: Ray Serve with 2 replicas gives {ratio:.2f}× the local server's texts/s "
+                          f"(target ≥ 0.8×: {'met' if ratio >= 0.8 else 'missed'})."]
+    drift = data.get("drift")
+    if drift:
+        calm, shifted = drift["in_distribution"], drift["shifted_30pct_oos"]
+        lines += ["", "| drift stream | runs | flipped | texts until the flip (median, max) |",
+                  "| --- | --- | --- | --- |",
+                  f"| in distribution, {calm['texts']:,} texts | {calm['runs']} | {calm['false_alarms']} | – |",
+                  f"| 30% out-of-scope texts | {shifted['runs']} | {shifted['flipped']} | "
+                  f"{cell(shifted['median'], 0)}, {cell(shifted['max'], None)} |",
+                  "", f"Reference profile: {drift['reference']['texts']} predictions on the "
+                      f"{drift['reference']['source']}; the intent classifier is MiniLM with a logistic head "
+                      f"on the CLINC150 in-scope training rows; the state is read after every request of 8 texts."]
+    lines += ["", f"{data['clients']} clients × {data['requests_per_client']} requests of 1–8 ETHOS test texts on "
+                  f"{data['cpu_count']} cores, one engine at a time. Measured with {machine(data)}"]
+    return lines
+
+
+def serve_engines_scale() -> list[str]:
+    """Texts/s of N Ray Serve nodes, each like this machine, from one replica's measured rate: an estimate."""
+    data = load("serve_engines")
+    rows = []
+    for r in data["engines"]:
+        if r["engine"] != "ray, 1 replica":
+            continue
+        per_node = r["texts/s"]
+        rows.append([r["model"], cell(per_node, 1), *[f"{per_node * n:,.0f}" for n in (4, 16, 64)],
+                     f"{1_000_000 / (per_node * 16) / 60:.0f} min"])
+    return table(["model", "1 node (measured)", "4 nodes", "16 nodes", "64 nodes", "1M texts on 16 nodes"], rows) + [
+        "", "Estimate, not measurement: N × one node's measured rate, assuming the nodes are like this machine, one "
+            "replica per 2 cores, and the proxy and network are not the bottleneck. Measured rate from "
+            f"{machine(data)}"]
 
 
 def salience_avx2_fp32() -> list[str]:
