@@ -114,3 +114,26 @@ def test_served_texts_survive_a_sigkill_of_the_server(tmp_path, classifier_folde
         proc.wait(30)
     stored = production_rows(Project(tmp_path / "p"))
     assert sorted(stored["text"]) == sorted(texts) and stored["id"].is_unique
+
+
+def test_serve_project_alone_serves_its_label_page_before_any_version(tmp_path):
+    new_project(tmp_path / "p", topic_texts(TOPICS, 2, 3)[0])
+    refused = subprocess.run([sys.executable, "-m", "agilecls.cli", "serve", "--project", str(tmp_path / "p"),
+                              "--sample", "0.5"], capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "no model version to serve yet" in refused.stderr
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "agilecls.cli", "serve", "--project", str(tmp_path / "p"),
+                             "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    try:
+        for _ in range(240):
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.25)
+        assert health.json()["classifiers"] == []
+        assert httpx.get(f"http://127.0.0.1:{port}/label", timeout=10).status_code == 200
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)

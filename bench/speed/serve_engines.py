@@ -11,9 +11,10 @@
    false-alarm rate) and shifted (30% out-of-scope texts, 10 seeds: texts until the state flips).
    The monitor is the server's own (:class:`agilecls.monitoring.DriftMonitor`), fed the predictions
    the server would return, checked after every request.
-3. **Feedback.** ``agilecls serve --project DIR --sample 1.0`` receives 2,000 distinct texts while
-   it is killed with SIGKILL half-way and started again; the rows that reach the project's pool are
-   counted: lost (sent, answered, never stored beyond the last unflushed batch) and duplicated.
+3. **Feedback.** ``agilecls serve --project DIR --sample 1`` answers 2,000 distinct CLINC150 texts
+   in requests of 8 and is killed with SIGKILL after 1,000; the pool then holds every text answered
+   before the writer's last second, once. Started again and sent all 2,000, the pool holds each
+   exactly once: lost and duplicated rows are counted.
 
     python -m bench.speed.serve_engines --demo-dir models/demo [--clients 16 --requests 50]
 """
@@ -139,6 +140,47 @@ def drift(args) -> dict:
                                   "max": max(flips) if flips else None}}
 
 
+def feedback(encoder_dir: Path, port: int) -> dict:
+    """Served texts into a project's pool across a SIGKILL: rows lost and duplicated."""
+    from agilecls.loop import Project
+    from agilecls.loop.feedback import PRODUCTION
+
+    texts = list(dict.fromkeys(load_clinc150("test").texts))[:2000]
+    url = f"http://127.0.0.1:{port}/v1/predict"
+
+    def stored() -> list[str]:
+        frame = Project(folder).store.frame()
+        return [t for t, e in zip(frame["text"], frame["extra"], strict=True) if e.get("source") == PRODUCTION]
+
+    def send(batch: list[str]) -> None:
+        for start in range(0, len(batch), 8):
+            if httpx.post(url, json={"texts": batch[start:start + 8]}, timeout=60).status_code != 200:
+                raise RuntimeError("a request failed")
+
+    with tempfile.TemporaryDirectory() as root:
+        folder = Path(root) / "project"
+        Project.create(folder, labels=["a", "b"])
+        command = ["--model", str(encoder_dir), "--project", str(folder), "--sample", "1"]
+        proc = start_server(command, port)
+        send(texts[:900])
+        time.sleep(1.5)  # the writer's flush interval is 1 s: the first 900 are written by now
+        send(texts[900:1000])
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        after_kill = stored()
+        proc = start_server(command, port)
+        try:
+            send(texts)
+        finally:
+            stop(proc)
+        final = stored()
+    return {"texts": len(texts), "killed_after": 1000, "stored_at_kill": len(after_kill),
+            "lost_written_before_kill": len(set(texts[:900]) - set(after_kill)),
+            "unflushed_at_kill": 1000 - len(after_kill), "seconds_between_last_flush_and_kill": 1.5,
+            "stored_at_end": len(final), "lost_at_end": len(set(texts) - set(final)),
+            "duplicated_at_end": len(final) - len(set(final))}
+
+
 def main(argv=None) -> dict:
     parser = bench_parser(__doc__.split("\n\n")[0], seed=0)
     parser.add_argument("--demo-dir", required=True, help="the demo's saved classifier (agilecls demo --out DIR)")
@@ -147,7 +189,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--requests", type=int, default=50, help="requests per client")
     parser.add_argument("--port", type=int, default=8791)
-    parser.add_argument("--parts", nargs="+", default=["engines", "drift"], choices=["engines", "drift"])
+    parser.add_argument("--parts", nargs="+", default=["engines", "drift", "feedback"],
+                        choices=["engines", "drift", "feedback"])
     args = setup(parser.parse_args(argv))
     payload = {"clients": args.clients, "requests_per_client": args.requests, "cpu_count": os.cpu_count()}
     if "engines" in args.parts:
@@ -158,6 +201,9 @@ def main(argv=None) -> dict:
     if "drift" in args.parts:
         payload["drift"] = drift(args)
         print(payload["drift"])
+    if "feedback" in args.parts:
+        payload["feedback"] = feedback(encoder_classifier(Path(args.encoder_dir)), args.port)
+        print(payload["feedback"])
     write_results("serve_engines", payload, args.out, argv=argv)
     return payload
 

@@ -186,6 +186,14 @@ def serve_engines() -> list[str]:
                   "", f"Reference profile: {drift['reference']['texts']} predictions on the "
                       f"{drift['reference']['source']}; the intent classifier is MiniLM with a logistic head "
                       f"on the CLINC150 in-scope training rows; the state is read after every request of 8 texts."]
+    fed = data.get("feedback")
+    if fed:
+        lines += ["", f"Served texts into a project (`--sample 1`), {fed['texts']:,} distinct texts, SIGKILL after "
+                      f"{fed['killed_after']:,}: {fed['stored_at_kill']:,} stored at the kill, "
+                      f"{fed['lost_written_before_kill']} lost of those answered more than a second before it, "
+                      f"{fed['unflushed_at_kill']} not yet written; after a restart and all texts sent again, "
+                      f"{fed['stored_at_end']:,} stored, {fed['lost_at_end']} lost, "
+                      f"{fed['duplicated_at_end']} duplicated."]
     lines += ["", f"{data['clients']} clients × {data['requests_per_client']} requests of 1–8 ETHOS test texts on "
                   f"{data['cpu_count']} cores, one engine at a time. Measured with {machine(data)}"]
     return lines

@@ -67,9 +67,14 @@ def register(app: typer.Typer) -> None:
         check_serving_options(ctx, engine, project, sample, replicas)
         if project is not None and not named:
             named = project_version(project)
+            if sample and not named:
+                fail(f"--sample: {project} has no model version to serve yet; train one (agilecls project train) "
+                     "or give --model DIR")
         if engine == "ray":
             from ..server.ray_serve import serve_on_ray
 
+            if not named:
+                fail("--engine ray serves saved classifiers: give --model DIR")
             typer.echo(f"agilecls on Ray Serve at http://{host}:{port}: POST /v1/predict with {', '.join(named)}, "
                        f"{replicas} replica(s) (Ctrl+C stops)")
             serve_on_ray(named, replicas=replicas, address=ray_address, host=host, port=port, max_body=max_body,
@@ -121,12 +126,12 @@ def check_serving_options(ctx, engine: str, project: Path | None, sample: float,
 
 
 def project_version(folder: Path) -> dict[str, str]:
-    """``{project name: folder}`` of a project's serving version; refused when it has none."""
+    """``{project name: folder}`` of a project's serving version, or ``{}`` before its first version."""
     from ..loop import Project
 
     project = Project(folder)
     if not project.versions():
-        fail(f"{folder} has no model version yet; train one (agilecls project train) or give --model DIR")
+        return {}
     record = project.serving()
     name = project.store.meta().get("name") or Path(folder).resolve().name
     return {name: str(Path(folder) / record["folder"])}
