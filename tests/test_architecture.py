@@ -23,6 +23,16 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+def import_target(node: ast.ImportFrom, package: str) -> str | None:
+    """The absolute module a ``from ... import`` reads, relative levels resolved against ``package``."""
+    if not node.level:
+        return node.module
+    base = package
+    for _ in range(node.level - 1):
+        base = base.rsplit(".", 1)[0]
+    return f"{base}.{node.module}" if node.module else base
+
+
 def imports_of(path: Path) -> set[str]:
     """Every agilecls module ``path`` imports at run time, at module level or inside functions."""
     name = module_name(path)
@@ -35,10 +45,7 @@ def imports_of(path: Path) -> set[str]:
         if id(node) in typing_only:  # annotations only: never imported at run time
             continue
         if isinstance(node, ast.ImportFrom):
-            base = package
-            for _ in range(node.level - 1):
-                base = base.rsplit(".", 1)[0]
-            target = (f"{base}.{node.module}" if node.module else base) if node.level else node.module
+            target = import_target(node, package)
             if target and target.startswith("agilecls"):
                 for alias in node.names:  # `from . import saving` names a module
                     candidate = f"{target}.{alias.name}"
@@ -150,10 +157,7 @@ def private_uses(path: Path, defined: dict[str, set[str]]) -> set[tuple[str, str
     found = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
-            base = package
-            for _ in range(node.level - 1):
-                base = base.rsplit(".", 1)[0]
-            target = (f"{base}.{node.module}" if node.module else base) if node.level else node.module
+            target = import_target(node, package)
             if target and target.startswith("agilecls"):
                 found |= {(name, f"{target}.{a.name}") for a in node.names
                           if is_private(a.name) and f"{target}.{a.name}" not in MODULES}
