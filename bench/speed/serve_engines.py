@@ -16,12 +16,13 @@
    before the writer's last second, once. Started again and sent all 2,000, the pool holds each
    exactly once: lost and duplicated rows are counted.
 
-    python -m bench.speed.serve_engines --demo-dir models/demo [--clients 16 --requests 50]
+    python -m bench.speed.serve_engines --demo-dir models/demo [--clients 16 --requests 50] [--parts drift --resume]
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -38,7 +39,7 @@ from agilecls.datasets import load_clinc150, load_ethos
 from agilecls.evaluation.metrics import format_table
 from agilecls.monitoring import DriftMonitor, record_profile
 from agilecls.validation import decision_labels
-from bench.common import bench_parser, setup, write_results
+from bench.common import META_KEYS, RESULTS, bench_parser, load_previous, setup, write_results
 from bench.speed.serve_load import run_load
 
 
@@ -60,17 +61,27 @@ def start_server(args: list[str], port: int, wait: float = 600) -> subprocess.Po
     raise RuntimeError("the server did not start")
 
 
-def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
-    """Stop the server and everything it started (Ray's processes included)."""
-    try:
+def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, port: int | None = None) -> None:
+    """Stop the server and everything it started, and wait until ``port`` is free and no Ray process
+    is left, so the next engine starts on a quiet machine."""
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, sig)
-    except ProcessLookupError:
-        return
     try:
         proc.wait(timeout=60)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        ray_left = subprocess.run(["pgrep", "-f", "raylet|gcs_server|ray::"], capture_output=True).stdout.strip()
+        try:
+            busy = port is not None and httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1) is not None
+        except httpx.TransportError:
+            busy = False
+        if not ray_left and not busy:
+            return
+        time.sleep(1)
+    raise RuntimeError(f"the server on port {port} or Ray's processes did not stop within 120 s")
 
 
 def encoder_classifier(folder: Path) -> Path:
@@ -83,19 +94,24 @@ def encoder_classifier(folder: Path) -> Path:
 
 
 def engines(models: dict[str, Path], args) -> list[dict]:
+    """Each engine in turn on each model; an engine that fails is recorded with its error."""
     texts, rows = load_ethos("test").texts, []
     for model, folder in models.items():
         for engine, extra in [("local", []), ("ray, 1 replica", ["--engine", "ray", "--replicas", "1"]),
                               ("ray, 2 replicas", ["--engine", "ray", "--replicas", "2"])]:
-            started = time.perf_counter()
-            proc = start_server(["--model", str(folder), "--queue", "256", *extra], args.port)
-            start_s = time.perf_counter() - started
+            started, proc = time.perf_counter(), None
             try:
+                proc = start_server(["--model", str(folder), "--queue", "256", *extra], args.port)
+                start_s = time.perf_counter() - started
                 row = asyncio.run(run_load(f"http://127.0.0.1:{args.port}", texts, args.clients, args.requests,
                                            args.seed))
+                row = {"start s": round(start_s, 1), **row}
+            except (RuntimeError, httpx.HTTPError) as err:
+                row = {"failed": f"{type(err).__name__}: {err}"}
             finally:
-                stop(proc)
-            rows.append({"model": model, "engine": engine, "start s": round(start_s, 1), **row})
+                if proc is not None:
+                    stop(proc, port=args.port)
+            rows.append({"model": model, "engine": engine, **row})
             print(rows[-1], flush=True)
     return rows
 
@@ -182,7 +198,7 @@ def feedback(encoder_dir: Path, port: int) -> dict:
 
 
 def main(argv=None) -> dict:
-    parser = bench_parser(__doc__.split("\n\n")[0], seed=0)
+    parser = bench_parser(__doc__.split("\n\n")[0], seed=0, resume=False)
     parser.add_argument("--demo-dir", required=True, help="the demo's saved classifier (agilecls demo --out DIR)")
     parser.add_argument("--encoder-dir", default="models/ethos-minilm",
                         help="a small encoder classifier (trained here when the folder is empty)")
@@ -192,19 +208,17 @@ def main(argv=None) -> dict:
     parser.add_argument("--parts", nargs="+", default=["engines", "drift", "feedback"],
                         choices=["engines", "drift", "feedback"])
     args = setup(parser.parse_args(argv))
-    payload = {"clients": args.clients, "requests_per_client": args.requests, "cpu_count": os.cpu_count()}
-    if "engines" in args.parts:
-        models = {"demo (stacked LLM + MiniLM)": Path(args.demo_dir),
-                  "MiniLM, logistic head": encoder_classifier(Path(args.encoder_dir))}
-        payload["engines"] = engines(models, args)
-        print(format_table([{k: v for k, v in r.items() if k not in ("model calls",)} for r in payload["engines"]]))
-    if "drift" in args.parts:
-        payload["drift"] = drift(args)
-        print(payload["drift"])
-    if "feedback" in args.parts:
-        payload["feedback"] = feedback(encoder_classifier(Path(args.encoder_dir)), args.port)
-        print(payload["feedback"])
-    write_results("serve_engines", payload, args.out, argv=argv)
+    out = Path(args.out) if args.out else RESULTS / "serve_engines.json"
+    payload = {k: v for k, v in load_previous(out, args).items() if k not in META_KEYS}
+    payload.update(clients=args.clients, requests_per_client=args.requests, cpu_count=os.cpu_count())
+    runs = {"engines": lambda: engines({"demo (stacked LLM + MiniLM)": Path(args.demo_dir),
+                                        "MiniLM, logistic head": encoder_classifier(Path(args.encoder_dir))}, args),
+            "drift": lambda: drift(args),
+            "feedback": lambda: feedback(encoder_classifier(Path(args.encoder_dir)), args.port)}
+    for part in args.parts:  # each part is written as soon as it ends: a later failure keeps it
+        payload[part] = runs[part]()
+        print(format_table(payload[part]) if part == "engines" else payload[part], flush=True)
+        write_results("serve_engines", payload, out, argv=argv)
     return payload
 
 

@@ -68,12 +68,19 @@ async def attacker(http, url, stop):
     return codes
 
 
-async def poll_health(http, url, stop, latencies):
+async def poll_health(http, url, stop, latencies) -> int:
+    """``/healthz`` every 50 ms until the load ends; its latencies, and the number of failed polls
+    (an answer other than 200, or a dropped connection) as the return value."""
+    failed = 0
     while not stop.is_set():
         start = time.perf_counter()
-        await http.get(f"{url}/healthz")
+        try:
+            failed += (await http.get(f"{url}/healthz")).status_code != 200
+        except httpx.HTTPError:
+            failed += 1
         latencies.append(time.perf_counter() - start)
         await asyncio.sleep(0.05)
+    return failed
 
 
 async def run_load(url, texts, clients, requests, seed, attack=False) -> dict:
@@ -94,6 +101,7 @@ async def run_load(url, texts, clients, requests, seed, attack=False) -> dict:
     row = {"requests": len(latencies), "texts": sum(sizes), "errors": sum(errors), "seconds": round(seconds, 1),
            "texts/s": round(sum(sizes) / seconds, 2), "p50 s": round(p50, 3), "p95 s": round(p95, 3),
            "p99 s": round(p99, 3), "healthz p99 s": round(float(np.percentile(health, 99)), 3) if health else None,
+           "healthz errors": done[0],
            "model calls": stats["batches"], "texts per call": stats["items_per_batch"]}
     if attack:
         codes = done[1]

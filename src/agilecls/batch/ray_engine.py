@@ -19,6 +19,7 @@ import pandas as pd
 import pyarrow.csv as pacsv
 
 from ..persistence import is_saved, load_classifier
+from ..ray_cluster import init_ray
 from ..readers import check_columns
 from ..validation import DatasetError
 from .io import output_format
@@ -115,7 +116,8 @@ def predict_dataset(model: str | os.PathLike, source: str | os.PathLike, out: st
     batch_size : int, default=256
         Rows per ``map_batches`` call.
     ray_address : str or None, default=None
-        A cluster's address; None starts (or joins) a local Ray.
+        A cluster's address; None joins the cluster ``RAY_ADDRESS`` names, else starts a new local Ray
+        (:func:`agilecls.ray_cluster.init_ray`).
 
     Returns
     -------
@@ -133,8 +135,7 @@ def predict_dataset(model: str | os.PathLike, source: str | os.PathLike, out: st
         raise DatasetError(f"{model} is not a saved classifier; create one with `agilecls train`")
     if not id_col:
         raise ValueError("the Ray engine needs an id column (rows are scored out of order across actors)")
-    if not ray.is_initialized():
-        ray.init(address=ray_address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    init_ray(ray_address)
     columns = list(dict.fromkeys([text_col, id_col, *keep]))
     if Path(str(source)).is_file():  # a local file gets the local engine's checks and messages first
         check_columns(source, columns)

@@ -34,7 +34,8 @@ def register(app: typer.Typer) -> None:
                 limit: int | None = LIMIT,
                 engine: str = typer.Option("local", help="local (streaming, resumable) or ray (Ray Data; needs "
                                                          "agilecls[ray]; --out is a folder of Parquet files)."),
-                ray_address: str | None = typer.Option(None, help="Ray cluster address (default: a local Ray)."),
+                ray_address: str | None = typer.Option(None, help="Ray cluster address (default: the one RAY_ADDRESS "
+                                                                     "names, else a new local Ray)."),
                 actors: int = typer.Option(2, help="Ray actors, each holding one copy of the classifier."),
                 batch_size: int = typer.Option(256, help="Rows per Ray batch."),
                 as_json: bool = JSON):

@@ -26,8 +26,8 @@ SAMPLE = typer.Option(0.0, "--sample", help="With --project: the share of the te
 ENGINE = typer.Option("local", "--engine", help="local (one process) or ray (Ray Serve replicas; needs "
                                                 "agilecls[ray]; /v1/predict, /healthz and /metrics only).")
 REPLICAS = typer.Option(1, "--replicas", help="With --engine ray: copies of the classifiers behind one endpoint.")
-RAY_ADDRESS = typer.Option(None, "--ray-address", help="With --engine ray: the Ray cluster to join (default: start "
-                                                       "a local one).")
+RAY_ADDRESS = typer.Option(None, "--ray-address", help="With --engine ray: the Ray cluster to join (default: the "
+                                                       "one RAY_ADDRESS names, else a new local one).")
 
 
 def register(app: typer.Typer) -> None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 
+from ..ray_cluster import init_ray
+
 #: Name of the Ray Serve application and deployment.
 APP_NAME = "agilecls"
 
@@ -54,13 +56,12 @@ def build_deployment(classifiers: dict[str, str], *, replicas: int = 1, threads:
 
 def serve_on_ray(classifiers: dict[str, str], *, replicas: int = 1, address: str | None = None,
                  host: str = "127.0.0.1", port: int = 8765, blocking: bool = True, **app_options):
-    """Start (or join, with ``address``) a Ray cluster and serve ``classifiers`` on Ray Serve at
-    ``http://host:port``; with ``blocking`` wait until interrupted, else return the app's handle."""
-    import ray
+    """Serve ``classifiers`` on Ray Serve at ``http://host:port``, on the Ray cluster at ``address``
+    (None: the one ``RAY_ADDRESS`` names, else a new local Ray); with ``blocking`` wait until
+    interrupted, else return the app's handle."""
     from ray import serve
 
-    if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    init_ray(address)
     serve.start(http_options={"host": host, "port": port})
     return serve.run(build_deployment(classifiers, replicas=replicas, app_options=app_options), name=APP_NAME,
                      route_prefix="/", blocking=blocking)
