@@ -103,29 +103,3 @@ def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(model_dir, tmp_
     assert "chunk(s) resumed" in resumed.stdout
     pd.testing.assert_frame_equal(pd.read_parquet(out), pd.read_parquet(reference))
     assert len(pd.read_parquet(out)) == 1000 and not parts.exists()
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    yield ray
-    ray.shutdown()
-
-
-@pytest.mark.ray
-def test_ray_engine_equals_the_local_engine_row_for_row(model_dir, tmp_path, local_ray):
-    from agilecls.batch import predict_dataset  # the public name, imported on first use
-
-    rows = toy_rows(300, seed=3)
-    rows.loc[7, "text"] = ""
-    source = tmp_path / "in.parquet"
-    rows.to_parquet(source, index=False)
-    local = tmp_path / "local.parquet"
-    predict_file(model_dir, source, local, id_col="doc", keep=["topic"], chunk_size=64, progress=False)
-    folder = predict_dataset(model_dir, source, tmp_path / "ray_out", id_col="doc", keep=["topic"], actors=2,
-                             batch_size=50)
-    got = pd.read_parquet(folder).sort_values("id", key=lambda s: s.str[1:].astype(int)).reset_index(drop=True)
-    expected = pd.read_parquet(local)
-    assert got["id"].tolist() == expected["id"].tolist() and got.loc[7, "error"] == "empty text"
-    pd.testing.assert_frame_equal(got[expected.columns], expected, check_exact=False, atol=1e-6)

@@ -12,7 +12,7 @@ from agilecls import AgileClassifier, EncoderClassifier, EnsembleClassifier
 from agilecls.ensemble import soft_vote
 from agilecls.persistence import MANIFEST, load_classifier
 
-from conftest import TEXTS, Y
+from conftest import TEXTS, Y, build_tiny_sentence_encoder
 
 
 def members(lm):
@@ -69,26 +69,29 @@ def test_bad_ensembles_raise_clear_errors(learnable_lm):
 
 def test_train_predict_eval_commands_with_an_ensemble(learnable_lm, tmp_path):
     """`agilecls train --ensemble-encoder --ensemble-finetuned-encoder`, then `predict` and `eval` on the
-    saved folder; the base model is a local folder, as a user's own model would be."""
+    saved folder; the base model and the fine-tuned encoder are local folders, as a user's own models
+    would be (the bundled MiniLM is fine-tuned end to end by the demo and tests/test_distillation.py)."""
     import pandas as pd
     from typer.testing import CliRunner
 
     from agilecls.cli import app
 
     model_dir = tmp_path / "tiny-lm"
+    encoder_dir = build_tiny_sentence_encoder(tmp_path / "my-encoder", " ".join(TEXTS).lower().split())
     learnable_lm.model.save_pretrained(model_dir)
     learnable_lm.tokenizer.save_pretrained(model_dir)
     pd.DataFrame({"text": TEXTS, "label": Y}).to_csv(tmp_path / "train.csv", index=False)
     runner = CliRunner()
     trained = runner.invoke(app, ["train", str(tmp_path / "train.csv"), "--model", str(model_dir), "--epochs", "6",
                                   "--learning-rate", "1e-2", "--top-layers", "2", "--ensemble-encoder", "minilm",
-                                  "--ensemble-finetuned-encoder", "minilm", "--out", str(tmp_path / "ens")])
+                                  "--ensemble-finetuned-encoder", encoder_dir, "--out", str(tmp_path / "ens")])
     assert trained.exit_code == 0, trained.output
-    assert "EnsembleClassifier(minilm + logistic head + minilm fine-tuned + softmax head + " in trained.output
+    described = f"minilm + logistic head + {encoder_dir} fine-tuned + softmax head + "
+    assert f"EnsembleClassifier({described}" in trained.output
     assert "(LoRA rank 4, 6 epochs), soft-voted)" in trained.output
     manifest = json.loads((tmp_path / "ens" / MANIFEST).read_text())
-    assert manifest["members"] == ["enc_minilm", "encft_minilm", "llm_tiny_lm"]
-    assert any((tmp_path / "ens" / "encft_minilm" / "encoder").glob("*.safetensors"))  # its own encoder weights
+    assert manifest["members"] == ["enc_minilm", "encft_st", "llm_tiny_lm"]
+    assert any((tmp_path / "ens" / "encft_st" / "encoder").glob("*.safetensors"))  # its own encoder weights
     predicted = runner.invoke(app, ["predict", str(tmp_path / "train.csv"), "--model", str(tmp_path / "ens"),
                                     "--out", str(tmp_path / "preds.csv")])
     assert predicted.exit_code == 0, predicted.output
@@ -102,5 +105,5 @@ def test_train_predict_eval_commands_with_an_ensemble(learnable_lm, tmp_path):
     assert evaluated.exit_code == 0, evaluated.output
     assert "accuracy" in evaluated.output
     html = (tmp_path / "r.html").read_text()
-    assert "minilm + logistic head + minilm fine-tuned + softmax head + " in html and "(LoRA rank 4" in html
+    assert described in html and "(LoRA rank 4" in html
     assert html.count("data:image/png") >= 3
