@@ -78,8 +78,14 @@ def test_ray_serve_answers_equal_the_local_server(ray_server, classifier_folder)
     with TestClient(create_app(classifiers={"topics": str(classifier_folder)})) as local:
         expected = local.post("/v1/predict", json={"texts": texts}).json()
         refused_locally = local.post("/v1/predict", json={"texts": texts, "classifier": "nope"})
-    answers = [httpx.post(f"{url}/v1/predict", json={"texts": texts}, timeout=60).json() for _ in range(4)]
-    for got in answers:  # several requests, spread over the two replicas by Ray's router
+    replicas: dict[str, dict] = {}  # each replica's answer, by the instance header: until both answered
+    for _ in range(40):
+        answer = httpx.post(f"{url}/v1/predict", json={"texts": texts}, timeout=60)
+        replicas[answer.headers["X-Agilecls-Instance"]] = answer.json()
+        if len(replicas) == 2:
+            break
+    assert len(replicas) == 2, "one replica answered 40 requests in a row"
+    for got in replicas.values():
         assert [p["label"] for p in got["predictions"]] == [p["label"] for p in expected["predictions"]]
         np.testing.assert_allclose([[p["probabilities"][c] for c in TOPICS] for p in got["predictions"]],
                                    [[p["probabilities"][c] for c in TOPICS] for p in expected["predictions"]],
@@ -90,5 +96,5 @@ def test_ray_serve_answers_equal_the_local_server(ray_server, classifier_folder)
     assert (refused.status_code, refused.json()) == (refused_locally.status_code, refused_locally.json()) and \
         refused.status_code == 404
     health = httpx.get(f"{url}/healthz", timeout=60).json()
-    assert health["status"] == "ok" and health["classifiers"] == ["topics"]
+    assert health["status"] == "ok" and health["classifiers"] == ["topics"] and health["instance"] in replicas
     assert "agilecls_requests_total" in httpx.get(f"{url}/metrics", timeout=60).text

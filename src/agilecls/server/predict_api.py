@@ -6,6 +6,8 @@ reference profile (:mod:`agilecls.monitoring.drift`)."""
 from __future__ import annotations
 
 import math
+import os
+import socket
 import time
 
 from fastapi import FastAPI, HTTPException, Request, Response
@@ -15,6 +17,15 @@ from ..monitoring.metrics import CONTENT_TYPE, ServerMetrics
 from ..validation import decision_labels
 from .schemas import ERROR_RESPONSES, Health, Prediction, PredictRequest, PredictResponse
 from .work import WorkQueue, wait_for
+
+#: Response header naming the process that answered (:func:`instance_name`).
+INSTANCE_HEADER = "X-Agilecls-Instance"
+
+
+def instance_name() -> str:
+    """``host:pid`` of this process: which Ray Serve replica answered, since each replica's
+    ``/metrics`` and drift state are its own."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def score_texts(clf, texts: list[str]) -> list[Prediction]:
@@ -49,6 +60,7 @@ def add_prediction_routes(app: FastAPI, classifiers: dict, queue: WorkQueue, tim
     :class:`~agilecls.loop.feedback.ServedSampler` (or None) offered every answered text; returns the
     server's metrics."""
     metrics = ServerMetrics(queue_depth=lambda: queue.pending)
+    instance = instance_name()
     monitors = {name: DriftMonitor(profile) for name, profile in (profiles or {}).items() if name in classifiers}
     app.state.metrics, app.state.drift = metrics, monitors
 
@@ -59,6 +71,7 @@ def add_prediction_routes(app: FastAPI, classifiers: dict, queue: WorkQueue, tim
         try:
             response = await call_next(request)
             status = response.status_code
+            response.headers[INSTANCE_HEADER] = instance
             return response
         finally:
             route = request.scope.get("route")
@@ -88,7 +101,7 @@ def add_prediction_routes(app: FastAPI, classifiers: dict, queue: WorkQueue, tim
         return Health(status="ok", pending=queue.pending, running=queue.running, batches=queue.batches,
                       items_per_batch=round(queue.items_run / max(queue.batches, 1), 2),
                       classifiers=list(classifiers),
-                      drift={name: monitor.status() for name, monitor in monitors.items()})
+                      drift={name: monitor.status() for name, monitor in monitors.items()}, instance=instance)
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus_metrics() -> Response:

@@ -5,7 +5,8 @@ function that returns an ASGI app and runs it on the replica), so ``/v1/predict`
 ``/metrics`` have the same schemas, the same errors and the same micro-batching work queue as
 ``agilecls serve`` on one process: a replica scores the requests that wait together as one batch,
 and Ray's proxy spreads requests over the replicas. ``/metrics`` and the drift state of ``/healthz``
-are those of the replica that answers; scrape each replica, or read Ray's own metrics, for totals.
+are those of the replica that answers, which every response names in its ``X-Agilecls-Instance``
+header (``host:pid``); scrape each replica, or read Ray's own metrics, for totals.
 """
 
 from __future__ import annotations

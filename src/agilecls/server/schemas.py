@@ -149,6 +149,8 @@ class Health(BaseModel):
     classifiers: list[str]
     drift: dict[str, dict] = Field(default_factory=dict, description="each watched classifier's drift state "
                                    "(ok, drifting or warming up) and the numbers behind it")
+    instance: str = Field("", description="the process that answered, host:pid (one per Ray Serve replica); "
+                                          "every response names it in its X-Agilecls-Instance header")
 
 
 # ---- the labelling page (/api/project) ---------------------------------------------------------
