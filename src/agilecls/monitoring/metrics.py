@@ -22,6 +22,7 @@ series stays bounded; requests to unknown paths count under ``other``.
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -74,8 +75,8 @@ class ServerMetrics:
         """Count one scored batch: its size, each text's label and out-of-scope score."""
         self.batch.labels(classifier).observe(len(labels))
         self.texts.labels(classifier, "ok").inc(len(labels))
-        for label in labels:
-            self.predicted.labels(classifier, label).inc()
+        for label, count in collections.Counter(labels).items():
+            self.predicted.labels(classifier, label).inc(count)
         for score in scores:
             if score is not None:
                 self.ood.labels(classifier).observe(score)
