@@ -137,3 +137,24 @@ def test_serve_project_alone_serves_its_label_page_before_any_version(tmp_path):
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(30)
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--sample", "0.5"], "--sample is local-engine only"),
+    (["--model", "{model}"], "--engine ray serves --model folders or --project's serving version, not both"),
+    ([], "--engine ray: {project} has no model version to serve yet"),
+    (["--lm", "x"], "--lm is not served by --engine ray"),
+])
+def test_serve_project_on_ray_refuses_what_it_cannot_serve(tmp_path, classifier_folder, extra, message):
+    pytest.importorskip("ray.serve")
+    from typer.testing import CliRunner
+
+    from agilecls.cli import app
+
+    new_project(tmp_path / "p", topic_texts(TOPICS, 2, 3)[0])
+    values = {"model": classifier_folder, "project": tmp_path / "p"}
+    result = CliRunner().invoke(app, ["serve", "--project", str(tmp_path / "p"), "--engine", "ray",
+                                      *[a.format(**values) for a in extra]])
+    lines = result.stderr.strip().splitlines()
+    assert result.exit_code == 2 and len(lines) == 1, result.output
+    assert lines[0].startswith(f"error: {message.format(**values)}"), lines[0]

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from ..persistence import is_saved
-from .common import fail, refuse
+from .common import fail, given, refuse
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 TOKEN_ENV = "AGILECLS_TOKEN"
@@ -20,7 +20,8 @@ LM = typer.Option(None, "--lm", help="Language model of the prompt-debugging pag
 TOKEN = typer.Option(None, envvar=TOKEN_ENV, show_default=False,
                      help=f"Require 'Authorization: Bearer TOKEN' on /v1 and /api (or set ${TOKEN_ENV}).")
 PROJECT = typer.Option(None, "--project", help="A labelling project folder: serve its labelling page at /label "
-                                               "(and, without --model, its serving version at /v1/predict).")
+                                               "(and, without --model, its serving version at /v1/predict; with "
+                                               "--engine ray, only its serving version).")
 SAMPLE = typer.Option(0.0, "--sample", help="With --project: the share of the texts answered at /v1/predict "
                                             "appended to the project's pool (0 = none, 1 = all).")
 ENGINE = typer.Option("local", "--engine", help="local (one process) or ray (Ray Serve replicas; needs "
@@ -74,7 +75,9 @@ def register(app: typer.Typer) -> None:
             from ..server.ray_serve import serve_on_ray
 
             if not named:
-                fail("--engine ray serves saved classifiers: give --model DIR")
+                fail(f"--engine ray: {project} has no model version to serve yet; train one (agilecls project "
+                     "train) or give --model DIR" if project is not None
+                     else "--engine ray serves saved classifiers: give --model DIR or --project DIR")
             typer.echo(f"agilecls on Ray Serve at http://{host}:{port}: POST /v1/predict with {', '.join(named)}, "
                        f"{replicas} replica(s) (Ctrl+C stops)")
             serve_on_ray(named, replicas=replicas, address=ray_address, host=host, port=port, max_body=max_body,
@@ -118,7 +121,11 @@ def check_serving_options(ctx, engine: str, project: Path | None, sample: float,
     else:
         if replicas < 1:
             fail(f"--replicas must be at least 1, got {replicas}")
-        refuse(ctx, ["project", "lm"], "is not served by --engine ray (it serves /v1/predict, /healthz and /metrics)")
+        refuse(ctx, ["lm"], "is not served by --engine ray (it serves /v1/predict, /healthz and /metrics)")
+        refuse(ctx, ["sample"], "is local-engine only: Ray Serve replicas cannot share the project's database")
+        if project is not None and given(ctx, "model"):
+            fail("--engine ray serves --model folders or --project's serving version, not both (the Label page "
+                 "is local-engine only)")
         try:
             import ray.serve  # noqa: F401
         except ImportError:
