@@ -24,20 +24,31 @@ OLD_Y = ["balance", "balance", "weather", "weather", "music", "music"] * 4
 NEW_Y = ["weather", "weather", "music", "music", "balance", "balance"] * 4  # a model that answers differently
 
 
-def train(tmp_path, labels, out, env=None):
+def train_args(tmp_path, labels, out) -> list[str]:
+    """``agilecls train``'s arguments for a model of ``labels`` saved at ``out``."""
     data = tmp_path / f"train-{labels[0]}.csv"
     pd.DataFrame({"text": TEXTS, "label": labels}).to_csv(data, index=False)
-    command = [sys.executable, "-m", "agilecls.cli", "train", str(data), "--encoder", "minilm", "--head", "logistic",
-               "--out", str(out)]
-    return subprocess.Popen(command, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    return ["train", str(data), "--encoder", "minilm", "--head", "logistic", "--out", str(out)]
+
+
+def train(tmp_path, labels, out, env=None):
+    """``agilecls train`` as a subprocess (to be killed)."""
+    return subprocess.Popen([sys.executable, "-m", "agilecls.cli", *train_args(tmp_path, labels, out)],
+                            env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
 
 
 @pytest.fixture(scope="module")
 def references(tmp_path_factory):
+    """The old and the new model, trained by the same command in this process (no start-up to pay)."""
+    from typer.testing import CliRunner
+
+    from agilecls.cli import app
+
     tmp = tmp_path_factory.mktemp("refs")
-    procs = [train(tmp, labels, tmp / name) for name, labels in (("old", OLD_Y), ("new", NEW_Y))]  # side by side
-    assert [proc.wait() for proc in procs] == [0, 0]
+    for name, labels in (("old", OLD_Y), ("new", NEW_Y)):
+        result = CliRunner().invoke(app, train_args(tmp, labels, tmp / name))
+        assert result.exit_code == 0, result.output
     probe = ["bank balance", "rain today", "play music"]
     return tmp, probe, {name: load_classifier(tmp / name).predict_proba(probe) for name in ("old", "new")}
 

@@ -118,9 +118,12 @@ def test_served_texts_survive_a_sigkill_of_the_server(tmp_path, classifier_folde
 
 def test_serve_project_alone_serves_its_label_page_before_any_version(tmp_path):
     new_project(tmp_path / "p", topic_texts(TOPICS, 2, 3)[0])
-    refused = subprocess.run([sys.executable, "-m", "agilecls.cli", "serve", "--project", str(tmp_path / "p"),
-                              "--sample", "0.5"], capture_output=True, text=True, timeout=120)
-    assert refused.returncode == 2 and "no model version to serve yet" in refused.stderr
+    from typer.testing import CliRunner
+
+    from agilecls.cli import app
+
+    refused = CliRunner().invoke(app, ["serve", "--project", str(tmp_path / "p"), "--sample", "0.5"])
+    assert refused.exit_code == 2 and "no model version to serve yet" in refused.stderr
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "agilecls.cli", "serve", "--project", str(tmp_path / "p"),
                              "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,

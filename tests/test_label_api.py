@@ -4,8 +4,6 @@ evaluation, error review, salience and every bad input answered with a 4xx and o
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 
 import pandas as pd
@@ -290,10 +288,13 @@ def test_two_tabs_labelling_at_once_lose_and_duplicate_nothing(tmp_path):
 
 @pytest.mark.parametrize("command", [["label", "--no-browser"], ["serve", "--project"]])
 def test_commands_refuse_a_folder_that_is_not_a_project(tmp_path, command):
-    args = [sys.executable, "-m", "agilecls.cli", command[0]]
-    args += [str(tmp_path), command[1]] if command[0] == "label" else [command[1], str(tmp_path)]
-    result = subprocess.run(args, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2 and "is not an agilecls project" in result.stderr
+    from typer.testing import CliRunner
+
+    from agilecls.cli import app
+
+    args = [command[0], *([str(tmp_path), command[1]] if command[0] == "label" else [command[1], str(tmp_path)])]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and "is not an agilecls project" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
 
