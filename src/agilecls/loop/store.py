@@ -134,10 +134,8 @@ class ProjectStore:
             if taken:
                 raise ProjectError(f"{len(taken)} id(s) are already in the project (e.g. {taken[0]!r}); "
                                    "give new ids or import only the new rows")
-            start = con.execute("SELECT COALESCE(MAX(position) + 1, 0) FROM texts").fetchone()[0]
             con.executemany("INSERT INTO texts (id, position, text, extra) VALUES (?, ?, ?, ?)",
-                            [(i, start + n, t, json.dumps(e, default=str)) for n, (i, t, e)
-                             in enumerate(zip(ids, texts, extras, strict=True))])
+                            _appended_rows(con, ids, texts, extras))
             given = [(i, lab) for i, lab in zip(ids, labels, strict=True) if lab is not None]
             con.executemany("INSERT INTO labels VALUES (?, ?, ?, ?)", [(i, lab, annotator, now) for i, lab in given])
             con.executemany("INSERT INTO label_log (text_id, label, annotator, at, kind) VALUES (?, ?, ?, ?, 'import')",
@@ -148,11 +146,9 @@ class ProjectStore:
         """Append texts a server answered, in one transaction, skipping ids already present (a served
         text's id is its hash, so a text served twice is stored once); returns how many were new."""
         with self.transaction() as con:
-            start = con.execute("SELECT COALESCE(MAX(position) + 1, 0) FROM texts").fetchone()[0]
+            rows = _appended_rows(con, ids, texts, extras)
             before = con.total_changes
-            con.executemany("INSERT OR IGNORE INTO texts (id, position, text, extra) VALUES (?, ?, ?, ?)",
-                            [(i, start + n, t, json.dumps(e, default=str)) for n, (i, t, e)
-                             in enumerate(zip(ids, texts, extras, strict=True))])
+            con.executemany("INSERT OR IGNORE INTO texts (id, position, text, extra) VALUES (?, ?, ?, ?)", rows)
             return con.total_changes - before
 
     def frame(self) -> pd.DataFrame:
@@ -311,6 +307,14 @@ class ProjectStore:
                                "FROM jobs ORDER BY id").fetchall()
         keys = ["id", "kind", "status", "pid", "started_at", "updated_at", "progress", "error", "version_id"]
         return [dict(zip(keys, r[:6] + (json.loads(r[6]),) + r[7:], strict=True)) for r in rows]
+
+
+def _appended_rows(con: sqlite3.Connection, ids: Sequence[str], texts: Sequence[str],
+                   extras: Sequence[dict]) -> list[tuple]:
+    """``texts`` rows (id, position, text, extra as JSON), positioned after the pool's last text."""
+    start = con.execute("SELECT COALESCE(MAX(position) + 1, 0) FROM texts").fetchone()[0]
+    return [(i, start + n, t, json.dumps(e, default=str))
+            for n, (i, t, e) in enumerate(zip(ids, texts, extras, strict=True))]
 
 
 def _existing(con: sqlite3.Connection, ids: Sequence[str]) -> list[str]:
