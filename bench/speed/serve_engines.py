@@ -22,11 +22,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -40,42 +38,17 @@ from agilecls.evaluation.metrics import format_table
 from agilecls.monitoring import DriftMonitor, record_profile
 from agilecls.validation import decision_labels
 from bench.common import META_KEYS, RESULTS, bench_parser, load_previous, setup, write_results
-from bench.speed.serve_load import run_load
+from bench.speed.serve_load import run_load, start_server, stop_group
 
 
-def start_server(args: list[str], port: int, wait: float = 600) -> subprocess.Popen:
-    """``agilecls serve ARGS --port PORT`` as a subprocess, once ``/healthz`` answers."""
-    proc = subprocess.Popen([sys.executable, "-m", "agilecls.cli", "serve", *args, "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + wait
-    while time.time() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
-                return proc
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None:
-            raise RuntimeError(f"agilecls serve {' '.join(args)} exited with {proc.returncode}")
-        time.sleep(0.5)
-    stop(proc)
-    raise RuntimeError("the server did not start")
-
-
-def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, port: int | None = None) -> None:
-    """Stop the server and everything it started, and wait until ``port`` is free and no Ray process
-    is left, so the next engine starts on a quiet machine."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, sig)
-    try:
-        proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+def wait_quiet(port: int) -> None:
+    """Wait until ``port`` is free and no Ray process is left, so the next engine starts on a quiet
+    machine."""
     deadline = time.time() + 120
     while time.time() < deadline:
         ray_left = subprocess.run(["pgrep", "-f", "raylet|gcs_server|ray::"], capture_output=True).stdout.strip()
         try:
-            busy = port is not None and httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1) is not None
+            busy = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1) is not None
         except httpx.TransportError:
             busy = False
         if not ray_left and not busy:
@@ -99,6 +72,7 @@ def engines(models: dict[str, Path], args) -> list[dict]:
     for model, folder in models.items():
         for engine, extra in [("local", []), ("ray, 1 replica", ["--engine", "ray", "--replicas", "1"]),
                               ("ray, 2 replicas", ["--engine", "ray", "--replicas", "2"])]:
+            wait_quiet(args.port)
             started, proc = time.perf_counter(), None
             try:
                 proc = start_server(["--model", str(folder), "--queue", "256", *extra], args.port)
@@ -110,7 +84,7 @@ def engines(models: dict[str, Path], args) -> list[dict]:
                 row = {"failed": f"{type(err).__name__}: {err}"}
             finally:
                 if proc is not None:
-                    stop(proc, port=args.port)
+                    stop_group(proc)
             rows.append({"model": model, "engine": engine, **row})
             print(rows[-1], flush=True)
     return rows
@@ -181,14 +155,13 @@ def feedback(encoder_dir: Path, port: int) -> dict:
         send(texts[:900])
         time.sleep(1.5)  # the writer's flush interval is 1 s: the first 900 are written by now
         send(texts[900:1000])
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        stop_group(proc, signal.SIGKILL)
         after_kill = stored()
         proc = start_server(command, port)
         try:
             send(texts)
         finally:
-            stop(proc)
+            stop_group(proc)
         final = stored()
     return {"texts": len(texts), "killed_after": 1000, "stored_at_kill": len(after_kill),
             "lost_written_before_kill": len(set(texts[:900]) - set(after_kill)),

@@ -13,8 +13,10 @@ sends a nested-quantifier regex to ``/api/aggregate`` and a 100,000-character pr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
+import signal
 import subprocess
 import sys
 import time
@@ -27,18 +29,34 @@ from agilecls.evaluation.metrics import format_table
 from bench.common import bench_parser, setup, write_results
 
 
-def start_server(model_dir: str, port: int, max_batch: int) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-m", "agilecls.cli", "serve", "--model", model_dir,
-                             "--port", str(port), "--max-batch", str(max_batch), "--queue", "256"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(600):
+def start_server(args: list[str], port: int, wait: float = 600) -> subprocess.Popen:
+    """``agilecls serve ARGS --port PORT`` as a subprocess in its own process group, once ``/healthz``
+    answers."""
+    proc = subprocess.Popen([sys.executable, "-m", "agilecls.cli", "serve", *args, "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + wait
+    while time.time() < deadline:
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
                 return proc
         except httpx.TransportError:
-            time.sleep(0.5)
-    proc.kill()
-    raise RuntimeError("the server did not start")
+            pass
+        if proc.poll() is not None:
+            raise RuntimeError(f"agilecls serve {' '.join(args)} exited with {proc.returncode}")
+        time.sleep(0.5)
+    stop_group(proc)
+    raise RuntimeError(f"the server did not start within {wait:.0f} s")
+
+
+def stop_group(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
+    """Send ``sig`` to the server's process group (it and everything it started); SIGKILL after 60 s."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, sig)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 async def client(http, url, texts, requests, rng, latencies, errors, sizes):
@@ -122,12 +140,11 @@ def main(argv=None) -> dict:
     rows = {}
     for mode, max_batch, attack in [("micro-batching off", 1, False), ("micro-batching on", 64, False),
                                     ("on, under attack", 64, True)]:
-        proc = start_server(args.model_dir, args.port, max_batch)
+        proc = start_server(["--model", args.model_dir, "--max-batch", str(max_batch), "--queue", "256"], args.port)
         try:
             rows[mode] = asyncio.run(run_load(url, texts, args.clients, args.requests, args.seed, attack))
         finally:
-            proc.terminate()
-            proc.wait(timeout=60)
+            stop_group(proc)
         print(f"{mode}: {rows[mode]}", flush=True)
     ratio = rows["micro-batching on"]["texts/s"] / rows["micro-batching off"]["texts/s"]
     print(format_table([{"mode": mode, **{k: v for k, v in row.items() if not k.startswith("attack")}}
