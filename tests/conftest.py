@@ -9,6 +9,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import pytest
 import torch
 
@@ -183,6 +184,23 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wait_until_up(proc, url: str, timeout: float) -> httpx.Response:
+    """GET ``url`` until it answers 200 while the server subprocess ``proc`` runs; that answer.
+    Kills ``proc`` and fails, with the end of its stderr when piped, if it exits or ``timeout`` passes."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            answer = httpx.get(url, timeout=5)
+            if answer.status_code == 200:
+                return answer
+        except httpx.TransportError:
+            time.sleep(0.25)
+    proc.kill()
+    stderr = proc.stderr.read() if proc.stderr else ""
+    stderr = stderr.decode(errors="replace") if isinstance(stderr, bytes) else stderr
+    raise AssertionError(f"{url} did not answer: {stderr[-2000:]}")
 
 
 @contextmanager

@@ -16,7 +16,7 @@ from agilecls import EncoderClassifier
 from agilecls.loop import Project
 from agilecls.loop.feedback import PRODUCTION, ServedSampler, served_id
 
-from conftest import build_tiny_sentence_encoder, free_port, topic_texts
+from conftest import build_tiny_sentence_encoder, free_port, topic_texts, wait_until_up
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -75,14 +75,8 @@ def serve(folder, project, port) -> subprocess.Popen:
     proc = subprocess.Popen([sys.executable, "-m", "agilecls.cli", "serve", "--model", str(folder), "--project",
                              str(project), "--sample", "1", "--port", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-    for _ in range(240):
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return proc
-        except httpx.TransportError:
-            time.sleep(0.25)
-    proc.kill()
-    raise AssertionError(f"the server did not start: {proc.stderr.read().decode()[-2000:]}")
+    wait_until_up(proc, f"http://127.0.0.1:{port}/healthz", timeout=60)
+    return proc
 
 
 @pytest.mark.slow
@@ -129,12 +123,7 @@ def test_serve_project_alone_serves_its_label_page_before_any_version(tmp_path):
                              "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             start_new_session=True)
     try:
-        for _ in range(240):
-            try:
-                health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.25)
+        health = wait_until_up(proc, f"http://127.0.0.1:{port}/healthz", timeout=60)
         assert health.json()["classifiers"] == []
         assert httpx.get(f"http://127.0.0.1:{port}/label", timeout=10).status_code == 200
     finally:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -20,30 +19,19 @@ from agilecls import load_classifier
 from agilecls.loop import Project
 from test_label_api import TRUTH, make_project
 
+from conftest import free_port, wait_until_up
+
 P = "/api/project/"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_server(folder):
     """``agilecls label FOLDER --no-browser`` on a free port; returns (process, base url)."""
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "agilecls.cli", "label", str(folder), "--no-browser",
                              "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            if httpx.get(url + P + "status", timeout=5).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            time.sleep(0.3)
-    proc.kill()
-    raise AssertionError("the labelling server did not start")
+    wait_until_up(proc, url + P + "status", timeout=120)
+    return proc, url
 
 
 def label_until_killed(url: str, client: str, acked: list, stop: threading.Event) -> None:
