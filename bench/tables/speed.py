@@ -202,14 +202,15 @@ def serve_engines() -> list[str]:
     drift = data.get("drift")
     if drift:
         calm, shifted = drift["in_distribution"], drift["shifted_30pct_oos"]
-        first_judged = {f.name: f.default for f in fields(DriftMonitor)}["min_texts"]
+        min_texts = {f.name: f.default for f in fields(DriftMonitor)}["min_texts"]
         lines += ["", "| drift stream | runs | flipped | texts until the flip (median, max) |",
                   "| --- | --- | --- | --- |",
                   f"| in distribution, {calm['texts']:,} texts | {calm['runs']} | {calm['false_alarms']} | – |",
                   f"| 30% out-of-scope texts | {shifted['runs']} | {shifted['flipped']} | "
                   f"{cell(shifted['median'], 0)}, {cell(shifted['max'], None)} |",
-                  "", f"The state is first judged at {first_judged} texts (`DriftMonitor.min_texts`; before that "
-                      f"it is `warming up`), so a flip at {first_judged} is the earliest possible.",
+                  "", f"The monitor judges the state once its window holds {min_texts} texts "
+                      f"(`DriftMonitor.min_texts`; with fewer it answers `warming up`), so {min_texts} is the "
+                      f"earliest a flip can show.",
                   "", f"Reference profile: {drift['reference']['texts']:,} predictions on the "
                       f"{drift['reference']['source']}; the intent classifier is MiniLM with a logistic head "
                       f"on the CLINC150 in-scope training rows; the state is read after every request of 8 texts."]
